@@ -1,0 +1,57 @@
+"""Command line for EffNet Lab: ``python -m core <command> ...``.
+
+Each sub-module registers one command group with :func:`register` and runs it with the parsed
+arguments; this module only wires them together. Exit status: 0 success, 1 partial failure or a
+failed run, 2 bad arguments (argparse's own convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Sub-modules, in the order their commands appear in --help.
+_COMMAND_MODULES = ("core.cli.classify", "core.cli.train", "core.cli.scaling")
+
+
+class CliError(Exception):
+    """A clear, user-facing error: printed without a traceback, exit status 2 unless given."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every command registered."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description="EffNet Lab: EfficientNet transfer learning, classification and scaling.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a command group not written yet must not break others
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

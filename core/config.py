@@ -1,0 +1,41 @@
+"""Where EffNet Lab keeps things on disk, each overridable by an environment variable.
+
+- ``EFFNET_LAB_CACHE``: converted weights and decoded-dataset caches (default ``~/.cache/effnet-lab``).
+- ``EFFNET_LAB_RUNS``: saved training runs (default ``<project>/runs``).
+- ``EFFNET_LAB_CIFAR10_DIR``: a local CIFAR-10 image folder used when ``keras.datasets`` cannot
+  download (``train/<class>/*.jpg`` and ``test/<class>/*.jpg``).
+- ``EFFNET_LAB_DOWNLOAD_TIMEOUT``: seconds to wait for an online download before falling back
+  (default 10).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Directory for converted weights and dataset caches (created on demand)."""
+    path = Path(os.environ.get("EFFNET_LAB_CACHE", Path.home() / ".cache" / "effnet-lab"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    """Directory holding one sub-folder per training run (created on demand)."""
+    path = Path(os.environ.get("EFFNET_LAB_RUNS", PROJECT_ROOT / "runs"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cifar10_dir() -> Path | None:
+    """The local CIFAR-10 image folder named by ``EFFNET_LAB_CIFAR10_DIR``, if set."""
+    value = os.environ.get("EFFNET_LAB_CIFAR10_DIR")
+    return Path(value) if value else None
+
+
+def download_timeout() -> float:
+    """Seconds an online download may take to start before we fall back to offline sources."""
+    return float(os.environ.get("EFFNET_LAB_DOWNLOAD_TIMEOUT", "10"))

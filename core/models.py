@@ -1,0 +1,140 @@
+"""EfficientNet model building: B0–B7 and EfficientNet-Lite0 from Keras's own builder.
+
+Every model here takes raw RGB pixels in 0..255 (float, NHWC); normalisation lives inside the
+model (Keras's ``Rescaling`` + ``Normalization`` stem), so data pipelines never normalise. Weights
+are loaded separately by :mod:`core.weights`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Compound-scaling coefficients of one released EfficientNet.
+
+    Attributes:
+        width: Channel multiplier.
+        depth: Layer-repeat multiplier.
+        resolution: Input size the variant was trained at.
+        dropout: Dropout rate before the classifier.
+        lite: True for EfficientNet-Lite (no squeeze-excite, relu6 activations).
+    """
+
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+    lite: bool = False
+
+
+# The official table, as in keras.applications.efficientnet (and the paper's Table 1/2).
+VARIANTS: dict[str, Variant] = {
+    "b0": Variant(1.0, 1.0, 224, 0.2),
+    "b1": Variant(1.0, 1.1, 240, 0.2),
+    "b2": Variant(1.1, 1.2, 260, 0.3),
+    "b3": Variant(1.2, 1.4, 300, 0.3),
+    "b4": Variant(1.4, 1.8, 380, 0.4),
+    "b5": Variant(1.6, 2.2, 456, 0.4),
+    "b6": Variant(1.8, 2.6, 528, 0.5),
+    "b7": Variant(2.0, 3.1, 600, 0.5),
+    # EfficientNet-Lite0: B0's stages without squeeze-excite, relu6 (quantisation-friendly).
+    "lite0": Variant(1.0, 1.0, 224, 0.2, lite=True),
+}
+
+
+def variant(name: str) -> Variant:
+    """Look up a variant by name (case-insensitive), with a clear error for unknown names."""
+    key = name.strip().lower()
+    if key.startswith("efficientnet"):
+        key = key[len("efficientnet"):].lstrip("-_")
+    if key not in VARIANTS:
+        raise ValueError(f"Unknown backbone {name!r}: choose one of {', '.join(VARIANTS)}.")
+    return VARIANTS[key]
+
+
+def _lite_blocks_args() -> list[dict]:
+    """B0's block table with squeeze-excite removed (EfficientNet-Lite)."""
+    from keras.src.applications import efficientnet as keras_effnet
+
+    blocks = copy.deepcopy(keras_effnet.DEFAULT_BLOCKS_ARGS)
+    for args in blocks:
+        args["se_ratio"] = 0.0
+    return blocks
+
+
+def build_efficientnet(
+    name: str = "b0",
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    include_top: bool = True,
+    classes: int = 1000,
+    pooling: str | None = None,
+    width: float | None = None,
+    depth: float | None = None,
+    dropout: float | None = None,
+    model_name: str | None = None,
+):
+    """Build an EfficientNet with random weights through Keras's ``EfficientNet`` builder.
+
+    Args:
+        name: A key of :data:`VARIANTS` ("b0".."b7", "lite0").
+        input_shape: (H, W, 3); defaults to the variant's square resolution. Any size ≥ 32 works,
+            with or without the top.
+        include_top: Add global pooling, dropout and a ``classes``-way softmax Dense.
+        classes: Size of the top's output.
+        pooling: "avg", "max" or None, used when ``include_top`` is False.
+        width: Override the width coefficient (formula-scaled networks).
+        depth: Override the depth coefficient.
+        dropout: Override the top's dropout rate.
+        model_name: Keras model name; defaults to ``efficientnet<name>``.
+
+    Returns:
+        An uncompiled ``keras.Model`` taking float RGB pixels in 0..255.
+    """
+    import keras
+    from keras.src.applications import efficientnet as keras_effnet
+
+    spec = variant(name)
+    if input_shape is None:
+        input_shape = (spec.resolution, spec.resolution, 3)
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) != 3 or input_shape[2] != 3 or min(input_shape[:2]) < 32:
+        raise ValueError(f"input_shape must be (H, W, 3) with H, W >= 32, got {input_shape}.")
+    key = name.strip().lower()
+    return keras_effnet.EfficientNet(
+        spec.width if width is None else width,
+        spec.depth if depth is None else depth,
+        spec.resolution,
+        spec.dropout if dropout is None else dropout,
+        activation=keras.activations.relu6 if spec.lite else "swish",
+        blocks_args=_lite_blocks_args() if spec.lite else "default",
+        name=model_name or f"efficientnet{key}",
+        include_top=include_top,
+        weights=None,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+    )
+
+
+def set_input_normalization(model, mean, variance) -> None:
+    """Set the stem ``Normalization`` layer so that it computes ``(x/255 - mean) / sqrt(variance)``.
+
+    Args:
+        model: A model from :func:`build_efficientnet` (its first Normalization layer is the stem's).
+        mean: Per-channel mean on the 0..1 scale (3 values) or one scalar.
+        variance: Per-channel variance on the 0..1 scale, or one scalar.
+    """
+    import numpy as np
+
+    from keras import layers
+
+    norm = next(layer for layer in model.layers if isinstance(layer, layers.Normalization))
+    values = [np.broadcast_to(np.asarray(v, dtype="float32"), (3,)) for v in (mean, variance)]
+    weights = norm.get_weights()  # [mean, variance, count], mean/variance shaped (1,1,1,3)
+    weights[0] = values[0].reshape(weights[0].shape)
+    weights[1] = values[1].reshape(weights[1].shape)
+    norm.set_weights(weights)

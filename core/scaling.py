@@ -1,0 +1,298 @@
+"""EfficientNet compound scaling, computed exactly and without TensorFlow.
+
+Tan & Le (2019, arXiv 1905.11946) scale a base network's depth by ``alpha**phi``, its width by
+``beta**phi`` and its input resolution by ``gamma**phi``, with ``alpha * beta**2 * gamma**2 ~ 2``
+so that FLOPs grow about ``2**phi``. The released B1-B7 use hand-picked coefficients instead
+(:data:`OFFICIAL`), and every network rounds channels to multiples of 8 and repeats up.
+
+This module holds the B0 base network as data (:data:`BASE_STAGES`), rounds exactly as
+``keras/src/applications/efficientnet.py`` does, and derives from any (width, depth, resolution)
+the per-stage table, the parameter count (equal to Keras's ``model.count_params()`` for a
+1000-class model built with ``weights=None``) and the multiply-add count.
+
+Resolution rule for the formula: ``round(base_resolution * gamma**phi)`` with halves rounded up,
+to a plain integer (no multiple-of-8 snapping), because the released resolutions (240, 260, 300,
+...) are not multiples of 8 either and the per-stage sizes follow from any integer by ``ceil(r/2)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid-searched depth, width, resolution bases
+BASE_RESOLUTION = 224
+DEPTH_DIVISOR = 8
+CLASSES = 1000
+STEM_FILTERS = 32
+HEAD_FILTERS = 1280
+# Keras's stem has a Normalization layer whose mean (3), variance (3) and count (1) are weights.
+INPUT_NORMALIZATION_PARAMS = 3 + 3 + 1
+BN_PARAMS_PER_CHANNEL = 4  # gamma, beta, moving mean, moving variance
+
+
+@dataclass(frozen=True)
+class BaseStage:
+    """One MBConv stage of the B0 base network (the paper's Table 1, stages 2-8)."""
+
+    operator: str
+    kernel: int
+    stride: int
+    expand: int
+    channels_in: int
+    channels_out: int
+    repeats: int
+    se_ratio: float
+
+
+BASE_STAGES: tuple[BaseStage, ...] = (
+    BaseStage("MBConv1", 3, 1, 1, 32, 16, 1, 0.25),
+    BaseStage("MBConv6", 3, 2, 6, 16, 24, 2, 0.25),
+    BaseStage("MBConv6", 5, 2, 6, 24, 40, 2, 0.25),
+    BaseStage("MBConv6", 3, 2, 6, 40, 80, 3, 0.25),
+    BaseStage("MBConv6", 5, 1, 6, 80, 112, 3, 0.25),
+    BaseStage("MBConv6", 5, 2, 6, 112, 192, 4, 0.25),
+    BaseStage("MBConv6", 3, 1, 6, 192, 320, 1, 0.25),
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The coefficients a released EfficientNet uses."""
+
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+
+
+OFFICIAL: dict[str, Variant] = {
+    "b0": Variant(1.0, 1.0, 224, 0.2),
+    "b1": Variant(1.0, 1.1, 240, 0.2),
+    "b2": Variant(1.1, 1.2, 260, 0.3),
+    "b3": Variant(1.2, 1.4, 300, 0.3),
+    "b4": Variant(1.4, 1.8, 380, 0.4),
+    "b5": Variant(1.6, 2.2, 456, 0.4),
+    "b6": Variant(1.8, 2.6, 528, 0.5),
+    "b7": Variant(2.0, 3.1, 600, 0.5),
+}
+
+# The paper's Table 2: FLOPs (billions of multiply-adds) and ImageNet top-1 (%) of B0-B7.
+PAPER_FLOPS = {"b0": 0.39e9, "b1": 0.70e9, "b2": 1.0e9, "b3": 1.8e9,
+               "b4": 4.2e9, "b5": 9.9e9, "b6": 19e9, "b7": 37e9}
+PAPER_TOP1 = {"b0": 77.1, "b1": 79.1, "b2": 80.1, "b3": 81.6,
+              "b4": 82.9, "b5": 83.6, "b6": 84.0, "b7": 84.3}
+
+
+@dataclass(frozen=True)
+class Multipliers:
+    """What compound scaling gives for one phi."""
+
+    phi: float
+    depth: float  # alpha ** phi
+    width: float  # beta ** phi
+    resolution_factor: float  # gamma ** phi
+    resolution: int  # round(base_resolution * gamma ** phi)
+    constraint: float  # alpha * beta**2 * gamma**2 (2 in the paper)
+    flops_factor: float  # constraint ** phi
+    ideal_flops_factor: float  # 2 ** phi
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One row of the per-stage table (the paper's Table 1 layout), with its cost."""
+
+    stage: int
+    operator: str
+    resolution: int  # input height = width
+    channels: int  # output channels
+    layers: int
+    kernel: int
+    stride: int
+    params: int
+    flops: int  # multiply-adds
+
+
+@dataclass(frozen=True)
+class Network:
+    """A fully scaled EfficientNet: its coefficients, stage table and totals."""
+
+    width: float
+    depth: float
+    resolution: int
+    stages: tuple[StageRow, ...]
+    params: int
+    flops: int
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: width, depth, resolution, params, flops, stages."""
+        return {
+            "width": self.width, "depth": self.depth, "resolution": self.resolution,
+            "params": self.params, "flops": self.flops,
+            "stages": [vars(row).copy() for row in self.stages],
+        }
+
+
+# ----- validation ------------------------------------------------------------------------------
+def _check_real(name: str, value: object, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum:g}, got {value:g}.")
+    return float(value)
+
+
+def _check_resolution(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer number of pixels, got {value!r}.")
+    return int(value)
+
+
+# ----- scaling ---------------------------------------------------------------------------------
+def constraint(alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA) -> float:
+    """The FLOPs growth per unit of phi, ``alpha * beta**2 * gamma**2`` (the paper fixes it ~2)."""
+    return alpha * beta**2 * gamma**2
+
+
+def multipliers(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
+                base_resolution: int = BASE_RESOLUTION) -> Multipliers:
+    """Depth, width and resolution multipliers for compound coefficient ``phi``.
+
+    Args:
+        phi: Compound coefficient, ``>= 0``.
+        alpha: Depth base, ``>= 1``.
+        beta: Width base, ``>= 1``.
+        gamma: Resolution base, ``>= 1``.
+        base_resolution: Input size of the base network in pixels.
+
+    Raises:
+        ValueError: If any input is out of range.
+    """
+    phi = _check_real("phi", phi, 0.0)
+    alpha, beta, gamma = (_check_real(n, v, 1.0) for n, v in
+                          (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
+    base_resolution = _check_resolution("base resolution", base_resolution)
+    c = constraint(alpha, beta, gamma)
+    factor = gamma**phi
+    return Multipliers(
+        phi=phi, depth=alpha**phi, width=beta**phi, resolution_factor=factor,
+        resolution=max(1, math.floor(base_resolution * factor + 0.5)),  # halves round up
+        constraint=c, flops_factor=c**phi, ideal_flops_factor=2.0**phi,
+    )
+
+
+def round_filters(filters: int, width: float, divisor: int = DEPTH_DIVISOR) -> int:
+    """Scale a channel count by ``width`` and round it as Keras's EfficientNet does.
+
+    Rounds to the nearest multiple of ``divisor`` (at least ``divisor``), then adds one more
+    ``divisor`` if that rounding lost more than 10 % of the scaled value.
+    """
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * scaled:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """Scale a stage's layer count by ``depth``, rounding up as Keras's EfficientNet does."""
+    return int(math.ceil(depth * repeats))
+
+
+# ----- cost of the layers, exactly as Keras builds them ----------------------------------------
+def _conv(k: int, c_in: int, c_out: int, bias: bool = False) -> int:
+    return k * k * c_in * c_out + (c_out if bias else 0)
+
+
+def _bn(c: int) -> int:
+    return BN_PARAMS_PER_CHANNEL * c
+
+
+def _mbconv(c_in: int, c_out: int, kernel: int, stride: int, expand: int, se_ratio: float,
+            res_in: int) -> tuple[int, int, int]:
+    """Params, multiply-adds and output size of one MBConv block (Keras's ``block``)."""
+    hidden = c_in * expand
+    res_out = math.ceil(res_in / stride)  # "same" and Keras's correct_pad both give ceil(r / s)
+    params = flops = 0
+    if expand != 1:
+        params += _conv(1, c_in, hidden) + _bn(hidden)
+        flops += res_in**2 * c_in * hidden
+    params += kernel * kernel * hidden + _bn(hidden)  # depthwise
+    flops += res_out**2 * kernel * kernel * hidden
+    if 0 < se_ratio <= 1:
+        squeezed = max(1, int(c_in * se_ratio))  # Keras squeezes from the block input channels
+        params += _conv(1, hidden, squeezed, bias=True) + _conv(1, squeezed, hidden, bias=True)
+        flops += 2 * hidden * squeezed
+    params += _conv(1, hidden, c_out) + _bn(c_out)
+    flops += res_out**2 * hidden * c_out
+    return params, flops, res_out
+
+
+def network(width: float, depth: float, resolution: int, classes: int = CLASSES) -> Network:
+    """The scaled network's stage table, parameter count and multiply-adds.
+
+    Args:
+        width: Channel multiplier, ``>= 1``.
+        depth: Layer-count multiplier, ``>= 1``.
+        resolution: Input height = width in pixels, a positive integer.
+        classes: Size of the classifier head.
+
+    Raises:
+        ValueError: If a coefficient is below 1 or the resolution is not a positive integer.
+    """
+    width = _check_real("width", width, 1.0)
+    depth = _check_real("depth", depth, 1.0)
+    resolution = _check_resolution("resolution", resolution)
+    classes = _check_resolution("classes", classes)
+
+    rows: list[StageRow] = []
+    stem = round_filters(STEM_FILTERS, width)
+    res = math.ceil(resolution / 2)
+    rows.append(StageRow(1, "Conv3x3", resolution, stem, 1, 3, 2,
+                         INPUT_NORMALIZATION_PARAMS + _conv(3, 3, stem) + _bn(stem),
+                         res**2 * _conv(3, 3, stem)))
+    for i, base in enumerate(BASE_STAGES, start=2):
+        c_in, c_out = round_filters(base.channels_in, width), round_filters(base.channels_out, width)
+        layers = round_repeats(base.repeats, depth)
+        res_in, params, flops = res, 0, 0
+        for j in range(layers):  # the first layer strides and changes channels, the rest keep them
+            p, f, res = _mbconv(c_in if j == 0 else c_out, c_out, base.kernel,
+                                base.stride if j == 0 else 1, base.expand, base.se_ratio, res)
+            params, flops = params + p, flops + f
+        rows.append(StageRow(i, f"{base.operator}, k{base.kernel}x{base.kernel}", res_in, c_out,
+                             layers, base.kernel, base.stride, params, flops))
+    head = round_filters(HEAD_FILTERS, width)
+    c_last = rows[-1].channels
+    rows.append(StageRow(len(rows) + 1, "Conv1x1 & Pooling & FC", res, head, 1, 1, 1,
+                         _conv(1, c_last, head) + _bn(head) + head * classes + classes,
+                         res**2 * c_last * head + head * classes))
+    return Network(width=width, depth=depth, resolution=resolution, stages=tuple(rows),
+                   params=sum(r.params for r in rows), flops=sum(r.flops for r in rows))
+
+
+def formula_network(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
+                    base_resolution: int = BASE_RESOLUTION) -> Network:
+    """The network compound scaling gives for ``phi`` (see :func:`multipliers`)."""
+    m = multipliers(phi, alpha, beta, gamma, base_resolution)
+    return network(m.width, m.depth, m.resolution)
+
+
+def official_network(variant: str) -> Network:
+    """The released network ``variant`` ("b0".."b7").
+
+    Raises:
+        ValueError: If the variant is unknown.
+    """
+    key = str(variant).lower()
+    if key not in OFFICIAL:
+        raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
+    v = OFFICIAL[key]
+    return network(v.width, v.depth, v.resolution)
+
+
+def nearest_variant(flops: float) -> str:
+    """The released variant whose multiply-adds are nearest to ``flops`` on a log scale."""
+    if not flops > 0:
+        raise ValueError(f"FLOPs must be positive, got {flops!r}.")
+    return min(OFFICIAL, key=lambda v: abs(math.log(official_network(v).flops / flops)))
