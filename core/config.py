@@ -3,7 +3,8 @@
 - ``EFFNET_LAB_CACHE``: converted weights and decoded-dataset caches (default ``~/.cache/effnet-lab``).
 - ``EFFNET_LAB_RUNS``: saved training runs (default ``<project>/runs``).
 - ``EFFNET_LAB_CIFAR10_DIR``: a local CIFAR-10 image folder used when ``keras.datasets`` cannot
-  download (``train/<class>/*.jpg`` and ``test/<class>/*.jpg``).
+  download (``train/<class>/*.jpg`` and ``test/<class>/*.jpg``); default
+  ``<project>/../shared/datasets/cifar10`` if it exists.
 - ``EFFNET_LAB_DOWNLOAD_TIMEOUT``: seconds to wait for an online download before falling back
   (default 10).
 """
@@ -31,9 +32,13 @@ def runs_dir() -> Path:
 
 
 def cifar10_dir() -> Path | None:
-    """The local CIFAR-10 image folder named by ``EFFNET_LAB_CIFAR10_DIR``, if set."""
+    """The local CIFAR-10 image folder: ``EFFNET_LAB_CIFAR10_DIR`` if set, else
+    ``<project>/../shared/datasets/cifar10`` when that exists (the offline copy beside a checkout)."""
     value = os.environ.get("EFFNET_LAB_CIFAR10_DIR")
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    beside = PROJECT_ROOT.parent / "shared" / "datasets" / "cifar10"
+    return beside if beside.is_dir() else None
 
 
 def download_timeout() -> float:

@@ -1,10 +1,11 @@
-"""Datasets as in-memory uint8 arrays: CIFAR-10 (``keras.datasets`` or a local copy) and image folders.
+"""Datasets as in-memory uint8 arrays: CIFAR-10 (keras.datasets or a local copy) and image folders.
 
-Images are stored at a small *storage size* (32 for CIFAR-10, 64 otherwise); resizing to the model's
-resolution, augmentation and normalisation happen inside the Keras model, so on the GPU when there
-is one. Decoding a folder of JPEGs is the slow part, so the decoded arrays are cached on disk under
-``config.cache_dir() / "datasets"``, keyed by the folder's contents (relative paths, sizes, mtimes)
-and the storage size: a second load of the 60 000 CIFAR-10 images takes about a second.
+Images are stored at a small *storage size* (32 for CIFAR-10, else 64 or the images' own size
+when smaller); resizing to the model's resolution, augmentation and normalisation happen inside
+the Keras model, so on the GPU when there is one. Decoding a folder of JPEGs is the slow part, so
+the decoded arrays are cached on disk under ``config.cache_dir() / "datasets"``, keyed by the
+folder's contents (relative paths, sizes, mtimes) and the storage size: a second load of the
+60 000 CIFAR-10 images takes about two seconds.
 
 Folder layouts (one subfolder per class, any depth of images below it):
 
@@ -38,7 +39,8 @@ CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 ]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # what keras.datasets fetches
+# What keras.datasets.cifar10 downloads; we only probe its host to fail fast when offline.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # Bump when the cached arrays' meaning changes (decoding, resizing), so old caches are not reused.
 _CACHE_VERSION = 1
 _CHUNK = 256  # images per decoding task: progress and stop checks happen between chunks
@@ -83,7 +85,7 @@ class Dataset:
         return int(self.x_train.shape[1])
 
 
-# ----- public entry points ----------------------------------------------------------------------
+# ----- public entry points ------------------------------------------------------------------------
 def load_dataset(
     spec: str = "cifar10",
     *,
@@ -99,7 +101,8 @@ def load_dataset(
 
     Args:
         spec: ``"cifar10"`` or the path of an image folder.
-        storage_size: side of the stored square images (default 32 for CIFAR-10, else 64).
+        storage_size: side of the stored square images (default 32 for CIFAR-10; for a folder
+            64, or the images' own size when smaller).
         subset: keep a stratified, seeded subset of this many training images (quick demos).
         test_subset: the same for the test split.
         seed: seed for the stratified split, the shuffle and the subsets.
@@ -111,6 +114,8 @@ def load_dataset(
         DataError: with a message saying what failed and how to fix it.
     """
     spec = str(spec).strip()
+    if storage_size is not None and int(storage_size) < 1:
+        raise DataError(f"storage_size must be a positive number of pixels, got {storage_size}.")
     for name, value in (("subset", subset), ("test_subset", test_subset)):
         if value is not None and int(value) < 1:
             raise DataError(f"{name} must be a positive number of images, got {value}.")
@@ -118,7 +123,7 @@ def load_dataset(
         ds = _load_cifar10(storage_size or 32, seed, progress, use_cache)
     else:
         ds = load_image_folder(
-            spec, storage_size=storage_size or 64, seed=seed, val_fraction=val_fraction,
+            spec, storage_size=storage_size, seed=seed, val_fraction=val_fraction,
             progress=progress, use_cache=use_cache,
         )
     if subset is not None and subset < len(ds.y_train):
@@ -133,7 +138,7 @@ def load_dataset(
 def load_image_folder(
     path: str | os.PathLike,
     *,
-    storage_size: int = 64,
+    storage_size: int | None = None,
     seed: int = 0,
     val_fraction: float = 0.2,
     progress: Progress | None = None,
@@ -144,6 +149,8 @@ def load_image_folder(
     Args:
         path: the dataset folder.
         storage_size: side S of the stored S×S images (shorter side resized to S, centre crop).
+            Default: 64, or less when the images are smaller (32 for a CIFAR-10 folder), so
+            small images are never upscaled in storage.
         seed: seed for the stratified split (when there is no test folder) and the shuffle.
         val_fraction: share of each class held out for testing when there is no test folder.
         progress: receives decoding progress; its stop request aborts with ``Stopped``.
@@ -155,10 +162,10 @@ def load_image_folder(
     root = Path(path).expanduser()
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}.")
-    if int(storage_size) < 1:
+    if storage_size is not None and int(storage_size) < 1:
         raise DataError(f"storage_size must be a positive number of pixels, got {storage_size}.")
-    storage_size = int(storage_size)
     parts, class_names = _scan_layout(root)  # parts: {"train"/"test"/"all": (dir, [(class, file)])}
+    storage_size = int(storage_size or _default_storage_size(parts))
     key = _cache_key(root, parts, storage_size)
     cache_file = _cache_file(root, storage_size, key)
 
@@ -233,7 +240,9 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarr
 
 
 # ----- CIFAR-10 -----------------------------------------------------------------------------------
-def _load_cifar10(storage_size: int, seed: int, progress: Progress | None, use_cache: bool) -> Dataset:
+def _load_cifar10(
+    storage_size: int, seed: int, progress: Progress | None, use_cache: bool
+) -> Dataset:
     """keras.datasets if cached or reachable, else the local copy, else a DataError saying both."""
     try:
         x_train, y_train, x_test, y_test, how = _keras_cifar10()
@@ -327,7 +336,9 @@ def _scan_layout(root: Path) -> tuple[dict[str, tuple[Path, list]], list[str]]:
             "class (or train/ and test/ subfolders that each have one subfolder per class)."
         )
     if not root.is_dir():
-        raise DataError(f"{root} is a file, not a folder: give a folder with one subfolder per class.")
+        raise DataError(
+            f"{root} is a file, not a folder: give a folder with one subfolder per class."
+        )
     train = root / "train"
     test = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
     if train.is_dir() and test is not None:
@@ -346,6 +357,24 @@ def _scan_layout(root: Path) -> tuple[dict[str, tuple[Path, list]], list[str]]:
     folder = train if train.is_dir() and _subdirs(train) else root
     files, class_names = _scan_classes(folder)
     return {"all": (folder, files)}, class_names
+
+
+def _default_storage_size(parts: dict, cap: int = 64) -> int:
+    """``cap``, or the largest short side among each class's first image when that is smaller."""
+    firsts, seen = [], set()
+    for _, files in parts.values():
+        for label, entry in files:
+            if label not in seen:
+                seen.add(label)
+                firsts.append(entry.path)
+    sides = []
+    for path in firsts:
+        try:
+            with Image.open(path) as im:  # reads the header only
+                sides.append(min(im.size))
+        except Exception:  # an unreadable sample says nothing about the size
+            pass
+    return min(cap, max(sides, default=cap))
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -406,15 +435,17 @@ def _walk_images(folder: Path) -> list[os.DirEntry]:
     return found
 
 
-# ----- cache ---------------------------------------------------------------------------------------
+# ----- cache --------------------------------------------------------------------------------------
 def _cache_key(root: Path, parts: dict, storage_size: int) -> str:
     """Hash of every image's relative path, size and mtime, plus the storage size."""
     h = hashlib.sha256(f"v{_CACHE_VERSION} size={storage_size}\n".encode())
+    start = len(os.path.join(str(root), ""))  # every entry.path begins with root + separator
+    lines = []
     for name, (_, files) in parts.items():
         for label, entry in files:
             st = entry.stat()
-            rel = os.path.relpath(entry.path, root)
-            h.update(f"{name}\t{label}\t{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            lines.append(f"{name}\t{label}\t{entry.path[start:]}\t{st.st_size}\t{st.st_mtime_ns}\n")
+    h.update("".join(lines).encode())
     return h.hexdigest()
 
 
@@ -439,7 +470,7 @@ def _write_cache(cache_file: Path, arrays: dict[str, np.ndarray], skipped: int) 
         return False
 
 
-# ----- decoding ------------------------------------------------------------------------------------
+# ----- decoding -----------------------------------------------------------------------------------
 def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """Decode one image file to uint8 (size, size, 3): RGB, shorter side to ``size``, centre crop.
 

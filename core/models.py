@@ -138,3 +138,6 @@ def set_input_normalization(model, mean, variance) -> None:
     weights[0] = values[0].reshape(weights[0].shape)
     weights[1] = values[1].reshape(weights[1].shape)
     norm.set_weights(weights)
+    # Normalization caches mean/variance as constants; set_weights alone does not refresh them
+    # (load_weights does, through load_own_variables), so refresh explicitly.
+    norm.finalize_state()

@@ -517,9 +517,7 @@ def load_backbone(variant: str = "b0", source: str = "auto", *, input_shape=None
         full = model if include_top else build_efficientnet("lite0", input_shape=input_shape)
         full.load_weights(info.path)
         if full is not model:
-            for layer in model.layers:
-                if layer.weights:
-                    layer.set_weights(full.get_layer(layer.name).get_weights())
+            _copy_weights(full, model)
         return model, info
     if info.source == "imagenet" or include_top:
         load_weights_file(model, info.path, official_preprocessing=info.source == "imagenet")
@@ -527,7 +525,19 @@ def load_backbone(variant: str = "b0", source: str = "auto", *, input_shape=None
         # A user file with a top, loaded into a top-less model: load into the full model and copy.
         full = build_efficientnet(info.variant, input_shape=input_shape)
         load_weights_file(full, info.path, official_preprocessing=False)
-        for layer in model.layers:
-            if layer.weights:
-                layer.set_weights(full.get_layer(layer.name).get_weights())
+        _copy_weights(full, model)
     return model, info
+
+
+def _copy_weights(src, dst) -> None:
+    """Copy weights layer by layer from ``src`` into ``dst`` (same builder; ``src`` may have a top).
+
+    Layers are matched by position, not name: Keras auto-names the stem's Normalization layer
+    differently in every model it builds.
+    """
+    src_layers = [layer for layer in src.layers if layer.weights]
+    dst_layers = [layer for layer in dst.layers if layer.weights]
+    for s_layer, d_layer in zip(src_layers, dst_layers):
+        d_layer.set_weights(s_layer.get_weights())
+        if hasattr(d_layer, "finalize_state"):
+            d_layer.finalize_state()

@@ -1,0 +1,133 @@
+"""Time a forward pass of a scaled EfficientNet on this machine, next to its FLOPs estimate.
+
+The model is built with random weights (timing does not depend on the weights' values) and run
+through Keras's compiled inference step (``predict_on_batch``: a ``tf.function`` or ``jax.jit``),
+as inference normally runs; the untimed warm-up pass per batch size pays for tracing. Keras is imported inside the functions so that importing this
+module stays cheap.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+from core.progress import Progress, Stopped
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Forward-pass timing at one batch size.
+
+    Attributes:
+        batch: Images per forward pass.
+        seconds: Median wall time of one pass (after one untimed warm-up pass).
+        runs: How many timed passes the median is over.
+        flops: Multiply-adds of one image, from :mod:`core.scaling` (0 if unknown).
+    """
+
+    batch: int
+    seconds: float
+    runs: int
+    flops: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch / self.seconds
+
+    @property
+    def gmacs_per_s(self) -> float:
+        """Achieved billions of multiply-adds per second (0 when FLOPs are unknown)."""
+        return self.flops * self.batch / self.seconds / 1e9
+
+
+def device_name() -> str:
+    """The device Keras runs on, preferring an accelerator, e.g. ``"gpu:0 (tensorflow)"``."""
+    import keras
+
+    devices = keras.distribution.list_devices()
+    accelerators = [d for d in devices if not d.lower().startswith("cpu")]
+    return f"{(accelerators or devices or ['cpu'])[0]} ({keras.backend.backend()})"
+
+
+def build_model(width: float, depth: float, resolution: int):
+    """A 1000-class EfficientNet with random weights for the given coefficients.
+
+    Raises:
+        ValueError: If the resolution is below Keras's minimum of 32 pixels.
+    """
+    from core.models import build_efficientnet
+
+    return build_efficientnet("b0", width=width, depth=depth, input_shape=(resolution, resolution, 3),
+                              model_name="efficientnet_scaled")
+
+
+def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 0,
+                 max_runs: int = 5, budget_s: float = 3.0,
+                 progress: Progress | None = None) -> list[Timing]:
+    """Time ``model``'s forward pass at each batch size.
+
+    Each batch size gets one untimed warm-up pass, then timed passes until ``max_runs`` are done
+    or ``budget_s`` seconds are spent (at least one), so large models stay bearable on a CPU.
+
+    Args:
+        model: A Keras model with a fixed square input size.
+        batch_sizes: Images per pass, in the order to time them.
+        flops: Multiply-adds of one image, copied into each :class:`Timing`.
+        max_runs: Most timed passes per batch size.
+        budget_s: Time after which no further timed pass starts for a batch size.
+        progress: Optional; gets one phase per batch size and is checked for a stop request
+            before every pass.
+
+    Returns:
+        One :class:`Timing` per batch size.
+
+    Raises:
+        core.progress.Stopped: If ``progress`` asked to stop.
+    """
+    import numpy as np
+
+    height, width, channels = model.input_shape[1:]
+    rng = np.random.default_rng(0)
+    timings = []
+    for batch in batch_sizes:
+        x = rng.uniform(0, 255, size=(batch, height, width, channels)).astype("float32")
+        if progress:
+            progress.start(f"forward pass, batch {batch}", total=max_runs + 1, unit="pass")
+
+        def one_pass() -> float:
+            if progress:
+                progress.check_stop()
+            t0 = time.perf_counter()
+            model.predict_on_batch(x)  # returns numpy, so asynchronous devices are timed fully
+            if progress:
+                progress.advance()
+            return time.perf_counter() - t0
+
+        one_pass()  # warm-up: the first pass per input shape traces and compiles the graph
+        durations: list[float] = []
+        started = time.perf_counter()
+        while not durations or (len(durations) < max_runs
+                                and time.perf_counter() - started < budget_s):
+            durations.append(one_pass())
+        timings.append(Timing(batch, statistics.median(durations), len(durations), flops))
+    return timings
+
+
+def measure(model, progress: Progress, *, flops: int = 0,
+            batch_sizes: tuple[int, ...] = (1, 32)) -> None:
+    """Worker-thread entry: :func:`time_forward` reported through ``progress``.
+
+    Finishes ``progress`` with the list of :class:`Timing` (those completed before a stop
+    request, if any) or with an error message; it never raises.
+    """
+    progress.begin(device_name())
+    timings: list[Timing] = []
+    try:
+        for batch in batch_sizes:
+            timings += time_forward(model, (batch,), flops=flops, progress=progress)
+        progress.finish(result=timings)
+    except Stopped:
+        progress.finish(result=timings)
+    except Exception as exc:  # e.g. out of memory: report it to the person, not as a traceback
+        progress.finish(result=timings, error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,267 @@
+"""Saved training runs: one folder per run, every file written atomically.
+
+A run folder holds::
+
+    status.json        {"status": "running", "pid": ..., "created": ...} at start, then the final status
+    config.json        the TrainConfig as a dict
+    classes.json       class names in label order
+    history.csv        one row per finished epoch (rewritten after every epoch)
+    model.keras        the best model: a full image → class network taking 0..255 pixels
+    confusion.json     test confusion matrix, rows = true class, columns = predicted class
+    results.json       test accuracy, epochs, wall time, device, weights, status, per-class accuracy…
+    misclassified.npz  a few misclassified test images for the UI's grid
+
+Writers use :class:`RunWriter`; readers use :func:`list_runs`, :func:`load_run`,
+:func:`load_run_model` and :func:`misclassified`. Every write goes through :mod:`core.fileio`
+(temp file + rename), so a killed process leaves old files or new ones, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core import config as app_config
+from core.fileio import atomic_path, write_json, write_text
+
+STATUSES = ("running", "done", "stopped", "error")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                   "images_per_s")
+
+
+@dataclass
+class RunInfo:
+    """What a run folder says about one training run.
+
+    Attributes:
+        path: The run folder.
+        name: Folder name.
+        status: "running", "done", "stopped" or "error" (a run whose process died while
+            running reads as "error").
+        config: The training configuration (``TrainConfig.to_dict()``).
+        test_accuracy: Accuracy of the saved model on the test split, if training got that far.
+        created: Start time (seconds since the epoch).
+        class_names: Class names in label order.
+        history: Per-epoch rows (epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds,
+            images_per_s) as floats (epoch as int).
+        confusion: Test confusion matrix (rows true, columns predicted), if saved.
+        results: The whole ``results.json`` (empty while running).
+        error: Why the run failed, for status "error".
+    """
+
+    path: Path
+    name: str
+    status: str
+    config: dict
+    test_accuracy: float | None
+    created: float
+    class_names: list[str]
+    history: list[dict]
+    confusion: list[list[int]] | None
+    results: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def has_model(self) -> bool:
+        """True when the run saved a model file."""
+        return (self.path / "model.keras").is_file()
+
+
+# ----- writing ----------------------------------------------------------------------------------
+class RunWriter:
+    """Writes one run folder; each method replaces its files atomically."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def start(self, config: dict, class_names: list[str]) -> None:
+        """Create the folder and write config, classes and a "running" status."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / "config.json", config)
+        write_json(self.path / "classes.json", list(class_names))
+        write_json(self.path / "status.json",
+                   {"status": "running", "pid": os.getpid(), "created": time.time()})
+
+    def history(self, rows: list[dict]) -> None:
+        """Rewrite ``history.csv`` with all epoch rows so far."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.path / "history.csv", buf.getvalue())
+
+    def model(self, model) -> None:
+        """Save a Keras model as ``model.keras``."""
+        save_model(model, self.path / "model.keras")
+
+    def finish(self, results: dict, confusion: list[list[int]] | None = None,
+               misclassified: dict[str, np.ndarray] | None = None) -> None:
+        """Write the final results (and confusion matrix, misclassified examples), then the status."""
+        if confusion is not None:
+            write_json(self.path / "confusion.json", confusion)
+        if misclassified is not None:
+            with atomic_path(self.path / "misclassified.npz", suffix=".npz") as tmp:
+                np.savez_compressed(tmp, **misclassified)
+        write_json(self.path / "results.json", results)
+        status = self._status()
+        status.update(status=results.get("status", "done"), finished=time.time())
+        if results.get("error"):
+            status["error"] = results["error"]
+        write_json(self.path / "status.json", status)
+
+    def _status(self) -> dict:
+        try:
+            return json.loads((self.path / "status.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"created": time.time()}
+
+
+def save_model(model, path: str | os.PathLike) -> None:
+    """Save a Keras model atomically (Keras insists on the ``.keras`` suffix, which the temp keeps)."""
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
+# ----- reading ----------------------------------------------------------------------------------
+def _read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            clean = {}
+            for key, value in row.items():
+                if value in ("", None):
+                    continue
+                clean[key] = int(float(value)) if key == "epoch" else float(value)
+            rows.append(clean)
+    return rows
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def load_run(path: str | os.PathLike) -> RunInfo:
+    """Read a run folder.
+
+    Raises:
+        ValueError: ``path`` is not a run folder (no ``config.json``) or its files are unreadable.
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a training run folder (it has no config.json).")
+    try:
+        cfg = _read_json(path / "config.json")
+        status = _read_json(path / "status.json", {}) or {}
+        results = _read_json(path / "results.json", {}) or {}
+        classes = _read_json(path / "classes.json", []) or []
+        confusion = _read_json(path / "confusion.json")
+        history = _read_history(path / "history.csv")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"run folder {path} is damaged: {exc}") from exc
+    state = results.get("status") or status.get("status") or "running"
+    error = results.get("error") or status.get("error")
+    if state == "running" and not _pid_alive(status.get("pid")):
+        state, error = "error", "the process running this training ended before it finished"
+    created = status.get("created") or path.stat().st_mtime
+    accuracy = results.get("test_accuracy")
+    return RunInfo(
+        path=path, name=path.name, status=state, config=cfg, created=float(created),
+        test_accuracy=None if accuracy is None else float(accuracy), class_names=list(classes),
+        history=history, confusion=confusion, results=results, error=error,
+    )
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
+    """All runs under ``root`` (default :func:`core.config.runs_dir`), newest first.
+
+    Folders that are not runs, or whose files cannot be read, are skipped.
+    """
+    root = Path(root) if root is not None else app_config.runs_dir()
+    if not root.is_dir():
+        return []
+    runs = []
+    for child in root.iterdir():
+        if child.is_dir() and not child.name.startswith("."):
+            try:
+                runs.append(load_run(child))
+            except (ValueError, OSError):
+                continue
+    runs.sort(key=lambda r: r.created, reverse=True)
+    return runs
+
+
+def delete_run(path: str | os.PathLike) -> None:
+    """Delete a run folder.
+
+    Raises:
+        ValueError: ``path`` is not a run folder, or its training is still running.
+    """
+    info = load_run(path)
+    if info.status == "running":
+        raise ValueError(f"run {info.name} is still training: stop it before deleting it.")
+    shutil.rmtree(info.path)
+
+
+def load_run_model(path: str | os.PathLike):
+    """Load a run's saved model.
+
+    Returns:
+        ``(model, class_names, input_size)``: the model takes float RGB pixels in 0..255 of shape
+        (input_size, input_size, 3) and returns class probabilities.
+
+    Raises:
+        ValueError: The run has no saved model (it failed or was stopped before training).
+    """
+    import keras
+
+    path = Path(path)
+    model_file = path / "model.keras"
+    if not model_file.is_file():
+        raise ValueError(f"run {path.name} has no saved model (it failed or was stopped before "
+                         "training started).")
+    model = keras.saving.load_model(model_file, compile=False)
+    classes = _read_json(path / "classes.json", []) or []
+    return model, list(classes), int(model.input_shape[1])
+
+
+def misclassified(path: str | os.PathLike, limit: int = 36) -> list[dict]:
+    """Misclassified test images saved with a run, most confident mistakes first.
+
+    Returns:
+        Up to ``limit`` dicts: ``image`` (uint8 H×W×3), ``true`` and ``pred`` (class names),
+        ``prob`` (the model's probability for ``pred``).
+    """
+    path = Path(path)
+    file = path / "misclassified.npz"
+    if not file.is_file():
+        return []
+    classes = _read_json(path / "classes.json", []) or []
+    with np.load(file, allow_pickle=False) as npz:
+        images, true, pred, prob = npz["images"], npz["true"], npz["pred"], npz["prob"]
+    name = lambda i: classes[i] if 0 <= i < len(classes) else str(i)  # noqa: E731
+    return [
+        {"image": images[i], "true": name(int(true[i])), "pred": name(int(pred[i])),
+         "prob": float(prob[i])}
+        for i in range(min(limit, len(images)))
+    ]

@@ -1,0 +1,164 @@
+"""Plotly figures and small table helpers for the Train page (presentation only, no training).
+
+Per-epoch rows look like ``{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", ...}`` and
+per-batch rows like ``{"epoch", "step", "loss", "accuracy"}``, as logged by ``core.training``
+into ``core.progress.Progress`` and saved in a run's ``history.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+METRICS = (("loss", "Loss"), ("accuracy", "Accuracy"))
+MAX_POINTS = 1000  # per smoothed per-batch line
+
+
+def _number(value) -> float | None:
+    """``value`` as a finite float, or None (CSV rows may hold blanks or NaN)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with bias correction (TensorBoard-style smoothing)."""
+    out, avg = [], 0.0
+    for i, value in enumerate(values, start=1):
+        avg = weight * avg + (1 - weight) * value
+        out.append(avg / (1 - weight**i))
+    return out
+
+
+def _stride(n: int) -> int:
+    """Take every k-th point so that at most about ``MAX_POINTS`` of ``n`` remain."""
+    return max(1, math.ceil(n / MAX_POINTS))
+
+
+def _epoch_offset(epochs: Sequence[dict], batches: Sequence[dict]) -> int:
+    """What to add to logged epoch numbers so the first epoch plots as 1 (0- or 1-based logs)."""
+    seen = [row["epoch"] for row in [*epochs, *batches] if _number(row.get("epoch")) is not None]
+    return 1 - int(min(seen)) if seen else 0
+
+
+def _batch_x(batches: Sequence[dict], offset: int) -> list[float]:
+    """Fractional epoch positions for per-batch rows: epoch 1's batches fall in (0, 1]."""
+    steps: dict[int, int] = {}
+    for row in batches:
+        epoch = int(row["epoch"]) + offset
+        steps[epoch] = max(steps.get(epoch, 0), int(row.get("step", 0)) + 1)
+    # Finished epochs tell the true steps per epoch; the running one only how far it got.
+    per_epoch = max(steps.values(), default=1)
+    return [int(r["epoch"]) + offset - 1 + (int(r.get("step", 0)) + 1) / per_epoch for r in batches]
+
+
+def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: str = "") -> go.Figure:
+    """Loss and accuracy side by side: per-epoch train/validation points and smoothed batches.
+
+    Args:
+        epochs: Per-epoch rows.
+        batches: Per-batch rows (optional); drawn as a thin smoothed training line.
+        title: Figure title.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[label for _, label in METRICS])
+    offset = _epoch_offset(epochs, batches)
+    for col, (metric, label) in enumerate(METRICS, start=1):
+        rows = [r for r in batches if _number(r.get(metric)) is not None]
+        if rows:
+            xs, ys = _batch_x(rows, offset), smooth([float(r[metric]) for r in rows])
+            # Long runs log tens of thousands of batches: send the browser at most ~MAX_POINTS.
+            keep = slice((len(xs) - 1) % _stride(len(xs)), None, _stride(len(xs)))
+            fig.add_trace(go.Scatter(
+                x=xs[keep], y=ys[keep], mode="lines",
+                name="train (per batch, smoothed)", legendgroup="batch", showlegend=col == 1,
+                line={"color": TRAIN_COLOR, "width": 1}, opacity=0.45,
+            ), row=1, col=col)
+        for key, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
+            points = [(int(r["epoch"]) + offset, _number(r.get(key))) for r in epochs]
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                fig.add_trace(go.Scatter(
+                    x=[x for x, _ in points], y=[y for _, y in points], mode="lines+markers",
+                    name=f"{name} (per epoch)", legendgroup=name, showlegend=col == 1,
+                    line={"color": color},
+                ), row=1, col=col)
+        fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=col)
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(title=title or None, height=360, margin={"t": 60, "b": 40},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def compare_figure(histories: dict[str, Sequence[dict]]) -> go.Figure:
+    """Validation accuracy and loss per epoch for several runs on shared axes.
+
+    Args:
+        histories: Run name → per-epoch rows. Runs without validation metrics fall back to
+            their training metrics (the legend says which).
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Validation accuracy", "Validation loss"])
+    for name, rows in histories.items():
+        offset = _epoch_offset(rows, ())
+        for col, metric in enumerate(("accuracy", "loss"), start=1):
+            key = f"val_{metric}" if any(_number(r.get(f"val_{metric}")) is not None for r in rows) else metric
+            points = [(int(r["epoch"]) + offset, _number(r.get(key))) for r in rows]
+            points = [(x, y) for x, y in points if y is not None]
+            fig.add_trace(go.Scatter(
+                x=[x for x, _ in points], y=[y for _, y in points], mode="lines+markers",
+                name=name if key.startswith("val_") else f"{name} (train)", legendgroup=name,
+                showlegend=col == 1,
+            ), row=1, col=col)
+        fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=360, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> go.Figure:
+    """A confusion-matrix heatmap: rows are true classes, columns predicted classes."""
+    names = list(class_names) or [str(i) for i in range(len(confusion))]
+    fig = go.Figure(go.Heatmap(
+        z=confusion, x=names, y=names, colorscale="Blues", texttemplate="%{z}",
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+    ))
+    fig.update_layout(height=460, margin={"t": 30, "b": 40},
+                      xaxis={"title": "predicted"}, yaxis={"title": "true", "autorange": "reversed"})
+    return fig
+
+
+def per_class_accuracy(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> list[dict]:
+    """One row per class: correct, total and accuracy (the confusion matrix's diagonal / row sum)."""
+    names = list(class_names) or [str(i) for i in range(len(confusion))]
+    rows = []
+    for i, (name, row) in enumerate(zip(names, confusion)):
+        total = int(sum(row))
+        rows.append({"class": name, "correct": int(row[i]), "total": total,
+                     "accuracy": row[i] / total if total else None})
+    return rows
+
+
+def runs_rows(runs) -> list[dict]:
+    """The runs table: one row per ``core.runs.RunInfo`` (newest first, as given)."""
+    rows = []
+    for run in runs:
+        cfg = run.config or {}
+        rows.append({
+            "run": run.name,
+            "status": run.status,
+            "test accuracy": run.test_accuracy,
+            "backbone": cfg.get("backbone"),
+            "weights": cfg.get("weights"),
+            "mode": cfg.get("mode"),
+            "resolution": cfg.get("resolution"),
+            "epochs": len(run.history),
+            "subset": cfg.get("subset"),
+            "created": datetime.fromtimestamp(run.created) if run.created else None,
+        })
+    return rows

@@ -1,0 +1,214 @@
+"""Scaling page: EfficientNet compound scaling as an exact, interactive calculator.
+
+Inputs (phi, alpha, beta, gamma, base resolution, formula or official) -> one core computation
+(:mod:`core.scaling`) -> metrics, stage table, charts; plus, on demand, a forward-pass timing of
+the configured model on this machine (:mod:`core.measure`, in a worker thread).
+"""
+
+import threading
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from core import measure, scaling
+from core.progress import Progress
+
+PHI_GRID = [i / 20 for i in range(141)]  # 0 to 7 in the slider's steps, for the curves
+FINISHED = ("done", "stopped", "error")
+
+
+def flops_text(flops: int) -> str:
+    """Multiply-adds for people: "0.39 B" or, for tiny inputs, "9.7 M"."""
+    return f"{flops / 1e9:.2f} B" if flops >= 1e8 else f"{flops / 1e6:.1f} M"
+
+
+st.title("📐 Compound scaling")
+st.caption("Tan & Le (2019) scale depth by α^φ, width by β^φ and resolution by γ^φ under "
+           "α·β²·γ² ≈ 2, so FLOPs grow about 2^φ. Parameters and FLOPs below are computed "
+           "layer by layer, with Keras's channel and repeat rounding.")
+
+# ----- inputs ----------------------------------------------------------------------------------
+mode = st.radio("Networks", ["Formula", "Official B0–B7"], horizontal=True, key="scaling_mode")
+phi = st.slider("φ (compound coefficient)", 0.0, 7.0, 0.0, 0.05, key="scaling_phi")
+cols = st.columns(4)
+alpha = cols[0].slider("α (depth)", 1.0, 2.0, scaling.ALPHA, 0.01, key="scaling_alpha")
+beta = cols[1].slider("β (width)", 1.0, 2.0, scaling.BETA, 0.01, key="scaling_beta")
+gamma = cols[2].slider("γ (resolution)", 1.0, 2.0, scaling.GAMMA, 0.01, key="scaling_gamma")
+base = cols[3].slider("Base resolution", 32, 512, scaling.BASE_RESOLUTION, 8, key="scaling_base")
+
+# ----- guard + core ----------------------------------------------------------------------------
+official = mode != "Formula"
+variant = f"b{int(phi + 0.5)}"  # the released network at the nearest integer phi
+try:
+    formula_phi = int(phi + 0.5) if official else phi
+    mult = scaling.multipliers(formula_phi, alpha, beta, gamma, base)
+    formula = scaling.network(mult.width, mult.depth, mult.resolution)
+    net = scaling.official_network(variant) if official else formula
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+b0 = scaling.official_network("b0")
+train_variant = variant if official else scaling.nearest_variant(net.flops)
+
+# ----- render: numbers -------------------------------------------------------------------------
+st.write(f"α·β²·γ² = **{mult.constraint:.3f}**, so FLOPs grow ×{mult.flops_factor:.2f} "
+         f"at φ = {formula_phi:g} (2^φ = {mult.ideal_flops_factor:.2f}).")
+if abs(mult.constraint - 2) > 0.2:
+    st.warning(f"α·β²·γ² = {mult.constraint:.2f} is far from 2: each step of φ multiplies FLOPs "
+               f"by {mult.constraint:.2f} instead of doubling them.")
+
+if official:
+    st.subheader(f"EfficientNet-{variant.upper()} next to the formula at φ = {formula_phi}")
+    st.dataframe(pd.DataFrame({
+        f"Official {variant.upper()}": [f"{net.width:g}", f"{net.depth:g}", f"{net.resolution}",
+                                         f"{net.params:,}", flops_text(net.flops)],
+        f"Formula φ = {formula_phi}": [f"{formula.width:.3f}", f"{formula.depth:.3f}",
+                                       f"{formula.resolution}", f"{formula.params:,}",
+                                       flops_text(formula.flops)],
+    }, index=["width ×", "depth ×", "resolution", "parameters", "FLOPs"]), key="scaling_compare")
+else:
+    st.caption(f"Resolution = round({base} · γ^φ) = {net.resolution} px. "
+               f"Nearest released network by FLOPs: {train_variant.upper()}.")
+
+m = st.columns(5)
+m[0].metric("Depth ×", f"{net.depth:.3f}")
+m[1].metric("Width ×", f"{net.width:.3f}")
+m[2].metric("Resolution", f"{net.resolution} px")
+m[3].metric("Parameters", f"{net.params:,}", f"×{net.params / b0.params:.2f} vs B0",
+            delta_color="off")
+m[4].metric("FLOPs", flops_text(net.flops), f"×{net.flops / b0.flops:.2f} vs B0",
+            delta_color="off")
+
+st.dataframe(pd.DataFrame([{
+    "stage": r.stage, "operator": r.operator, "resolution": f"{r.resolution}×{r.resolution}",
+    "channels": r.channels, "layers": r.layers, "parameters": r.params,
+    "MFLOPs": round(r.flops / 1e6, 1)} for r in net.stages]),
+    hide_index=True, key="scaling_stages")
+
+
+# ----- render: charts --------------------------------------------------------------------------
+@st.cache_data
+def curves(alpha: float, beta: float, gamma: float, base: int) -> pd.DataFrame:
+    """Parameters and FLOPs of the formula network over the phi grid."""
+    nets = [scaling.formula_network(p, alpha, beta, gamma, base) for p in PHI_GRID]
+    return pd.DataFrame({"phi": PHI_GRID, "params": [n.params for n in nets],
+                         "flops": [n.flops for n in nets]})
+
+
+def network_figure(net: scaling.Network) -> go.Figure:
+    """One bar per layer: height = its feature-map size, width ~ sqrt(its channels)."""
+    x, widths, heights, colors, texts, left = [], [], [], [], [], 0.0
+    for row in net.stages:
+        res = row.resolution
+        for j in range(row.layers):
+            res = -(-res // (row.stride if j == 0 else 1))  # ceil: the layer's output size
+            w = row.channels**0.5
+            x.append(left + w / 2)
+            widths.append(w)
+            heights.append(res)
+            colors.append(row.stage)
+            texts.append(f"stage {row.stage}, {row.operator}<br>{res}×{res}×{row.channels}")
+            left += w + 2
+    b7 = scaling.official_network("b7")  # fixed axes (at least B7's size) so growth shows
+    b7_width = sum(r.layers * (r.channels**0.5 + 2) for r in b7.stages)
+    fig = go.Figure(go.Bar(x=x, y=heights, base=[-h / 2 for h in heights], width=widths,
+                           marker={"color": colors, "colorscale": "Viridis"},
+                           hovertext=texts, hoverinfo="text"))
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False,
+                      xaxis={"visible": False, "range": [0, max(left, b7_width)]},
+                      yaxis={"title": "feature-map size (px)",
+                             "range": [-max(b7.stages[1].resolution, heights[0]) / 2 - 5,
+                                       max(b7.stages[1].resolution, heights[0]) / 2 + 5]})
+    return fig
+
+
+offs = {v: scaling.official_network(v) for v in scaling.OFFICIAL}
+curve = curves(alpha, beta, gamma, base)
+tab_net, tab_growth, tab_acc = st.tabs(["Network", "Growth with φ", "Accuracy vs FLOPs"])
+with tab_net:
+    st.caption("Each bar is one layer: height follows its feature-map size, width its channels, "
+               "and the number of bars the depth.")
+    st.plotly_chart(network_figure(net), key="scaling_network")
+with tab_growth:
+    for column, title in (("params", "Parameters"), ("flops", "FLOPs (multiply-adds)")):
+        fig = go.Figure([
+            go.Scatter(x=curve["phi"], y=curve[column], name="formula", mode="lines"),
+            go.Scatter(x=list(range(8)), y=[getattr(n, column) for n in offs.values()],
+                       name="official B0–B7", mode="markers+text", text=[v.upper() for v in offs],
+                       textposition="top left"),
+            go.Scatter(x=[formula_phi], y=[getattr(net, column)], name="this configuration",
+                       mode="markers", marker={"size": 14, "symbol": "star"}),
+        ])
+        fig.update_layout(title=title, xaxis_title="φ", yaxis_type="log", height=360)
+        st.plotly_chart(fig, key=f"scaling_{column}")
+with tab_acc:
+    fig = go.Figure(go.Scatter(
+        x=list(scaling.PAPER_FLOPS.values()), y=list(scaling.PAPER_TOP1.values()),
+        mode="lines+markers+text", text=[v.upper() for v in scaling.PAPER_TOP1],
+        textposition="top left", name="paper, Table 2"))
+    fig.add_vline(x=net.flops, line_dash="dash", annotation_text="this configuration")
+    fig.update_layout(xaxis={"title": "FLOPs (multiply-adds)", "type": "log"},
+                      yaxis_title="ImageNet top-1 (%)", height=380)
+    st.plotly_chart(fig, key="scaling_accuracy")
+    st.caption("Accuracies are the paper's (Table 2); the dashed line marks this network's FLOPs.")
+
+# ----- measure on this machine -----------------------------------------------------------------
+st.subheader("Measure on this machine")
+
+
+@st.cache_resource(max_entries=2, show_spinner="Building the model (random weights)…")
+def built_model(width: float, depth: float, resolution: int):
+    """The configured Keras model, kept across reruns (building B7 takes seconds)."""
+    return measure.build_model(width, depth, resolution)
+
+
+config = (net.width, net.depth, net.resolution)
+job = st.session_state.get("scaling_measure")
+running = bool(job) and job["progress"].snapshot()["status"] not in FINISHED
+if st.button("Measure forward pass (batch 1 and 32)", key="scaling_measure_start",
+             disabled=running):
+    progress = Progress()
+    threading.Thread(target=measure.measure, args=(built_model(*config), progress),
+                     kwargs={"flops": net.flops}, daemon=True).start()
+    job = st.session_state["scaling_measure"] = {"progress": progress, "config": config,
+                                                 "flops": net.flops}
+    running = True
+
+
+@st.fragment(run_every=1.0 if running else None)
+def measure_panel() -> None:
+    """Live progress while timing runs; the timings next to the FLOPs estimate after."""
+    snap = job["progress"].snapshot()
+    if snap["status"] not in FINISHED:
+        st.progress(snap["done"] / max(snap["total"], 1), text=f"{snap['phase']} on {snap['device']}")
+        st.button("Stop", key="scaling_measure_stop", on_click=job["progress"].request_stop)
+        return
+    if running:  # it just finished: rerun the page to re-enable the button and stop polling
+        st.rerun()
+    if snap["status"] == "error":
+        st.error(f"Measuring failed: {snap['error']}")
+    if snap["result"]:
+        w, d, r = job["config"]
+        st.caption(f"Width ×{w:.3f}, depth ×{d:.3f}, {r} px on {snap['device']}: "
+                   f"{flops_text(job['flops'])} multiply-adds per image.")
+        st.dataframe(pd.DataFrame([{
+            "batch": t.batch, "ms per pass": round(t.seconds * 1000, 1),
+            "images/s": round(t.images_per_s, 1), "achieved GMAC/s": round(t.gmacs_per_s, 1),
+            "timed passes": t.runs} for t in snap["result"]]), hide_index=True)
+    if snap["status"] == "stopped":
+        st.info("Stopped before every batch size was timed.")
+
+
+if job:
+    measure_panel()
+
+# ----- hand over to training -------------------------------------------------------------------
+if st.button(f"Train this configuration ({train_variant.upper()}, {net.resolution} px)",
+             key="scaling_train"):
+    st.session_state["train_preset"] = {"backbone": train_variant, "resolution": net.resolution}
+    try:
+        st.switch_page("pages/train.py")
+    except StreamlitPageNotFoundError:
+        st.info("The Train page is not part of this app yet.")

@@ -1,0 +1,55 @@
+"""AppTest for the start page and the Classify page (the real model, no mocks)."""
+
+import io
+from pathlib import Path
+
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def test_home_page_shows_runtime_and_weights():
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert {"Keras backend", "Framework", "Device"} <= set(labels)
+    text = " ".join(str(df.value) for df in at.dataframe)
+    assert "Lite0" in text
+
+
+def test_classify_upload_good_and_bad_files(imagenet_samples_dir):
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page("pages/classify.py").run()
+    assert not at.exception
+    assert any("Upload" in info.value for info in at.info)
+    tench = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()
+    swan = (imagenet_samples_dir / "n01860187_black_swan.JPEG").read_bytes()
+    at.file_uploader(key="classify_uploads").set_value([
+        ("tench.jpg", tench, "image/jpeg"),
+        ("broken.jpg", b"not an image", "image/jpeg"),
+        ("empty.png", b"", "image/png"),
+        ("swan.jpg", swan, "image/jpeg"),
+    ]).run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "broken.jpg" in errors and "not an image" in errors
+    assert "empty.png" in errors and "empty" in errors
+    markdown = " ".join(m.value for m in at.markdown)
+    assert "tench" in markdown and "black swan" in markdown
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["tench.jpg", "swan.jpg"]
+    assert list(table["top-1"]) == ["tench", "black swan"]
+
+
+def test_classify_top_k_and_weights_selector(imagenet_samples_dir):
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page("pages/classify.py").run()
+    at.selectbox(key="classify_weights").set_value("lite0")
+    at.slider(key="classify_topk").set_value(3)
+    buf = io.BytesIO()
+    Image.open(imagenet_samples_dir / "n07747607_orange.JPEG").convert("LA").save(buf, "PNG")
+    at.file_uploader(key="classify_uploads").set_value(("orange_gray.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not at.error
+    assert any("lite0" in c.value for c in at.caption)
+    assert len(at.dataframe) == 0  # one image: no results table

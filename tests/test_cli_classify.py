@@ -1,0 +1,66 @@
+"""``python -m core classify`` end to end, as a user runs it (a real subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_classifies_good_files_and_reports_bad_ones(imagenet_samples_dir, tmp_path):
+    good = sorted(imagenet_samples_dir.glob("*.JPEG"))[:3]
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good[0].read_bytes()[:3000])
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as f:
+        f.truncate(26 * 2**20)
+    files = [str(good[0]), str(empty), str(good[1]), str(text), str(truncated), str(huge),
+             str(tmp_path / "missing.jpg"), str(good[2])]
+    result = run_cli("classify", "--top", "3", *files)
+    assert result.returncode == 1, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files  # one line per input, in order
+    for i in (0, 2, 7):
+        assert len(lines[i]["top"]) == 3 and lines[i]["model"] == "imagenet"
+        assert {"index", "label", "prob"} <= set(lines[i]["top"][0])
+        assert lines[i]["weights"]
+    assert lines[0]["top"][0]["label"] == "tench"
+    assert "empty" in lines[1]["error"]
+    assert "not an image" in lines[3]["error"]
+    assert "truncated" in lines[4]["error"]
+    assert "limit" in lines[5]["error"]
+    assert "cannot read" in lines[6]["error"]
+    assert "Traceback" not in result.stderr
+    assert "weights" in result.stderr  # says which weights are in use and why
+
+
+def test_all_good_exits_zero_with_lite0(imagenet_samples_dir):
+    photo = imagenet_samples_dir / "n07747607_orange.JPEG"
+    result = run_cli("classify", "--weights", "lite0", "--top", "1", str(photo))
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    assert line["top"][0]["label"] == "orange" and "lite0" in line["weights"]
+
+
+def test_bad_arguments_exit_two(tmp_path):
+    for args, message in [
+        (["classify", "--top", "0", "x.jpg"], "--top"),
+        (["classify", "--weights", "nonsense", "x.jpg"], "unknown weights source"),
+        (["classify", "--model", str(tmp_path / "no-such-run"), "x.jpg"], "neither"),
+        (["classify"], "FILE"),
+    ]:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr

@@ -1,0 +1,227 @@
+"""core.scaling: exact parameter counts against Keras, FLOPs against the paper, rounding, errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import scaling
+
+PHI_GRID = [i / 20 for i in range(141)]
+
+
+@pytest.fixture
+def keras_efficientnet():
+    """Keras's own EfficientNet builder (the reference), clearing Keras's state after each use."""
+    import keras
+    from keras.src.applications.efficientnet import EfficientNet
+
+    yield EfficientNet
+    keras.backend.clear_session()
+
+
+# ----- parameters equal Keras's count_params() -------------------------------------------------
+@pytest.mark.parametrize("variant", list(scaling.OFFICIAL))
+def test_params_equal_keras_for_official_variants(variant, keras_efficientnet):
+    v = scaling.OFFICIAL[variant]
+    model = keras_efficientnet(v.width, v.depth, v.resolution, weights=None)
+    assert scaling.official_network(variant).params == model.count_params()
+
+
+@pytest.mark.parametrize("phi, bases", [
+    (0.5, {}),
+    (2.75, {}),
+    (4.9, {}),
+    (1.5, {"alpha": 1.3, "beta": 1.25, "gamma": 1.05}),
+])
+def test_params_equal_keras_for_formula_networks(phi, bases, keras_efficientnet):
+    m = scaling.multipliers(phi, **bases)
+    model = keras_efficientnet(m.width, m.depth, m.resolution, weights=None)
+    assert scaling.formula_network(phi, **bases).params == model.count_params()
+
+
+# ----- FLOPs -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", list(scaling.OFFICIAL))
+def test_flops_within_ten_percent_of_paper(variant):
+    flops = scaling.official_network(variant).flops
+    assert flops == pytest.approx(scaling.PAPER_FLOPS[variant], rel=0.10)
+
+
+def test_flops_and_params_grow_with_phi():
+    nets = [scaling.formula_network(phi) for phi in PHI_GRID]
+    assert all(a.flops <= b.flops for a, b in zip(nets, nets[1:]))
+    assert all(a.params <= b.params for a, b in zip(nets, nets[1:]))
+    integer = [scaling.formula_network(phi).flops for phi in range(8)]
+    assert all(a < b for a, b in zip(integer, integer[1:]))
+    # With the paper's bases each step of phi roughly doubles FLOPs (constraint 1.92).
+    assert 1.5 < integer[4] / integer[3] < 2.5
+
+
+def test_official_flops_grow_with_variant():
+    flops = [scaling.official_network(v).flops for v in scaling.OFFICIAL]
+    assert flops == sorted(flops) and len(set(flops)) == len(flops)
+
+
+# ----- the stage table -----------------------------------------------------------------------------
+def test_b0_stage_table_matches_paper_table_1():
+    net = scaling.official_network("b0")
+    assert [r.resolution for r in net.stages] == [224, 112, 112, 56, 28, 14, 14, 7, 7]
+    assert [r.channels for r in net.stages] == [32, 16, 24, 40, 80, 112, 192, 320, 1280]
+    assert [r.layers for r in net.stages] == [1, 1, 2, 2, 3, 3, 4, 1, 1]
+    assert net.stages[0].operator == "Conv3x3"
+    assert net.stages[3].operator.startswith("MBConv6, k5x5")
+    assert sum(r.params for r in net.stages) == net.params
+    assert sum(r.flops for r in net.stages) == net.flops
+
+
+def test_odd_resolutions_halve_upwards():
+    net = scaling.network(1.0, 1.0, 225)
+    assert [r.resolution for r in net.stages] == [225, 113, 113, 57, 29, 15, 15, 8, 8]
+
+
+def test_stage_table_follows_width_and_depth():
+    b7 = scaling.official_network("b7")
+    assert [r.layers for r in b7.stages] == [1, 4, 7, 7, 10, 10, 13, 4, 1]
+    assert [r.channels for r in b7.stages] == [64, 32, 48, 80, 160, 224, 384, 640, 2560]
+
+
+def test_to_dict_is_json_ready():
+    data = json.loads(json.dumps(scaling.official_network("b2").to_dict()))
+    assert set(data) == {"width", "depth", "resolution", "params", "flops", "stages"}
+    assert data["params"] == 9177569 and len(data["stages"]) == 9
+    assert {"stage", "operator", "resolution", "channels", "layers"} <= set(data["stages"][0])
+
+
+# ----- multipliers ---------------------------------------------------------------------------------
+def test_multipliers_at_phi_zero_and_one():
+    zero = scaling.multipliers(0)
+    assert (zero.depth, zero.width, zero.resolution, zero.flops_factor) == (1, 1, 224, 1)
+    one = scaling.multipliers(1)
+    assert one.depth == pytest.approx(1.2) and one.width == pytest.approx(1.1)
+    assert one.resolution == 258  # 224 * 1.15 = 257.6
+    assert one.constraint == pytest.approx(1.2 * 1.1**2 * 1.15**2)
+    assert one.ideal_flops_factor == 2.0
+
+
+def test_flops_factor_is_constraint_to_the_phi():
+    m = scaling.multipliers(2.5, alpha=1.3, beta=1.1, gamma=1.2)
+    assert m.flops_factor == pytest.approx((1.3 * 1.1**2 * 1.2**2) ** 2.5)
+    assert m.ideal_flops_factor == pytest.approx(2**2.5)
+
+
+def test_resolution_rounds_halves_up():
+    # 1 * 2.5 = 2.5: plain rounding gives 3 (Python's round() would give 2).
+    assert scaling.multipliers(1, 1.0, 1.0, 2.5, base_resolution=1).resolution == 3
+    assert scaling.multipliers(1, 1.0, 1.0, 1.5, base_resolution=5).resolution == 8  # 7.5
+    assert scaling.multipliers(1, 1.0, 1.0, 1.1, base_resolution=100).resolution == 110
+
+
+# ----- rounding, exactly as keras/src/applications/efficientnet.py --------------------------------
+@pytest.mark.parametrize("filters, width, divisor, expected", [
+    (32, 1.0, 8, 32),  # already a multiple
+    (4, 1.0, 8, 8),  # never below one divisor
+    (1, 1.0, 8, 8),
+    (12, 1.0, 8, 16),  # exactly half way rounds up
+    (19, 1.0, 8, 16),  # below half way rounds down (16 >= 0.9 * 19)
+    (11, 1.0, 8, 16),  # rounding down to 8 would lose > 10 %, so one divisor is added back
+    (16, 1.1, 8, 16),  # 17.6 -> 16, within 10 %
+    (32, 1.8, 8, 56),  # 57.6 -> 56
+    (1280, 2.0, 8, 2560),
+    (22, 1.0, 16, 32),  # 22 -> 16 loses > 10 % with divisor 16
+])
+def test_round_filters_edge_cases(filters, width, divisor, expected):
+    assert scaling.round_filters(filters, width, divisor) == expected
+
+
+@pytest.mark.parametrize("repeats, depth, expected", [
+    (1, 1.0, 1),
+    (2, 1.1, 3),  # 2.2 rounds up
+    (3, 1.4, 5),  # 4.2 rounds up
+    (2, 1.5, 3),  # exact stays
+    (1, 3.1, 4),
+    (10, 1.1, 12),  # 1.1 * 10 is 11.000000000000002 in floating point; Keras's ceil gives 12
+])
+def test_round_repeats_edge_cases(repeats, depth, expected):
+    assert scaling.round_repeats(repeats, depth) == expected
+
+
+def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
+    """Build a Keras EfficientNet whose stages hit the edge cases and read the real layer sizes."""
+    filters = [11, 12, 19, 20, 4, 44]
+    repeats = [1, 2, 3, 10, 1, 2]
+    width, depth = 1.1, 1.1
+    blocks = [{"kernel_size": 3, "repeats": r, "filters_in": f, "filters_out": f,
+               "expand_ratio": 1, "id_skip": True, "strides": 1, "se_ratio": 0.25}
+              for f, r in zip(filters, repeats)]
+    model = keras_efficientnet(width, depth, 32, weights=None, include_top=False,
+                               blocks_args=blocks, input_shape=(32, 32, 3))
+    names = [layer.name for layer in model.layers]
+    for i, (f, r) in enumerate(zip(filters, repeats), start=1):
+        assert model.get_layer(f"block{i}a_project_conv").filters == scaling.round_filters(f, width)
+        blocks_built = {n.split("_")[0] for n in names if n.startswith(f"block{i}")}
+        assert len(blocks_built) == scaling.round_repeats(r, depth)
+
+
+# ----- invalid inputs ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, message", [
+    ({"phi": -0.1}, "phi must be at least 0"),
+    ({"phi": float("nan")}, "phi must be a finite number"),
+    ({"phi": "1"}, "phi must be a finite number"),
+    ({"phi": 1, "alpha": 0.99}, "alpha must be at least 1"),
+    ({"phi": 1, "beta": 0.5}, "beta must be at least 1"),
+    ({"phi": 1, "gamma": 0.9}, "gamma must be at least 1"),
+    ({"phi": 1, "base_resolution": 0}, "positive integer"),
+    ({"phi": 1, "base_resolution": 224.0}, "positive integer"),
+])
+def test_multipliers_reject_invalid_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        scaling.multipliers(**kwargs)
+
+
+@pytest.mark.parametrize("width, depth, resolution, message", [
+    (0.5, 1.0, 224, "width must be at least 1"),
+    (1.0, 0.9, 224, "depth must be at least 1"),
+    (1.0, 1.0, 0, "resolution must be a positive integer"),
+    (1.0, 1.0, -224, "resolution must be a positive integer"),
+    (1.0, 1.0, 224.5, "resolution must be a positive integer"),
+    (1.0, 1.0, "224", "resolution must be a positive integer"),
+    (1.0, 1.0, True, "resolution must be a positive integer"),
+])
+def test_network_rejects_invalid_input(width, depth, resolution, message):
+    with pytest.raises(ValueError, match=message):
+        scaling.network(width, depth, resolution)
+
+
+def test_unknown_variant_and_bad_flops_are_rejected():
+    with pytest.raises(ValueError, match="Unknown variant 'b9'"):
+        scaling.official_network("b9")
+    with pytest.raises(ValueError, match="positive"):
+        scaling.nearest_variant(0)
+
+
+# ----- helpers and consistency -----------------------------------------------------------------------
+def test_nearest_variant_by_flops():
+    for v in scaling.OFFICIAL:
+        assert scaling.nearest_variant(scaling.official_network(v).flops) == v
+    assert scaling.nearest_variant(1e3) == "b0" and scaling.nearest_variant(1e13) == "b7"
+
+
+def test_official_table_agrees_with_core_models():
+    from core.models import VARIANTS
+
+    for name, v in scaling.OFFICIAL.items():
+        m = VARIANTS[name]
+        assert (v.width, v.depth, v.resolution, v.dropout) == (m.width, m.depth, m.resolution,
+                                                                m.dropout)
+
+
+def test_importing_scaling_does_not_import_tensorflow_or_keras():
+    code = ("import sys, core.scaling; "
+            "assert not {'tensorflow', 'keras', 'jax'} & set(sys.modules), 'heavy import'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(scaling.__file__).parents[1])
+
+
+def test_paper_tables_cover_b0_to_b7():
+    assert list(scaling.PAPER_FLOPS) == list(scaling.PAPER_TOP1) == list(scaling.OFFICIAL)
