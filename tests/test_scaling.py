@@ -33,7 +33,6 @@ def test_params_equal_keras_for_official_variants(variant, keras_efficientnet):
 @pytest.mark.parametrize("phi, bases", [
     (0.5, {}),
     (2.75, {}),
-    (4.9, {}),
     (1.5, {"alpha": 1.3, "beta": 1.25, "gamma": 1.05}),
 ])
 def test_params_equal_keras_for_formula_networks(phi, bases, keras_efficientnet):
@@ -124,8 +123,9 @@ def test_resolution_rounds_halves_up():
     (4, 1.0, 8, 8),  # never below one divisor
     (1, 1.0, 8, 8),
     (12, 1.0, 8, 16),  # exactly half way rounds up
-    (19, 1.0, 8, 16),  # below half way rounds down (16 >= 0.9 * 19)
-    (11, 1.0, 8, 16),  # rounding down to 8 would lose > 10 %, so one divisor is added back
+    (17, 1.0, 8, 16),  # below half way rounds down (16 >= 0.9 * 17)
+    (19, 1.0, 8, 24),  # rounding down to 16 would lose > 10 % (16 < 17.1): one divisor back
+    (11, 1.0, 8, 16),  # the same rule near the minimum: 8 < 9.9
     (16, 1.1, 8, 16),  # 17.6 -> 16, within 10 %
     (32, 1.8, 8, 56),  # 57.6 -> 56
     (1280, 2.0, 8, 2560),
@@ -149,7 +149,7 @@ def test_round_repeats_edge_cases(repeats, depth, expected):
 
 def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
     """Build a Keras EfficientNet whose stages hit the edge cases and read the real layer sizes."""
-    filters = [11, 12, 19, 20, 4, 44]
+    filters = [11, 12, 17, 19, 4, 44]
     repeats = [1, 2, 3, 10, 1, 2]
     width, depth = 1.1, 1.1
     blocks = [{"kernel_size": 3, "repeats": r, "filters_in": f, "filters_out": f,

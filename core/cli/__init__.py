@@ -13,7 +13,7 @@ import os
 import sys
 
 # Sub-modules, in the order their commands appear in --help.
-_COMMAND_MODULES = ("core.cli.classify", "core.cli.train", "core.cli.scaling")
+_COMMAND_MODULES = ("core.cli.classify", "core.cli.train", "core.cli.scaling", "core.cli.info")
 
 
 class CliError(Exception):

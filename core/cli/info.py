@@ -1,0 +1,19 @@
+"""``python -m core info``: the runtime (backend, versions, device) and the available weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> None:
+    """Add the ``info`` command."""
+    p = sub.add_parser("info", help="show Keras backend, framework versions, device and available weights")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core import runtime
+
+    print(json.dumps({**runtime.runtime_info(), "weights": runtime.weights_status()}, indent=2))
+    return 0
