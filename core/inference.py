@@ -228,8 +228,8 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
             net, info = weights_mod.load_backbone(variant, weights, include_top=True)
         except weights_mod.WeightsError as exc:
             raise ValueError(str(exc)) from exc
-        return Classifier(net, labels_mod.imagenet_labels(), model, info.label, info.detail,
-                          time.perf_counter() - t0)
+        return _warmed(Classifier(net, labels_mod.imagenet_labels(), model, info.label, info.detail,
+                                  time.perf_counter() - t0))
     path = Path(model).expanduser()
     if not path.exists():
         raise ValueError(f"model {model!r} is neither 'imagenet', a backbone name, nor an existing run folder or .keras file")
@@ -239,5 +239,15 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
         net, class_names, _size = runs.load_run_model(path)
     except Exception as exc:  # a broken run folder must read as a message, not a traceback
         raise ValueError(f"cannot load trained model from {path}: {exc}") from exc
-    return Classifier(net, list(class_names), str(path), f"trained run {path.name}", str(path),
-                      time.perf_counter() - t0)
+    return _warmed(Classifier(net, list(class_names), str(path), f"trained run {path.name}", str(path),
+                              time.perf_counter() - t0))
+
+
+def _warmed(classifier: Classifier) -> Classifier:
+    """Run one blank image through the model so the first real prediction is not charged for
+    graph tracing (which takes longer than the prediction itself)."""
+    t0 = time.perf_counter()
+    size = classifier.resolution
+    classifier.model.predict_on_batch(np.zeros((1, size, size, 3), dtype="float32"))
+    classifier.load_seconds += time.perf_counter() - t0
+    return classifier

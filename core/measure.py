@@ -2,8 +2,8 @@
 
 The model is built with random weights (timing does not depend on the weights' values) and run
 through Keras's compiled inference step (``predict_on_batch``: a ``tf.function`` or ``jax.jit``),
-as inference normally runs; the untimed warm-up pass per batch size pays for tracing. Keras is imported inside the functions so that importing this
-module stays cheap.
+as inference normally runs; the untimed warm-up pass per batch size pays for tracing. Keras is
+imported inside the functions so that importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def build_model(width: float, depth: float, resolution: int):
     """
     from core.models import build_efficientnet
 
-    return build_efficientnet("b0", width=width, depth=depth, input_shape=(resolution, resolution, 3),
+    return build_efficientnet("b0", width=width, depth=depth,
+                              input_shape=(resolution, resolution, 3),
                               model_name="efficientnet_scaled")
 
 

@@ -253,7 +253,8 @@ def network(width: float, depth: float, resolution: int, classes: int = CLASSES)
                          INPUT_NORMALIZATION_PARAMS + _conv(3, 3, stem) + _bn(stem),
                          res**2 * _conv(3, 3, stem)))
     for i, base in enumerate(BASE_STAGES, start=2):
-        c_in, c_out = round_filters(base.channels_in, width), round_filters(base.channels_out, width)
+        c_in = round_filters(base.channels_in, width)
+        c_out = round_filters(base.channels_out, width)
         layers = round_repeats(base.repeats, depth)
         res_in, params, flops = res, 0, 0
         for j in range(layers):  # the first layer strides and changes channels, the rest keep them

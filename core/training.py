@@ -12,11 +12,12 @@ Two modes, and where their speed comes from:
   and train only the head on them; then the full image → class model is assembled from the same
   layer objects and saved. Training the whole network with the backbone inside the loop (the
   blog's way, :func:`fit_blog_way`) gives the same model, epoch after epoch; tests prove it.
-- **finetune**: the top ``finetune_blocks`` stages of the backbone (plus its top conv) train;
-  BatchNormalization stays frozen (inference mode) and the frozen stages run without stochastic
+  (Inference mode means frozen BatchNormalization *and* no stochastic depth: see :func:`_freeze`.)
+- **finetune**: the top ``finetune_blocks`` MBConv blocks of the backbone (plus its top conv)
+  train; BatchNormalization stays frozen (inference mode) and the frozen blocks run without stochastic
   depth. With ``augment`` on, flips and shifts happen inside the model, so every step runs the
-  whole network. With ``augment`` off, the frozen *prefix* (stem … last frozen stage) is again a
-  fixed function: we cache its feature maps once and train only the top stages and the head.
+  whole network. With ``augment`` off, the frozen *prefix* (stem … last frozen block) is again a
+  fixed function: we cache its feature maps once and train only the top blocks and the head.
 
 Every run is written to a run folder (see :mod:`core.runs`). Progress, per-batch and per-epoch
 metrics go to a :class:`core.progress.Progress`; a stop request ends training at the end of the
@@ -32,7 +33,6 @@ import json
 import math
 import os
 import re
-import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -50,7 +50,7 @@ MODES = ("frozen", "finetune")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
-_STAGE_RE = re.compile(r"^block(\d+)[a-z]_")
+_BLOCK_RE = re.compile(r"^(block\d+[a-z])_")  # Keras names layers block1a_…, block6d_…
 # Points logged per epoch at most: enough for a smooth per-batch curve, small enough for snapshots.
 _BATCH_POINTS_PER_EPOCH = 100
 _MISCLASSIFIED_KEEP = 36
@@ -75,7 +75,8 @@ class TrainConfig:
         seed: Seeds the head's initialisation, the batch order, subsets and augmentation.
         subset: Train on a stratified subset of this many images (quick demos).
         test_subset: Evaluate on a stratified subset of the test split.
-        finetune_blocks: finetune mode: number of top backbone stages to train (1–7).
+        finetune_blocks: finetune mode: number of top MBConv blocks to train (B0 and Lite0 have
+            16: block1a … block7a; more than the backbone has trains them all).
         augment: finetune mode: random flip and small translation inside the model.
         schedule: "constant" or "cosine" (decay to 0 over all steps).
         name: Run folder name (default: time and settings).
@@ -130,7 +131,7 @@ class TrainConfig:
         _check_int("epochs", self.epochs, 1, 10_000)
         _check_int("batch_size", self.batch_size, 1, 8192)
         _check_int("seed", self.seed, 0, 2**31 - 1)
-        _check_int("finetune_blocks", self.finetune_blocks, 1, 7)
+        _check_int("finetune_blocks", self.finetune_blocks, 1, 100, "blocks")
         for name in ("subset", "test_subset"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1, 10**9, "images")
@@ -190,12 +191,12 @@ PRESETS: dict[str, dict] = {
                  batch_size=64, lr=1e-3, optimizer="adam", schedule="constant"),
     # The best recipe found for a 2-core CPU within 30 minutes (see docs/benchmarks.md).
     "best (CPU, 30 min)": dict(backbone="lite0", weights="auto", mode="finetune", resolution=96,
-                               finetune_blocks=2, augment=False, epochs=8, batch_size=64,
+                               finetune_blocks=5, augment=False, epochs=4, batch_size=64,
                                lr=1e-3, optimizer="adam", schedule="cosine"),
     # For a GPU: fine-tune the whole of B0 at its native 224×224 with augmentation, mixed
     # precision (about 15 minutes on one recent GPU). Not measured here (no GPU).
     "best (GPU, 15 min)": dict(backbone="b0", weights="auto", mode="finetune", resolution=224,
-                               finetune_blocks=7, augment=True, epochs=10, batch_size=128,
+                               finetune_blocks=16, augment=True, epochs=10, batch_size=128,
                                lr=5e-4, optimizer="adamw", schedule="cosine"),
 }
 
@@ -327,29 +328,25 @@ def describe_device() -> str:
     return f"GPU: {', '.join(names)} ×{len(gpus)} (mixed precision{extra})"
 
 
-def _strategy_scope():
-    """All local GPUs through MirroredStrategy (TensorFlow only); a no-op otherwise."""
-    if len(_gpus()) > 1 and _backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.distribute.MirroredStrategy().scope()
-    return contextlib.nullcontext()
-
-
 @contextlib.contextmanager
-def _precision(mixed: bool):
-    """Build layers under the mixed_float16 policy on GPU; restore the global policy afterwards."""
+def _device_context(on_gpu: bool):
+    """Mixed precision on GPU and all local GPUs through MirroredStrategy (TensorFlow only).
+
+    Keras keeps its dtype policy per thread, so a training thread's mixed precision does not
+    leak into other threads; the previous policy is restored on exit.
+    """
     import keras
 
-    if not mixed:
-        yield
-        return
     old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with contextlib.ExitStack() as stack:
+        if on_gpu:
+            keras.config.set_dtype_policy("mixed_float16")
+            stack.callback(keras.config.set_dtype_policy, old)
+            if len(_gpus()) > 1 and _backend() == "tensorflow":
+                import tensorflow as tf
+
+                stack.enter_context(tf.distribute.MirroredStrategy().scope())
         yield
-    finally:
-        keras.config.set_dtype_policy(old)
 
 
 def _jit_compile(on_gpu: bool):
@@ -388,28 +385,33 @@ def _apply(layers_, x):
     return x
 
 
-def _freeze_for_finetune(backbone, n_stages: int):
-    """Make the top ``n_stages`` stages and the top conv trainable; BatchNorm stays frozen.
+def _freeze(backbone, n_blocks: int):
+    """Freeze the backbone except its top ``n_blocks`` blocks and top conv; BatchNorm stays frozen.
 
-    Frozen stages also lose their stochastic-depth dropout, so the whole frozen prefix is a
-    fixed function of the image (as it is at inference) and its output can be cached.
+    Frozen layers run as at inference: BatchNormalization does when not trainable, and we set
+    the frozen blocks' stochastic-depth Dropout rates to 0 (Keras 3 functional models pass the
+    outer ``training`` flag to nested models, so ``backbone(x, training=False)`` would not stop
+    them). The frozen part is then a fixed function of the image, and its output can be cached.
+
+    Args:
+        backbone: The EfficientNet from :func:`core.weights.load_backbone`.
+        n_blocks: Top blocks to train; 0 freezes everything (frozen mode).
 
     Returns:
-        The first trainable layer.
+        The first trainable layer (where the frozen prefix ends), or None when all is frozen.
     """
     from keras import layers
 
-    def stage(layer):
-        match = _STAGE_RE.match(layer.name)
-        return int(match.group(1)) if match else None
+    def block(layer):
+        match = _BLOCK_RE.match(layer.name)
+        return match.group(1) if match else None
 
-    stages = sorted({s for s in map(stage, backbone.layers) if s is not None})
-    first = stages[-min(n_stages, len(stages))]
-    backbone.trainable = True
+    blocks = list(dict.fromkeys(b for b in map(block, backbone.layers) if b))  # in network order
+    trainable = set(blocks[len(blocks) - min(n_blocks, len(blocks)):]) if n_blocks > 0 else set()
+    backbone.trainable = bool(trainable)
     first_layer = None
     for layer in backbone.layers:
-        s = stage(layer)
-        top = (s is not None and s >= first) or layer.name.startswith("top_")
+        top = bool(trainable) and (block(layer) in trainable or layer.name.startswith("top_"))
         if top and first_layer is None:
             first_layer = layer
         layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
@@ -421,7 +423,7 @@ def _freeze_for_finetune(backbone, n_stages: int):
 def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> Network:
     """Build the classifier for ``config`` (seeded, so two builds start from the same weights).
 
-    Call inside :func:`_precision` / :func:`_strategy_scope` when those apply.
+    Call inside :func:`_device_context` so GPU runs get mixed precision and all GPUs.
     """
     import keras
     from keras import layers
@@ -433,11 +435,7 @@ def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> N
     backbone, info = load_backbone(config.backbone, config.weights, input_shape=(size, size, 3),
                                    include_top=False, pooling="avg")
     frozen = config.mode == "frozen"
-    first = None
-    if frozen:
-        backbone.trainable = False
-    else:
-        first = _freeze_for_finetune(backbone, config.finetune_blocks)
+    first = _freeze(backbone, 0 if frozen else config.finetune_blocks)
     stem = []
     if not frozen and config.augment:
         stem += [layers.RandomFlip("horizontal", seed=config.seed, name="augment_flip"),
@@ -449,12 +447,14 @@ def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> N
     if config.head_dropout > 0:
         head.append(layers.Dropout(config.head_dropout, seed=config.seed, name="head_dropout"))
     # float32 softmax: under mixed precision, probabilities and the loss stay accurate.
-    head.append(layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions"))
+    # Seeded explicitly: the head's start must not depend on what else drew random numbers
+    # before (e.g. a one-off weights conversion), so two builds of one config are identical.
+    head.append(layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions",
+                             kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed)))
 
     inputs = keras.Input((storage_size, storage_size, 3), name="image")
     x = _apply(stem, inputs)
-    # A frozen backbone runs in inference mode even while the head trains (as the blog's does).
-    features = backbone(x, training=False) if frozen else backbone(x)
+    features = backbone(x)  # frozen parts run as at inference (see _freeze)
     model = keras.Model(inputs, _apply(head, features), name=f"{info.variant}_classifier")
     return Network(model, backbone, stem, head, features, info, first)
 
@@ -570,8 +570,15 @@ def _callback_class():
     return ProgressCallback
 
 
+def _compile(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool) -> None:
+    model.compile(optimizer=_optimizer(config, math.ceil(n / config.batch_size) * epochs),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=_jit_compile(on_gpu))
+
+
 def _fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, progress: Progress,
-         *, on_gpu: bool, epochs: int | None = None, on_epoch=None) -> tuple[list[dict], int | None]:
+         *, on_gpu: bool, epochs: int | None = None, on_epoch=None,
+         compile: bool = True) -> tuple[list[dict], int | None]:
     """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
 
     The order of epoch ``e`` is ``default_rng([seed, e]).permutation(n)``, so any two paths
@@ -585,13 +592,12 @@ def _fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, p
 
     epochs = epochs or config.epochs
     n, batch = len(y), config.batch_size
-    model.compile(optimizer=_optimizer(config, math.ceil(n / batch) * epochs),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=_jit_compile(on_gpu))
+    if compile:
+        _compile(model, config, n, epochs, on_gpu)
     callback = _callback_class()(progress, n, batch)
     progress.start("Training", n * epochs, "img")
     rows: list[dict] = []
-    best, best_weights, best_epoch = -1.0, None, None
+    best, best_weights, best_epoch = -math.inf, None, None
     for epoch in range(epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(n)
         started = time.time()
@@ -718,72 +724,28 @@ def train(config: TrainConfig, progress: Progress | None = None,
         runs_root: Parent folder of the run (default :func:`core.config.runs_dir`).
 
     Returns:
-        The :class:`RunResult` (also passed to ``progress.finish``).
+        The :class:`RunResult` (also passed to ``progress.finish`` as a dict).
 
     Raises:
-        ValueError: Bad configuration, or a data problem (``core.data.DataError``).
+        ValueError: Bad configuration, or a data problem (``core.data.DataError``). Nothing is
+            written for errors found before training starts.
         core.weights.WeightsError: The requested weights are unavailable.
     """
     progress = progress if progress is not None else Progress()
     started = time.time()
     writer: RunWriter | None = None
-    net = None
-    timings: dict[str, float] = {}
     try:
         config.validate()
         device = describe_device()
         progress.begin(device=device)
-        run_dir = _new_run_dir(config, runs_root)
-        ds = _load_data(config, progress)
-        timings["load_s"] = round(time.time() - started, 2)
+        writer = RunWriter(_new_run_dir(config, runs_root))
         on_gpu = bool(_gpus())
-        progress.message("Building the model")
-        with _precision(on_gpu), _strategy_scope():
-            net = build_network(config, ds.num_classes, ds.storage_size)
-        writer = RunWriter(run_dir)
-        writer.start(config.to_dict(), ds.class_names)
-        base = {
-            "device": device, "weights": net.weights.label, "weights_detail": net.weights.detail,
-            "data_source": ds.source, "split": ds.split, "skipped": ds.skipped,
-            "train_images": len(ds.y_train), "test_images": len(ds.y_test),
-            "backend": _backend(),
-        }
-        t = time.time()
-        train_model, x_train, x_test = _training_inputs(net, config, ds, progress, on_gpu)
-        timings["features_s"] = round(time.time() - t, 2)
-        t = time.time()
-        progress.message("Training")
-        rows, best_epoch = _fit(train_model, x_train, ds.y_train, (x_test, ds.y_test), config,
-                                progress, on_gpu=on_gpu, on_epoch=writer.history)
-        timings["train_s"] = round(time.time() - t, 2)
-        progress.message("Evaluating and saving")
-        scores = _evaluate(train_model, x_test, ds, config.batch_size)
-        writer.model(net.model)
-        stopped = progress.stop_requested
-        wall = round(time.time() - started, 2)
-        writer.finish({
-            **base, "status": "stopped" if stopped else "done", "test_accuracy": scores["accuracy"],
-            "epochs": len(rows), "best_epoch": best_epoch,
-            "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
-            "per_class_accuracy": scores["per_class"], "wall_s": wall, "timings": timings,
-        }, scores["confusion"], scores["misclassified"])
-        result = RunResult(run_dir, scores["accuracy"], len(rows), wall, device,
-                           net.weights.label, stopped)
-    except Stopped:
-        # Stopped while loading data or extracting features: nothing trained, nothing to keep
-        # but the record that the run was stopped.
-        wall = round(time.time() - started, 2)
-        weights = net.weights.label if net is not None else config.weights
-        if writer is None:
-            writer = RunWriter(run_dir)
-            writer.start(config.to_dict(), [])
-        writer.finish({"status": "stopped", "test_accuracy": None, "epochs": 0, "wall_s": wall,
-                       "device": describe_device(), "weights": weights, "timings": timings})
-        result = RunResult(run_dir, None, 0, wall, describe_device(), weights, True)
+        with _device_context(on_gpu):
+            result = _run(config, progress, writer, device, on_gpu, started)
     except Exception as exc:
         message = _error_message(exc)
-        if writer is not None:
-            try:
+        if writer is not None and (writer.path / "config.json").is_file():
+            try:  # the run folder exists: record why it failed
                 writer.finish({"status": "error", "error": message, "test_accuracy": None,
                                "wall_s": round(time.time() - started, 2)})
             except OSError:
@@ -792,6 +754,56 @@ def train(config: TrainConfig, progress: Progress | None = None,
         raise
     progress.finish(result=result.to_dict())
     return result
+
+
+def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str, on_gpu: bool,
+         started: float) -> RunResult:
+    """The body of :func:`train` (inside the device context)."""
+    timings: dict[str, float] = {}
+    try:
+        ds = _load_data(config, progress)
+    except Stopped:
+        writer.start(config.to_dict(), [])
+        return _stopped_early(writer, config.weights, device, started, timings)
+    timings["load_s"] = round(time.time() - started, 2)
+    progress.message("Building the model")
+    net = build_network(config, ds.num_classes, ds.storage_size)
+    writer.start(config.to_dict(), ds.class_names)
+    t = time.time()
+    try:
+        train_model, x_train, x_test = _training_inputs(net, config, ds, progress, on_gpu)
+    except Stopped:
+        return _stopped_early(writer, net.weights.label, device, started, timings)
+    timings["features_s"] = round(time.time() - t, 2)
+    t = time.time()
+    rows, best_epoch = _fit(train_model, x_train, ds.y_train, (x_test, ds.y_test), config,
+                            progress, on_gpu=on_gpu, on_epoch=writer.history)
+    timings["train_s"] = round(time.time() - t, 2)
+    progress.message("Evaluating and saving")
+    scores = _evaluate(train_model, x_test, ds, config.batch_size)
+    writer.model(net.model)
+    stopped = progress.stop_requested
+    wall = round(time.time() - started, 2)
+    writer.finish({
+        "status": "stopped" if stopped else "done", "test_accuracy": scores["accuracy"],
+        "epochs": len(rows), "best_epoch": best_epoch,
+        "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
+        "per_class_accuracy": scores["per_class"], "wall_s": wall, "timings": timings,
+        "device": device, "backend": _backend(), "weights": net.weights.label,
+        "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
+        "skipped": ds.skipped, "train_images": len(ds.y_train), "test_images": len(ds.y_test),
+    }, scores["confusion"], scores["misclassified"])
+    return RunResult(writer.path, scores["accuracy"], len(rows), wall, device, net.weights.label,
+                     stopped)
+
+
+def _stopped_early(writer: RunWriter, weights: str, device: str, started: float,
+                   timings: dict) -> RunResult:
+    """Record a run stopped before training began (nothing trained, so no model)."""
+    wall = round(time.time() - started, 2)
+    writer.finish({"status": "stopped", "test_accuracy": None, "epochs": 0, "wall_s": wall,
+                   "device": device, "weights": weights, "timings": timings})
+    return RunResult(writer.path, None, 0, wall, device, weights, True)
 
 
 def _error_message(exc: Exception) -> str:
@@ -810,10 +822,11 @@ def fit_blog_way(config: TrainConfig, *, dataset=None, epochs: int | None = None
     Args:
         config: As for :func:`train` (typically frozen mode).
         dataset: A loaded :class:`core.data.Dataset` (default: load ``config.data``).
-        epochs: Epochs to train (default ``config.epochs``).
+        epochs: Epochs to train (default ``config.epochs``); the learning-rate schedule still
+            spans ``config.epochs``.
         progress: Receives progress; stop works as in :func:`train`.
-        warmup: Trace the train and test steps on two batches first, so epoch timings measure
-            steady-state speed (for the benchmark).
+        warmup: First trace the train and test steps on two batches, so epoch timings measure
+            steady-state speed (for the benchmark; it changes the weights slightly).
 
     Returns:
         ``(model, rows)``: the trained full model and its per-epoch metrics rows.
@@ -822,20 +835,13 @@ def fit_blog_way(config: TrainConfig, *, dataset=None, epochs: int | None = None
     progress = progress if progress is not None else Progress()
     ds = dataset if dataset is not None else _load_data(config, progress)
     on_gpu = bool(_gpus())
-    with _precision(on_gpu), _strategy_scope():
+    with _device_context(on_gpu):
         net = build_network(config, ds.num_classes, ds.storage_size)
-    val = (ds.x_test, ds.y_test)
-    if warmup:
-        small = TrainConfig.from_dict({**config.to_dict(), "seed": config.seed})
-        k = 2 * config.batch_size
-        _fit(net.model, ds.x_train[:k], ds.y_train[:k], (ds.x_test[:k], ds.y_test[:k]), small,
-             Progress(), on_gpu=on_gpu, epochs=1)
-    rows, _ = _fit(net.model, ds.x_train, ds.y_train, val, config, progress, on_gpu=on_gpu,
-                   epochs=epochs)
+        _compile(net.model, config, len(ds.y_train), config.epochs, on_gpu)
+        if warmup:
+            k = 2 * config.batch_size
+            net.model.fit(ds.x_train[:k], ds.y_train[:k], batch_size=config.batch_size,
+                          validation_data=(ds.x_test[:k], ds.y_test[:k]), verbose=0)
+        rows, _ = _fit(net.model, ds.x_train, ds.y_train, (ds.x_test, ds.y_test), config, progress,
+                       on_gpu=on_gpu, epochs=epochs, compile=False)
     return net.model, rows
-
-
-def remove_run(path: Path) -> None:
-    """Delete a run folder that this module created (used by the CLI to clean failed starts)."""
-    if path.is_dir() and (path / "config.json").is_file():
-        shutil.rmtree(path)

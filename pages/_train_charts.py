@@ -51,13 +51,11 @@ def _epoch_offset(epochs: Sequence[dict], batches: Sequence[dict]) -> int:
 
 def _batch_x(batches: Sequence[dict], offset: int) -> list[float]:
     """Fractional epoch positions for per-batch rows: epoch 1's batches fall in (0, 1]."""
-    steps: dict[int, int] = {}
-    for row in batches:
-        epoch = int(row["epoch"]) + offset
-        steps[epoch] = max(steps.get(epoch, 0), int(row.get("step", 0)) + 1)
-    # Finished epochs tell the true steps per epoch; the running one only how far it got.
-    per_epoch = max(steps.values(), default=1)
-    return [int(r["epoch"]) + offset - 1 + (int(r.get("step", 0)) + 1) / per_epoch for r in batches]
+    first = 1 if min(int(r.get("step", 0)) for r in batches) == 0 else 0  # 0- or 1-based steps
+    steps = [int(r.get("step", 0)) + first for r in batches]
+    # The largest step seen approximates steps per epoch (exact once an epoch has finished).
+    per_epoch = max(steps)
+    return [int(r["epoch"]) + offset - 1 + step / per_epoch for r, step in zip(batches, steps)]
 
 
 def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: str = "") -> go.Figure:
@@ -154,7 +152,7 @@ def runs_rows(runs) -> list[dict]:
             "status": run.status,
             "test accuracy": run.test_accuracy,
             "backbone": cfg.get("backbone"),
-            "weights": cfg.get("weights"),
+            "weights": run.results.get("weights") or cfg.get("weights"),  # used, else requested
             "mode": cfg.get("mode"),
             "resolution": cfg.get("resolution"),
             "epochs": len(run.history),

@@ -73,7 +73,7 @@ try:
 except ValueError as exc:
     st.error(f"Could not load the model: {exc}")
     st.stop()
-st.caption(f"Model: {classifier.name} · weights: {classifier.weights} · input {classifier.resolution}×"
+st.caption(f"Model: {choice} · weights: {classifier.weights} · input {classifier.resolution}×"
            f"{classifier.resolution}", help=classifier.detail)
 
 # ----- one core call: decode every file (bad ones get a message), classify the rest -----------

@@ -26,8 +26,8 @@ def flops_text(flops: int) -> str:
 
 st.title("📐 Compound scaling")
 st.caption("Tan & Le (2019) scale depth by α^φ, width by β^φ and resolution by γ^φ under "
-           "α·β²·γ² ≈ 2, so FLOPs grow about 2^φ. Parameters and FLOPs below are computed "
-           "layer by layer, with Keras's channel and repeat rounding.")
+           "α·β²·γ² ≈ 2, so FLOPs grow about 2^φ. Parameters and FLOPs below are computed layer "
+           "by layer, with Keras's channel and repeat rounding.")
 
 # ----- inputs ----------------------------------------------------------------------------------
 mode = st.radio("Networks", ["Formula", "Official B0–B7"], horizontal=True, key="scaling_mode")
@@ -56,8 +56,8 @@ train_variant = variant if official else scaling.nearest_variant(net.flops)
 st.write(f"α·β²·γ² = **{mult.constraint:.3f}**, so FLOPs grow ×{mult.flops_factor:.2f} "
          f"at φ = {formula_phi:g} (2^φ = {mult.ideal_flops_factor:.2f}).")
 if abs(mult.constraint - 2) > 0.2:
-    st.warning(f"α·β²·γ² = {mult.constraint:.2f} is far from 2: each step of φ multiplies FLOPs "
-               f"by {mult.constraint:.2f} instead of doubling them.")
+    st.warning(f"α·β²·γ² = {mult.constraint:.2f} is far from 2: each step of φ multiplies "
+               f"FLOPs by {mult.constraint:.2f} instead of doubling them.")
 
 if official:
     st.subheader(f"EfficientNet-{variant.upper()} next to the formula at φ = {formula_phi}")
@@ -67,25 +67,26 @@ if official:
         f"Formula φ = {formula_phi}": [f"{formula.width:.3f}", f"{formula.depth:.3f}",
                                        f"{formula.resolution}", f"{formula.params:,}",
                                        flops_text(formula.flops)],
-    }, index=["width ×", "depth ×", "resolution", "parameters", "FLOPs"]), key="scaling_compare")
+    }, index=["width ×", "depth ×", "resolution", "parameters", "FLOPs"]))
 else:
     st.caption(f"Resolution = round({base} · γ^φ) = {net.resolution} px. "
                f"Nearest released network by FLOPs: {train_variant.upper()}.")
 
-m = st.columns(5)
-m[0].metric("Depth ×", f"{net.depth:.3f}")
-m[1].metric("Width ×", f"{net.width:.3f}")
-m[2].metric("Resolution", f"{net.resolution} px")
-m[3].metric("Parameters", f"{net.params:,}", f"×{net.params / b0.params:.2f} vs B0",
-            delta_color="off")
-m[4].metric("FLOPs", flops_text(net.flops), f"×{net.flops / b0.flops:.2f} vs B0",
-            delta_color="off")
+top = st.columns(2)
+top[0].metric("Parameters", f"{net.params:,}", f"×{net.params / b0.params:.2f} vs B0",
+              delta_color="off")
+top[1].metric("FLOPs", flops_text(net.flops), f"×{net.flops / b0.flops:.2f} vs B0",
+              delta_color="off")
+low = st.columns(3)
+low[0].metric("Depth ×", f"{net.depth:.3f}")
+low[1].metric("Width ×", f"{net.width:.3f}")
+low[2].metric("Resolution", f"{net.resolution} px")
 
 st.dataframe(pd.DataFrame([{
     "stage": r.stage, "operator": r.operator, "resolution": f"{r.resolution}×{r.resolution}",
     "channels": r.channels, "layers": r.layers, "parameters": r.params,
     "MFLOPs": round(r.flops / 1e6, 1)} for r in net.stages]),
-    hide_index=True, key="scaling_stages")
+    hide_index=True)
 
 
 # ----- render: charts --------------------------------------------------------------------------
@@ -98,29 +99,24 @@ def curves(alpha: float, beta: float, gamma: float, base: int) -> pd.DataFrame:
 
 
 def network_figure(net: scaling.Network) -> go.Figure:
-    """One bar per layer: height = its feature-map size, width ~ sqrt(its channels)."""
-    x, widths, heights, colors, texts, left = [], [], [], [], [], 0.0
+    """The input, then one bar per layer: height = feature-map size, width ~ sqrt(channels)."""
+    bars, res = [("input", net.resolution, 3)], net.resolution
     for row in net.stages:
-        res = row.resolution
         for j in range(row.layers):
             res = -(-res // (row.stride if j == 0 else 1))  # ceil: the layer's output size
-            w = row.channels**0.5
-            x.append(left + w / 2)
-            widths.append(w)
-            heights.append(res)
-            colors.append(row.stage)
-            texts.append(f"stage {row.stage}, {row.operator}<br>{res}×{res}×{row.channels}")
-            left += w + 2
-    b7 = scaling.official_network("b7")  # fixed axes (at least B7's size) so growth shows
-    b7_width = sum(r.layers * (r.channels**0.5 + 2) for r in b7.stages)
-    fig = go.Figure(go.Bar(x=x, y=heights, base=[-h / 2 for h in heights], width=widths,
-                           marker={"color": colors, "colorscale": "Viridis"},
-                           hovertext=texts, hoverinfo="text"))
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False,
-                      xaxis={"visible": False, "range": [0, max(left, b7_width)]},
-                      yaxis={"title": "feature-map size (px)",
-                             "range": [-max(b7.stages[1].resolution, heights[0]) / 2 - 5,
-                                       max(b7.stages[1].resolution, heights[0]) / 2 + 5]})
+            bars.append((f"stage {row.stage}, {row.operator}", res, row.channels))
+    widths = [c**0.5 for _, _, c in bars]
+    x = [sum(widths[:i]) + 2 * i + w / 2 for i, w in enumerate(widths)]
+    b7 = scaling.official_network("b7")  # fixed axes, at least B7's size, so the growth shows
+    x_max = max(x[-1] + widths[-1], sum(r.layers * (r.channels**0.5 + 2) for r in b7.stages))
+    y_max = max(net.resolution, b7.resolution) / 2 + 10
+    fig = go.Figure(go.Bar(
+        x=x, y=[h for _, h, _ in bars], base=[-h / 2 for _, h, _ in bars], width=widths,
+        marker={"color": list(range(len(bars))), "colorscale": "Viridis"},
+        hovertext=[f"{name}<br>{h}×{h}×{c}" for name, h, c in bars], hoverinfo="text"))
+    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False,
+                      xaxis={"visible": False, "range": [0, x_max]},
+                      yaxis={"title": "feature-map size (px)", "range": [-y_max, y_max]})
     return fig
 
 
@@ -137,7 +133,7 @@ with tab_growth:
             go.Scatter(x=curve["phi"], y=curve[column], name="formula", mode="lines"),
             go.Scatter(x=list(range(8)), y=[getattr(n, column) for n in offs.values()],
                        name="official B0–B7", mode="markers+text", text=[v.upper() for v in offs],
-                       textposition="top left"),
+                       textposition="bottom right"),
             go.Scatter(x=[formula_phi], y=[getattr(net, column)], name="this configuration",
                        mode="markers", marker={"size": 14, "symbol": "star"}),
         ])
@@ -147,8 +143,14 @@ with tab_acc:
     fig = go.Figure(go.Scatter(
         x=list(scaling.PAPER_FLOPS.values()), y=list(scaling.PAPER_TOP1.values()),
         mode="lines+markers+text", text=[v.upper() for v in scaling.PAPER_TOP1],
-        textposition="top left", name="paper, Table 2"))
-    fig.add_vline(x=net.flops, line_dash="dash", annotation_text="this configuration")
+        textposition="bottom right", name="paper, Table 2"))
+    top1 = list(scaling.PAPER_TOP1.values())
+    fig.add_scatter(x=[net.flops, net.flops], y=[min(top1) - 0.5, max(top1) + 0.5], mode="lines",
+                    line={"dash": "dash", "color": "gray"}, name="this configuration")
+    if official:
+        fig.add_scatter(x=[scaling.PAPER_FLOPS[variant]], y=[scaling.PAPER_TOP1[variant]],
+                        mode="markers", marker={"size": 16, "symbol": "star"},
+                        name=variant.upper())
     fig.update_layout(xaxis={"title": "FLOPs (multiply-adds)", "type": "log"},
                       yaxis_title="ImageNet top-1 (%)", height=380)
     st.plotly_chart(fig, key="scaling_accuracy")
@@ -164,6 +166,9 @@ def built_model(width: float, depth: float, resolution: int):
     return measure.build_model(width, depth, resolution)
 
 
+st.caption(f"Times a forward pass of this network with random weights on this machine. Batch 32 "
+           f"is {32 * net.flops / 1e9:.0f} B multiply-adds per pass: large networks take a while "
+           f"on a CPU, and Stop ends the timing after the current pass.")
 config = (net.width, net.depth, net.resolution)
 job = st.session_state.get("scaling_measure")
 running = bool(job) and job["progress"].snapshot()["status"] not in FINISHED
@@ -182,7 +187,8 @@ def measure_panel() -> None:
     """Live progress while timing runs; the timings next to the FLOPs estimate after."""
     snap = job["progress"].snapshot()
     if snap["status"] not in FINISHED:
-        st.progress(snap["done"] / max(snap["total"], 1), text=f"{snap['phase']} on {snap['device']}")
+        st.progress(snap["done"] / max(snap["total"], 1),
+                    text=f"{snap['phase']} on {snap['device']}")
         st.button("Stop", key="scaling_measure_stop", on_click=job["progress"].request_stop)
         return
     if running:  # it just finished: rerun the page to re-enable the button and stop polling

@@ -27,6 +27,11 @@ def jobs() -> training.TrainingJobs:
     return training.JOBS
 
 
+def job_running(status: str) -> bool:
+    """True while the job starts, runs or stops (its thread may outlive a finished status briefly)."""
+    return jobs().busy and status in ("idle", *ACTIVE)
+
+
 def control_state(values: dict) -> dict:
     """TrainConfig-style ``values`` → the session-state values of this page's widgets."""
     state = {}
@@ -75,25 +80,26 @@ def controls() -> dict:
                            help="auto: official ImageNet weights if cached or downloadable, else the "
                                 "offline EfficientNet-Lite0 weights; none: random initialisation")
     if weights == WEIGHTS_FILE:
-        weights = c3.text_input("Weights file", key="train_weights_path").strip()
-    mode = c4.radio("Mode", ["frozen", "finetune"], key="train_mode", horizontal=True,
+        weights = c3.text_input("Weights file (.h5)", key="train_weights_path").strip()
+    mode = c4.radio("Mode", list(training.MODES), key="train_mode", horizontal=True,
                     help="frozen: train only a new head on fixed ImageNet features (fast); "
-                         "finetune: also train the top blocks, with augmentation")
+                         "finetune: also train the top blocks")
+    values = dict(data=data, backbone=backbone, weights=weights, mode=mode)
     c1, c2, c3, c4 = st.columns(4)
-    values = dict(
-        data=data, backbone=backbone, weights=weights, mode=mode,
-        resolution=c1.number_input("Resolution (px)", min_value=1, step=8, key="train_resolution",
-                                   help="Input size the backbone sees; 32×32 images are upscaled "
-                                        "inside the model"),
-        epochs=c2.number_input("Epochs", min_value=1, key="train_epochs"),
-        batch_size=c3.number_input("Batch size", min_value=1, step=16, key="train_batch_size"),
-        lr=c4.number_input("Learning rate", min_value=0.0, step=1e-4, format="%g", key="train_lr"),
+    values.update(
+        resolution=c1.number_input("Resolution (px)", 32, 1024, step=8, key="train_resolution",
+                                   help="Input size the backbone sees; CIFAR-10's 32×32 images are "
+                                        "upscaled inside the model"),
+        epochs=c2.number_input("Epochs", 1, 10_000, key="train_epochs"),
+        batch_size=c3.number_input("Batch size", 1, 8192, step=16, key="train_batch_size"),
+        lr=c4.number_input("Learning rate", min_value=0.0, max_value=10.0, step=1e-4, format="%g",
+                           key="train_lr"),
     )
     c1, c2, c3, c4 = st.columns(4)
     values.update(
-        optimizer=c1.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="train_optimizer"),
-        schedule=c2.selectbox("Learning-rate schedule", ["cosine", "constant"], key="train_schedule"),
-        seed=c3.number_input("Seed", min_value=0, key="train_seed"),
+        optimizer=c1.selectbox("Optimizer", list(training.OPTIMIZERS), key="train_optimizer"),
+        schedule=c2.selectbox("Learning-rate schedule", list(training.SCHEDULES), key="train_schedule"),
+        seed=c3.number_input("Seed", 0, 2**31 - 1, key="train_seed"),
         subset=c4.number_input("Training subset (images)", min_value=1, step=500, key="train_subset",
                                placeholder="all", help="A stratified subset for quick demos; "
                                                        "empty = the whole training set"),
@@ -102,11 +108,20 @@ def controls() -> dict:
     values.update(
         test_subset=c1.number_input("Test subset (images)", min_value=1, step=500,
                                     key="train_test_subset", placeholder="all"),
-        finetune_blocks=c2.number_input("Fine-tune top blocks", min_value=0, key="train_finetune_blocks",
-                                        disabled=frozen, help="finetune mode only"),
-        augment=c3.toggle("Augment (flip + shift)", key="train_augment", disabled=frozen,
-                          help="finetune mode only"),
+        finetune_blocks=c2.number_input("Fine-tune top blocks", 1, 7, key="train_finetune_blocks",
+                                        disabled=frozen, help="finetune mode: stages that train"),
+        dropout=c3.number_input("Dropout", 0.0, 0.99, step=0.05, key="train_dropout",
+                                placeholder="auto", help="before the classifier; empty = 0 for "
+                                                         "frozen (the blog's head), 0.2 for finetune"),
         name=c4.text_input("Run name", key="train_name", placeholder="automatic").strip() or None,
+    )
+    c1, c2 = st.columns(2)
+    values.update(
+        augment=c1.toggle("Augment (flip + shift inside the model)", key="train_augment",
+                          disabled=frozen, help="finetune mode only"),
+        cache_features=c2.toggle("Cache extracted features on disk", key="train_cache_features",
+                                 help="reuse them when the same data, backbone and resolution "
+                                      "come again"),
     )
     return values
 
@@ -114,14 +129,11 @@ def controls() -> dict:
 def start(values: dict) -> None:
     """Validate the options and start the job; problems become messages, not tracebacks."""
     try:
-        config = training.TrainConfig(**values)
-        config.validate()
-        jobs().start(config)
-    except training.Busy:
-        st.warning("A training job is already running in this app (one at a time): wait for it to "
-                   "finish, or press Stop.", icon="⏳")
+        jobs().start(training.TrainConfig(**values))  # validates first: ValueError, nothing started
+    except training.Busy as exc:
+        st.warning(f"{exc} (one training job at a time per app)", icon="⏳")
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(f"Cannot start: {exc}")
 
 
 def job_panel() -> None:
@@ -129,14 +141,17 @@ def job_panel() -> None:
     progress = jobs().progress()
     if progress is None:
         return
-    if progress.active and st.button("Stop", key="train_stop"):
+    if job_running(progress.snapshot()["status"]) and st.button("Stop", key="train_stop"):
         jobs().stop()
     snap = progress.snapshot()
-    active = snap["status"] in ACTIVE
+    active = job_running(snap["status"])
     result = snap["result"] or {}
     if active:
         total, unit = snap["total"], snap["unit"]
-        text = f"**{snap['phase'] or 'Starting'}** · {snap['done']}/{total} {unit}"
+        # message names the step (loading, building, training…), phase the counted work within it.
+        step, phase = snap["message"] or "Starting", snap["phase"]
+        text = f"**{step}**" + (f" · {phase}" if phase and phase != step else "")
+        text += f": {snap['done']}/{total} {unit}" if total else ""
         if snap["rate"]:
             text += f" · {snap['rate']:.0f} {unit}/s · ETA {fmt_seconds(snap['eta_s'])}"
         if snap["status"] == "stopping":
@@ -144,17 +159,14 @@ def job_panel() -> None:
         st.progress(min(snap["done"] / total, 1.0) if total else 0.0, text=text)
     elif snap["status"] == "error":
         st.error(f"Training failed: {snap['error']}")
-    elif result:
-        verb = "Stopped early" if snap["status"] == "stopped" else "Finished"
+    elif result.get("test_accuracy") is not None:
+        verb = "Stopped early" if result["stopped"] else "Finished"
         st.success(f"{verb}: test accuracy **{result['test_accuracy']:.2%}** after {result['epochs']} "
                    f"epoch(s) in {fmt_seconds(result['wall_s'])} · saved as `{result['run_dir']}`")
     else:
-        st.info(f"The last job ended ({snap['status']}) before it had a model to save.")
-    details = [f"Device: {snap['device'] or result.get('device') or '…'}",
-               f"elapsed {fmt_seconds(snap['elapsed_s'])}"]
-    if result.get("weights") or snap["message"]:
-        details.insert(1, f"weights: {result.get('weights') or snap['message']}")
-    st.caption(" · ".join(details))
+        st.warning("Stopped before training began: no model was saved.")
+    weights = f" · weights: {result['weights']}" if result.get("weights") else ""
+    st.caption(f"Device: {snap['device'] or '…'}{weights} · elapsed {fmt_seconds(snap['elapsed_s'])}")
     if snap["epochs"] or snap["batches"]:
         st.plotly_chart(charts.curves_figure(snap["epochs"], snap["batches"]), key="train_live_chart")
     # The job just ended: rerun the whole page once, to list the new run and stop polling.
@@ -172,6 +184,15 @@ def run_details(run) -> None:
     c2.metric("Status", run.status)
     c3.metric("Epochs", len(run.history))
     c4.metric("Backbone", f"{cfg.get('backbone', '?')} @ {cfg.get('resolution', '?')}px")
+    res = run.results
+    facts = [f"weights: {res['weights']}" if res.get("weights") else None,
+             f"device: {res['device']}" if res.get("device") else None,
+             f"data: {res['data_source']} ({res.get('split', '')})" if res.get("data_source") else None,
+             f"{res['skipped']} unreadable image file(s) skipped" if res.get("skipped") else None,
+             f"wall time {fmt_seconds(res['wall_s'])}" if res.get("wall_s") is not None else None]
+    st.caption(" · ".join(f for f in facts if f), help=res.get("weights_detail"))
+    if run.status == "error":
+        st.error(f"This run failed: {run.error}")
     if run.confusion:
         left, right = st.columns([3, 2])
         left.plotly_chart(charts.confusion_figure(run.confusion, run.class_names), key="train_confusion")
@@ -194,10 +215,14 @@ def run_details(run) -> None:
                        help="Stop the job before deleting its run" if busy_run else None):
         st.write(f"Delete **{run.name}** and all its files? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key="train_delete"):
-            runs.delete_run(run.path)
-            st.session_state["train_notice"] = f"Deleted run **{run.name}**."
-            st.session_state.pop("train_run_pick", None)
-            st.rerun()
+            try:
+                runs.delete_run(run.path)
+            except (ValueError, OSError) as exc:
+                st.error(f"Could not delete the run: {exc}")
+            else:
+                st.session_state["train_notice"] = f"Deleted run **{run.name}**."
+                st.session_state.pop("train_run_pick", None)
+                st.rerun()
 
 
 # ----- inputs ---------------------------------------------------------------------------------
@@ -206,19 +231,20 @@ st.caption("Transfer learning: an ImageNet EfficientNet backbone with a new clas
            "on CIFAR-10 or your own image folder. Training runs in the background; switch pages freely.")
 for key, value in control_state(DEFAULTS).items():
     st.session_state.setdefault(key, value)
-handoff = st.session_state.pop("train_preset", None)  # set once by the Scaling page
-if handoff:
-    st.session_state.update(control_state(handoff))
-    st.info("Applied the Scaling page's choice: "
-            + ", ".join(f"{k} **{v}**" for k, v in handoff.items()) + ". Check the rest, then press Start.")
 cols = st.columns(len(training.PRESETS) + 1)
 cols[0].markdown("**Presets**")
 for col, name in zip(cols[1:], training.PRESETS):
     col.button(name, key=f"train_preset_{name}", on_click=apply_preset, args=(name,),
                help=", ".join(f"{k}={v}" for k, v in training.PRESETS[name].items()),
                width="stretch")
+notices = st.container()  # always present, so one-off messages don't shift (and remount) the widgets
+handoff = st.session_state.pop("train_preset", None)  # set once by the Scaling page
+if handoff:
+    st.session_state.update(control_state(handoff))
+    notices.info("Applied the Scaling page's choice: " + ", ".join(f"{k} **{v}**" for k, v in handoff.items())
+                 + ". Check the rest, then press Start.")
 if "train_notice" in st.session_state:
-    st.success(st.session_state.pop("train_notice"))
+    notices.success(st.session_state.pop("train_notice"))
 values = controls()
 
 # ----- one core call: start a job (guarded by validation and the one-job rule) ----------------
@@ -226,7 +252,9 @@ if st.button("Start", type="primary", key="train_start"):
     start(values)
 
 # ----- render: the live job, then the saved runs ----------------------------------------------
-st.fragment(job_panel, run_every=1.0 if jobs().busy else None)()
+current = jobs().progress()
+polling = current is not None and job_running(current.snapshot()["status"])
+st.fragment(job_panel, run_every=1.0 if polling else None)()
 
 st.header("Runs")
 saved = {run.name: run for run in runs.list_runs()}

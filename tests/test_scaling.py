@@ -22,7 +22,7 @@ def keras_efficientnet():
     keras.backend.clear_session()
 
 
-# ----- parameters equal Keras's count_params() -------------------------------------------------
+# ----- parameters equal Keras's count_params() ----------------------------------------------------
 @pytest.mark.parametrize("variant", list(scaling.OFFICIAL))
 def test_params_equal_keras_for_official_variants(variant, keras_efficientnet):
     v = scaling.OFFICIAL[variant]
@@ -41,7 +41,7 @@ def test_params_equal_keras_for_formula_networks(phi, bases, keras_efficientnet)
     assert scaling.formula_network(phi, **bases).params == model.count_params()
 
 
-# ----- FLOPs -------------------------------------------------------------------------------------
+# ----- FLOPs --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", list(scaling.OFFICIAL))
 def test_flops_within_ten_percent_of_paper(variant):
     flops = scaling.official_network(variant).flops
@@ -63,7 +63,7 @@ def test_official_flops_grow_with_variant():
     assert flops == sorted(flops) and len(set(flops)) == len(flops)
 
 
-# ----- the stage table -----------------------------------------------------------------------------
+# ----- the stage table ----------------------------------------------------------------------------
 def test_b0_stage_table_matches_paper_table_1():
     net = scaling.official_network("b0")
     assert [r.resolution for r in net.stages] == [224, 112, 112, 56, 28, 14, 14, 7, 7]
@@ -93,7 +93,7 @@ def test_to_dict_is_json_ready():
     assert {"stage", "operator", "resolution", "channels", "layers"} <= set(data["stages"][0])
 
 
-# ----- multipliers ---------------------------------------------------------------------------------
+# ----- multipliers --------------------------------------------------------------------------------
 def test_multipliers_at_phi_zero_and_one():
     zero = scaling.multipliers(0)
     assert (zero.depth, zero.width, zero.resolution, zero.flops_factor) == (1, 1, 224, 1)
@@ -141,7 +141,9 @@ def test_round_filters_edge_cases(filters, width, divisor, expected):
     (3, 1.4, 5),  # 4.2 rounds up
     (2, 1.5, 3),  # exact stays
     (1, 3.1, 4),
-    (10, 1.1, 12),  # 1.1 * 10 is 11.000000000000002 in floating point; Keras's ceil gives 12
+    (4, 1.25, 5),  # exact stays
+    (3, 1.1, 4),  # 3.3 rounds up
+    (10, 1.1, 11),
 ])
 def test_round_repeats_edge_cases(repeats, depth, expected):
     assert scaling.round_repeats(repeats, depth) == expected
@@ -151,10 +153,10 @@ def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
     """Build a Keras EfficientNet whose stages hit the edge cases and read the real layer sizes."""
     filters = [11, 12, 17, 19, 4, 44]
     repeats = [1, 2, 3, 10, 1, 2]
-    width, depth = 1.1, 1.1
-    blocks = [{"kernel_size": 3, "repeats": r, "filters_in": f, "filters_out": f,
+    width, depth = 1.0, 1.1  # width 1 so the filters hit the edge cases as listed
+    blocks = [{"kernel_size": 3, "repeats": r, "filters_in": f_in, "filters_out": f,
                "expand_ratio": 1, "id_skip": True, "strides": 1, "se_ratio": 0.25}
-              for f, r in zip(filters, repeats)]
+              for f_in, f, r in zip([scaling.STEM_FILTERS, *filters], filters, repeats)]
     model = keras_efficientnet(width, depth, 32, weights=None, include_top=False,
                                blocks_args=blocks, input_shape=(32, 32, 3))
     names = [layer.name for layer in model.layers]
@@ -164,7 +166,7 @@ def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
         assert len(blocks_built) == scaling.round_repeats(r, depth)
 
 
-# ----- invalid inputs ------------------------------------------------------------------------------
+# ----- invalid inputs -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, message", [
     ({"phi": -0.1}, "phi must be at least 0"),
     ({"phi": float("nan")}, "phi must be a finite number"),
@@ -201,7 +203,7 @@ def test_unknown_variant_and_bad_flops_are_rejected():
         scaling.nearest_variant(0)
 
 
-# ----- helpers and consistency -----------------------------------------------------------------------
+# ----- helpers and consistency --------------------------------------------------------------------
 def test_nearest_variant_by_flops():
     for v in scaling.OFFICIAL:
         assert scaling.nearest_variant(scaling.official_network(v).flops) == v

@@ -1,4 +1,4 @@
-"""``python -m core scaling``: multipliers, stage table, parameters and FLOPs of a scaled EfficientNet.
+"""``python -m core scaling``: multipliers, stage table, parameters and FLOPs of an EfficientNet.
 
 Either compound scaling (``--phi`` with optional ``--alpha/--beta/--gamma``) or a released
 variant (``--variant b0..b7``); ``--json`` prints one machine-readable object instead of text.
@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.variant:
             if given:
-                raise CliError(f"{', '.join(given)} can only be used with --phi, not with --variant.")
+                raise CliError(f"{', '.join(given)} can only be used with --phi, "
+                               "not with --variant.")
             net, mult = scaling.official_network(args.variant), None
         else:
             defaults = {"alpha": scaling.ALPHA, "beta": scaling.BETA, "gamma": scaling.GAMMA}

@@ -1,0 +1,160 @@
+"""Run folders: writing atomically, listing, loading, deleting (small hand-made runs, no training)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core import runs
+from core.runs import RunWriter
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+def _tiny_model(size: int = 8):
+    import keras
+
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(len(CLASSES), activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _make_run(root, name, *, created=None, status="done", model=None, accuracy=0.5):
+    writer = RunWriter(root / name)
+    writer.start({"mode": "frozen", "epochs": 2}, CLASSES)
+    writer.history([
+        {"epoch": 1, "loss": 1.5, "accuracy": 0.4, "val_loss": 1.4, "val_accuracy": 0.45},
+        {"epoch": 2, "loss": 1.1, "accuracy": 0.6, "val_loss": 1.2, "val_accuracy": 0.5},
+    ])
+    if created is not None:  # fake the start time so listing order is testable
+        status_file = root / name / "status.json"
+        data = json.loads(status_file.read_text())
+        data["created"] = created
+        status_file.write_text(json.dumps(data))
+    if model is not None:
+        writer.model(model)
+    if status != "running":
+        images = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
+        writer.finish({"status": status, "test_accuracy": accuracy, "epochs": 2},
+                      [[1, 1, 0], [0, 2, 0], [0, 0, 2]],
+                      {"images": images, "true": np.array([0, 2]), "pred": np.array([1, 0]),
+                       "prob": np.array([0.9, 0.6], dtype="float32")})
+    return root / name
+
+
+def _no_temp_files(folder) -> bool:
+    return not [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+def test_written_run_reads_back(tmp_path):
+    path = _make_run(tmp_path, "r1")
+    info = runs.load_run(path)
+    assert info.name == "r1" and info.status == "done"
+    assert info.test_accuracy == 0.5
+    assert info.class_names == CLASSES
+    assert info.config == {"mode": "frozen", "epochs": 2}
+    assert [row["epoch"] for row in info.history] == [1, 2]
+    assert info.history[1]["val_accuracy"] == pytest.approx(0.5)
+    assert info.confusion == [[1, 1, 0], [0, 2, 0], [0, 0, 2]]
+    assert not info.has_model
+    assert _no_temp_files(path)
+
+
+def test_list_runs_newest_first_and_skips_broken(tmp_path):
+    _make_run(tmp_path, "old", created=1000.0)
+    _make_run(tmp_path, "new", created=2000.0)
+    (tmp_path / "not-a-run").mkdir()  # no config.json
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert [r.name for r in runs.list_runs(tmp_path)] == ["new", "old"]
+    assert runs.list_runs(tmp_path / "missing") == []
+
+
+def test_list_runs_defaults_to_runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path))
+    _make_run(tmp_path, "only")
+    assert [r.name for r in runs.list_runs()] == ["only"]
+
+
+def test_running_run_of_a_dead_process_reads_as_error(tmp_path):
+    path = _make_run(tmp_path, "live", status="running")
+    assert runs.load_run(path).status == "running"  # our own pid is alive
+    with pytest.raises(ValueError, match="still training"):
+        runs.delete_run(path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    data = json.loads((path / "status.json").read_text())
+    data["pid"] = int(dead.stdout)
+    (path / "status.json").write_text(json.dumps(data))
+    info = runs.load_run(path)
+    assert info.status == "error" and "ended before it finished" in info.error
+    runs.delete_run(path)
+    assert not path.exists()
+
+
+def test_delete_run_refuses_other_folders(tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not a training run"):
+        runs.delete_run(folder)
+    assert (folder / "notes.txt").exists()
+    path = _make_run(tmp_path, "gone")
+    runs.delete_run(path)
+    assert not path.exists()
+
+
+def test_misclassified(tmp_path):
+    path = _make_run(tmp_path, "m")
+    items = runs.misclassified(path)
+    assert [(i["true"], i["pred"]) for i in items] == [("cat", "dog"), ("bird", "cat")]
+    assert items[0]["image"].dtype == np.uint8 and items[0]["image"].shape == (8, 8, 3)
+    assert items[0]["prob"] == pytest.approx(0.9)
+    assert len(runs.misclassified(path, limit=1)) == 1
+    (path / "misclassified.npz").unlink()
+    assert runs.misclassified(path) == []
+
+
+def test_model_save_and_load(tmp_path):
+    model = _tiny_model()
+    path = _make_run(tmp_path, "with-model", model=model)
+    loaded, classes, size = runs.load_run_model(path)
+    assert classes == CLASSES and size == 8
+    x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert runs.load_run(path).has_model
+    with pytest.raises(ValueError, match="no saved model"):
+        runs.load_run_model(_make_run(tmp_path, "no-model"))
+
+
+class _FailingModel:
+    """Writes half a file, then fails: what a crash during ``model.save`` looks like."""
+
+    def save(self, path):
+        with open(path, "wb") as f:
+            f.write(b"half a model")
+        raise OSError("disk full")
+
+
+def test_failed_writes_keep_the_old_file(tmp_path):
+    path = _make_run(tmp_path, "atomic", model=_tiny_model())
+    before = (path / "model.keras").read_bytes()
+    with pytest.raises(OSError, match="disk full"):
+        RunWriter(path).model(_FailingModel())
+    assert (path / "model.keras").read_bytes() == before
+    results_before = (path / "results.json").read_text()
+    with pytest.raises(TypeError):  # an unserialisable value: the write fails part-way
+        RunWriter(path).finish({"status": "done", "bad": object()})
+    assert (path / "results.json").read_text() == results_before
+    assert _no_temp_files(path)
+    assert sorted(os.listdir(path)) == sorted([
+        "classes.json", "config.json", "confusion.json", "history.csv", "misclassified.npz",
+        "model.keras", "results.json", "status.json"])

@@ -1,0 +1,273 @@
+"""Training end to end on a tiny slice of the real CIFAR-10 images (32×32, Lite0, 1–2 epochs).
+
+The slice is a folder of symlinks to 20 train + 10 test images per class, so decoding is instant;
+the session's cache folder (see conftest) shares the one-off Lite0 conversion between tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import runs, training
+from core.data import load_dataset
+from core.progress import Progress
+from core.training import Busy, TrainConfig, TrainingJobs, fit_blog_way, train
+
+RUN_FILES = {"status.json", "config.json", "classes.json", "history.csv", "model.keras",
+             "confusion.json", "results.json", "misclassified.npz"}
+
+
+def make_mini_cifar(cifar10_dir: Path, dest: Path, n_train: int = 20, n_test: int = 10) -> Path:
+    """A folder of symlinks to the first images of each class (nothing is copied)."""
+    for split, n in (("train", n_train), ("test", n_test)):
+        for cls in sorted(p.name for p in (cifar10_dir / split).iterdir()):
+            folder = dest / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for image in sorted((cifar10_dir / split / cls).iterdir())[:n]:
+                os.symlink(image, folder / image.name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def mini(cifar10_dir, tmp_path_factory) -> Path:
+    return make_mini_cifar(cifar10_dir, tmp_path_factory.mktemp("mini-cifar10"))
+
+
+def config(mini, **overrides) -> TrainConfig:
+    values = dict(data=str(mini), backbone="lite0", weights="lite0", mode="frozen", resolution=32,
+                  epochs=2, batch_size=32, lr=1e-3, schedule="constant", seed=1,
+                  cache_features=False)
+    return TrainConfig(**{**values, **overrides})
+
+
+def test_accuracy(model, ds) -> float:
+    probs = model.predict(ds.x_test.astype("float32"), batch_size=64, verbose=0)
+    return float((probs.argmax(axis=1) == ds.y_test).mean())
+
+
+test_accuracy.__test__ = False  # a helper, not a test
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+# ----- configuration ----------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value, message", [
+    ("backbone", "b9", "Unknown backbone"),
+    ("weights", "/no/such/file.h5", "weights must be one of"),
+    ("mode", "half", "mode must be one of"),
+    ("resolution", 16, "resolution must be a whole number from 32"),
+    ("resolution", 64.5, "resolution must be a whole number"),
+    ("epochs", 0, "epochs must be"),
+    ("batch_size", -1, "batch_size must be"),
+    ("lr", 0.0, "lr .learning rate. must be"),
+    ("lr", float("nan"), "lr .learning rate. must be"),
+    ("optimizer", "rmsprop", "optimizer must be one of"),
+    ("schedule", "step", "schedule must be one of"),
+    ("subset", 0, "subset must be"),
+    ("finetune_blocks", 8, "finetune_blocks must be"),
+    ("augment", "yes", "augment must be true or false"),
+    ("dropout", 1.0, "dropout must be"),
+    ("name", "../escape", "run name"),
+    ("data", "/no/such/folder", "does not exist"),
+])
+def test_bad_config_values(field, value, message):
+    cfg = TrainConfig(**{field: value})
+    with pytest.raises(ValueError, match=message):
+        cfg.validate()
+
+
+def test_defaults_and_presets_are_valid():
+    TrainConfig().validate()
+    for name in training.PRESETS:
+        cfg = training.preset_config(name)
+        cfg.validate()
+        assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    blog = training.preset_config("blog")
+    assert (blog.mode, blog.resolution, blog.epochs, blog.batch_size, blog.lr, blog.optimizer,
+            blog.schedule, blog.head_dropout) == ("frozen", 32, 50, 64, 1e-3, "adam", "constant", 0.0)
+    with pytest.raises(ValueError, match="Unknown preset"):
+        training.preset_config("fastest")
+
+
+def test_describe_device_on_this_machine():
+    text = training.describe_device()
+    assert text == f"CPU ({os.cpu_count()} cores)" or text.startswith("GPU: ")
+
+
+# ----- frozen mode ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def frozen_run(mini, tmp_path_factory):
+    cfg = config(mini)
+    progress = Progress()
+    result = train(cfg, progress, runs_root=tmp_path_factory.mktemp("runs"))
+    return cfg, result, progress
+
+
+def test_frozen_run_writes_everything(frozen_run):
+    cfg, result, progress = frozen_run
+    assert not result.stopped and result.epochs == 2
+    assert 0.0 <= result.test_accuracy <= 1.0
+    assert result.weights.startswith("lite0")
+    assert set(os.listdir(result.run_dir)) == RUN_FILES
+    assert no_temp_files(result.run_dir)
+    info = runs.load_run(result.run_dir)
+    assert info.status == "done" and info.test_accuracy == result.test_accuracy
+    assert info.config == cfg.to_dict()
+    assert [row["epoch"] for row in info.history] == [1, 2]
+    assert np.array(info.confusion).sum() == 100 and len(info.class_names) == 10
+    results = json.loads((result.run_dir / "results.json").read_text())
+    assert results["train_images"] == 200 and results["test_images"] == 100
+    assert set(results["per_class_accuracy"]) == set(info.class_names)
+    wrong = runs.misclassified(result.run_dir)
+    assert len(wrong) == min(36, round((1 - result.test_accuracy) * 100))
+    assert all(w["true"] != w["pred"] for w in wrong)
+
+    snap = progress.snapshot()
+    assert snap["status"] == "done" and snap["result"]["test_accuracy"] == result.test_accuracy
+    assert [e["epoch"] for e in snap["epochs"]] == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s"} <= set(snap["epochs"][0])
+    assert snap["batches"] and snap["batches"][-1]["epoch"] == 2
+    assert snap["device"] == result.device
+
+
+def test_reloaded_model_gives_the_same_test_accuracy(frozen_run, mini):
+    cfg, result, _ = frozen_run
+    model, classes, size = runs.load_run_model(result.run_dir)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    assert size == 32 and classes == ds.class_names
+    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
+
+
+def test_frozen_features_give_the_same_model_as_the_blog_way(frozen_run, mini):
+    """Cached features + head training == training the full network with the backbone inside."""
+    cfg, result, _ = frozen_run
+    fast, _, _ = runs.load_run_model(result.run_dir)
+    slow, rows = fit_blog_way(cfg)
+    assert len(rows) == cfg.epochs
+    history = runs.load_run(result.run_dir).history
+    np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in history], rtol=1e-4)
+    for layer in ("head_bn", "predictions"):
+        for a, b in zip(fast.get_layer(layer).get_weights(), slow.get_layer(layer).get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    # The head really trained (it is not just the shared initialisation).
+    assert not np.allclose(fast.get_layer("head_bn").get_weights()[0], 1.0)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    x = ds.x_test.astype("float32")
+    np.testing.assert_allclose(fast.predict(x, verbose=0), slow.predict(x, verbose=0), atol=1e-4)
+
+
+def test_existing_run_name_is_refused(frozen_run, mini):
+    _, result, _ = frozen_run
+    cfg = config(mini, name=result.run_dir.name)
+    with pytest.raises(ValueError, match="already exists"):
+        train(cfg, runs_root=result.run_dir.parent)
+
+
+# ----- fine-tuning ------------------------------------------------------------------------------
+def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
+    from core.weights import load_backbone
+
+    cfg = config(mini, mode="finetune", augment=False, finetune_blocks=1, epochs=1,
+                 cache_features=True)
+    first = PhaseLog()
+    result = train(cfg, first, runs_root=tmp_path)
+    assert "Extracting features (train)" in first.phases
+    model, _, _ = runs.load_run_model(result.run_dir)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
+    backbone = model.get_layer("efficientnetlite0")
+    original, _ = load_backbone("lite0", "lite0", input_shape=(32, 32, 3), include_top=False,
+                                pooling="avg")
+    for name in ("stem_conv", "block6d_project_conv"):  # frozen: untouched
+        np.testing.assert_array_equal(backbone.get_layer(name).get_weights()[0],
+                                      original.get_layer(name).get_weights()[0])
+    for name in ("block7a_project_conv", "top_conv"):  # the top stage and top conv trained
+        assert not np.allclose(backbone.get_layer(name).get_weights()[0],
+                               original.get_layer(name).get_weights()[0])
+    np.testing.assert_array_equal(backbone.get_layer("top_bn").get_weights()[0],  # BN frozen
+                                  original.get_layer("top_bn").get_weights()[0])
+
+    # A second identical run reuses the cached feature maps and trains the same model.
+    second = PhaseLog()
+    again = train(cfg, second, runs_root=tmp_path)
+    assert again.run_dir != result.run_dir
+    assert {"Extracting features (train) (cached)", "Extracting features (test) (cached)"} <= set(second.phases)
+    assert again.test_accuracy == pytest.approx(result.test_accuracy)
+    history_1, history_2 = (runs.load_run(r.run_dir).history for r in (result, again))
+    assert history_1[0]["loss"] == pytest.approx(history_2[0]["loss"], rel=1e-5)
+
+
+class PhaseLog(Progress):
+    """A Progress that remembers every phase it went through."""
+
+    def __init__(self):
+        super().__init__()
+        self.phases = []
+
+    def start(self, phase, total, unit="img"):
+        self.phases.append(phase)
+        super().start(phase, total, unit)
+
+
+# ----- jobs: stop and busy ----------------------------------------------------------------------
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_stop_after_first_batch_keeps_the_model_and_busy_refuses_a_second_job(mini, tmp_path):
+    jobs = TrainingJobs()
+    cfg = config(mini, mode="finetune", augment=True, finetune_blocks=1, epochs=50, batch_size=16)
+    progress = jobs.start(cfg, runs_root=tmp_path)
+    assert jobs.busy and jobs.progress() is progress
+    with pytest.raises(Busy, match="already in progress"):
+        jobs.start(cfg, runs_root=tmp_path)
+    wait_for(lambda: progress.snapshot()["batches"] or not jobs.busy)
+    jobs.stop()
+    assert jobs.join(timeout=120)
+    snap = progress.snapshot()
+    assert snap["error"] is None, snap["error"]
+    assert snap["status"] == "stopped"
+    result = snap["result"]
+    assert result["stopped"] and result["epochs"] == 1  # ended inside the first epoch
+    info = runs.load_run(result["run_dir"])
+    assert info.status == "stopped" and info.has_model and len(info.history) == 1
+    model, _, _ = runs.load_run_model(info.path)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    assert test_accuracy(model, ds) == pytest.approx(result["test_accuracy"], abs=1e-9)
+    # A new job can start once the old one is done; a bad config is refused before starting.
+    with pytest.raises(ValueError, match="epochs"):
+        jobs.start(config(mini, epochs=0), runs_root=tmp_path)
+    assert jobs.progress() is progress
+
+
+def test_stop_before_training_records_a_stopped_run_without_model(mini, tmp_path):
+    progress = Progress()
+    progress.request_stop()
+    result = train(config(mini), progress, runs_root=tmp_path)
+    assert result.stopped and result.test_accuracy is None and result.epochs == 0
+    info = runs.load_run(result.run_dir)
+    assert info.status == "stopped" and not info.has_model
+    assert progress.snapshot()["status"] == "stopped"
+
+
+def test_data_errors_are_reported_and_leave_no_run(tmp_path):
+    empty = tmp_path / "data"
+    (empty / "only-class").mkdir(parents=True)
+    progress = Progress()
+    with pytest.raises(ValueError):
+        train(TrainConfig(data=str(empty), weights="none", epochs=1), progress,
+              runs_root=tmp_path / "runs")
+    snap = progress.snapshot()
+    assert snap["status"] == "error" and snap["error"]
+    assert runs.list_runs(tmp_path / "runs") == []
