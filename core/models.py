@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from core import scaling
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -30,17 +32,10 @@ class Variant:
     lite: bool = False
 
 
-# The official table, as in keras.applications.efficientnet (and the paper's Table 1/2).
+# The released B0–B7 come from the scaling module's table (one source of truth), plus Lite0:
+# B0's stages without squeeze-excite, relu6 (quantisation-friendly).
 VARIANTS: dict[str, Variant] = {
-    "b0": Variant(1.0, 1.0, 224, 0.2),
-    "b1": Variant(1.0, 1.1, 240, 0.2),
-    "b2": Variant(1.1, 1.2, 260, 0.3),
-    "b3": Variant(1.2, 1.4, 300, 0.3),
-    "b4": Variant(1.4, 1.8, 380, 0.4),
-    "b5": Variant(1.6, 2.2, 456, 0.4),
-    "b6": Variant(1.8, 2.6, 528, 0.5),
-    "b7": Variant(2.0, 3.1, 600, 0.5),
-    # EfficientNet-Lite0: B0's stages without squeeze-excite, relu6 (quantisation-friendly).
+    **{name: Variant(v.width, v.depth, v.resolution, v.dropout) for name, v in scaling.OFFICIAL.items()},
     "lite0": Variant(1.0, 1.0, 224, 0.2, lite=True),
 }
 

@@ -5,6 +5,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import inference
+from pages import ensure_navigation
+
+ensure_navigation()
 
 IMAGENET = "ImageNet (1000 classes)"
 

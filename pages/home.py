@@ -3,6 +3,9 @@
 import streamlit as st
 
 from core import runtime
+from pages import ensure_navigation
+
+ensure_navigation()
 
 
 @st.cache_data(ttl=60, show_spinner="Checking the runtime…")

@@ -14,6 +14,9 @@ from streamlit.errors import StreamlitPageNotFoundError
 
 from core import measure, scaling
 from core.progress import Progress
+from pages import ensure_navigation
+
+ensure_navigation()
 
 PHI_GRID = [i / 20 for i in range(141)]  # 0 to 7 in the slider's steps, for the curves
 FINISHED = ("done", "stopped", "error")

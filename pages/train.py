@@ -166,7 +166,8 @@ def job_panel() -> None:
     else:
         st.warning("Stopped before training began: no model was saved.")
     weights = f" · weights: {result['weights']}" if result.get("weights") else ""
-    st.caption(f"Device: {snap['device'] or '…'}{weights} · elapsed {fmt_seconds(snap['elapsed_s'])}")
+    elapsed = f" · elapsed {fmt_seconds(snap['elapsed_s'])}" if active else ""
+    st.caption(f"Device: {snap['device'] or '…'}{weights}{elapsed}")
     if snap["epochs"] or snap["batches"]:
         st.plotly_chart(charts.curves_figure(snap["epochs"], snap["batches"]), key="train_live_chart")
     # The job just ended: rerun the whole page once, to list the new run and stop polling.

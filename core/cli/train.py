@@ -152,20 +152,22 @@ def _run_with_progress(fn, progress: Progress):
         ``(value, interrupted)``.
     """
     box: dict = {}
+    finished = threading.Event()  # not Thread.join: a Ctrl-C during join() can corrupt is_alive()
 
     def work():
         try:
             box["value"] = fn()
         except BaseException as exc:  # re-raised in the main thread below
             box["error"] = exc
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=work, name="effnet-lab-cli-job", daemon=True)
-    worker.start()
+    threading.Thread(target=work, name="effnet-lab-cli-job", daemon=True).start()
     bar = _Bar()
     interrupted = False
-    while worker.is_alive():
+    while not finished.is_set():
         try:
-            worker.join(0.5)
+            finished.wait(0.5)
         except KeyboardInterrupt:
             if interrupted:
                 raise  # a second Ctrl-C: give up without saving

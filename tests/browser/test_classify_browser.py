@@ -6,6 +6,9 @@ from playwright.sync_api import expect
 def test_upload_photo_shows_label(app_url, page, imagenet_samples_dir, tmp_path):
     page.goto(app_url + "/classify")
     expect(page.get_by_text("Upload one or more images")).to_be_visible(timeout=120_000)
+    # A deep link served our navigation (titles), not Streamlit's legacy pages/ file list.
+    expect(page.get_by_role("link", name="Scaling").first).to_be_visible()
+    expect(page.get_by_role("link", name="train charts")).to_have_count(0)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"definitely not a jpeg")
     page.locator("input[type=file]").first.set_input_files(

@@ -1,0 +1,36 @@
+"""The app's pages and its navigation, shared by ``app.py`` and every page.
+
+Why pages call :func:`ensure_navigation`: with a ``pages/`` folder beside ``app.py``, Streamlit
+(up to at least 1.67) routes the first request after a server start with its legacy "pages
+directory" router until some session has run ``st.navigation``. A deep link such as
+``/train`` as the very first request would then run ``pages/train.py`` alone, without our
+navigation, titles or layout. Each page therefore starts by calling :func:`ensure_navigation`,
+which detects that case, runs the real navigation (which serves the requested page) and stops.
+"""
+
+import streamlit as st
+
+PAGES = (
+    # (script, title, icon, url path)
+    ("pages/home.py", "Home", "🏠", None),
+    ("pages/train.py", "Train", "🏋️", "train"),
+    ("pages/classify.py", "Classify", "🔎", "classify"),
+    ("pages/scaling.py", "Scaling", "📐", "scaling"),
+)
+
+
+def run_navigation() -> None:
+    """Set up the app shell (config, navigation) and run the selected page."""
+    st.set_page_config(page_title="EffNet Lab", page_icon="🧪", layout="wide")
+    pages = [st.Page(script, title=title, icon=icon, url_path=url, default=url is None)
+             for script, title, icon, url in PAGES]
+    st.navigation(pages).run()
+
+
+def ensure_navigation() -> None:
+    """Run the real navigation instead, if Streamlit's legacy router ran this page directly."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        run_navigation()
+        st.stop()
