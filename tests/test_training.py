@@ -72,7 +72,7 @@ def no_temp_files(folder: Path) -> bool:
     ("optimizer", "rmsprop", "optimizer must be one of"),
     ("schedule", "step", "schedule must be one of"),
     ("subset", 0, "subset must be"),
-    ("finetune_blocks", 8, "finetune_blocks must be"),
+    ("finetune_blocks", 0, "finetune_blocks must be"),
     ("augment", "yes", "augment must be true or false"),
     ("dropout", 1.0, "dropout must be"),
     ("name", "../escape", "run name"),
