@@ -54,6 +54,7 @@ _BLOCK_RE = re.compile(r"^(block\d+[a-z])_")  # Keras names layers block1a_…, 
 # Points logged per epoch at most: enough for a smooth per-batch curve, small enough for snapshots.
 _BATCH_POINTS_PER_EPOCH = 100
 _MISCLASSIFIED_KEEP = 36
+_HEAD_STEPS_PER_EXECUTION = 32
 
 
 # ----- configuration ----------------------------------------------------------------------------
@@ -541,21 +542,22 @@ def _callback_class():
             self.progress, self.n, self.batch_size = progress, n, batch_size
             steps = math.ceil(n / batch_size)
             self.log_every = max(1, math.ceil(steps / _BATCH_POINTS_PER_EPOCH))
-            self.epoch = 0
-            self.seen = 0
+            self.epoch = self.seen = 0
+            self.logged = -1
             self.t_begin = self.t_last = time.time()
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.epoch, self.seen = epoch, 0
+            self.epoch, self.seen, self.logged = epoch, 0, -1
             self.t_begin = self.t_last = time.time()
 
         def on_train_batch_end(self, batch, logs=None):
-            count = min(self.batch_size, self.n - batch * self.batch_size)
-            self.seen += count
-            self.t_last = time.time()
-            self.progress.advance(count)
-            last = (batch + 1) * self.batch_size >= self.n
-            if logs and (batch % self.log_every == 0 or last):
+            # ``batch`` is the last step done: with steps_per_execution > 1, Keras calls this
+            # once per group of steps, so count images from the step index.
+            done = min(self.n, (batch + 1) * self.batch_size)
+            self.progress.advance(done - self.seen)
+            self.seen, self.t_last = done, time.time()
+            if logs and (batch // self.log_every != self.logged or done == self.n):
+                self.logged = batch // self.log_every
                 self.progress.log_batch(epoch=self.epoch + 1, step=batch + 1,
                                         loss=float(logs.get("loss", float("nan"))),
                                         accuracy=float(logs.get("accuracy", float("nan"))))
@@ -570,15 +572,16 @@ def _callback_class():
     return ProgressCallback
 
 
-def _compile(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool) -> None:
+def _compile(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool,
+             steps_per_execution: int = 1) -> None:
     model.compile(optimizer=_optimizer(config, math.ceil(n / config.batch_size) * epochs),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=_jit_compile(on_gpu))
+                  jit_compile=_jit_compile(on_gpu), steps_per_execution=steps_per_execution)
 
 
 def _fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, progress: Progress,
-         *, on_gpu: bool, epochs: int | None = None, on_epoch=None,
-         compile: bool = True) -> tuple[list[dict], int | None]:
+         *, on_gpu: bool, epochs: int | None = None, on_epoch=None, compile: bool = True,
+         steps_per_execution: int = 1) -> tuple[list[dict], int | None]:
     """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
 
     The order of epoch ``e`` is ``default_rng([seed, e]).permutation(n)``, so any two paths
@@ -593,7 +596,7 @@ def _fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, p
     epochs = epochs or config.epochs
     n, batch = len(y), config.batch_size
     if compile:
-        _compile(model, config, n, epochs, on_gpu)
+        _compile(model, config, n, epochs, on_gpu, steps_per_execution)
     callback = _callback_class()(progress, n, batch)
     progress.start("Training", n * epochs, "img")
     rows: list[dict] = []
@@ -776,8 +779,12 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
         return _stopped_early(writer, net.weights.label, device, started, timings)
     timings["features_s"] = round(time.time() - t, 2)
     t = time.time()
+    # A head on cached features takes ~1 ms a step, so Keras's per-step overhead dominates:
+    # run steps in groups (progress and stop requests then act every group, ~0.1 s).
+    group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
     rows, best_epoch = _fit(train_model, x_train, ds.y_train, (x_test, ds.y_test), config,
-                            progress, on_gpu=on_gpu, on_epoch=writer.history)
+                            progress, on_gpu=on_gpu, on_epoch=writer.history,
+                            steps_per_execution=group)
     timings["train_s"] = round(time.time() - t, 2)
     progress.message("Evaluating and saving")
     scores = _evaluate(train_model, x_test, ds, config.batch_size)

@@ -68,7 +68,7 @@ def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: s
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=[label for _, label in METRICS])
     offset = _epoch_offset(epochs, batches)
-    for col, (metric, label) in enumerate(METRICS, start=1):
+    for col, (metric, _) in enumerate(METRICS, start=1):
         rows = [r for r in batches if _number(r.get(metric)) is not None]
         if rows:
             xs, ys = _batch_x(rows, offset), smooth([float(r[metric]) for r in rows])
@@ -106,7 +106,8 @@ def compare_figure(histories: dict[str, Sequence[dict]]) -> go.Figure:
     for name, rows in histories.items():
         offset = _epoch_offset(rows, ())
         for col, metric in enumerate(("accuracy", "loss"), start=1):
-            key = f"val_{metric}" if any(_number(r.get(f"val_{metric}")) is not None for r in rows) else metric
+            has_val = any(_number(r.get(f"val_{metric}")) is not None for r in rows)
+            key = f"val_{metric}" if has_val else metric
             points = [(int(r["epoch"]) + offset, _number(r.get(key))) for r in rows]
             points = [(x, y) for x, y in points if y is not None]
             fig.add_trace(go.Scatter(

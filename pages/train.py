@@ -9,11 +9,21 @@ download and delete.
 import dataclasses
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import script_runner
 
 from core import runs, training
 from core.models import VARIANTS
 from core.weights import SOURCES
 from pages import _train_charts as charts
+from pages import ensure_navigation
+
+ensure_navigation()
+
+# Streamlit calls keras.backend.clear_session() after every script run, and this page reruns its
+# progress fragment every second. Under a training thread that resets Keras's global state (layer
+# names, dtype policy) mid-build and adds a full garbage collection (~0.5 s with TensorFlow loaded)
+# per second, starving the worker. Models live in core's thread, not in script state: skip it.
+script_runner._clean_problem_modules = lambda: None
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(training.TrainConfig)}
 CIFAR10, FOLDER = "CIFAR-10", "Image folder"
@@ -66,8 +76,25 @@ def fmt_seconds(seconds) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 
+def step_text(snap: dict) -> str:
+    """What the job does now: the counted phase while it runs, else the latest message."""
+    total, done, unit = snap["total"], snap["done"], snap["unit"]
+    if snap["status"] == "stopping":
+        return "**Stopping** at the end of this batch…"
+    if snap["phase"] and total and done < total:  # a finished phase means the message is newer
+        text = f"**{snap['phase']}**: {done}/{total} {unit}"
+        if snap["rate"]:
+            text += f" · {snap['rate']:.0f} {unit}/s · ETA {fmt_seconds(snap['eta_s'])}"
+        return text
+    return f"**{snap['message'] or snap['phase'] or 'Starting'}**…"
+
+
 def controls() -> dict:
-    """Render the option widgets; return the TrainConfig keyword arguments they hold."""
+    """Render the option widgets; return the TrainConfig keyword arguments they hold.
+
+    Widgets only keep natural lower bounds; the real limits live in ``TrainConfig.validate``,
+    whose message the page shows on Start.
+    """
     frozen = st.session_state.get("train_mode") == "frozen"
     c1, c2, c3, c4 = st.columns(4)
     kind = c1.radio("Dataset", [CIFAR10, FOLDER], key="train_data_kind", horizontal=True)
@@ -87,19 +114,18 @@ def controls() -> dict:
     values = dict(data=data, backbone=backbone, weights=weights, mode=mode)
     c1, c2, c3, c4 = st.columns(4)
     values.update(
-        resolution=c1.number_input("Resolution (px)", 32, 1024, step=8, key="train_resolution",
+        resolution=c1.number_input("Resolution (px)", min_value=1, step=8, key="train_resolution",
                                    help="Input size the backbone sees; CIFAR-10's 32×32 images are "
                                         "upscaled inside the model"),
-        epochs=c2.number_input("Epochs", 1, 10_000, key="train_epochs"),
-        batch_size=c3.number_input("Batch size", 1, 8192, step=16, key="train_batch_size"),
-        lr=c4.number_input("Learning rate", min_value=0.0, max_value=10.0, step=1e-4, format="%g",
-                           key="train_lr"),
+        epochs=c2.number_input("Epochs", min_value=1, key="train_epochs"),
+        batch_size=c3.number_input("Batch size", min_value=1, step=16, key="train_batch_size"),
+        lr=c4.number_input("Learning rate", min_value=0.0, step=1e-4, format="%g", key="train_lr"),
     )
     c1, c2, c3, c4 = st.columns(4)
     values.update(
         optimizer=c1.selectbox("Optimizer", list(training.OPTIMIZERS), key="train_optimizer"),
         schedule=c2.selectbox("Learning-rate schedule", list(training.SCHEDULES), key="train_schedule"),
-        seed=c3.number_input("Seed", 0, 2**31 - 1, key="train_seed"),
+        seed=c3.number_input("Seed", min_value=0, key="train_seed"),
         subset=c4.number_input("Training subset (images)", min_value=1, step=500, key="train_subset",
                                placeholder="all", help="A stratified subset for quick demos; "
                                                        "empty = the whole training set"),
@@ -108,9 +134,10 @@ def controls() -> dict:
     values.update(
         test_subset=c1.number_input("Test subset (images)", min_value=1, step=500,
                                     key="train_test_subset", placeholder="all"),
-        finetune_blocks=c2.number_input("Fine-tune top blocks", 1, 7, key="train_finetune_blocks",
-                                        disabled=frozen, help="finetune mode: stages that train"),
-        dropout=c3.number_input("Dropout", 0.0, 0.99, step=0.05, key="train_dropout",
+        finetune_blocks=c2.number_input("Fine-tune top blocks", min_value=1, key="train_finetune_blocks",
+                                        disabled=frozen, help="finetune mode: how many of the top "
+                                                              "MBConv blocks train (B0 has 16)"),
+        dropout=c3.number_input("Dropout", min_value=0.0, step=0.05, key="train_dropout",
                                 placeholder="auto", help="before the classifier; empty = 0 for "
                                                          "frozen (the blog's head), 0.2 for finetune"),
         name=c4.text_input("Run name", key="train_name", placeholder="automatic").strip() or None,
@@ -141,22 +168,15 @@ def job_panel() -> None:
     progress = jobs().progress()
     if progress is None:
         return
-    if job_running(progress.snapshot()["status"]) and st.button("Stop", key="train_stop"):
-        jobs().stop()
     snap = progress.snapshot()
+    if job_running(snap["status"]) and st.button("Stop", key="train_stop"):
+        jobs().stop()
+        snap = progress.snapshot()  # now "stopping"
     active = job_running(snap["status"])
     result = snap["result"] or {}
     if active:
-        total, unit = snap["total"], snap["unit"]
-        # message names the step (loading, building, training…), phase the counted work within it.
-        step, phase = snap["message"] or "Starting", snap["phase"]
-        text = f"**{step}**" + (f" · {phase}" if phase and phase != step else "")
-        text += f": {snap['done']}/{total} {unit}" if total else ""
-        if snap["rate"]:
-            text += f" · {snap['rate']:.0f} {unit}/s · ETA {fmt_seconds(snap['eta_s'])}"
-        if snap["status"] == "stopping":
-            text += " · stopping at the end of this batch…"
-        st.progress(min(snap["done"] / total, 1.0) if total else 0.0, text=text)
+        total, done = snap["total"], snap["done"]
+        st.progress(min(done / total, 1.0) if total else 0.0, text=step_text(snap))
     elif snap["status"] == "error":
         st.error(f"Training failed: {snap['error']}")
     elif result.get("test_accuracy") is not None:
@@ -210,8 +230,9 @@ def run_details(run) -> None:
     busy_run = run.status == "running" and jobs().busy
     left, right = st.columns([1, 4])
     if model_file.exists():
-        left.download_button("Download model.keras", data=model_file.read_bytes, file_name=f"{run.name}.keras",
-                             mime="application/octet-stream", key="train_download", on_click="ignore")
+        left.download_button("Download model.keras", data=model_file.read_bytes,  # read on click
+                             file_name=f"{run.name}.keras", mime="application/octet-stream",
+                             key="train_download", on_click="ignore")
     with right.popover("Delete run…", disabled=busy_run,
                        help="Stop the job before deleting its run" if busy_run else None):
         st.write(f"Delete **{run.name}** and all its files? This cannot be undone.")
@@ -241,9 +262,14 @@ for col, name in zip(cols[1:], training.PRESETS):
 notices = st.container()  # always present, so one-off messages don't shift (and remount) the widgets
 handoff = st.session_state.pop("train_preset", None)  # set once by the Scaling page
 if handoff:
-    st.session_state.update(control_state(handoff))
-    notices.info("Applied the Scaling page's choice: " + ", ".join(f"{k} **{v}**" for k, v in handoff.items())
-                 + ". Check the rest, then press Start.")
+    try:
+        training.TrainConfig(**{**DEFAULTS, **handoff}).validate()
+    except (TypeError, ValueError) as exc:
+        notices.warning(f"Could not apply the Scaling page's choice {handoff}: {exc}")
+    else:
+        st.session_state.update(control_state(handoff))
+        choice = ", ".join(f"{k} **{v}**" for k, v in handoff.items())
+        notices.info(f"Applied the Scaling page's choice: {choice}. Check the rest, then press Start.")
 if "train_notice" in st.session_state:
     notices.success(st.session_state.pop("train_notice"))
 values = controls()
@@ -270,7 +296,8 @@ st.session_state["train_compare"] = [n for n in st.session_state.get("train_comp
                                      if n in saved]
 picked = st.multiselect("Compare runs", list(saved), key="train_compare")
 if picked:
-    st.plotly_chart(charts.compare_figure({n: saved[n].history for n in picked}), key="train_compare_chart")
+    st.plotly_chart(charts.compare_figure({n: saved[n].history for n in picked}),
+                    key="train_compare_chart")
 if st.session_state.get("train_run_pick") not in saved:
     st.session_state.pop("train_run_pick", None)
 st.subheader("Run details")

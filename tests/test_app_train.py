@@ -55,6 +55,14 @@ def test_renders_with_defaults(app):
     assert "No saved runs yet" in texts(at.info)
 
 
+def test_renders_inside_the_app_shell():
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["🏋️ Train"]
+    assert at.button(key="train_start").label == "Start"
+
+
 def test_every_config_field_has_a_control():
     assert set(WIDGETS) | {"data"} == {f.name for f in dataclasses.fields(training.TrainConfig)}
 
@@ -84,6 +92,14 @@ def test_scaling_page_handoff_is_applied_once(app):
     at.run()  # applied once: the message goes, the values stay
     assert "Scaling page" not in texts(at.info)
     assert widget(at, "backbone").value == "b3"
+
+
+def test_bad_scaling_page_handoff_is_a_warning(app):
+    app.session_state["train_preset"] = {"backbone": "b3", "resolution": 5000}
+    at = app.run()
+    assert not at.exception
+    assert "resolution" in texts(at.warning)
+    assert widget(at, "backbone").value == DEFAULTS.backbone  # nothing applied
 
 
 @pytest.mark.parametrize("change, message", [

@@ -129,7 +129,7 @@ def test_bench_seed_on_a_tiny_subset(mini, tmp_path, capsys):
     assert set(result) >= {"test_accuracy", "wall_s", "blog_way_s", "speedup", "weights"}
     assert result["weights"].startswith("lite0") and result["epochs"] == 2
     assert result["blog_way_s"] > 0 and result["speedup"] == pytest.approx(
-        result["blog_way_s"] / result["wall_s"], rel=0.01)
+        result["blog_way_s"] / result["wall_s"], abs=0.006)  # rounded to 2 decimals
     assert "blog way:" in out and "speedup:" in out
     config = runs.load_run(tmp_path / "seed").config
     assert (config["mode"], config["resolution"], config["batch_size"], config["optimizer"]) == (

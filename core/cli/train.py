@@ -31,7 +31,8 @@ _TRAIN_OPTIONS = (  # (flag, TrainConfig field, type, help)
     ("--seed", "seed", int, "random seed (default 0)"),
     ("--subset", "subset", int, "train on a stratified subset of N images"),
     ("--test-subset", "test_subset", int, "evaluate on a stratified subset of N test images"),
-    ("--finetune-blocks", "finetune_blocks", int, "finetune: top backbone stages to train (default 2)"),
+    ("--finetune-blocks", "finetune_blocks", int,
+     "finetune: top MBConv blocks to train (B0 and Lite0 have 16; default 2)"),
     ("--dropout", "dropout", float, "dropout before the classifier (default 0 frozen, 0.2 finetune)"),
 )
 

@@ -44,7 +44,7 @@ def test_start_watch_stop_and_listed(app_url, page, cifar10_dir):
     assert "cifar10" in run_name and "frozen" in run_name
 
     # The runs section now lists it, selected in the details with its status and accuracy.
-    expect(page.get_by_role("combobox", name="Run", exact=True)).to_contain_text(run_name)
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(run_name)
     expect(page.get_by_test_id("stMetricValue").filter(has_text="stopped")).to_be_visible()
     expect(page.get_by_test_id("stMetricValue").filter(has_text="%").first).to_be_visible()
     expect(page.get_by_role("button", name="Download model.keras")).to_be_visible()
