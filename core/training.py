@@ -30,6 +30,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -278,8 +279,10 @@ class TrainingJobs:
     def _work(config: TrainConfig, progress: Progress, runs_root: Path | None) -> None:
         try:
             train(config, progress, runs_root)
-        except Exception:  # train() already put the error into the progress object
+        except ValueError:  # bad input: the message in the progress object says it all
             pass
+        except Exception:  # already in the progress object; keep the traceback for debugging
+            logging.getLogger(__name__).exception("training failed")
 
     def progress(self) -> Progress | None:
         """The current or last job's progress, or None if nothing was started."""

@@ -9,6 +9,14 @@ which detects that case, runs the real navigation (which serves the requested pa
 """
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import script_runner
+
+# Streamlit calls keras.backend.clear_session() after every script run, and the Train page reruns
+# its progress fragment every second. Under a training thread that resets Keras's global state
+# (layer names, dtype policy) mid-build and costs ~0.5 s of CPU per rerun with TensorFlow loaded,
+# starving the worker. Our models live in core's worker thread and st.cache_resource, not in
+# script state, so skip it. (The matching post-run garbage collection is off in config.toml.)
+script_runner._clean_problem_modules = lambda: None
 
 PAGES = (
     # (script, title, icon, url path)

@@ -9,7 +9,6 @@ download and delete.
 import dataclasses
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import script_runner
 
 from core import runs, training
 from core.models import VARIANTS
@@ -19,11 +18,6 @@ from pages import ensure_navigation
 
 ensure_navigation()
 
-# Streamlit calls keras.backend.clear_session() after every script run, and this page reruns its
-# progress fragment every second. Under a training thread that resets Keras's global state (layer
-# names, dtype policy) mid-build and adds a full garbage collection (~0.5 s with TensorFlow loaded)
-# per second, starving the worker. Models live in core's thread, not in script state: skip it.
-script_runner._clean_problem_modules = lambda: None
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(training.TrainConfig)}
 CIFAR10, FOLDER = "CIFAR-10", "Image folder"
@@ -60,6 +54,9 @@ def control_state(values: dict) -> dict:
         elif field in DEFAULTS:  # every other option's widget key is "train_<field>"
             state[f"train_{field}"] = value
     return state
+
+
+CONTROL_KEYS = {*control_state(DEFAULTS), "train_data_path", "train_weights_path"}
 
 
 def apply_preset(name: str) -> None:
@@ -251,7 +248,8 @@ def run_details(run) -> None:
 st.title("🏋️ Train")
 st.caption("Transfer learning: an ImageNet EfficientNet backbone with a new classifier head, trained "
            "on CIFAR-10 or your own image folder. Training runs in the background; switch pages freely.")
-for key, value in control_state(DEFAULTS).items():
+# Streamlit forgets widget values when another page is shown; "train_kept" brings them back.
+for key, value in {**control_state(DEFAULTS), **st.session_state.get("train_kept", {})}.items():
     st.session_state.setdefault(key, value)
 cols = st.columns(len(training.PRESETS) + 1)
 cols[0].markdown("**Presets**")
@@ -273,6 +271,7 @@ if handoff:
 if "train_notice" in st.session_state:
     notices.success(st.session_state.pop("train_notice"))
 values = controls()
+st.session_state["train_kept"] = {k: st.session_state[k] for k in CONTROL_KEYS if k in st.session_state}
 
 # ----- one core call: start a job (guarded by validation and the one-job rule) ----------------
 if st.button("Start", type="primary", key="train_start"):

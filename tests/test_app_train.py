@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import runs, training
@@ -35,11 +36,16 @@ def texts(elements) -> str:
 
 
 @pytest.fixture
-def app(monkeypatch, tmp_path) -> AppTest:
-    """The Train page with its own empty runs folder, after any job from another test has ended."""
+def isolated(monkeypatch, tmp_path) -> None:
+    """An empty runs folder of its own, once any job from another test has ended."""
     monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("EFFNET_LAB_DOWNLOAD_TIMEOUT", "1")
     assert training.JOBS.join(timeout=600), "a training job from an earlier test is still running"
+
+
+@pytest.fixture
+def app(isolated) -> AppTest:
+    """The Train page on its own."""
     return AppTest.from_file(PAGE, default_timeout=60)
 
 
@@ -55,12 +61,16 @@ def test_renders_with_defaults(app):
     assert "No saved runs yet" in texts(at.info)
 
 
-def test_renders_inside_the_app_shell():
+def test_renders_inside_the_app_shell(isolated):
     at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=60).run()
     at.switch_page("pages/train.py").run()
     assert not at.exception
     assert [t.value for t in at.title] == ["🏋️ Train"]
     assert at.button(key="train_start").label == "Start"
+    widget(at, "seed").set_value(7).run()
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/train.py").run()  # the settings survive a visit to another page
+    assert widget(at, "seed").value == 7
 
 
 def test_every_config_field_has_a_control():
@@ -104,6 +114,8 @@ def test_bad_scaling_page_handoff_is_a_warning(app):
 
 @pytest.mark.parametrize("change, message", [
     ({"lr": 0.0}, "learning rate"),
+    ({"resolution": 16}, "resolution"),
+    ({"dropout": 1.5}, "dropout"),
     ({"data": "/no/such/folder"}, "does not exist"),
     ({"name": "bad name/with slash"}, "run name"),
 ])
@@ -120,6 +132,23 @@ def test_bad_value_gives_an_error_not_an_exception(app, change, message):
     assert not at.exception
     assert message in texts(at.error)
     assert training.JOBS.progress() is before  # nothing was started
+
+
+def test_data_problem_in_the_worker_is_an_error_message(app, tmp_path):
+    classes = tmp_path / "one-class"
+    (classes / "cats").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(classes / "cats" / "a.png")
+    at = app.run()
+    at.radio(key="train_data_kind").set_value("Image folder").run()
+    at.text_input(key="train_data_path").set_value(str(classes))
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error  # valid options: the worker finds the problem
+    assert training.JOBS.join(timeout=300)
+    at.run()
+    assert not at.exception
+    message = texts(at.error)
+    assert message.startswith("Training failed:") and "class" in message
+    assert training.JOBS.progress().snapshot()["error"] in message
 
 
 def test_tiny_run_is_listed_busy_on_second_start_and_deletable(app, monkeypatch, cifar10_dir):

@@ -37,6 +37,14 @@ def test_start_watch_stop_and_listed(app_url, page, cifar10_dir):
     expect(progress).not_to_have_text(text)  # and the counter, img/s and ETA move
     expect(progress).to_contain_text("img/s")
 
+    # Switching pages leaves the worker alone: back on Train, the same run has gone on.
+    points = page.evaluate(EPOCH_POINTS)
+    page.get_by_role("link", name="Home").first.click()
+    expect(page.get_by_text("Keras backend")).to_be_visible(timeout=120_000)
+    page.get_by_role("link", name="Train").first.click()
+    expect(progress).to_contain_text("Training")
+    page.wait_for_function(f"({EPOCH_POINTS})() > {points}", timeout=120_000)
+
     page.get_by_role("button", name="Stop", exact=True).click()
     outcome = page.get_by_text("Stopped early: test accuracy")
     expect(outcome).to_be_visible(timeout=180_000)
