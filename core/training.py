@@ -14,8 +14,8 @@ Two modes, and where their speed comes from:
   blog's way, :func:`fit_blog_way`) gives the same model, epoch after epoch; tests prove it.
   (Inference mode means frozen BatchNormalization *and* no stochastic depth: see :func:`_freeze`.)
 - **finetune**: the top ``finetune_blocks`` MBConv blocks of the backbone (plus its top conv)
-  train; BatchNormalization stays frozen (inference mode) and the frozen blocks run without stochastic
-  depth. With ``augment`` on, flips and shifts happen inside the model, so every step runs the
+  train; BatchNormalization stays frozen (inference mode) and the frozen blocks run without
+  stochastic depth. With ``augment`` on, flips and shifts happen inside the model, so every step runs the
   whole network. With ``augment`` off, the frozen *prefix* (stem … last frozen block) is again a
   fixed function: we cache its feature maps once and train only the top blocks and the head.
 
@@ -192,8 +192,9 @@ PRESETS: dict[str, dict] = {
     "blog": dict(backbone="b0", weights="auto", mode="frozen", resolution=32, epochs=50,
                  batch_size=64, lr=1e-3, optimizer="adam", schedule="constant"),
     # The best recipe found for a 2-core CPU within 30 minutes (see docs/benchmarks.md).
+    # Lite0 at 96×96, its top 3 blocks (block6c, 6d, 7a) fine-tuned on cached feature maps.
     "best (CPU, 30 min)": dict(backbone="lite0", weights="auto", mode="finetune", resolution=96,
-                               finetune_blocks=5, augment=False, epochs=4, batch_size=64,
+                               finetune_blocks=3, augment=False, epochs=5, batch_size=64,
                                lr=1e-3, optimizer="adam", schedule="cosine"),
     # For a GPU: fine-tune the whole of B0 at its native 224×224 with augmentation, mixed
     # precision (about 15 minutes on one recent GPU). Not measured here (no GPU).
@@ -768,6 +769,7 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
     timings: dict[str, float] = {}
     try:
         ds = _load_data(config, progress)
+        progress.check_stop()  # no point building a model for a run already stopped
     except Stopped:
         writer.start(config.to_dict(), [])
         return _stopped_early(writer, config.weights, device, started, timings)

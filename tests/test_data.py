@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import config
 from core.data import CIFAR10_CLASSES, DataError, load_dataset, load_image_folder, subsample
 from core.progress import Progress, Stopped
 
@@ -279,6 +280,8 @@ def test_cifar10_falls_back_to_local_copy_fast(mini_cifar10, monkeypatch):
 def test_cifar10_error_says_what_failed_and_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFNET_LAB_DOWNLOAD_TIMEOUT", "0.001")
     monkeypatch.delenv("EFFNET_LAB_CIFAR10_DIR", raising=False)
+    # ...and no default copy beside the project either.
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
     with pytest.raises(DataError) as info:
         load_dataset("cifar10")
     message = str(info.value)

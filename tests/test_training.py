@@ -251,14 +251,24 @@ def test_stop_after_first_batch_keeps_the_model_and_busy_refuses_a_second_job(mi
     assert jobs.progress() is progress
 
 
-def test_stop_before_training_records_a_stopped_run_without_model(mini, tmp_path):
-    progress = Progress()
-    progress.request_stop()
-    result = train(config(mini), progress, runs_root=tmp_path)
+class StopDuringExtraction(Progress):
+    """Requests a stop right after the first batch of feature extraction."""
+
+    def advance(self, n=1):
+        super().advance(n)
+        if self.snapshot()["phase"].startswith("Extracting"):
+            self.request_stop()
+
+
+def test_stop_during_feature_extraction_records_a_stopped_run_without_model(mini, tmp_path):
+    progress = StopDuringExtraction()
+    result = train(config(mini, batch_size=16), progress, runs_root=tmp_path)
     assert result.stopped and result.test_accuracy is None and result.epochs == 0
     info = runs.load_run(result.run_dir)
-    assert info.status == "stopped" and not info.has_model
-    assert progress.snapshot()["status"] == "stopped"
+    assert info.status == "stopped" and not info.has_model and info.history == []
+    snap = progress.snapshot()
+    assert snap["status"] == "stopped" and snap["phase"] == "Extracting features (train)"
+    assert 0 < snap["done"] < snap["total"]  # it stopped part-way, between batches
 
 
 def test_data_errors_are_reported_and_leave_no_run(tmp_path):
