@@ -28,6 +28,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         suffix = "".join(path.suffixes)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600; give the final file the usual permissions (0666 less the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
