@@ -236,13 +236,17 @@ def load_run_model(path: str | os.PathLike):
     import keras
 
     path = Path(path)
-    model_file = path / "model.keras"
+    # A run folder, or a .keras file directly (its classes.json beside it, if any).
+    model_file = path if path.suffix == ".keras" else path / "model.keras"
     if not model_file.is_file():
         raise ValueError(f"run {path.name} has no saved model (it failed or was stopped before "
                          "training started).")
     model = keras.saving.load_model(model_file, compile=False)
-    classes = _read_json(path / "classes.json", []) or []
-    return model, list(classes), int(model.input_shape[1])
+    classes = list(_read_json(model_file.parent / "classes.json", []) or [])
+    outputs = int(model.output_shape[-1])
+    if len(classes) != outputs:
+        classes = [f"class {i}" for i in range(outputs)]
+    return model, classes, int(model.input_shape[1])
 
 
 def misclassified(path: str | os.PathLike, limit: int = 36) -> list[dict]:

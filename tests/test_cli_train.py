@@ -57,6 +57,15 @@ def test_train_command_end_to_end(mini, tmp_path):
     assert runs.load_run(out).test_accuracy == result["test_accuracy"]
     assert "img/s" in stderr and "ETA" in stderr and "epoch 1:" in stderr
     assert "Traceback" not in stderr
+    # The trained run classifies images through the classify command: by folder and by .keras file.
+    image = str(next(mini.rglob("*.jpg")))
+    classes = runs.load_run(out).class_names
+    for model in (str(out), str(out / "model.keras")):
+        proc = cli("classify", "--model", model, "--top", "2", image)
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        line = json.loads(stdout)
+        assert line["top"][0]["label"] in classes and len(line["top"]) == 2
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_run(mini, tmp_path):

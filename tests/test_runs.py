@@ -131,6 +131,9 @@ def test_model_save_and_load(tmp_path):
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     assert runs.load_run(path).has_model
+    # The model file alone loads too, with the classes.json beside it.
+    _, classes, _ = runs.load_run_model(path / "model.keras")
+    assert classes == CLASSES
     with pytest.raises(ValueError, match="no saved model"):
         runs.load_run_model(_make_run(tmp_path, "no-model"))
 
