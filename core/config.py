@@ -43,4 +43,11 @@ def cifar10_dir() -> Path | None:
 
 def download_timeout() -> float:
     """Seconds an online download may take to start before we fall back to offline sources."""
-    return float(os.environ.get("EFFNET_LAB_DOWNLOAD_TIMEOUT", "10"))
+    value = os.environ.get("EFFNET_LAB_DOWNLOAD_TIMEOUT", "10")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"EFFNET_LAB_DOWNLOAD_TIMEOUT must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"EFFNET_LAB_DOWNLOAD_TIMEOUT must be positive, got {value!r}")
+    return seconds

@@ -52,11 +52,11 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_B
         path = Path(source)
         try:
             size = path.stat().st_size
-        except OSError as exc:
+            if size > max_bytes:
+                raise ImageError(f"file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+            data = path.read_bytes()
+        except OSError as exc:  # missing, a folder, no permission, I/O error
             raise ImageError(f"cannot read file: {exc.strerror or exc}") from exc
-        if size > max_bytes:
-            raise ImageError(f"file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
-        data = path.read_bytes()
     if not data:
         raise ImageError("file is empty (0 bytes)")
     if len(data) > max_bytes:

@@ -87,7 +87,11 @@ for upload in uploads:
         names.append(upload.name)
     except inference.ImageError as exc:
         errors.append((upload.name, str(exc)))
-predictions = classifier.classify(images, top=top_k)
+try:
+    predictions = classifier.classify(images, top=top_k)
+except Exception as exc:  # e.g. a saved run whose model cannot run: a message, not a traceback
+    st.error(f"The model could not classify these images: {exc}")
+    st.stop()
 
 # ----- render ---------------------------------------------------------------------------------
 for name, message in errors:

@@ -146,6 +146,8 @@ def test_too_big_file_is_refused_before_decoding(tmp_path):
         load_image(b"\xff" * 2048, max_bytes=1024)
 
 
-def test_missing_file(tmp_path):
+def test_missing_file_and_folder(tmp_path):
     with pytest.raises(ImageError, match="cannot read"):
         load_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="cannot read"):
+        load_image(tmp_path)  # a folder, not a file
