@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image, ImageOps
 
-from core import config
+from core import config, net
 from core.fileio import atomic_path
 
 if TYPE_CHECKING:
@@ -303,28 +301,10 @@ def _keras_cifar10_cached() -> bool:
 
 
 def _check_reachable(url: str, timeout: float) -> None:
-    """Raise unless a TCP connection to ``url``'s host opens within ``timeout`` seconds.
-
-    The connection attempt runs in a daemon thread because name resolution ignores socket
-    timeouts; joining with a timeout bounds the whole check.
-    """
-    host = urlsplit(url).hostname
-    outcome: list[BaseException | None] = []
-
-    def attempt() -> None:
-        try:
-            socket.create_connection((host, 443), timeout=max(timeout, 0.001)).close()
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=attempt, name="cifar10-reachability", daemon=True)
-    thread.start()
-    thread.join(max(timeout, 0.0))
-    if not outcome:
-        raise TimeoutError(f"no connection to {host} within {timeout:g} s")
-    if outcome[0] is not None:
-        raise OSError(f"cannot reach {host}: {outcome[0]}")
+    """Raise ``OSError`` unless ``url``'s host answers within ``timeout`` seconds."""
+    reason = net.unreachable_reason(url, timeout)
+    if reason:
+        raise OSError(f"cannot reach {urlsplit(url).hostname}: {reason}")
 
 
 # ----- folder scanning ----------------------------------------------------------------------------

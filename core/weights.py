@@ -18,15 +18,13 @@ import collections
 import io
 import os
 import pickle
-import socket
 import struct
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core import config
+from core import config, net
 from core.fileio import atomic_path
 
 SOURCES = ("auto", "imagenet", "lite0", "none")
@@ -365,27 +363,6 @@ def official_cached_path(variant: str, include_top: bool = True) -> Path | None:
     return path if path.is_file() else None
 
 
-def _reachable(url: str, timeout: float) -> str | None:
-    """None if the host of ``url`` accepts a TCP connection within ``timeout``, else the reason."""
-    from urllib.parse import urlparse
-
-    host = urlparse(url).hostname
-    result: list[str | None] = ["timed out"]
-
-    def probe():
-        try:
-            with socket.create_connection((host, 443), timeout=timeout):
-                result[0] = None
-        except OSError as exc:
-            result[0] = str(exc) or exc.__class__.__name__
-
-    # DNS lookups ignore socket timeouts, so run the probe in a thread we can abandon.
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return result[0]
-
-
 def fetch_official(variant: str, include_top: bool = True, timeout: float | None = None) -> Path:
     """Return the official Keras weights for ``variant``, downloading them if needed.
 
@@ -402,7 +379,7 @@ def fetch_official(variant: str, include_top: bool = True, timeout: float | None
         return cached
     timeout = config.download_timeout() if timeout is None else timeout
     url = _KERAS_WEIGHTS_URL + official_file_name(variant, include_top)
-    reason = _reachable(url, timeout)
+    reason = net.unreachable_reason(url, timeout)
     if reason:
         raise WeightsError(f"official {variant} weights are not cached and {url} is unreachable ({reason})")
     file_hash = keras_effnet.WEIGHTS_HASHES[variant][0 if include_top else 1]
