@@ -29,6 +29,7 @@ from PIL import Image, ImageOps
 
 from core import config, net
 from core.fileio import atomic_path
+from core.inference import to_rgb
 
 if TYPE_CHECKING:
     from core.progress import Progress
@@ -40,7 +41,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 # What keras.datasets.cifar10 downloads; we only probe its host to fail fast when offline.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # Bump when the cached arrays' meaning changes (decoding, resizing), so old caches are not reused.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _CHUNK = 256  # images per decoding task: progress and stop checks happen between chunks
 
 
@@ -462,9 +463,7 @@ def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale ≥ size, much faster
         if "exif" in im.info:
             im = ImageOps.exif_transpose(im)  # phone photos store their rotation in EXIF
-        if im.mode == "P":
-            im = im.convert("RGBA")  # palette transparency must go through RGBA before RGB
-        im = im.convert("RGB")
+        im = to_rgb(im)  # the same mode handling as classification (alpha on white, 16-bit, ...)
         if im.size != (size, size):
             im = ImageOps.fit(im, (size, size), Image.Resampling.BICUBIC)
         return np.asarray(im, dtype=np.uint8)

@@ -291,3 +291,14 @@ def test_cifar10_error_says_what_failed_and_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match="nowhere.*unusable: Dataset folder not found"):
         load_dataset("cifar10")
+
+
+def test_decode_image_shares_classification_colour_handling(tmp_path):
+    """Transparent pixels become white, as on the Classify page (one RGB path for both)."""
+    from PIL import Image
+
+    from core.data import decode_image
+
+    path = tmp_path / "clear.png"
+    Image.new("RGBA", (40, 40), (255, 0, 0, 0)).save(path)
+    assert (decode_image(path, 32) == 255).all()
