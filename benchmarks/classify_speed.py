@@ -45,9 +45,10 @@ def main() -> None:
         os.environ["EFFNET_LAB_DOWNLOAD_TIMEOUT"] = "2"
         sys.path.insert(0, str(REPO))
         from core import inference, runtime
+        from core.images import load_image
 
         classifier = inference.load_classifier("imagenet", "auto")
-        images = [inference.load_image(p) for p in photos]
+        images = [load_image(p) for p in photos]
         batch = (images * (args.images // len(images) + 1))[: args.images]
         classifier.classify(batch[: args.batch_size], batch_size=args.batch_size)  # warm-up
         t0 = time.perf_counter()

@@ -33,21 +33,25 @@ class Timing:
 
     @property
     def images_per_s(self) -> float:
+        """Images per second at this batch size."""
         return self.batch / self.seconds
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict, with the derived rates."""
+        return {"batch": self.batch, "seconds": self.seconds, "runs": self.runs,
+                "flops": self.flops, "images_per_s": self.images_per_s,
+                "gmacs_per_s": self.gmacs_per_s}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Timing":
+        """The inverse of :meth:`to_dict`."""
+        return cls(int(values["batch"]), float(values["seconds"]), int(values["runs"]),
+                   int(values.get("flops", 0)))
 
     @property
     def gmacs_per_s(self) -> float:
         """Achieved billions of multiply-adds per second (0 when FLOPs are unknown)."""
         return self.flops * self.batch / self.seconds / 1e9
-
-
-def device_name() -> str:
-    """The device Keras runs on, preferring an accelerator, e.g. ``"gpu:0 (tensorflow)"``."""
-    import keras
-
-    devices = keras.distribution.list_devices()
-    accelerators = [d for d in devices if not d.lower().startswith("cpu")]
-    return f"{(accelerators or devices or ['cpu'])[0]} ({keras.backend.backend()})"
 
 
 def build_model(width: float, depth: float, resolution: int):
@@ -115,20 +119,23 @@ def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 
     return timings
 
 
-def measure(model, progress: Progress, *, flops: int = 0,
-            batch_sizes: tuple[int, ...] = (1, 32)) -> None:
-    """Worker-thread entry: :func:`time_forward` reported through ``progress``.
+def measure_job(args: dict, progress: Progress) -> list[dict]:
+    """Job entry (see :mod:`core.jobs`): build the network ``args`` describes and time it.
 
-    Finishes ``progress`` with the list of :class:`Timing` (those completed before a stop
-    request, if any) or with an error message; it never raises.
+    ``args`` holds ``width``, ``depth``, ``resolution``, optionally ``flops`` (per image) and
+    ``batch_sizes``. Returns one :meth:`Timing.to_dict` per batch size timed; after a stop
+    request, those completed so far.
     """
-    progress.begin(device_name())
+    from core.runtime import describe_device
+
+    progress.begin(describe_device())
+    progress.message("Building the model (random weights)")
+    model = build_model(float(args["width"]), float(args["depth"]), int(args["resolution"]))
     timings: list[Timing] = []
     try:
-        for batch in batch_sizes:
-            timings += time_forward(model, (batch,), flops=flops, progress=progress)
-        progress.finish(result=timings)
+        for batch in args.get("batch_sizes", (1, 32)):
+            timings += time_forward(model, (int(batch),), flops=int(args.get("flops", 0)),
+                                    progress=progress)
     except Stopped:
-        progress.finish(result=timings)
-    except Exception as exc:  # e.g. out of memory: report it to the person, not as a traceback
-        progress.finish(result=timings, error=f"{type(exc).__name__}: {exc}")
+        pass
+    return [t.to_dict() for t in timings]

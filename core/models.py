@@ -7,37 +7,13 @@ are loaded separately by :mod:`core.weights`.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-
 from core import scaling
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Compound-scaling coefficients of one released EfficientNet.
-
-    Attributes:
-        width: Channel multiplier.
-        depth: Layer-repeat multiplier.
-        resolution: Input size the variant was trained at.
-        dropout: Dropout rate before the classifier.
-        lite: True for EfficientNet-Lite (no squeeze-excite, relu6 activations).
-    """
-
-    width: float
-    depth: float
-    resolution: int
-    dropout: float
-    lite: bool = False
+from core.scaling import Variant
 
 
 # The released B0–B7 come from the scaling module's table (one source of truth), plus Lite0:
 # B0's stages without squeeze-excite, relu6 (quantisation-friendly).
-VARIANTS: dict[str, Variant] = {
-    **{name: Variant(v.width, v.depth, v.resolution, v.dropout) for name, v in scaling.OFFICIAL.items()},
-    "lite0": Variant(1.0, 1.0, 224, 0.2, lite=True),
-}
+VARIANTS: dict[str, Variant] = {**scaling.OFFICIAL, "lite0": Variant(1.0, 1.0, 224, 0.2, lite=True)}
 
 
 def variant(name: str) -> Variant:
@@ -52,9 +28,9 @@ def variant(name: str) -> Variant:
 
 def _lite_blocks_args() -> list[dict]:
     """B0's block table with squeeze-excite removed (EfficientNet-Lite)."""
-    from keras.src.applications import efficientnet as keras_effnet
+    from core.keras_private import default_blocks_args
 
-    blocks = copy.deepcopy(keras_effnet.DEFAULT_BLOCKS_ARGS)
+    blocks = default_blocks_args()
     for args in blocks:
         args["se_ratio"] = 0.0
     return blocks
@@ -90,7 +66,8 @@ def build_efficientnet(
         An uncompiled ``keras.Model`` taking float RGB pixels in 0..255.
     """
     import keras
-    from keras.src.applications import efficientnet as keras_effnet
+
+    from core.keras_private import efficientnet_builder
 
     spec = variant(name)
     if input_shape is None:
@@ -99,7 +76,7 @@ def build_efficientnet(
     if len(input_shape) != 3 or input_shape[2] != 3 or min(input_shape[:2]) < 32:
         raise ValueError(f"input_shape must be (H, W, 3) with H, W >= 32, got {input_shape}.")
     key = name.strip().lower()
-    return keras_effnet.EfficientNet(
+    return efficientnet_builder()(
         spec.width if width is None else width,
         spec.depth if depth is None else depth,
         spec.resolution,

@@ -2,18 +2,24 @@
 
 A run folder holds::
 
-    status.json        {"status": "running", "pid": ..., "created": ...} at start, then the final status
+    status.json        {"status": "running", "worker": {pid, start, boot}, "owner": ..., "created": ...}
+                       at start, then the final status
     config.json        the TrainConfig as a dict
     classes.json       class names in label order
+    preprocessing.json how an image becomes the model's input (core.images.Preprocessing)
     history.csv        one row per finished epoch (rewritten after every epoch)
-    model.keras        the best model: a full image → class network taking 0..255 pixels
+    model.keras        the best model so far (rewritten each time it improves, so a killed run
+                       still leaves one): a full image → class network taking 0..255 pixels
     confusion.json     test confusion matrix, rows = true class, columns = predicted class
     results.json       test accuracy, epochs, wall time, device, weights, status, per-class accuracy…
     misclassified.npz  a few misclassified test images for the UI's grid
 
 Writers use :class:`RunWriter`; readers use :func:`list_runs`, :func:`load_run`,
 :func:`load_run_model` and :func:`misclassified`. Every write goes through :mod:`core.fileio`
-(temp file + rename), so a killed process leaves old files or new ones, never half of one.
+(temp file + rename), so a killed process leaves old files or new ones, never half of one; a
+run whose process died reads as "interrupted" (its PID is checked together with the process start
+time and boot id, so a reused PID does not keep it "running"), and its stale temp files are
+removed when it is listed.
 """
 
 from __future__ import annotations
@@ -29,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core import config as app_config
+from core import paths, procs
 from core.fileio import atomic_path, write_json, write_text
 
-STATUSES = ("running", "done", "stopped", "error")
+STATUSES = ("running", "done", "stopped", "interrupted", "error")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                    "images_per_s")
 
@@ -44,8 +50,8 @@ class RunInfo:
     Attributes:
         path: The run folder.
         name: Folder name.
-        status: "running", "done", "stopped" or "error" (a run whose process died while
-            running reads as "error").
+        status: "running", "done", "stopped", "interrupted" (its process died while running;
+            the best model so far is kept) or "error".
         config: The training configuration (``TrainConfig.to_dict()``).
         test_accuracy: Accuracy of the saved model on the test split, if training got that far.
         created: Start time (seconds since the epoch).
@@ -55,6 +61,8 @@ class RunInfo:
         confusion: Test confusion matrix (rows true, columns predicted), if saved.
         results: The whole ``results.json`` (empty while running).
         error: Why the run failed, for status "error".
+        owner: The owner tag of the app session that started it (None: started elsewhere,
+            e.g. from the command line).
     """
 
     path: Path
@@ -68,6 +76,7 @@ class RunInfo:
     confusion: list[list[int]] | None
     results: dict = field(default_factory=dict)
     error: str | None = None
+    owner: str | None = None
 
     @property
     def has_model(self) -> bool:
@@ -82,13 +91,59 @@ class RunWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    def start(self, config: dict, class_names: list[str]) -> None:
-        """Create the folder and write config, classes and a "running" status."""
+    @classmethod
+    def reserve(cls, root: str | os.PathLike, name: str | None, base: str) -> "RunWriter":
+        """Create a new, empty run folder atomically, so no two runs ever share one.
+
+        Args:
+            root: The runs folder.
+            name: The folder name asked for; taken already → ValueError.
+            base: Without a name: the name to use, with ``-2``, ``-3`` … appended if taken.
+
+        Raises:
+            ValueError: ``name`` is taken (whatever the folder holds).
+        """
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        if name:
+            try:
+                (root / name).mkdir()
+            except FileExistsError:
+                raise ValueError(f"run folder {root / name} already exists: choose another name "
+                                 "(or delete that run first).") from None
+            return cls(root / name)
+        for i in range(1, 10_000):
+            path = root / (base if i == 1 else f"{base}-{i}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise ValueError(f"could not find a free run folder name like {root / base}")
+
+    def release(self) -> None:
+        """Remove the reserved folder again if nothing was written to it."""
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+    @property
+    def started(self) -> bool:
+        """True once :meth:`start` wrote the run's files."""
+        return (self.path / "config.json").is_file()
+
+    def start(self, config: dict, class_names: list[str], preprocessing: dict | None = None,
+              owner: str | None = None) -> None:
+        """Write config, classes, preprocessing and a "running" status naming this process."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.path / "config.json", config)
         write_json(self.path / "classes.json", list(class_names))
+        if preprocessing is not None:
+            write_json(self.path / "preprocessing.json", preprocessing)
         write_json(self.path / "status.json",
-                   {"status": "running", "pid": os.getpid(), "created": time.time()})
+                   {"status": "running", "worker": procs.identity(), "owner": owner,
+                    "created": time.time()})
 
     def history(self, rows: list[dict]) -> None:
         """Rewrite ``history.csv`` with all epoch rows so far."""
@@ -153,12 +208,23 @@ def _read_history(path: Path) -> list[dict]:
     return rows
 
 
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
+def _worker_alive(status: dict) -> bool:
+    worker = status.get("worker")
+    if worker is None and status.get("pid") is not None:  # runs written before identities
+        worker = {"pid": status.get("pid")}
+    return procs.alive(worker)
+
+
+def clean_temp_files(path: Path) -> int:
+    """Remove the temp files an interrupted write left in a run folder; returns how many."""
+    removed = 0
+    for tmp in path.glob(".*.tmp*"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def load_run(path: str | os.PathLike) -> RunInfo:
@@ -181,23 +247,28 @@ def load_run(path: str | os.PathLike) -> RunInfo:
         raise ValueError(f"run folder {path} is damaged: {exc}") from exc
     state = results.get("status") or status.get("status") or "running"
     error = results.get("error") or status.get("error")
-    if state == "running" and not _pid_alive(status.get("pid")):
-        state, error = "error", "the process running this training ended before it finished"
+    if state == "running" and not _worker_alive(status):
+        state = "interrupted"
+        error = ("the process running this training ended before it finished; the best model "
+                 "saved so far is kept" if (path / "model.keras").is_file() else
+                 "the process running this training ended before any model was saved")
+        clean_temp_files(path)
     created = status.get("created") or path.stat().st_mtime
     accuracy = results.get("test_accuracy")
     return RunInfo(
         path=path, name=path.name, status=state, config=cfg, created=float(created),
         test_accuracy=None if accuracy is None else float(accuracy), class_names=list(classes),
         history=history, confusion=confusion, results=results, error=error,
+        owner=status.get("owner"),
     )
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
-    """All runs under ``root`` (default :func:`core.config.runs_dir`), newest first.
+    """All runs under ``root`` (default :func:`core.paths.runs_dir`), newest first.
 
     Folders that are not runs, or whose files cannot be read, are skipped.
     """
-    root = Path(root) if root is not None else app_config.runs_dir()
+    root = Path(root) if root is not None else paths.runs_dir()
     if not root.is_dir():
         return []
     runs = []
@@ -227,13 +298,18 @@ def load_run_model(path: str | os.PathLike):
     """Load a run's saved model.
 
     Returns:
-        ``(model, class_names, input_size)``: the model takes float RGB pixels in 0..255 of shape
-        (input_size, input_size, 3) and returns class probabilities.
+        ``(model, class_names, preprocessing)``: the model takes float RGB pixels in 0..255 of
+        shape (size, size, 3) and returns class probabilities; ``preprocessing``
+        (:class:`core.images.Preprocessing`) is how the run prepared its images, so
+        classification feeds the model exactly what training did.
 
     Raises:
         ValueError: The run has no saved model (it failed or was stopped before training).
     """
     import keras
+
+    from core.imagefolder import storage_preprocessing
+    from core.images import Preprocessing
 
     path = Path(path)
     # A run folder, or a .keras file directly (its classes.json beside it, if any).
@@ -246,7 +322,13 @@ def load_run_model(path: str | os.PathLike):
     outputs = int(model.output_shape[-1])
     if len(classes) != outputs:
         classes = [f"class {i}" for i in range(outputs)]
-    return model, classes, int(model.input_shape[1])
+    size = int(model.input_shape[1])
+    saved = _read_json(model_file.parent / "preprocessing.json")
+    # Runs saved before preprocessing.json existed stored images exactly this way.
+    preprocessing = Preprocessing.from_dict(saved) if saved else storage_preprocessing(size)
+    if preprocessing.size != size:
+        raise ValueError(f"preprocessing.json says {preprocessing.size} px but the model takes {size} px")
+    return model, classes, preprocessing
 
 
 def misclassified(path: str | os.PathLike, limit: int = 36) -> list[dict]:

@@ -1,12 +1,21 @@
-"""What this process runs on: Keras backend, framework versions, devices and available weights."""
+"""What this process runs on: Keras backend, framework versions, devices and available weights,
+and the device context training runs in (mixed precision and all GPUs on a GPU machine)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
 
-def devices() -> list[str]:
+def backend() -> str:
+    """The Keras backend's name ("tensorflow", "jax", "torch")."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def accelerators() -> list[str]:
     """Accelerators visible to the Keras backend, e.g. ``["GPU: NVIDIA H100 80GB HBM3"]``; empty on CPU."""
     import keras
 
@@ -30,12 +39,44 @@ def devices() -> list[str]:
 
 
 def describe_device() -> str:
-    """One line: the GPUs in use, or the CPU and its core count."""
-    gpus = devices()
-    if gpus:
-        names = sorted({g.removeprefix("GPU: ") for g in gpus})
-        return f"GPU: {', '.join(names)} ×{len(gpus)}"
-    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    """One line naming what training and inference run on.
+
+    E.g. ``CPU (2 cores, x86_64)`` or ``GPU: NVIDIA H100 80GB HBM3 ×1 (mixed precision)``; with
+    several GPUs it also names the strategy (``…, MirroredStrategy``).
+    """
+    gpus = accelerators()
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+    names = sorted({g.removeprefix("GPU: ") for g in gpus})
+    extra = ", MirroredStrategy" if len(gpus) > 1 and backend() == "tensorflow" else ""
+    return f"GPU: {', '.join(names)} ×{len(gpus)} (mixed precision{extra})"
+
+
+@contextlib.contextmanager
+def device_context(on_gpu: bool):
+    """Mixed precision on GPU and all local GPUs through MirroredStrategy (TensorFlow only).
+
+    Keras keeps its dtype policy per thread, so a training thread's mixed precision does not
+    leak into other threads; the previous policy is restored on exit.
+    """
+    import keras
+
+    old = keras.config.dtype_policy()
+    with contextlib.ExitStack() as stack:
+        if on_gpu:
+            keras.config.set_dtype_policy("mixed_float16")
+            stack.callback(keras.config.set_dtype_policy, old)
+            if len(accelerators()) > 1 and backend() == "tensorflow":
+                import tensorflow as tf
+
+                stack.enter_context(tf.distribute.MirroredStrategy().scope())
+        yield
+
+
+def jit_compile(on_gpu: bool):
+    """Keras's ``jit_compile`` for training: XLA on a CPU is many times slower for these models
+    with TensorFlow; JAX always compiles."""
+    return "auto" if on_gpu or backend() != "tensorflow" else False
 
 
 def runtime_info() -> dict:
@@ -47,7 +88,7 @@ def runtime_info() -> dict:
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "device": describe_device(),
-        "gpus": devices(),
+        "gpus": accelerators(),
     }
     if info["backend"] == "tensorflow":
         import tensorflow as tf

@@ -23,6 +23,13 @@ from numbers import Integral, Real
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid-searched depth, width, resolution bases
 BASE_RESOLUTION = 224
+# Bounds on every input, so any value given is computed in milliseconds (φ = 100 would ask for
+# 10^8 layers): φ, the three bases, the base resolution, and the multipliers they give.
+PHI_RANGE = (0.0, 10.0)
+BASE_RANGE = (1.0, 2.0)
+BASE_RESOLUTION_RANGE = (32, 1024)
+MULTIPLIER_MAX = 10.0
+RESOLUTION_MAX = 8192
 DEPTH_DIVISOR = 8
 CLASSES = 1000
 STEM_FILTERS = 32
@@ -59,12 +66,21 @@ BASE_STAGES: tuple[BaseStage, ...] = (
 
 @dataclass(frozen=True)
 class Variant:
-    """The coefficients a released EfficientNet uses."""
+    """The coefficients of a released EfficientNet.
+
+    Attributes:
+        width: Channel multiplier.
+        depth: Layer-repeat multiplier.
+        resolution: Input size the variant was trained at.
+        dropout: Dropout rate before the classifier.
+        lite: True for EfficientNet-Lite (no squeeze-excite, relu6 activations).
+    """
 
     width: float
     depth: float
     resolution: int
     dropout: float
+    lite: bool = False
 
 
 OFFICIAL: dict[str, Variant] = {
@@ -115,8 +131,8 @@ class StageRow:
 
 
 @dataclass(frozen=True)
-class Network:
-    """A fully scaled EfficientNet: its coefficients, stage table and totals."""
+class ScaledNetwork:
+    """A fully scaled EfficientNet: its coefficients, stage table and totals (math only, no Keras)."""
 
     width: float
     depth: float
@@ -135,17 +151,18 @@ class Network:
 
 
 # ----- validation ------------------------------------------------------------------------------
-def _check_real(name: str, value: object, minimum: float) -> float:
+def _check_real(name: str, value: object, minimum: float, maximum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum:g}, got {value:g}.")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be from {minimum:g} to {maximum:g}, got {value:g}.")
     return float(value)
 
 
-def _check_resolution(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer number of pixels, got {value!r}.")
+def _check_resolution(name: str, value: object, minimum: int = 1, maximum: int = RESOLUTION_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be a whole number of pixels from {minimum} to {maximum}, "
+                         f"got {value!r}.")
     return int(value)
 
 
@@ -160,19 +177,19 @@ def multipliers(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: flo
     """Depth, width and resolution multipliers for compound coefficient ``phi``.
 
     Args:
-        phi: Compound coefficient, ``>= 0``.
-        alpha: Depth base, ``>= 1``.
-        beta: Width base, ``>= 1``.
-        gamma: Resolution base, ``>= 1``.
-        base_resolution: Input size of the base network in pixels.
+        phi: Compound coefficient, in :data:`PHI_RANGE`.
+        alpha: Depth base, in :data:`BASE_RANGE`.
+        beta: Width base, in :data:`BASE_RANGE`.
+        gamma: Resolution base, in :data:`BASE_RANGE`.
+        base_resolution: Input size of the base network in pixels (:data:`BASE_RESOLUTION_RANGE`).
 
     Raises:
         ValueError: If any input is out of range.
     """
-    phi = _check_real("phi", phi, 0.0)
-    alpha, beta, gamma = (_check_real(n, v, 1.0) for n, v in
+    phi = _check_real("phi", phi, *PHI_RANGE)
+    alpha, beta, gamma = (_check_real(n, v, *BASE_RANGE) for n, v in
                           (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
-    base_resolution = _check_resolution("base resolution", base_resolution)
+    base_resolution = _check_resolution("base resolution", base_resolution, *BASE_RESOLUTION_RANGE)
     c = constraint(alpha, beta, gamma)
     factor = gamma**phi
     return Multipliers(
@@ -229,22 +246,23 @@ def _mbconv(c_in: int, c_out: int, kernel: int, stride: int, expand: int, se_rat
     return params, flops, res_out
 
 
-def network(width: float, depth: float, resolution: int, classes: int = CLASSES) -> Network:
+def network(width: float, depth: float, resolution: int, classes: int = CLASSES) -> ScaledNetwork:
     """The scaled network's stage table, parameter count and multiply-adds.
 
     Args:
-        width: Channel multiplier, ``>= 1``.
-        depth: Layer-count multiplier, ``>= 1``.
-        resolution: Input height = width in pixels, a positive integer.
+        width: Channel multiplier, 1 to :data:`MULTIPLIER_MAX`.
+        depth: Layer-count multiplier, 1 to :data:`MULTIPLIER_MAX`.
+        resolution: Input height = width in pixels, 1 to :data:`RESOLUTION_MAX`.
         classes: Size of the classifier head.
 
     Raises:
         ValueError: If a coefficient is below 1 or the resolution is not a positive integer.
     """
-    width = _check_real("width", width, 1.0)
-    depth = _check_real("depth", depth, 1.0)
+    width = _check_real("width", width, 1.0, MULTIPLIER_MAX)
+    depth = _check_real("depth", depth, 1.0, MULTIPLIER_MAX)
     resolution = _check_resolution("resolution", resolution)
-    classes = _check_resolution("classes", classes)
+    if isinstance(classes, bool) or not isinstance(classes, Integral) or not 1 <= classes <= 100_000:
+        raise ValueError(f"classes must be a whole number from 1 to 100000, got {classes!r}.")
 
     rows: list[StageRow] = []
     stem = round_filters(STEM_FILTERS, width)
@@ -268,18 +286,18 @@ def network(width: float, depth: float, resolution: int, classes: int = CLASSES)
     rows.append(StageRow(len(rows) + 1, "Conv1x1 & Pooling & FC", res, head, 1, 1, 1,
                          _conv(1, c_last, head) + _bn(head) + head * classes + classes,
                          res**2 * c_last * head + head * classes))
-    return Network(width=width, depth=depth, resolution=resolution, stages=tuple(rows),
+    return ScaledNetwork(width=width, depth=depth, resolution=resolution, stages=tuple(rows),
                    params=sum(r.params for r in rows), flops=sum(r.flops for r in rows))
 
 
 def formula_network(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
-                    base_resolution: int = BASE_RESOLUTION) -> Network:
+                    base_resolution: int = BASE_RESOLUTION) -> ScaledNetwork:
     """The network compound scaling gives for ``phi`` (see :func:`multipliers`)."""
     m = multipliers(phi, alpha, beta, gamma, base_resolution)
     return network(m.width, m.depth, m.resolution)
 
 
-def official_network(variant: str) -> Network:
+def official_network(variant: str) -> ScaledNetwork:
     """The released network ``variant`` ("b0".."b7").
 
     Raises:

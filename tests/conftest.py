@@ -1,7 +1,12 @@
-"""Shared fixtures: the data in ../shared, an isolated cache/runs folder, a live app and a browser.
+"""Shared fixtures: the data in ../shared, a mini CIFAR-10, run folders, an isolated cache/runs
+folder, a live app and a browser.
 
-The whole session runs offline-style: a short download timeout, caches and runs in temp folders
-(never the user's), and the local CIFAR-10 copy named through ``EFFNET_LAB_CIFAR10_DIR``.
+The whole session runs offline-style: a short download timeout, caches, runs and the data root
+in temp folders (never the user's), and the local CIFAR-10 copy named through
+``EFFNET_LAB_CIFAR10_DIR``.
+
+Markers: ``slow`` (real training, subprocesses, the live app; deselect with ``-m "not slow"`` for a
+quick inner loop) and ``browser`` (real Chromium; every test under ``tests/browser`` gets both).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +37,12 @@ def _require(path: Path, what: str) -> Path:
     pytest.skip(message)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/browser drives a real browser against the live app: slow too."""
+    for item in items:
+        if "browser" in item.path.parts:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,6 +52,7 @@ def _isolated_env(tmp_path_factory):
     env = {
         "EFFNET_LAB_CACHE": os.environ.get("EFFNET_LAB_TEST_CACHE", str(base / "cache")),
         "EFFNET_LAB_RUNS": str(base / "runs"),
+        "EFFNET_LAB_DATA": str(base / "data"),
         "EFFNET_LAB_DOWNLOAD_TIMEOUT": "2",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
@@ -68,6 +81,77 @@ def cifar10_dir() -> Path:
 @pytest.fixture(scope="session")
 def imagenet_samples_dir() -> Path:
     return _require(SHARED / "imagenet-samples", "ImageNet sample photos")
+
+
+def make_mini_cifar(cifar10_dir: Path, dest: Path, n_train: int = 20, n_test: int = 10) -> Path:
+    """A folder of symlinks to the first images of each CIFAR-10 class (nothing is copied)."""
+    for split, n in (("train", n_train), ("test", n_test)):
+        for cls in sorted(p.name for p in (cifar10_dir / split).iterdir()):
+            folder = dest / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for image in sorted((cifar10_dir / split / cls).iterdir())[:n]:
+                os.symlink(image, folder / image.name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def mini_cifar(cifar10_dir, tmp_path_factory) -> Path:
+    """20 train + 10 test real CIFAR-10 images per class, as symlinks (decoding is instant)."""
+    return make_mini_cifar(cifar10_dir, tmp_path_factory.mktemp("mini-cifar10"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(cifar10_dir, tmp_path_factory) -> Path:
+    """10 train + 5 test real CIFAR-10 images per class, as symlinks (for CLI runs)."""
+    return make_mini_cifar(cifar10_dir, tmp_path_factory.mktemp("tiny-cifar10"), 10, 5)
+
+
+RUN_CLASSES = ["cat", "dog", "bird"]
+
+
+def tiny_model(size: int = 8, classes: int = len(RUN_CLASSES)):
+    """A small Keras classifier taking 0..255 pixels (for hand-made runs)."""
+    import keras
+
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def make_run(root: Path, name: str, *, created=None, status="done", model=None, accuracy=0.5,
+             owner=None) -> Path:
+    """A hand-made run folder written through core.runs.RunWriter (no training)."""
+    import json
+
+    from core.runs import RunWriter
+
+    writer = RunWriter(root / name)
+    writer.start({"mode": "frozen", "epochs": 2}, RUN_CLASSES, owner=owner)
+    writer.history([
+        {"epoch": 1, "loss": 1.5, "accuracy": 0.4, "val_loss": 1.4, "val_accuracy": 0.45},
+        {"epoch": 2, "loss": 1.1, "accuracy": 0.6, "val_loss": 1.2, "val_accuracy": 0.5},
+    ])
+    if created is not None:  # fake the start time so listing order is testable
+        status_file = root / name / "status.json"
+        data = json.loads(status_file.read_text())
+        data["created"] = created
+        status_file.write_text(json.dumps(data))
+    if model is not None:
+        writer.model(model)
+    if status != "running":
+        images = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
+        writer.finish({"status": status, "test_accuracy": accuracy, "epochs": 2},
+                      [[1, 1, 0], [0, 2, 0], [0, 0, 2]],
+                      {"images": images, "true": np.array([0, 2]), "pred": np.array([1, 0]),
+                       "prob": np.array([0.9, 0.6], dtype="float32")})
+    return root / name
+
+
+def no_temp_files(folder: Path) -> bool:
+    """True when an atomic writer left no temp file behind."""
+    return not [p for p in folder.rglob("*") if ".tmp" in p.name]
 
 
 # ----- a live app and a real browser ------------------------------------------------------------

@@ -1,12 +1,20 @@
 """AppTest for the start page and the Classify page (the real model, no mocks)."""
 
 import io
+import re
 from pathlib import Path
+
+import pytest
 
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def texts(elements) -> str:
+    """The elements' text as shown (Markdown escapes of user text removed)."""
+    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in elements))
 
 
 def test_home_page_shows_runtime_and_weights():
@@ -18,9 +26,10 @@ def test_home_page_shows_runtime_and_weights():
     assert "Lite0" in text
 
 
+@pytest.mark.slow
 def test_classify_upload_good_and_bad_files(imagenet_samples_dir):
     at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page("pages/classify.py").run()
+    at.switch_page("app_pages/classify.py").run()
     assert not at.exception
     assert any("Upload" in info.value for info in at.info)
     tench = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()
@@ -32,19 +41,20 @@ def test_classify_upload_good_and_bad_files(imagenet_samples_dir):
         ("swan.jpg", swan, "image/jpeg"),
     ]).run()
     assert not at.exception
-    errors = " ".join(e.value for e in at.error)
+    errors = texts(at.error)
     assert "broken.jpg" in errors and "not an image" in errors
     assert "empty.png" in errors and "empty" in errors
-    markdown = " ".join(m.value for m in at.markdown)
+    markdown = texts(at.markdown)
     assert "tench" in markdown and "black swan" in markdown
     table = at.dataframe[0].value
     assert list(table["file"]) == ["tench.jpg", "swan.jpg"]
     assert list(table["top-1"]) == ["tench", "black swan"]
 
 
+@pytest.mark.slow
 def test_classify_top_k_and_weights_selector(imagenet_samples_dir):
     at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page("pages/classify.py").run()
+    at.switch_page("app_pages/classify.py").run()
     at.selectbox(key="classify_weights").set_value("lite0")
     at.slider(key="classify_topk").set_value(3)
     buf = io.BytesIO()
@@ -53,3 +63,30 @@ def test_classify_top_k_and_weights_selector(imagenet_samples_dir):
     assert not at.exception and not at.error
     assert any("lite0" in c.value for c in at.caption)
     assert len(at.dataframe) == 0  # one image: no results table
+
+
+def test_file_names_and_class_names_are_plain_text(tmp_path, monkeypatch, imagenet_samples_dir):
+    """A hostile file name shows literally: no italics, links or HTML from it."""
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page("app_pages/classify.py").run()
+    at.file_uploader(key="classify_uploads").set_value(
+        [("*evil* [x](http://e.x) <b>.jpg", b"not an image", "image/jpeg")]).run()
+    assert not at.exception
+    [error] = at.error
+    assert "\\*evil\\*" in error.value and "\\[x\\]" in error.value and "\\<b\\>" in error.value
+    assert texts(at.error).startswith("*evil* [x](http://e.x) <b>.jpg: not an image")
+
+
+@pytest.mark.slow
+def test_too_many_files_are_cut_with_a_message(imagenet_samples_dir, monkeypatch):
+    from core import inference
+
+    monkeypatch.setattr(inference, "MAX_FILES", 2)
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page("app_pages/classify.py").run()
+    photo = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()
+    at.file_uploader(key="classify_uploads").set_value(
+        [(f"{i}.jpg", photo, "image/jpeg") for i in range(3)]).run()
+    assert not at.exception
+    assert "only the first 2" in texts(at.warning)
+    assert list(at.dataframe[0].value["file"]) == ["0.jpg", "1.jpg"]

@@ -1,46 +1,44 @@
-"""AppTest for the Train page: defaults, presets, the Scaling hand-off, bad values, and a real tiny run.
-
-The page runs in this process, so ``core.training.JOBS`` here is the page's job runner: tests wait
-on it directly instead of sleeping.
-"""
+"""AppTest for the Train page: controls generated from the options, presets, the Scaling hand-off,
+bad values, a real tiny run in a worker process, and two visitors sharing one trainer."""
 
 from __future__ import annotations
 
-import dataclasses
+import re
+
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import runs, training
+from conftest import make_run
+from core import jobs, runs, training
+from core.progress import JobStatus
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
-DEFAULTS = training.TrainConfig()
-# TrainConfig field → the kind of widget that holds it (keys are "train_<field>").
-WIDGETS = {
-    "backbone": "selectbox", "weights": "selectbox", "mode": "radio", "resolution": "number_input",
-    "epochs": "number_input", "batch_size": "number_input", "lr": "number_input",
-    "optimizer": "selectbox", "schedule": "selectbox", "seed": "number_input",
-    "subset": "number_input", "test_subset": "number_input", "finetune_blocks": "number_input",
-    "dropout": "number_input", "augment": "toggle", "cache_features": "toggle", "name": "text_input",
-}
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "app_pages" / "train.py")
+# Option.widget → the AppTest element kind that draws it.
+KINDS = {"select": "selectbox", "data": "selectbox", "weights": "selectbox", "radio": "radio",
+         "number": "number_input", "toggle": "toggle", "text": "text_input"}
 
 
 def widget(at: AppTest, field: str):
-    return getattr(at, WIDGETS[field])(key=f"train_{field}")
+    opt = dict((name, o) for name, o, _ in training.options())[field]
+    return getattr(at, KINDS[opt.widget])(key=f"train_{field}")
 
 
 def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
+    """The elements' text as shown (Markdown escapes of user text removed)."""
+    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in elements))
 
 
 @pytest.fixture
-def isolated(monkeypatch, tmp_path) -> None:
-    """An empty runs folder of its own, once any job from another test has ended."""
+def isolated(monkeypatch, tmp_path) -> Path:
+    """An empty runs folder and data root of its own."""
     monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("EFFNET_LAB_DOWNLOAD_TIMEOUT", "1")
-    assert training.JOBS.join(timeout=600), "a training job from an earlier test is still running"
+    return tmp_path
 
 
 @pytest.fixture
@@ -49,46 +47,70 @@ def app(isolated) -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=60)
 
 
-def test_renders_with_defaults(app):
+def my_job(at: AppTest) -> jobs.Job:
+    return jobs.open_job(at.session_state["job_train"])
+
+
+def test_every_option_has_its_generated_control(app):
     at = app.run()
-    assert not at.exception
-    assert not at.error
-    assert at.radio(key="train_data_kind").value == "CIFAR-10"
-    for field in WIDGETS:
-        expected = DEFAULTS.name or "" if field == "name" else getattr(DEFAULTS, field)
-        assert widget(at, field).value == expected, field
-    assert {b.label for b in at.button} >= {*training.PRESETS, "Start"}
+    assert not at.exception and not at.error
+    for name, opt, default in training.options():
+        control = widget(at, name)
+        assert control.label == opt.label, name
+        assert control.value == ("" if default is None and opt.widget == "text" else default), name
+        if opt.only_for:  # e.g. fine-tune blocks: disabled unless mode is finetune
+            assert control.disabled == (training.DEFAULTS[opt.only_for[0]] != opt.only_for[1]), name
+    assert {b.label for b in at.button} >= {p.label for p in training.PRESETS.values()} | {"Start"}
     assert "No saved runs yet" in texts(at.info)
 
 
+def test_number_bounds_come_from_the_options(app):
+    at = app.run()
+    assert widget(at, "resolution").min == 32 and widget(at, "resolution").max == 1024
+    assert widget(at, "epochs").min == 1
+    widget(at, "mode").set_value("finetune").run()
+    assert not widget(at, "finetune_blocks").disabled and not widget(at, "augment").disabled
+    widget(at, "mode").set_value("frozen").run()
+    assert widget(at, "finetune_blocks").disabled and widget(at, "augment").disabled
+
+
 def test_renders_inside_the_app_shell(isolated):
-    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=60).run()
-    at.switch_page("pages/train.py").run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
-    assert [t.value for t in at.title] == ["🏋️ Train"]
+    assert [t.value for t in at.title] == [":material/model_training: Train"]
     assert at.button(key="train_start").label == "Start"
     widget(at, "seed").set_value(7).run()
-    at.switch_page("pages/home.py").run()
-    at.switch_page("pages/train.py").run()  # the settings survive a visit to another page
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/train.py").run()  # the settings survive a visit to another page
     assert widget(at, "seed").value == 7
 
 
-def test_every_config_field_has_a_control():
-    assert set(WIDGETS) | {"data"} == {f.name for f in dataclasses.fields(training.TrainConfig)}
-
-
-@pytest.mark.parametrize("preset", list(training.PRESETS))
-def test_preset_fills_the_controls(app, preset):
+@pytest.mark.parametrize("key", list(training.PRESETS))
+def test_preset_fills_the_controls(app, key):
     at = app.run()
     widget(at, "seed").set_value(7)
     widget(at, "name").set_value("my-run")
-    at.button(key=f"train_preset_{preset}").click().run()
+    at.button(key=f"train_preset_{key}").click().run()
     assert not at.exception
-    expected = {**dataclasses.asdict(DEFAULTS), **training.PRESETS[preset]}
-    for field in WIDGETS:  # a preset is a whole recipe: fields it leaves out go back to defaults
+    expected = {**training.DEFAULTS, **training.PRESETS[key].values}
+    for field in training.DEFAULTS:  # a preset is a whole recipe: the rest go back to defaults
         value = expected[field] or "" if field == "name" else expected[field]
         assert widget(at, field).value == value, field
-    assert preset in texts(at.success)
+    assert training.PRESETS[key].label in texts(at.success)
+
+
+def test_datasets_and_weights_are_picked_from_the_data_root(app, isolated):
+    for name in ("flowers", "pets"):
+        (isolated / "data" / name / "a").mkdir(parents=True)
+    (isolated / "data" / "weights").mkdir(parents=True)
+    (isolated / "data" / "weights" / "mine.weights.h5").write_bytes(b"x")
+    at = app.run()
+    assert widget(at, "data").options == ["cifar10", "flowers", "pets"]
+    weights = widget(at, "weights").options
+    assert weights[:4] == ["auto", "imagenet", "lite0", "none"]
+    assert weights[4:] == ["mine.weights.h5"]  # shown by file name; no path is ever typed
+    assert [t.key for t in at.text_input] == ["train_name"]  # the only free text: a run name
 
 
 def test_scaling_page_handoff_is_applied_once(app):
@@ -109,64 +131,61 @@ def test_bad_scaling_page_handoff_is_a_warning(app):
     at = app.run()
     assert not at.exception
     assert "resolution" in texts(at.warning)
-    assert widget(at, "backbone").value == DEFAULTS.backbone  # nothing applied
+    assert widget(at, "backbone").value == training.DEFAULTS["backbone"]  # nothing applied
 
 
 @pytest.mark.parametrize("change, message", [
     ({"lr": 0.0}, "learning rate"),
-    ({"resolution": 16}, "resolution"),
-    ({"dropout": 1.5}, "dropout"),
-    ({"data": "/no/such/folder"}, "does not exist"),
+    ({"dropout": 1.0}, "dropout"),
     ({"name": "bad name/with slash"}, "run name"),
 ])
 def test_bad_value_gives_an_error_not_an_exception(app, change, message):
-    before = training.JOBS.progress()
     at = app.run()
     for field, value in change.items():
-        if field == "data":
-            at.radio(key="train_data_kind").set_value("Image folder").run()
-            at.text_input(key="train_data_path").set_value(value)
-        else:
-            widget(at, field).set_value(value)
+        widget(at, field).set_value(value)
     at.button(key="train_start").click().run()
     assert not at.exception
     assert message in texts(at.error)
-    assert training.JOBS.progress() is before  # nothing was started
+    assert "job_train" not in at.session_state  # nothing was started
 
 
-def test_data_problem_in_the_worker_is_an_error_message(app, tmp_path):
-    classes = tmp_path / "one-class"
-    (classes / "cats").mkdir(parents=True)
-    Image.new("RGB", (8, 8)).save(classes / "cats" / "a.png")
+@pytest.mark.slow
+def test_data_problem_in_the_worker_is_an_error_message(app, isolated):
+    (isolated / "data" / "one-class" / "cats").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(isolated / "data" / "one-class" / "cats" / "a.png")
     at = app.run()
-    at.radio(key="train_data_kind").set_value("Image folder").run()
-    at.text_input(key="train_data_path").set_value(str(classes))
+    widget(at, "data").set_value("one-class")
+    widget(at, "weights").set_value("none")
     at.button(key="train_start").click().run()
     assert not at.exception and not at.error  # valid options: the worker finds the problem
-    assert training.JOBS.join(timeout=300)
+    snap = my_job(at).wait(timeout=300)
     at.run()
     assert not at.exception
     message = texts(at.error)
     assert message.startswith("Training failed:") and "class" in message
-    assert training.JOBS.progress().snapshot()["error"] in message
+    assert snap.status is JobStatus.ERROR and snap.error_kind == "input"
 
 
-def test_tiny_run_is_listed_busy_on_second_start_and_deletable(app, monkeypatch, cifar10_dir):
+def tiny_settings(at: AppTest, **extra) -> None:
+    values = dict(subset=100, test_subset=100, resolution=32, epochs=1, batch_size=32,
+                  weights="lite0", backbone="lite0")
+    for field, value in {**values, **extra}.items():
+        widget(at, field).set_value(value)
+
+
+@pytest.mark.slow
+def test_tiny_run_is_listed_and_deletable(app, cifar10_dir, monkeypatch):
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(cifar10_dir))
     at = app.run()
-    for field, value in dict(subset=100, test_subset=100, resolution=32, epochs=1, batch_size=32,
-                             weights="lite0").items():
-        widget(at, field).set_value(value)
+    tiny_settings(at)
     at.button(key="train_start").click().run()
     assert not at.exception and not at.error
-    assert training.JOBS.busy
-    at.button(key="train_start").click().run()  # a second start while the first still loads
+    at.button(key="train_start").click().run()  # a second start while the first is going
     assert not at.exception
-    assert "already in progress" in texts(at.warning)
+    assert "still going" in texts(at.warning)
 
-    assert training.JOBS.join(timeout=600)
-    snap = training.JOBS.progress().snapshot()
-    assert snap["status"] == "done", snap["error"]
+    snap = my_job(at).wait(timeout=600)
+    assert snap.status is JobStatus.DONE, snap.error
     at.run()
     assert not at.exception and not at.error
     assert "Finished: test accuracy" in texts(at.success)
@@ -176,7 +195,7 @@ def test_tiny_run_is_listed_busy_on_second_start_and_deletable(app, monkeypatch,
     row = table[table["run"] == run.name].iloc[0]
     assert row["status"] == "done"
     assert row["test accuracy"] == pytest.approx(run.test_accuracy)
-    assert row["test accuracy"] == pytest.approx(snap["result"]["test_accuracy"])
+    assert row["test accuracy"] == pytest.approx(snap.result["test_accuracy"])
     assert row["epochs"] == 1 and row["subset"] == 100
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Test accuracy"] == f"{run.test_accuracy:.2%}"
@@ -188,3 +207,53 @@ def test_tiny_run_is_listed_busy_on_second_start_and_deletable(app, monkeypatch,
     assert runs.list_runs() == []
     assert "Deleted run" in texts(at.success)
     assert "No saved runs yet" in texts(at.info)
+
+
+@pytest.mark.slow
+def test_two_visitors_share_one_trainer_safely(isolated, cifar10_dir, monkeypatch):
+    """B sees that A's run is busy but cannot stop it or see it; B's Start queues and can be
+    cancelled; neither sees the other's messages or runs."""
+    monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(cifar10_dir))
+    make_run(isolated / "runs", "from-the-cli")  # no owner: visible (read-only) to everyone
+    a = AppTest.from_file(PAGE, default_timeout=60).run()
+    tiny_settings(a, epochs=1000, subset=200)
+    widget(a, "name").set_value("a-run")
+    a.button(key="train_start").click().run()
+    job_a = my_job(a)
+    for _ in range(600):  # until A has trained an epoch
+        if job_a.snapshot().epochs:
+            break
+        job_a.wait(timeout=0.5)
+    a.run()
+    assert a.button(key="train_stop")
+
+    b = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not b.exception
+    assert "busy with another visitor's run" in texts(b.info)
+    assert not [x for x in b.button if x.key == "train_stop"]
+    assert "a-run" not in texts(b.success) + texts(b.info) + texts(b.error)
+    assert list(b.dataframe[0].value["run"]) == ["from-the-cli"]  # not A's run
+
+    tiny_settings(b, epochs=1)
+    b.button(key="train_start").click().run()
+    job_b = my_job(b)
+    assert job_b.owner != job_a.owner
+    for _ in range(240):
+        if job_b.snapshot().status is JobStatus.QUEUED:
+            break
+        job_b.wait(timeout=0.5)
+    b.run()
+    assert "Queued: position 1" in texts(b.info)
+    b.button(key="train_cancel").click().run()
+    assert job_b.wait(timeout=60).status is JobStatus.CANCELLED
+    assert job_a.snapshot().active  # B's actions never touched A's run
+
+    a.button(key="train_stop").click().run()
+    snap = job_a.wait(timeout=120)
+    assert snap.status is JobStatus.STOPPED
+    a.run()
+    assert "Stopped early" in texts(a.success)
+    assert set(a.dataframe[0].value["run"]) == {"a-run", "from-the-cli"}
+    b.run()
+    assert "Stopped early" not in texts(b.success) and "Cancelled" in texts(b.info)
+    assert list(b.dataframe[0].value["run"]) == ["from-the-cli"]

@@ -48,8 +48,10 @@ def test_variant_json_and_text():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--phi", "-1"], "phi must be at least 0"),
-    (["--phi", "1", "--alpha", "0.9"], "alpha must be at least 1"),
+    (["--phi", "-1"], "phi must be from 0 to 10"),
+    (["--phi", "100"], "phi must be from 0 to 10, got 100"),
+    (["--phi", "1e6"], "phi must be from 0 to 10"),
+    (["--phi", "1", "--alpha", "0.9"], "alpha must be from 1 to 2"),
     (["--phi", "1", "--gamma", "inf"], "gamma must be a finite number"),
     (["--variant", "b3", "--beta", "1.2"], "--beta can only be used with --phi"),
     (["--phi", "abc"], "invalid float value"),

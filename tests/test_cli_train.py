@@ -15,22 +15,16 @@ import pytest
 
 from core import runs
 from core.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
-RUN_FILES = {"status.json", "config.json", "classes.json", "history.csv", "model.keras",
-             "confusion.json", "results.json", "misclassified.npz"}
+RUN_FILES = {"status.json", "config.json", "classes.json", "preprocessing.json", "history.csv",
+             "model.keras", "confusion.json", "results.json", "misclassified.npz"}
 TINY = ["--backbone", "lite0", "--weights", "lite0", "--resolution", "32", "--batch-size", "32"]
 
 
 @pytest.fixture(scope="module")
-def mini(cifar10_dir, tmp_path_factory) -> Path:
-    """10 train + 5 test images per class, as symlinks into the real CIFAR-10 folder."""
-    dest = tmp_path_factory.mktemp("mini-cifar10-cli")
-    for split, n in (("train", 10), ("test", 5)):
-        for cls in sorted(p.name for p in (cifar10_dir / split).iterdir()):
-            (dest / split / cls).mkdir(parents=True)
-            for image in sorted((cifar10_dir / split / cls).iterdir())[:n]:
-                os.symlink(image, dest / split / cls / image.name)
-    return dest
+def mini(tiny_cifar) -> Path:
+    return tiny_cifar
 
 
 def last_json(stdout: str) -> dict:
@@ -43,6 +37,7 @@ def cli(*args: str, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
+@pytest.mark.slow
 def test_train_command_end_to_end(mini, tmp_path):
     out = tmp_path / "run1"
     proc = cli("train", "--data", str(mini), *TINY, "--epochs", "1", "--out", str(out))
@@ -68,9 +63,8 @@ def test_train_command_end_to_end(mini, tmp_path):
         assert line["top"][0]["label"] in classes and len(line["top"]) == 2
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_the_run(mini, tmp_path):
-    out = tmp_path / "interrupted"
-    proc = cli("train", "--data", str(mini), *TINY, "--epochs", "500", "--out", str(out))
+def start_and_wait_for_epoch_1(mini, out, **popen) -> tuple[subprocess.Popen, list[str], threading.Thread]:
+    proc = cli("train", "--data", str(mini), *TINY, "--epochs", "500", "--out", str(out), **popen)
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(proc.stderr), daemon=True)
     reader.start()
@@ -79,23 +73,52 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_run(mini, tmp_path):
         assert proc.poll() is None, "".join(seen)
         assert time.time() < deadline, "training never reached epoch 1"
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    return proc, seen, reader
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell does for `cmd &` in a script
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, status, said, popen", [
+    (signal.SIGINT, 130, "Ctrl-C: stopping", {}),
+    (signal.SIGTERM, 143, "SIGTERM: stopping", {}),  # docker stop, systemd
+    (signal.SIGINT, 130, "Ctrl-C: stopping", {"preexec_fn": _ignore_sigint}),
+], ids=["ctrl-c", "sigterm", "ctrl-c-when-started-ignoring-it"])
+def test_signals_stop_cleanly_and_keep_the_run(mini, tmp_path, signum, status, said, popen):
+    out = tmp_path / "interrupted"
+    proc, seen, reader = start_and_wait_for_epoch_1(mini, out, **popen)
+    proc.send_signal(signum)
     stdout = proc.stdout.read()
     proc.wait(timeout=120)
     reader.join(5)
     stderr = "".join(seen)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == status, stderr
     result = last_json(stdout)
     assert result["status"] == "stopped" and result["stopped"] and 1 <= result["epochs"] < 500
-    assert "Ctrl-C: stopping" in stderr and "Traceback" not in stderr
+    assert said in stderr and "Traceback" not in stderr
     info = runs.load_run(out)
     assert info.status == "stopped" and info.has_model
+
+
+@pytest.mark.slow
+def test_two_commands_with_the_same_out_folder(mini, tmp_path):
+    """The second is refused at once (exit 2); the first run's results are intact."""
+    out = tmp_path / "shared"
+    first, seen, reader = start_and_wait_for_epoch_1(mini, out)
+    second = cli("train", "--data", str(mini), *TINY, "--epochs", "1", "--out", str(out))
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 2 and "already exists" in err and "Traceback" not in err
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=120)
+    assert runs.load_run(out).status == "stopped"
 
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "epochs must be"),
     (["--mode", "sideways"], "mode must be one of"),
-    (["--backbone", "b9"], "Unknown backbone"),
+    (["--backbone", "b9"], "backbone must be one of"),
     (["--lr", "-1"], "lr (learning rate) must be"),
     (["--data", "/no/such/folder"], "does not exist"),
     (["--weights", "/no/such.h5"], "weights must be one of"),
@@ -114,6 +137,7 @@ def test_unparseable_argument_exits_2(capsys):
     assert "invalid int value" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bad_data_layout_and_taken_out_folder(tmp_path, capsys):
     one_class = tmp_path / "one"
     (one_class / "cats").mkdir(parents=True)
@@ -129,6 +153,7 @@ def test_bad_data_layout_and_taken_out_folder(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_seed_on_a_tiny_subset(mini, tmp_path, capsys):
     status = main(["bench", "seed", "--data", str(mini), "--backbone", "lite0", "--weights", "lite0",
                    "--epochs", "2", "--subset", "60", "--out", str(tmp_path / "seed")])
@@ -145,12 +170,13 @@ def test_bench_seed_on_a_tiny_subset(mini, tmp_path, capsys):
         "frozen", 32, 64, "adam")
 
 
+@pytest.mark.slow
 def test_bench_best_on_a_tiny_subset(mini, tmp_path, capsys):
     status = main(["bench", "best", "--data", str(mini), "--recipe", "cpu", "--weights", "lite0",
                    "--epochs", "1", "--subset", "40", "--test-subset", "20",
                    "--out", str(tmp_path / "best")])
     result = last_json(capsys.readouterr().out)
     assert status == 0
-    assert result["preset"] == "best (CPU, 30 min)" and result["recipe"]["mode"] == "finetune"
+    assert result["preset"] == "best-cpu" and result["recipe"]["mode"] == "finetune"
     assert result["recipe"]["epochs"] == 1 and 0.0 <= result["test_accuracy"] <= 1.0
     assert {"load_s", "features_s", "train_s"} <= set(result["timings"])

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import config
-from core.data import CIFAR10_CLASSES, DataError, load_dataset, load_image_folder, subsample
+from core import paths
+from core.data import (CIFAR10_CLASSES, DataError, list_datasets, load_dataset, load_image_folder,
+                       resolve, subsample)
 from core.progress import Progress, Stopped
 
 # Class i is painted in COLORS[i] (plus a little noise), so decoded pixels reveal their true class.
@@ -65,7 +66,7 @@ def test_train_test_folder_layout(tmp_path, test_name):
     assert_labels_match_colors(ds.x_train, ds.y_train, ds.class_names, palette)
     assert_labels_match_colors(ds.x_test, ds.y_test, ds.class_names, palette)
     snap = progress.snapshot()
-    assert (snap["phase"], snap["done"], snap["total"]) == ("Decoding images", 24, 24)
+    assert (snap.phase, snap.done, snap.total) == ("Decoding images", 24, 24)
 
 
 def test_stratified_split_is_deterministic_and_proportional(tmp_path):
@@ -246,42 +247,30 @@ def test_load_dataset_subsets_and_stop(tmp_path):
         load_dataset(str(tmp_path), progress=progress, use_cache=False)
 
 
-@pytest.fixture
-def mini_cifar10(tmp_path, cifar10_dir) -> Path:
-    """A real CIFAR-10 folder cut to 12 train and 3 test images per class (symlinks, no copies)."""
-    root = tmp_path / "mini-cifar10"
-    for split, n in (("train", 12), ("test", 3)):
-        for name in CIFAR10_CLASSES:
-            (root / split / name).mkdir(parents=True)
-            for src in sorted((cifar10_dir / split / name).iterdir())[:n]:
-                (root / split / name / src.name).symlink_to(src)
-    return root
-
-
-def test_real_cifar10_images(mini_cifar10):
-    ds = load_dataset(str(mini_cifar10))
+def test_real_cifar10_images(tiny_cifar):
+    ds = load_dataset(str(tiny_cifar))
     assert ds.class_names == CIFAR10_CLASSES
-    assert ds.x_train.shape == (120, 32, 32, 3) and ds.x_test.shape == (30, 32, 32, 3)
+    assert ds.x_train.shape == (100, 32, 32, 3) and ds.x_test.shape == (50, 32, 32, 3)
     assert ds.skipped == 0 and ds.split == "folder train/test"
     assert 50 < ds.x_train.mean() < 200 and ds.x_train.std() > 30  # real photos, not blank
 
 
-def test_cifar10_falls_back_to_local_copy_fast(mini_cifar10, monkeypatch):
+def test_cifar10_falls_back_to_local_copy_fast(tiny_cifar, monkeypatch):
     monkeypatch.setenv("EFFNET_LAB_DOWNLOAD_TIMEOUT", "0.001")
-    monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(mini_cifar10))
+    monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(tiny_cifar))
     t0 = time.perf_counter()
     ds = load_dataset("cifar10")
     assert time.perf_counter() - t0 < 20
     assert ds.source.startswith("local CIFAR-10 copy: image folder")
     assert "keras.datasets was unavailable" in ds.source
-    assert ds.class_names == CIFAR10_CLASSES and ds.x_train.shape == (120, 32, 32, 3)
+    assert ds.class_names == CIFAR10_CLASSES and ds.x_train.shape == (100, 32, 32, 3)
 
 
 def test_cifar10_error_says_what_failed_and_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("EFFNET_LAB_DOWNLOAD_TIMEOUT", "0.001")
     monkeypatch.delenv("EFFNET_LAB_CIFAR10_DIR", raising=False)
     # ...and no default copy beside the project either.
-    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)
     with pytest.raises(DataError) as info:
         load_dataset("cifar10")
     message = str(info.value)
@@ -293,12 +282,29 @@ def test_cifar10_error_says_what_failed_and_how_to_fix(tmp_path, monkeypatch):
         load_dataset("cifar10")
 
 
-def test_decode_image_shares_classification_colour_handling(tmp_path):
+def test_folder_images_go_through_the_shared_image_path(tmp_path):
     """Transparent pixels become white, as on the Classify page (one RGB path for both)."""
-    from PIL import Image
+    make_class(tmp_path / "clear", 0, 0)
+    Image.new("RGBA", (40, 40), (255, 0, 0, 0)).save(tmp_path / "clear" / "a.png")
+    Image.new("RGBA", (40, 40), (255, 0, 0, 0)).save(tmp_path / "clear" / "b.png")
+    make_class(tmp_path / "red", 0, 2)
+    ds = load_image_folder(tmp_path, use_cache=False)
+    clear = ds.class_names.index("clear")
+    x = np.concatenate([ds.x_train, ds.x_test])
+    y = np.concatenate([ds.y_train, ds.y_test])
+    assert (x[y == clear] == 255).all()
 
-    from core.data import decode_image
 
-    path = tmp_path / "clear.png"
-    Image.new("RGBA", (40, 40), (255, 0, 0, 0)).save(path)
-    assert (decode_image(path, 32) == 255).all()
+def test_datasets_by_name_under_the_data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path / "root"))
+    for name in ("flowers", "weights", ".hidden", "bad name"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+    make_class(tmp_path / "root" / "flowers" / "red", 0, 3)
+    make_class(tmp_path / "root" / "flowers" / "green", 1, 3)
+    assert list_datasets() == ["flowers"]  # not weights/, hidden or badly named folders
+    assert resolve("flowers") == tmp_path / "root" / "flowers"
+    assert resolve("CIFAR10") == "cifar10"
+    assert resolve(str(tmp_path / "elsewhere")) == tmp_path / "elsewhere"
+    assert resolve("missing") == Path("missing")  # not a managed dataset: a relative path
+    ds = load_dataset("flowers", use_cache=False)
+    assert ds.class_names == ["green", "red"] and len(ds.y_train) + len(ds.y_test) == 6

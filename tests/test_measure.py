@@ -1,5 +1,7 @@
 """core.measure: forward-pass timing, its stop and error paths (on a tiny model to stay fast)."""
 
+import time
+
 import pytest
 
 from core import measure
@@ -20,39 +22,46 @@ def test_time_forward_reports_each_batch_size(tiny_model):
     assert [t.batch for t in timings] == [1, 4]
     for t in timings:
         assert t.seconds > 0 and 1 <= t.runs <= 3
-        assert t.images_per_s == pytest.approx(t.batch / t.seconds)
-        assert t.gmacs_per_s == pytest.approx(1000 * t.batch / t.seconds / 1e9)
     snap = progress.snapshot()
-    assert snap["phase"] == "forward pass, batch 4" and snap["done"] == timings[1].runs + 1
+    assert snap.phase == "forward pass, batch 4" and snap.done == timings[1].runs + 1
+    assert snap.total == 4  # max_runs timed passes plus the warm-up
 
 
-def test_measure_finishes_progress_with_timings(tiny_model):
+class SlowFirstCall:
+    """A fake model: the first call per shape takes 0.4 s (tracing), later ones 0.05 s."""
+
+    input_shape = (None, 8, 8, 3)
+
+    def __init__(self):
+        self.shapes = set()
+
+    def predict_on_batch(self, x):
+        first = x.shape not in self.shapes
+        self.shapes.add(x.shape)
+        time.sleep(0.4 if first else 0.05)
+
+
+def test_timing_excludes_the_warm_up_and_gives_rates():
+    [t] = measure.time_forward(SlowFirstCall(), (10,), flops=2_000_000, max_runs=3)
+    assert t.runs == 3 and t.seconds == pytest.approx(0.05, abs=0.03)  # not the 0.4 s warm-up
+    assert t.images_per_s == pytest.approx(200, rel=0.4)  # 10 images per 0.05 s
+    assert t.gmacs_per_s == pytest.approx(0.4, rel=0.4)  # 2 M multiply-adds × 200 img/s
+
+
+def test_measure_job_times_each_batch_size_on_this_device():
     progress = Progress()
-    measure.measure(tiny_model, progress, flops=10, batch_sizes=(2,))
-    snap = progress.snapshot()
-    assert snap["status"] == "done" and snap["device"]
-    assert [t.batch for t in snap["result"]] == [2]
+    result = measure.measure_job({"width": 1.0, "depth": 1.0, "resolution": 32, "flops": 10,
+                                  "batch_sizes": [2]}, progress)
+    [timing] = [measure.Timing.from_dict(t) for t in result]
+    assert timing.batch == 2 and timing.flops == 10 and timing.seconds > 0
+    assert measure.Timing.from_dict(timing.to_dict()) == timing
+    assert progress.snapshot().device.startswith(("CPU", "GPU"))
 
 
-def test_stop_request_ends_the_measurement_early(tiny_model):
+def test_stop_request_ends_the_measurement_early():
     progress = Progress()
     progress.request_stop()
-    measure.measure(tiny_model, progress)
-    snap = progress.snapshot()
-    assert snap["status"] == "stopped" and snap["result"] == []
-
-
-def test_failure_is_reported_not_raised():
-    class Broken:
-        input_shape = (None, 8, 8, 3)
-
-        def predict_on_batch(self, x):
-            raise MemoryError("out of memory")
-
-    progress = Progress()
-    measure.measure(Broken(), progress)
-    snap = progress.snapshot()
-    assert snap["status"] == "error" and "out of memory" in snap["error"]
+    assert measure.measure_job({"width": 1.0, "depth": 1.0, "resolution": 32}, progress) == []
 
 
 def test_build_model_rejects_tiny_resolutions():

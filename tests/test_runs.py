@@ -13,44 +13,11 @@ import pytest
 from core import runs
 from core.runs import RunWriter
 
-CLASSES = ["cat", "dog", "bird"]
-
-
-def _tiny_model(size: int = 8):
-    import keras
-
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(len(CLASSES), activation="softmax")(x)
-    return keras.Model(inputs, outputs)
-
-
-def _make_run(root, name, *, created=None, status="done", model=None, accuracy=0.5):
-    writer = RunWriter(root / name)
-    writer.start({"mode": "frozen", "epochs": 2}, CLASSES)
-    writer.history([
-        {"epoch": 1, "loss": 1.5, "accuracy": 0.4, "val_loss": 1.4, "val_accuracy": 0.45},
-        {"epoch": 2, "loss": 1.1, "accuracy": 0.6, "val_loss": 1.2, "val_accuracy": 0.5},
-    ])
-    if created is not None:  # fake the start time so listing order is testable
-        status_file = root / name / "status.json"
-        data = json.loads(status_file.read_text())
-        data["created"] = created
-        status_file.write_text(json.dumps(data))
-    if model is not None:
-        writer.model(model)
-    if status != "running":
-        images = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
-        writer.finish({"status": status, "test_accuracy": accuracy, "epochs": 2},
-                      [[1, 1, 0], [0, 2, 0], [0, 0, 2]],
-                      {"images": images, "true": np.array([0, 2]), "pred": np.array([1, 0]),
-                       "prob": np.array([0.9, 0.6], dtype="float32")})
-    return root / name
-
-
-def _no_temp_files(folder) -> bool:
-    return not [p for p in folder.rglob("*") if ".tmp" in p.name]
+from conftest import RUN_CLASSES as CLASSES
+from conftest import make_run as _make_run
+from conftest import no_temp_files as _no_temp_files
+from conftest import tiny_model as _tiny_model
+from core import procs
 
 
 def test_written_run_reads_back(tmp_path):
@@ -84,20 +51,57 @@ def test_list_runs_defaults_to_runs_dir(tmp_path, monkeypatch):
     assert [r.name for r in runs.list_runs()] == ["only"]
 
 
-def test_running_run_of_a_dead_process_reads_as_error(tmp_path):
+def _set_worker(path, worker) -> None:
+    data = json.loads((path / "status.json").read_text())
+    data["worker"] = worker
+    (path / "status.json").write_text(json.dumps(data))
+
+
+def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
     path = _make_run(tmp_path, "live", status="running")
-    assert runs.load_run(path).status == "running"  # our own pid is alive
+    assert runs.load_run(path).status == "running"  # our own process is alive
     with pytest.raises(ValueError, match="still training"):
         runs.delete_run(path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    data = json.loads((path / "status.json").read_text())
-    data["pid"] = int(dead.stdout)
-    (path / "status.json").write_text(json.dumps(data))
+    _set_worker(path, {"pid": int(dead.stdout), "start": 1, "boot": procs.boot_id()})
+    (path / ".model.abc.tmp.keras").write_bytes(b"half a model")  # what a kill -9 leaves
     info = runs.load_run(path)
-    assert info.status == "error" and "ended before it finished" in info.error
+    assert info.status == "interrupted" and "ended before" in info.error
+    assert _no_temp_files(path)  # stale temp files are cleaned up
     runs.delete_run(path)
     assert not path.exists()
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_running(tmp_path):
+    """The PID is alive (it is this process), but it is not the process that wrote the run."""
+    path = _make_run(tmp_path, "reused", status="running")
+    me = procs.identity()
+    _set_worker(path, {**me, "start": me["start"] - 1})
+    assert runs.load_run(path).status == "interrupted"
+    _set_worker(path, {**me, "boot": "another-boot"})
+    assert runs.load_run(path).status == "interrupted"
+    _set_worker(path, me)
+    assert runs.load_run(path).status == "running"
+
+
+def test_run_folders_are_reserved_atomically(tmp_path):
+    first = RunWriter.reserve(tmp_path, "mine", "unused")
+    assert first.path == tmp_path / "mine" and first.path.is_dir() and not first.started
+    with pytest.raises(ValueError, match="already exists"):
+        RunWriter.reserve(tmp_path, "mine", "unused")
+    auto = [RunWriter.reserve(tmp_path, None, "base").path.name for _ in range(3)]
+    assert auto == ["base", "base-2", "base-3"]
+    first.release()
+    assert not (tmp_path / "mine").exists()
+    _make_run(tmp_path, "kept")
+    RunWriter(tmp_path / "kept").release()  # never removes a folder with files
+    assert (tmp_path / "kept" / "config.json").exists()
+
+
+def test_owner_is_recorded(tmp_path):
+    assert runs.load_run(_make_run(tmp_path, "cli")).owner is None
+    assert runs.load_run(_make_run(tmp_path, "app", owner="abc123")).owner == "abc123"
 
 
 def test_delete_run_refuses_other_folders(tmp_path):
@@ -126,8 +130,8 @@ def test_misclassified(tmp_path):
 def test_model_save_and_load(tmp_path):
     model = _tiny_model()
     path = _make_run(tmp_path, "with-model", model=model)
-    loaded, classes, size = runs.load_run_model(path)
-    assert classes == CLASSES and size == 8
+    loaded, classes, prep = runs.load_run_model(path)
+    assert classes == CLASSES and prep.size == 8 and (prep.crop, prep.resample) == (1.0, "bicubic")
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     assert runs.load_run(path).has_model

@@ -1,7 +1,7 @@
 """Training end to end on a tiny slice of the real CIFAR-10 images (32×32, Lite0, 1–2 epochs).
 
-The slice is a folder of symlinks to 20 train + 10 test images per class, so decoding is instant;
-the session's cache folder (see conftest) shares the one-off Lite0 conversion between tests.
+The slice (conftest's ``mini_cifar``) is a folder of symlinks to 20 train + 10 test images per
+class, so decoding is instant; the session's cache folder shares the one-off Lite0 conversion.
 """
 
 from __future__ import annotations
@@ -14,29 +14,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import no_temp_files
 from core import runs, training
+from core.bench import fit_blog_way
 from core.data import load_dataset
 from core.progress import Progress
-from core.training import Busy, TrainConfig, TrainingJobs, fit_blog_way, train
+from core.training import TrainConfig, train
+from core.training.features import cached_features
 
-RUN_FILES = {"status.json", "config.json", "classes.json", "history.csv", "model.keras",
-             "confusion.json", "results.json", "misclassified.npz"}
+pytestmark = pytest.mark.slow
 
-
-def make_mini_cifar(cifar10_dir: Path, dest: Path, n_train: int = 20, n_test: int = 10) -> Path:
-    """A folder of symlinks to the first images of each class (nothing is copied)."""
-    for split, n in (("train", n_train), ("test", n_test)):
-        for cls in sorted(p.name for p in (cifar10_dir / split).iterdir()):
-            folder = dest / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            for image in sorted((cifar10_dir / split / cls).iterdir())[:n]:
-                os.symlink(image, folder / image.name)
-    return dest
+RUN_FILES = {"status.json", "config.json", "classes.json", "preprocessing.json", "history.csv",
+             "model.keras", "confusion.json", "results.json", "misclassified.npz"}
 
 
 @pytest.fixture(scope="module")
-def mini(cifar10_dir, tmp_path_factory) -> Path:
-    return make_mini_cifar(cifar10_dir, tmp_path_factory.mktemp("mini-cifar10"))
+def mini(mini_cifar) -> Path:
+    return mini_cifar
 
 
 def config(mini, **overrides) -> TrainConfig:
@@ -54,13 +48,9 @@ def test_accuracy(model, ds) -> float:
 test_accuracy.__test__ = False  # a helper, not a test
 
 
-def no_temp_files(folder: Path) -> bool:
-    return not [p for p in folder.rglob("*") if ".tmp" in p.name]
-
-
 # ----- configuration ----------------------------------------------------------------------------
 @pytest.mark.parametrize("field, value, message", [
-    ("backbone", "b9", "Unknown backbone"),
+    ("backbone", "b9", "backbone must be one of b0, b1"),
     ("weights", "/no/such/file.h5", "weights must be one of"),
     ("mode", "half", "mode must be one of"),
     ("resolution", 16, "resolution must be a whole number from 32"),
@@ -86,8 +76,8 @@ def test_bad_config_values(field, value, message):
 
 def test_defaults_and_presets_are_valid():
     TrainConfig().validate()
-    for name in training.PRESETS:
-        cfg = training.preset_config(name)
+    for key in training.PRESETS:
+        cfg = training.preset_config(key)
         cfg.validate()
         assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     blog = training.preset_config("blog")
@@ -95,11 +85,6 @@ def test_defaults_and_presets_are_valid():
             blog.schedule, blog.head_dropout) == ("frozen", 32, 50, 64, 1e-3, "adam", "constant", 0.0)
     with pytest.raises(ValueError, match="Unknown preset"):
         training.preset_config("fastest")
-
-
-def test_describe_device_on_this_machine():
-    text = training.describe_device()
-    assert text == f"CPU ({os.cpu_count()} cores)" or text.startswith("GPU: ")
 
 
 # ----- frozen mode ------------------------------------------------------------------------------
@@ -131,18 +116,18 @@ def test_frozen_run_writes_everything(frozen_run):
     assert all(w["true"] != w["pred"] for w in wrong)
 
     snap = progress.snapshot()
-    assert snap["status"] == "done" and snap["result"]["test_accuracy"] == result.test_accuracy
-    assert [e["epoch"] for e in snap["epochs"]] == [1, 2]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s"} <= set(snap["epochs"][0])
-    assert snap["batches"] and snap["batches"][-1]["epoch"] == 2
-    assert snap["device"] == result.device
+    assert snap.status == "done" and snap.result["test_accuracy"] == result.test_accuracy
+    assert [e["epoch"] for e in snap.epochs] == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s"} <= set(snap.epochs[0])
+    assert snap.batches and snap.batches[-1]["epoch"] == 2
+    assert snap.device == result.device
 
 
 def test_reloaded_model_gives_the_same_test_accuracy(frozen_run, mini):
     cfg, result, _ = frozen_run
-    model, classes, size = runs.load_run_model(result.run_dir)
+    model, classes, prep = runs.load_run_model(result.run_dir)
     ds = load_dataset(str(mini), seed=cfg.seed)
-    assert size == 32 and classes == ds.class_names
+    assert prep.size == 32 and classes == ds.class_names
     assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
 
 
@@ -222,7 +207,7 @@ def test_feature_cache_reuses_features_keyed_by_images_and_model(tmp_path, monke
     key = {"model": "mean", "resolution": 8}
 
     def features(images, key, progress):
-        return training._features(model, images, key, progress, "Extracting", 4, use_cache=True)
+        return cached_features(model, images, key, progress, "Extracting", 4, use_cache=True)
 
     first, second, other_key, other_images = PhaseLog(), PhaseLog(), PhaseLog(), PhaseLog()
     a = features(x, key, first)
@@ -236,38 +221,45 @@ def test_feature_cache_reuses_features_keyed_by_images_and_model(tmp_path, monke
     assert no_temp_files(tmp_path)
 
 
-# ----- jobs: stop and busy ----------------------------------------------------------------------
-def wait_for(predicate, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, "timed out waiting"
-        time.sleep(0.05)
+# ----- stop, best-so-far saving, errors ---------------------------------------------------------
+class StopAfterFirstBatch(Progress):
+    """Requests a stop as soon as the first training batch is logged."""
+
+    def log_batch(self, **metrics):
+        super().log_batch(**metrics)
+        self.request_stop()
 
 
-def test_stop_after_first_batch_keeps_the_model_and_busy_refuses_a_second_job(mini, tmp_path):
-    jobs = TrainingJobs()
+def test_stop_in_the_first_epoch_keeps_the_model(mini, tmp_path):
     cfg = config(mini, mode="finetune", augment=True, finetune_blocks=1, epochs=50, batch_size=16)
-    progress = jobs.start(cfg, runs_root=tmp_path)
-    assert jobs.busy and jobs.progress() is progress
-    with pytest.raises(Busy, match="already in progress"):
-        jobs.start(cfg, runs_root=tmp_path)
-    wait_for(lambda: progress.snapshot()["batches"] or not jobs.busy)
-    jobs.stop()
-    assert jobs.join(timeout=120)
+    progress = StopAfterFirstBatch()
+    result = train(cfg, progress, runs_root=tmp_path)
     snap = progress.snapshot()
-    assert snap["error"] is None, snap["error"]
-    assert snap["status"] == "stopped"
-    result = snap["result"]
-    assert result["stopped"] and result["epochs"] == 1  # ended inside the first epoch
-    info = runs.load_run(result["run_dir"])
+    assert snap.error is None, snap.error
+    assert snap.status == "stopped" and result.stopped and result.epochs == 1
+    info = runs.load_run(result.run_dir)
     assert info.status == "stopped" and info.has_model and len(info.history) == 1
     model, _, _ = runs.load_run_model(info.path)
     ds = load_dataset(str(mini), seed=cfg.seed)
-    assert test_accuracy(model, ds) == pytest.approx(result["test_accuracy"], abs=1e-9)
-    # A new job can start once the old one is done; a bad config is refused before starting.
-    with pytest.raises(ValueError, match="epochs"):
-        jobs.start(config(mini, epochs=0), runs_root=tmp_path)
-    assert jobs.progress() is progress
+    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
+
+
+def test_each_new_best_is_saved_as_it_happens(mini, tmp_path):
+    """Saving after each improvement: the model file exists from the first epoch on."""
+    seen = []
+
+    class Spy(Progress):
+        def log_epoch(self, **metrics):
+            super().log_epoch(**metrics)
+            [run] = [p for p in tmp_path.iterdir() if p.is_dir()]
+            seen.append((run / "model.keras").stat().st_mtime_ns if (run / "model.keras").exists() else None)
+
+    result = train(config(mini, epochs=3), Spy(), runs_root=tmp_path)
+    # Epoch e is logged before its own save: seen[e] shows what epochs before e saved.
+    assert seen[0] is None and seen[1] is not None  # epoch 1, always a new best, was saved
+    history = runs.load_run(result.run_dir).history
+    if history[1]["val_accuracy"] > history[0]["val_accuracy"]:
+        assert seen[2] > seen[1]  # a better epoch 2 replaced the file
 
 
 class StopDuringExtraction(Progress):
@@ -275,7 +267,7 @@ class StopDuringExtraction(Progress):
 
     def advance(self, n=1):
         super().advance(n)
-        if self.snapshot()["phase"].startswith("Extracting"):
+        if self.snapshot().phase.startswith("Extracting"):
             self.request_stop()
 
 
@@ -286,8 +278,8 @@ def test_stop_during_feature_extraction_records_a_stopped_run_without_model(mini
     info = runs.load_run(result.run_dir)
     assert info.status == "stopped" and not info.has_model and info.history == []
     snap = progress.snapshot()
-    assert snap["status"] == "stopped" and snap["phase"] == "Extracting features (train)"
-    assert 0 < snap["done"] < snap["total"]  # it stopped part-way, between batches
+    assert snap.status == "stopped" and snap.phase == "Extracting features (train)"
+    assert 0 < snap.done < snap.total  # it stopped part-way, between batches
 
 
 def test_data_errors_are_reported_and_leave_no_run(tmp_path):
@@ -298,5 +290,5 @@ def test_data_errors_are_reported_and_leave_no_run(tmp_path):
         train(TrainConfig(data=str(empty), weights="none", epochs=1), progress,
               runs_root=tmp_path / "runs")
     snap = progress.snapshot()
-    assert snap["status"] == "error" and snap["error"]
+    assert snap.status == "error" and snap.error
     assert runs.list_runs(tmp_path / "runs") == []

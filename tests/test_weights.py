@@ -1,107 +1,13 @@
-"""Weights: the restricted legacy-PyTorch reader, the Lite0 conversion, and source resolution."""
+"""Weights: the Lite0 conversion into Keras's builder, source resolution, and clear errors."""
 
-import io
 import os
-import pickle
-import struct
-from collections import OrderedDict
 
 import numpy as np
 import pytest
 
 from core import weights
-from core.weights import UnsafePickleError, WeightsError, read_torch_legacy
-
-
-def _legacy_file(path, state_pickle: bytes, keys=(), storages=()):
-    """Write a file in the legacy torch.save layout around a given state-dict pickle."""
-    with open(path, "wb") as f:
-        for obj in (weights._LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
-            pickle.dump(obj, f, protocol=2)
-        f.write(state_pickle)
-        pickle.dump(list(keys), f, protocol=2)
-        for data in storages:
-            f.write(struct.pack("<q", data.size))
-            f.write(data.astype("<f4").tobytes())
-    return path
-
-
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-class _EvalEvil:
-    def __reduce__(self):
-        return (eval, ("__import__('os').getcwd()",))
-
-
-def test_reads_packaged_lite0_state_dict():
-    state = read_torch_legacy(weights.lite0_package_path())
-    assert len(state) == 296
-    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
-    assert state["_conv_stem.weight"].dtype == np.float32
-    assert state["_fc.weight"].shape == (1000, 1280)
-    assert state["_bn0.num_batches_tracked"].dtype == np.int64
-    # Real trained weights, not zeros: BN running variances are positive and varied.
-    var = state["_bn1.running_var"]
-    assert (var > 0).all() and var.std() > 0
-
-
-def test_refuses_forbidden_global_and_executes_nothing(tmp_path):
-    marker = tmp_path / "pwned"
-    evil = _legacy_file(tmp_path / "evil.pth", pickle.dumps(OrderedDict(x=_Evil(marker)), protocol=2))
-    with pytest.raises(UnsafePickleError, match="posix.system|os.system"):
-        read_torch_legacy(evil)
-    assert not marker.exists()
-
-
-def test_refuses_builtins_eval(tmp_path):
-    evil = _legacy_file(tmp_path / "eval.pth", pickle.dumps({"x": _EvalEvil()}, protocol=2))
-    with pytest.raises(UnsafePickleError, match=r"(__builtin__|builtins)\.eval"):
-        read_torch_legacy(evil)
-
-
-def test_refuses_evil_magic_pickle(tmp_path):
-    """The very first pickle is checked too, not only the state dict."""
-    marker = tmp_path / "pwned2"
-    path = tmp_path / "evil_magic.pth"
-    path.write_bytes(pickle.dumps(_Evil(marker), protocol=2))
-    with pytest.raises(UnsafePickleError):
-        read_torch_legacy(path)
-    assert not marker.exists()
-
-
-def test_truncated_and_garbage_files_give_clear_errors(tmp_path):
-    raw = weights.lite0_package_path().read_bytes()
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(WeightsError, match="truncated"):
-        read_torch_legacy(truncated)
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(b"\x00not a pickle at all" * 10)
-    with pytest.raises(WeightsError):
-        read_torch_legacy(garbage)
-    zipped = tmp_path / "zip.pth"
-    zipped.write_bytes(b"PK\x03\x04rest")
-    with pytest.raises(WeightsError, match="zip"):
-        read_torch_legacy(zipped)
-    with pytest.raises(WeightsError, match="cannot read"):
-        read_torch_legacy(tmp_path / "missing.pth")
-
-
-def test_reader_handles_offsets_and_strides(tmp_path):
-    """A tensor that is a strided view into a shared storage comes out right."""
-    from core.weights import _TensorRef, _Storage
-
-    storage = _Storage(np.dtype("float32"), 12)
-    storage.data = np.arange(12, dtype="float32")
-    # a transposed 3x2 view starting at element 2
-    ref = _TensorRef(storage, 2, (3, 2), (1, 3))
-    np.testing.assert_array_equal(ref.to_numpy(), np.arange(2, 8, dtype="float32").reshape(2, 3).T)
+from core.torch_pickle import read_torch_legacy
+from core.weights import WeightsError
 
 
 def test_lite0_conversion_maps_every_tensor():
@@ -175,3 +81,22 @@ def test_notop_backbone_shares_converted_weights():
     assert notop.output_shape == (None, 1280)
     np.testing.assert_array_equal(full.get_layer("top_conv").get_weights()[0],
                                   notop.get_layer("top_conv").get_weights()[0])
+
+
+def test_unreadable_offline_weights_become_the_weights_error(tmp_path, monkeypatch):
+    broken = tmp_path / "lite0.pth"
+    broken.write_bytes(b"\x80\x02" + b"garbage" * 10)
+    monkeypatch.setattr(weights, "lite0_package_path", lambda: broken)
+    monkeypatch.setattr(weights, "lite0_cache_path", lambda: tmp_path / "converted.weights.h5")
+    with pytest.raises(WeightsError, match="cannot read the offline Lite0 weights"):
+        weights.convert_lite0()
+
+
+def test_weights_files_are_listed_only_from_the_weights_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path))
+    (tmp_path / "weights" / "sub").mkdir(parents=True)
+    for name in ("a.weights.h5", "sub/b.h5", "notes.txt", ".hidden.h5"):
+        (tmp_path / "weights" / name).write_bytes(b"x")
+    (tmp_path / "elsewhere.h5").write_bytes(b"x")
+    assert [p.relative_to(tmp_path / "weights").as_posix() for p in weights.list_weights_files()] == [
+        "a.weights.h5", "sub/b.h5"]

@@ -25,32 +25,27 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model once, then classify each readable file; errors are reported per file."""
-    from core.inference import ImageError, load_classifier, load_image
+    """Load the model once, then decode and classify the files a batch at a time, printing one
+    JSON line per file in the order given; unreadable files get an error line."""
+    from core.inference import load_classifier
 
-    if args.top < 1:
-        raise CliError("--top must be at least 1")
-    if args.batch_size < 1:
-        raise CliError("--batch-size must be at least 1")
+    if not 1 <= args.top <= 1000:
+        raise CliError(f"--top must be from 1 to 1000, got {args.top}")
+    if not 1 <= args.batch_size <= 1024:
+        raise CliError(f"--batch-size must be from 1 to 1024, got {args.batch_size}")
     try:
         classifier = load_classifier(args.model, args.weights)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     print(f"model: {classifier.name} — {classifier.weights} ({classifier.detail})", file=sys.stderr)
-
-    # Decode everything first (bad files become error lines), classify the rest in batches, then
-    # print one line per input in the order given.
-    lines: dict[int, dict] = {}
-    images, positions = [], []
-    for i, name in enumerate(args.files):
-        try:
-            images.append(load_image(name))
-            positions.append(i)
-        except ImageError as exc:
-            lines[i] = {"file": name, "error": str(exc)}
-    for i, pred in zip(positions, classifier.classify(images, top=args.top, batch_size=args.batch_size)):
-        lines[i] = {"file": args.files[i], "model": classifier.name, "weights": classifier.weights,
-                    "top": pred.top}
-    for i in range(len(args.files)):
-        print(json.dumps(lines[i]), flush=True)
-    return 1 if len(positions) < len(args.files) else 0
+    failed = 0
+    for item in classifier.classify_files(((f, f) for f in args.files), top=args.top,
+                                          batch_size=args.batch_size):
+        if item.error:
+            failed += 1
+            line = {"file": item.name, "error": item.error}
+        else:
+            line = {"file": item.name, "model": classifier.name, "weights": classifier.weights,
+                    "top": item.prediction.top}
+        print(json.dumps(line), flush=True)
+    return 1 if failed else 0

@@ -20,12 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Show what EfficientNet compound scaling gives for phi, or a released variant.",
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--phi", type=float, help="compound coefficient (>= 0)")
+    which.add_argument("--phi", type=float, help=f"compound coefficient ({scaling.PHI_RANGE[0]:g} "
+                                                 f"to {scaling.PHI_RANGE[1]:g})")
     which.add_argument("--variant", type=str.lower, choices=list(scaling.OFFICIAL),
                        help="a released network, b0..b7")
-    p.add_argument("--alpha", type=float, help=f"depth base (default {scaling.ALPHA})")
-    p.add_argument("--beta", type=float, help=f"width base (default {scaling.BETA})")
-    p.add_argument("--gamma", type=float, help=f"resolution base (default {scaling.GAMMA})")
+    low, high = scaling.BASE_RANGE
+    p.add_argument("--alpha", type=float, help=f"depth base, {low:g} to {high:g} (default {scaling.ALPHA})")
+    p.add_argument("--beta", type=float, help=f"width base, {low:g} to {high:g} (default {scaling.BETA})")
+    p.add_argument("--gamma", type=float, help=f"resolution base, {low:g} to {high:g} "
+                                               f"(default {scaling.GAMMA})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

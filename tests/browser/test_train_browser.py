@@ -1,6 +1,6 @@
 """Real browser: start a quick-demo run on the Train page, watch it learn, stop it, see it listed.
 
-The server (tests/conftest.py ``app_url``) trains on the local CIFAR-10 copy in a worker thread;
+The server (tests/conftest.py ``app_url``) trains on the local CIFAR-10 copy in a worker process;
 this test only drives the page, as a person would.
 """
 
@@ -48,7 +48,7 @@ def test_start_watch_stop_and_listed(app_url, page, cifar10_dir):
     page.get_by_role("button", name="Stop", exact=True).click()
     outcome = page.get_by_text("Stopped early: test accuracy")
     expect(outcome).to_be_visible(timeout=180_000)
-    run_name = outcome.inner_text().rsplit("/", 1)[-1].strip()
+    run_name = outcome.inner_text().rsplit("saved as", 1)[-1].strip()
     assert "cifar10" in run_name and "frozen" in run_name
 
     # The runs section now lists it, selected in the details with its status and accuracy.

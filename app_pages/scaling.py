@@ -2,24 +2,19 @@
 
 Inputs (phi, alpha, beta, gamma, base resolution, formula or official) -> one core computation
 (:mod:`core.scaling`) -> metrics, stage table, charts; plus, on demand, a forward-pass timing of
-the configured model on this machine (:mod:`core.measure`, in a worker thread).
+the configured model on this machine (:mod:`core.measure`, as a background job of this session).
 """
-
-import threading
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
-from core import measure, scaling
-from core.progress import Progress
-from pages import ensure_navigation
-
-ensure_navigation()
+from app_pages import ICONS, plain, session
+from core import scaling
+from core.measure import Timing
+from core.progress import JobStatus
 
 PHI_GRID = [i / 20 for i in range(141)]  # 0 to 7 in the slider's steps, for the curves
-FINISHED = ("done", "stopped", "error")
 
 
 def flops_text(flops: int) -> str:
@@ -27,7 +22,7 @@ def flops_text(flops: int) -> str:
     return f"{flops / 1e9:.2f} B" if flops >= 1e8 else f"{flops / 1e6:.1f} M"
 
 
-st.title("📐 Compound scaling")
+st.title(f"{ICONS['Scaling']} Compound scaling", anchor=False)
 st.caption("Tan & Le (2019) scale depth by α^φ, width by β^φ and resolution by γ^φ under "
            "α·β²·γ² ≈ 2, so FLOPs grow about 2^φ. Parameters and FLOPs below are computed layer "
            "by layer, with Keras's channel and repeat rounding.")
@@ -101,7 +96,7 @@ def curves(alpha: float, beta: float, gamma: float, base: int) -> pd.DataFrame:
                          "flops": [n.flops for n in nets]})
 
 
-def network_figure(net: scaling.Network) -> go.Figure:
+def network_figure(net: scaling.ScaledNetwork) -> go.Figure:
     """The input, then one bar per layer: height = feature-map size, width ~ sqrt(channels)."""
     bars, res = [("input", net.resolution, 3)], net.resolution
     for row in net.stages:
@@ -163,50 +158,44 @@ with tab_acc:
 st.subheader("Measure on this machine")
 
 
-@st.cache_resource(max_entries=2, show_spinner="Building the model (random weights)…")
-def built_model(width: float, depth: float, resolution: int):
-    """The configured Keras model, kept across reruns (building B7 takes seconds)."""
-    return measure.build_model(width, depth, resolution)
-
-
-st.caption(f"Times a forward pass of this network with random weights on this machine. Batch 32 "
-           f"is {32 * net.flops / 1e9:.0f} B multiply-adds per pass: large networks take a while "
-           f"on a CPU, and Stop ends the timing after the current pass.")
-config = (net.width, net.depth, net.resolution)
-job = st.session_state.get("scaling_measure")
-running = bool(job) and job["progress"].snapshot()["status"] not in FINISHED
+st.caption(f"Times a forward pass of this network with random weights on this machine, in a "
+           f"background process. Batch 32 is {32 * net.flops / 1e9:.0f} B multiply-adds per pass: "
+           f"large networks take a while on a CPU, and Stop ends the timing after the current pass.")
+job = session.my_job("measure")
+running = job is not None and job.snapshot().active
 if st.button("Measure forward pass (batch 1 and 32)", key="scaling_measure_start",
              disabled=running):
-    progress = Progress()
-    threading.Thread(target=measure.measure, args=(built_model(*config), progress),
-                     kwargs={"flops": net.flops}, daemon=True).start()
-    job = st.session_state["scaling_measure"] = {"progress": progress, "config": config,
-                                                 "flops": net.flops}
+    job = session.start_job("measure", {"width": net.width, "depth": net.depth,
+                                        "resolution": net.resolution, "flops": net.flops,
+                                        "batch_sizes": [1, 32]})
     running = True
 
 
 @st.fragment(run_every=1.0 if running else None)
 def measure_panel() -> None:
     """Live progress while timing runs; the timings next to the FLOPs estimate after."""
-    snap = job["progress"].snapshot()
-    if snap["status"] not in FINISHED:
-        st.progress(snap["done"] / max(snap["total"], 1),
-                    text=f"{snap['phase']} on {snap['device']}")
-        st.button("Stop", key="scaling_measure_stop", on_click=job["progress"].request_stop)
+    snap = job.snapshot()
+    if snap.active:
+        text = (f"Queued: position {snap.queue_position}" if snap.status is JobStatus.QUEUED
+                else f"{snap.phase or snap.message or 'Starting'} on {snap.device or '…'}")
+        st.progress(snap.fraction, text=text)
+        st.button("Stop", key="scaling_measure_stop", on_click=job.stop)
         return
     if running:  # it just finished: rerun the page to re-enable the button and stop polling
         st.rerun()
-    if snap["status"] == "error":
-        st.error(f"Measuring failed: {snap['error']}")
-    if snap["result"]:
-        w, d, r = job["config"]
-        st.caption(f"Width ×{w:.3f}, depth ×{d:.3f}, {r} px on {snap['device']}: "
-                   f"{flops_text(job['flops'])} multiply-adds per image.")
+    if snap.status is JobStatus.ERROR:
+        st.error(f"Measuring failed: {plain(snap.error)}")
+    timings = [Timing.from_dict(t) for t in snap.result or []]
+    if timings:
+        args = job.args
+        st.caption(f"Width ×{args['width']:.3f}, depth ×{args['depth']:.3f}, "
+                   f"{args['resolution']} px on {snap.device}: {flops_text(args['flops'])} "
+                   "multiply-adds per image.")
         st.dataframe(pd.DataFrame([{
             "batch": t.batch, "ms per pass": round(t.seconds * 1000, 1),
             "images/s": round(t.images_per_s, 1), "achieved GMAC/s": round(t.gmacs_per_s, 1),
-            "timed passes": t.runs} for t in snap["result"]]), hide_index=True)
-    if snap["status"] == "stopped":
+            "timed passes": t.runs} for t in timings]), hide_index=True)
+    if snap.status is JobStatus.STOPPED:
         st.info("Stopped before every batch size was timed.")
 
 
@@ -217,7 +206,4 @@ if job:
 if st.button(f"Train this configuration ({train_variant.upper()}, {net.resolution} px)",
              key="scaling_train"):
     st.session_state["train_preset"] = {"backbone": train_variant, "resolution": net.resolution}
-    try:
-        st.switch_page("pages/train.py")
-    except StreamlitPageNotFoundError:
-        st.info("The Train page is not part of this app yet.")
+    st.switch_page("app_pages/train.py")

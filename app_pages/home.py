@@ -2,10 +2,8 @@
 
 import streamlit as st
 
+from app_pages import ICONS
 from core import runtime
-from pages import ensure_navigation
-
-ensure_navigation()
 
 
 @st.cache_data(ttl=60, show_spinner="Checking the runtime…")
@@ -13,15 +11,18 @@ def _runtime():
     return runtime.runtime_info(), runtime.weights_status()
 
 
-st.title("🧪 EffNet Lab")
+st.title(":material/science: EffNet Lab", anchor=False)
 st.markdown(
     "Train or load an **EfficientNet** image classifier, watch it learn, classify your own images, "
     "and explore how EfficientNet scales depth, width and resolution together."
 )
 col1, col2, col3 = st.columns(3)
-col1.page_link("pages/train.py", label="**Train** — transfer learning with live curves", icon="🏋️")
-col2.page_link("pages/classify.py", label="**Classify** — upload images, see the top 5", icon="🔎")
-col3.page_link("pages/scaling.py", label="**Scaling** — φ, α, β, γ and the network they give", icon="📐")
+col1.page_link("app_pages/train.py", label="**Train** — transfer learning with live curves",
+               icon=ICONS["Train"])
+col2.page_link("app_pages/classify.py", label="**Classify** — upload images, see the top 5",
+               icon=ICONS["Classify"])
+col3.page_link("app_pages/scaling.py", label="**Scaling** — φ, α, β, γ and the network they give",
+               icon=ICONS["Scaling"])
 
 info, weights = _runtime()
 st.subheader("Runtime")

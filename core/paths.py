@@ -2,6 +2,9 @@
 
 - ``EFFNET_LAB_CACHE``: converted weights and decoded-dataset caches (default ``~/.cache/effnet-lab``).
 - ``EFFNET_LAB_RUNS``: saved training runs (default ``<project>/runs``).
+- ``EFFNET_LAB_DATA``: the data root: datasets the app manages (one folder each) and, under
+  ``weights/``, weights files people may pick (default ``<project>/data``). The web app reads data
+  and weights only from here, the CIFAR-10 location and the cache.
 - ``EFFNET_LAB_CIFAR10_DIR``: a local CIFAR-10 image folder used when ``keras.datasets`` cannot
   download (``train/<class>/*.jpg`` and ``test/<class>/*.jpg``); default
   ``<project>/../shared/datasets/cifar10`` if it exists.
@@ -27,6 +30,20 @@ def cache_dir() -> Path:
 def runs_dir() -> Path:
     """Directory holding one sub-folder per training run (created on demand)."""
     path = Path(os.environ.get("EFFNET_LAB_RUNS", PROJECT_ROOT / "runs"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """The data root: one folder per managed dataset, plus ``weights/`` (created on demand)."""
+    path = Path(os.environ.get("EFFNET_LAB_DATA", PROJECT_ROOT / "data"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def weights_dir() -> Path:
+    """Weights files the app may offer (``<data root>/weights``; created on demand)."""
+    path = data_dir() / "weights"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

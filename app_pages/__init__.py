@@ -1,0 +1,38 @@
+"""The app's pages (one file each) and the navigation ``app.py`` builds from :data:`PAGES`.
+
+The folder is named ``app_pages`` rather than ``pages`` so that Streamlit's legacy "pages
+directory" router never sees it: with ``st.navigation`` the app defines its pages itself, and a
+deep link such as ``/train`` as the first request gets the real navigation.
+"""
+
+import streamlit as st
+
+from app_pages import _streamlit_private
+
+_streamlit_private.install()
+
+PAGES = (
+    # (script, title, icon, url path)
+    ("app_pages/home.py", "Home", ":material/home:", None),
+    ("app_pages/train.py", "Train", ":material/model_training:", "train"),
+    ("app_pages/classify.py", "Classify", ":material/image_search:", "classify"),
+    ("app_pages/scaling.py", "Scaling", ":material/straighten:", "scaling"),
+)
+ICONS = {title: icon for _, title, icon, _ in PAGES}
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]<>()#+-.!|~$:=^&\"'")
+
+
+def plain(text) -> str:
+    """``text`` escaped so that Streamlit's Markdown shows it literally (user text: file, class,
+    dataset and run names), e.g. ``a*b*`` stays ``a*b*`` instead of turning italic."""
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in str(text)).replace("\n", " ")
+
+
+def run_navigation() -> None:
+    """Set up the app shell (config, navigation) and run the selected page."""
+    st.set_page_config(page_title="EffNet Lab", page_icon=":material/science:", layout="wide")
+    pages = [st.Page(script, title=title, icon=icon, url_path=url, default=url is None)
+             for script, title, icon, url in PAGES]
+    st.navigation(pages).run()

@@ -1,0 +1,115 @@
+"""Classify page: upload images (or take a photo), see the top-k classes of an ImageNet model or a
+trained run. Images are decoded, classified and released a batch at a time."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages import ICONS, plain, session
+from core import images, inference, runs
+
+IMAGENET = "ImageNet (1000 classes)"
+
+
+@st.cache_resource(show_spinner="Loading the model (the first start converts the offline weights)…", max_entries=3)
+def get_classifier(model: str, weights: str, _version: float = 0.0) -> inference.Classifier:
+    """One loaded model per (model, weights); ``_version`` busts the cache when a run is rewritten."""
+    return inference.load_classifier(model, weights)
+
+
+def trained_runs() -> dict[str, tuple[str, float]]:
+    """This session's finished runs with a model, and command-line runs: label → (path, mtime)."""
+    found = {}
+    for run in runs.list_runs():
+        model_file = run.path / "model.keras"
+        visible = run.owner is None or session.is_mine(run.owner)
+        if visible and model_file.exists() and run.status in ("done", "stopped", "interrupted"):
+            acc = f"{run.test_accuracy:.1%}" if run.test_accuracy is not None else "n/a"
+            found[f"Run {run.name} ({len(run.class_names)} classes, test acc {acc})"] = (
+                str(run.path), model_file.stat().st_mtime)
+    return found
+
+
+def top_chart(top: list[dict]) -> go.Figure:
+    """Horizontal bars, best class on top (labels as plain text, never HTML)."""
+    rows = list(reversed(top))
+    fig = go.Figure(go.Bar(x=[r["prob"] for r in rows], y=[_plain(r["label"]) for r in rows],
+                           orientation="h", text=[f"{r['prob']:.1%}" for r in rows],
+                           textposition="auto", marker_color="#2f6fde", hoverinfo="x"))
+    fig.update_layout(height=60 + 36 * len(rows), margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis=dict(range=[0, 1], tickformat=".0%"))
+    return fig
+
+
+def _plain(text: str) -> str:
+    """Plotly renders a few HTML tags in labels; show user text (class names) literally."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ----- inputs ---------------------------------------------------------------------------------
+st.title(f"{ICONS['Classify']} Classify", anchor=False)
+runs_available = trained_runs()
+left, mid, right = st.columns([3, 2, 2])
+choice = left.selectbox("Model", [IMAGENET, *runs_available], key="classify_model")
+weights = mid.selectbox("ImageNet weights", ["auto", "imagenet", "lite0"], key="classify_weights",
+                        disabled=choice != IMAGENET,
+                        help="auto: official Keras B0 if cached or downloadable, else the offline Lite0 weights")
+top_k = right.slider("Top-k", 1, 10, 5, key="classify_topk")
+uploads = st.file_uploader("Images", type=list(images.EXTENSIONS), accept_multiple_files=True,
+                           key="classify_uploads",
+                           help=f"JPEG, PNG, WebP, BMP, GIF (first frame), TIFF · up to "
+                                f"{images.MAX_FILE_BYTES // 2**20} MB and "
+                                f"{images.MAX_PIXELS // 10**6} megapixels each · at most "
+                                f"{inference.MAX_FILES} files at once")
+if st.toggle("Use the camera", key="classify_camera_on"):
+    photo = st.camera_input("Take a photo", key="classify_camera")
+    if photo is not None:
+        uploads = [*uploads, photo]
+
+# ----- guard ----------------------------------------------------------------------------------
+if not uploads:
+    st.info("Upload one or more images to classify them.")
+    st.stop()
+if len(uploads) > inference.MAX_FILES:
+    st.warning(f"{len(uploads)} files were given; only the first {inference.MAX_FILES} are "
+               "classified. Remove some, or classify the rest in another round.")
+    uploads = uploads[:inference.MAX_FILES]
+try:
+    if choice == IMAGENET:
+        classifier = get_classifier("imagenet", weights)
+    else:
+        path, version = runs_available[choice]
+        classifier = get_classifier(path, "auto", version)
+except ValueError as exc:
+    st.error(f"Could not load the model: {exc}")
+    st.stop()
+prep = classifier.preprocessing
+st.caption(f"Model: {choice} · weights: {classifier.weights} · input {prep.size}×{prep.size} "
+           f"({'centre crop ' + format(prep.crop, '.3g') if prep.crop < 1 else 'largest centre square'}, "
+           f"{prep.resample})", help=classifier.detail)
+
+# ----- one core call, rendered as results arrive (one batch in memory at a time) --------------
+rows = []
+try:
+    for item in classifier.classify_files(((u.name, u.getvalue()) for u in uploads), top=top_k,
+                                          previews=True):
+        with st.container(border=True):
+            if item.error:
+                st.error(f"{plain(item.name)}: {plain(item.error)}", icon=":material/warning:")
+                continue
+            pic, chart = st.columns([1, 2])
+            pic.image(item.preview, width="stretch")
+            pic.text(item.name)
+            best = item.prediction.top[0]
+            chart.markdown(f"**{plain(best['label'])}** · {best['prob']:.1%} · "
+                           f"{item.prediction.seconds * 1000:.0f} ms")
+            chart.plotly_chart(top_chart(item.prediction.top), key=f"chart_{len(rows)}")
+            rows.append({"file": item.name, "top-1": best["label"], "probability": best["prob"],
+                         "top-5": ", ".join(t["label"] for t in item.prediction.top[:5]),
+                         "ms": round(item.prediction.seconds * 1000, 1)})
+except Exception as exc:  # e.g. a saved run whose model cannot run: a message, not a traceback
+    st.error(f"The model could not classify these images: {exc}")
+    st.stop()
+if len(rows) > 1:
+    st.subheader("All results", anchor=False)
+    st.dataframe(pd.DataFrame(rows), hide_index=True)

@@ -1,0 +1,290 @@
+"""Train page: train an EfficientNet classifier in a background worker process and watch it learn.
+
+Controls (generated from :mod:`core.training.options`, or a preset) → ``TrainConfig`` → a job
+(:mod:`core.jobs`) owned by this browser session. Jobs queue for the one trainer, first in,
+first out; other visitors see that it is busy but can neither see nor stop this session's run.
+A fragment polls the job once a second while it runs. Below: this session's runs (and runs
+started from the command line) to compare, inspect, download and delete.
+"""
+
+import streamlit as st
+
+from app_pages import ICONS, charts, plain, session
+from core import jobs, runs, training
+from core.data import list_datasets
+from core.progress import JobStatus
+from core.weights import SOURCES, list_weights_files
+
+CIFAR10 = "cifar10"
+CONTROL_KEYS = [f"train_{name}" for name, _, _ in training.options()]
+
+
+# ----- widget state ↔ TrainConfig values ------------------------------------------------------
+def control_state(values: dict) -> dict:
+    """TrainConfig-style ``values`` → the session-state values of this page's widgets."""
+    return {f"train_{name}": ("" if value is None and name == "name" else value)
+            for name, value in values.items() if name in training.DEFAULTS}
+
+
+def apply_preset(key: str) -> None:
+    """Button callback: fill every control from the defaults plus the preset (before they render)."""
+    preset = training.PRESETS[key]
+    st.session_state.update(control_state({**training.DEFAULTS, **preset.values}))
+    st.session_state["train_notice"] = f"Filled the controls with the {preset.label} preset."
+
+
+def _choices(name: str, opt: training.Option) -> list:
+    if opt.widget == "data":
+        return [CIFAR10, *list_datasets()]
+    if opt.widget == "weights":
+        return [*SOURCES, *(str(p) for p in list_weights_files())]
+    return list(opt.allowed())
+
+
+def render_option(col, name: str, opt: training.Option):
+    """One control, drawn from its Option; returns its TrainConfig value."""
+    key = f"train_{name}"
+    disabled = bool(opt.only_for) and st.session_state.get(f"train_{opt.only_for[0]}") != opt.only_for[1]
+    common = dict(key=key, help=opt.help, disabled=disabled)
+    if opt.widget in ("select", "data", "weights"):
+        choices = _choices(name, opt)
+        if st.session_state.get(key) not in choices:  # e.g. a dataset deleted since
+            st.session_state[key] = choices[0]
+        fmt = (lambda v: v.rsplit("/", 1)[-1]) if opt.widget == "weights" else str
+        return col.selectbox(opt.label, choices, format_func=fmt, **common)
+    if opt.widget == "radio":
+        return col.radio(opt.label, list(opt.allowed()), horizontal=True, **common)
+    if opt.widget == "toggle":
+        return col.toggle(opt.label, **common)
+    if opt.widget == "text":
+        return col.text_input(opt.label, placeholder=opt.none_means, **common).strip() or None
+    bounds = {}
+    if opt.low is not None and not opt.low_open:
+        bounds["min_value"] = opt.kind(opt.low)
+    if opt.high is not None and not opt.high_open:
+        bounds["max_value"] = opt.kind(opt.high)
+    return col.number_input(opt.label, step=opt.kind(opt.step or 1), placeholder=opt.none_means or None,
+                            format="%g" if opt.kind is float else None, **bounds, **common)
+
+
+def controls() -> dict:
+    """Every training option's control, four to a row; returns the TrainConfig values."""
+    values, row = {}, []
+    for i, (name, opt, _) in enumerate(training.options()):
+        if i % 4 == 0:
+            row = st.columns(4)
+        values[name] = render_option(row[i % 4], name, opt)
+    return values
+
+
+# ----- the job panel ---------------------------------------------------------------------------
+def fmt_seconds(seconds) -> str:
+    """``75`` → ``"1:15"``; unknown → ``"…"``."""
+    if seconds is None:
+        return "…"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+def step_text(snap) -> str:
+    """What the job does now: the counted phase while it runs, else the latest message."""
+    if snap.status is JobStatus.STOPPING:
+        return "Stopping at the end of this batch…"
+    if snap.phase and snap.total and snap.done < snap.total:  # a finished phase: the message is newer
+        text = f"{snap.phase}: {snap.done}/{snap.total} {snap.unit}"
+        if snap.rate:
+            text += f" · {snap.rate:.0f} {snap.unit}/s · ETA {fmt_seconds(snap.eta_s)}"
+        return text
+    return f"{snap.message or snap.phase or 'Starting'}…"
+
+
+def trainer_notice() -> None:
+    """Say when another visitor's job holds the trainer (no details, no Stop)."""
+    info = jobs.slot_info("trainer")
+    if info.running and not session.is_mine(info.owner):
+        waiting = len(info.queued)
+        st.info(f"The trainer is busy with another visitor's run"
+                f"{f' ({waiting} waiting)' if waiting else ''}. Start joins the queue and begins "
+                "on its own when the trainer is free.", icon=":material/hourglass_top:")
+
+
+def job_panel() -> None:
+    """This session's job: queue place or progress with Stop, live curves, then the outcome."""
+    job = session.my_job("train")
+    if job is None:
+        trainer_notice()
+        return
+    snap = job.snapshot()
+    if snap.status is JobStatus.QUEUED:
+        st.info(f"Queued: position {snap.queue_position} for the trainer. It starts on its own "
+                "when the runs ahead of it end.", icon=":material/hourglass_top:")
+        if st.button("Cancel", key="train_cancel"):
+            job.stop()
+    elif snap.active:
+        if st.button("Stop", key="train_stop"):
+            job.stop()
+            snap = job.snapshot()
+        st.progress(snap.fraction, text=step_text(snap))
+    else:
+        result = snap.result or {}
+        if snap.status is JobStatus.ERROR:
+            st.error(f"Training failed: {plain(snap.error)}")
+        elif snap.status is JobStatus.CANCELLED:
+            st.info("Cancelled before it started.")
+        elif result.get("test_accuracy") is not None:
+            verb = "Stopped early" if result["stopped"] else "Finished"
+            st.success(f"{verb}: test accuracy {result['test_accuracy']:.2%} after "
+                       f"{result['epochs']} epoch(s) in {fmt_seconds(result['wall_s'])} · saved as "
+                       f"{plain(result['run_dir'].rsplit('/', 1)[-1])}")
+        else:
+            st.warning("Stopped before training began: no model was saved.")
+        trainer_notice()
+    if snap.device:
+        elapsed = f" · elapsed {fmt_seconds(snap.elapsed_s)}" if snap.active else ""
+        weights = f" · weights: {snap.result['weights']}" if (snap.result or {}).get("weights") else ""
+        st.caption(f"Device: {snap.device}{weights}{elapsed}")
+    if snap.epochs or snap.batches:
+        st.plotly_chart(charts.curves_figure(snap.epochs, snap.batches), key="train_live_chart")
+    # The job just ended: rerun the whole page once, to list the new run and stop polling.
+    if not snap.active and st.session_state.get("train_polling"):
+        st.session_state["train_polling"] = False
+        st.rerun()
+    st.session_state["train_polling"] = snap.active
+
+
+def start(values: dict) -> None:
+    """Validate the options and start this session's job; problems become messages."""
+    current = session.my_job("train")
+    if current is not None and current.snapshot().active:
+        st.warning("Your run is still going: stop it or wait for it before starting another.",
+                   icon=":material/hourglass_top:")
+        return
+    try:
+        config = training.TrainConfig(**values)
+        config.validate()  # nothing is started for a bad value
+    except (TypeError, ValueError) as exc:
+        st.error(f"Cannot start: {plain(exc)}")
+        return
+    session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+
+
+# ----- saved runs ------------------------------------------------------------------------------
+def visible_runs() -> dict:
+    """This session's runs and runs started outside the app (command line), by name."""
+    return {run.name: run for run in runs.list_runs()
+            if run.owner is None or session.is_mine(run.owner)}
+
+
+def run_details(run) -> None:
+    """One saved run: accuracy, confusion matrix, per-class accuracy, mistakes, download, delete."""
+    cfg = run.config or {}
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Test accuracy", "—" if run.test_accuracy is None else f"{run.test_accuracy:.2%}")
+    c2.metric("Status", run.status)
+    c3.metric("Epochs", len(run.history))
+    c4.metric("Backbone", f"{cfg.get('backbone', '?')} @ {cfg.get('resolution', '?')}px")
+    res = run.results
+    facts = [f"weights: {res['weights']}" if res.get("weights") else None,
+             f"device: {res['device']}" if res.get("device") else None,
+             f"data: {res['data_source']} ({res.get('split', '')})" if res.get("data_source") else None,
+             f"{res['skipped']} unreadable image file(s) skipped" if res.get("skipped") else None,
+             f"wall time {fmt_seconds(res['wall_s'])}" if res.get("wall_s") is not None else None]
+    st.text(" · ".join(f for f in facts if f))
+    if run.status in ("error", "interrupted"):
+        st.error(f"This run {'failed' if run.status == 'error' else 'was interrupted'}: "
+                 f"{plain(run.error)}")
+    if run.confusion:
+        left, right = st.columns([3, 2])
+        left.plotly_chart(charts.confusion_figure(run.confusion, run.class_names), key="train_confusion")
+        right.dataframe(charts.per_class_accuracy(run.confusion, run.class_names), hide_index=True,
+                        key="train_per_class", column_config={
+                            "accuracy": st.column_config.ProgressColumn(
+                                "accuracy", format="percent", min_value=0.0, max_value=1.0)})
+    mistakes = runs.misclassified(run.path) if run.status != "running" else []
+    if mistakes:
+        st.markdown("**Misclassified test images** (true → predicted, confidence)")
+        st.image([m["image"] for m in mistakes], width=96,
+                 caption=[f"{m['true']} → {m['pred']} ({m['prob']:.0%})" for m in mistakes])
+    model_file = run.path / "model.keras"
+    left, right = st.columns([1, 4])
+    if model_file.exists():
+        left.download_button("Download model.keras", data=model_file.read_bytes,  # read on click
+                             file_name=f"{run.name}.keras", mime="application/octet-stream",
+                             key="train_download", on_click="ignore")
+    if not session.is_mine(run.owner):
+        right.caption("Started from the command line: read-only here.")
+        return
+    busy = run.status == "running"
+    with right.popover("Delete run…", disabled=busy,
+                       help="Stop the run before deleting it" if busy else None):
+        st.text(f"Delete {run.name} and all its files? This cannot be undone.")
+        if st.button("Yes, delete it", type="primary", key="train_delete"):
+            try:
+                runs.delete_run(run.path)
+            except (ValueError, OSError) as exc:
+                st.error(f"Could not delete the run: {plain(exc)}")
+            else:
+                st.session_state["train_notice"] = f"Deleted run {run.name}."
+                st.session_state.pop("train_run_pick", None)
+                st.rerun()
+
+
+# ----- inputs ---------------------------------------------------------------------------------
+st.title(f"{ICONS['Train']} Train", anchor=False)
+st.caption("Transfer learning: an ImageNet EfficientNet backbone with a new classifier head, trained "
+           "on CIFAR-10 or a dataset from the data folder. Training runs in a background process; "
+           "switch pages freely.")
+# Streamlit forgets widget values when another page is shown; "train_kept" brings them back.
+for key, value in {**control_state(training.DEFAULTS), **st.session_state.get("train_kept", {})}.items():
+    st.session_state.setdefault(key, value)
+cols = st.columns(len(training.PRESETS) + 1)
+cols[0].markdown("**Presets**")
+for col, (key, preset) in zip(cols[1:], training.PRESETS.items()):
+    col.button(preset.label, key=f"train_preset_{key}", on_click=apply_preset, args=(key,),
+               help=f"{preset.description}: " + ", ".join(f"{k}={v}" for k, v in preset.values.items()),
+               width="stretch")
+notices = st.container()  # always present, so one-off messages don't shift (and remount) the widgets
+handoff = st.session_state.pop("train_preset", None)  # set once by the Scaling page
+if handoff:
+    try:
+        training.TrainConfig(**{**training.DEFAULTS, **handoff}).validate()
+    except (TypeError, ValueError) as exc:
+        notices.warning(f"Could not apply the Scaling page's choice: {plain(exc)}")
+    else:
+        st.session_state.update(control_state(handoff))
+        choice = ", ".join(f"{k} {v}" for k, v in handoff.items())
+        notices.info(f"Applied the Scaling page's choice: {plain(choice)}. Check the rest, then "
+                     "press Start.")
+if "train_notice" in st.session_state:
+    notices.success(plain(st.session_state.pop("train_notice")))
+values = controls()
+st.session_state["train_kept"] = {k: st.session_state[k] for k in CONTROL_KEYS if k in st.session_state}
+
+# ----- one core call: start a job (guarded by validation and one job per session) --------------
+if st.button("Start", type="primary", key="train_start", icon=ICONS["Train"]):
+    start(values)
+
+# ----- render: the live job, then the saved runs ----------------------------------------------
+mine = session.my_job("train")
+polling = mine is not None and mine.snapshot().active
+st.fragment(job_panel, run_every=1.0 if polling else None)()
+
+st.header("Runs", anchor=False)
+saved = visible_runs()
+if not saved:
+    st.info("No saved runs yet: press Start above (the quick demo preset takes under a minute).")
+    st.stop()
+st.dataframe(charts.runs_rows(saved.values()), hide_index=True, key="train_runs_table", column_config={
+    "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+})
+st.session_state["train_compare"] = [n for n in st.session_state.get("train_compare", [*saved][:1])
+                                     if n in saved]
+picked = st.multiselect("Compare runs", list(saved), key="train_compare")
+if picked:
+    st.plotly_chart(charts.compare_figure({n: saved[n].history for n in picked}),
+                    key="train_compare_chart")
+if st.session_state.get("train_run_pick") not in saved:
+    st.session_state.pop("train_run_pick", None)
+st.subheader("Run details", anchor=False)
+run_details(saved[st.selectbox("Run", list(saved), key="train_run_pick")])

@@ -1,0 +1,141 @@
+"""The training loop: optimizer and schedule, a progress callback, and seeded epochs that keep the
+best weights (by validation accuracy)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from core.progress import Progress
+from core.runtime import jit_compile
+from core.training.options import TrainConfig
+
+# Points logged per epoch at most: enough for a smooth per-batch curve, small enough for snapshots.
+BATCH_POINTS_PER_EPOCH = 100
+
+
+def make_optimizer(config: TrainConfig, total_steps: int):
+    """The optimizer ``config`` names, with its learning-rate schedule over ``total_steps``."""
+    import keras
+
+    lr = config.lr
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(total_steps, 1))
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=1e-4)
+    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+
+
+@functools.cache
+def _callback_class():
+    """The Keras callback class (defined lazily so importing this module does not import Keras)."""
+    import keras
+
+    class ProgressCallback(keras.callbacks.Callback):
+        """Counts images, logs batches and turns a stop request into ``stop_training``."""
+
+        def __init__(self, progress: Progress, n: int, batch_size: int):
+            super().__init__()
+            self.progress, self.n, self.batch_size = progress, n, batch_size
+            steps = math.ceil(n / batch_size)
+            self.log_every = max(1, math.ceil(steps / BATCH_POINTS_PER_EPOCH))
+            self.epoch = self.seen = 0
+            self.logged = -1
+            self.t_begin = self.t_last = time.time()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.seen, self.logged = epoch, 0, -1
+            self.t_begin = self.t_last = time.time()
+
+        def on_train_batch_end(self, batch, logs=None):
+            # ``batch`` is the last step done: with steps_per_execution > 1, Keras calls this
+            # once per group of steps, so count images from the step index.
+            done = min(self.n, (batch + 1) * self.batch_size)
+            self.progress.advance(done - self.seen)
+            self.seen, self.t_last = done, time.time()
+            if logs and (batch // self.log_every != self.logged or done == self.n):
+                self.logged = batch // self.log_every
+                self.progress.log_batch(epoch=self.epoch + 1, step=batch + 1,
+                                        loss=float(logs.get("loss", float("nan"))),
+                                        accuracy=float(logs.get("accuracy", float("nan"))))
+            if self.progress.stop_requested:
+                self.model.stop_training = True
+
+        @property
+        def images_per_s(self) -> float:
+            elapsed = self.t_last - self.t_begin
+            return self.seen / elapsed if elapsed > 0 else 0.0
+
+    return ProgressCallback
+
+
+def compile_model(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool,
+                  steps_per_execution: int = 1) -> None:
+    """Compile for sparse-label classification with ``config``'s optimizer and schedule."""
+    model.compile(optimizer=make_optimizer(config, math.ceil(n / config.batch_size) * epochs),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile(on_gpu), steps_per_execution=steps_per_execution)
+
+
+def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, progress: Progress,
+        *, on_gpu: bool, epochs: int | None = None, on_epoch: Callable[[list[dict]], None] | None = None,
+        on_best: Callable[[int], None] | None = None, compile: bool = True,
+        steps_per_execution: int = 1) -> tuple[list[dict], int | None]:
+    """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
+
+    The order of epoch ``e`` is ``default_rng([seed, e]).permutation(n)``, so any two paths
+    trained from the same weights on the same inputs see exactly the same batches.
+
+    Args:
+        on_epoch: Called with all rows so far after every epoch.
+        on_best: Called with the epoch number whenever the model holds a new best (so it can be
+            saved at once, and a killed process still leaves the best model so far).
+
+    Returns:
+        ``(rows, best_epoch)``: one metrics dict per epoch, and the epoch whose weights the model
+        now holds (None if no epoch finished).
+    """
+    import keras
+
+    epochs = epochs or config.epochs
+    n, batch = len(y), config.batch_size
+    if compile:
+        compile_model(model, config, n, epochs, on_gpu, steps_per_execution)
+    callback = _callback_class()(progress, n, batch)
+    progress.start("Training", n * epochs, "img")
+    rows: list[dict] = []
+    best, best_weights, best_epoch = -math.inf, None, None
+    for epoch in range(epochs):
+        order = np.random.default_rng([config.seed, epoch]).permutation(n)
+        started = time.time()
+        history = model.fit(x[order], y[order], batch_size=batch, epochs=epoch + 1,
+                            initial_epoch=epoch, shuffle=False, validation_data=val,
+                            callbacks=[callback], verbose=0).history
+        last = {k: float(v[-1]) for k, v in history.items() if v}
+        row = {
+            "epoch": epoch + 1, "loss": last.get("loss"), "accuracy": last.get("accuracy"),
+            "val_loss": last.get("val_loss"), "val_accuracy": last.get("val_accuracy"),
+            "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+            "seconds": round(time.time() - started, 3),
+            "images_per_s": round(callback.images_per_s, 1),
+        }
+        rows.append(row)
+        progress.log_epoch(**row)
+        if on_epoch is not None:
+            on_epoch(rows)
+        score = row["val_accuracy"] if row["val_accuracy"] is not None else -row["loss"]
+        if score > best:
+            best, best_weights, best_epoch = score, model.get_weights(), epoch + 1
+            if on_best is not None:
+                on_best(best_epoch)
+        if progress.stop_requested:
+            break
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    return rows, best_epoch

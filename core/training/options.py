@@ -1,0 +1,309 @@
+"""Training options, each defined once, and the presets built from them.
+
+Every field of :class:`TrainConfig` carries an :class:`Option` in its metadata: the label, help
+text, bounds, choices and widget kind. From that one place come the validation
+(:meth:`TrainConfig.validate`), the command line's flags (:mod:`core.cli.train`) and the Train
+page's controls (``app_pages/train.py``). Adding an option is one edit here, plus the code that
+uses it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+MODES = ("frozen", "finetune")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one training option is shown, parsed and checked.
+
+    Attributes:
+        label: Short name for people (the page's widget label).
+        help: One sentence for ``--help`` and the widget's tooltip.
+        kind: ``int``, ``float``, ``bool`` or ``str``.
+        widget: "select", "radio", "number", "toggle" or "text"; "data" and "weights" are drawn
+            by the page's own pickers.
+        low, high: Inclusive bounds for numbers (None: unbounded).
+        low_open, high_open: Make that bound exclusive (``0 < lr``, ``dropout < 1``).
+        choices: Allowed values, or a function returning them (looked up when needed).
+        optional: None is allowed; ``none_means`` says what None does ("all", "auto", ...).
+        step: The number widget's step.
+        only_for: ``(field, value)``: the option matters only then (the page disables it otherwise).
+        check: Extra check of a non-None value; raises ValueError with a sentence.
+        unit: Unit shown in messages ("pixels", "images", ...).
+        what: How messages name the option (default: the field name).
+    """
+
+    label: str
+    help: str
+    kind: type
+    widget: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | Callable[[], tuple] | None = None
+    optional: bool = False
+    none_means: str = ""
+    step: float | None = None
+    only_for: tuple[str, str] | None = None
+    check: Callable[[object], None] | None = None
+    unit: str = ""
+    what: str = ""
+
+    def allowed(self) -> tuple:
+        """The allowed values of a choice option (empty for others)."""
+        choices = self.choices() if callable(self.choices) else self.choices
+        return tuple(choices or ())
+
+    def validate(self, name: str, value) -> None:
+        """Raise ValueError with a sentence if ``value`` is not allowed."""
+        what = self.what or name
+        if value is None:
+            if self.optional:
+                return
+            raise ValueError(f"{what} is required.")
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{what} must be true or false, got {value!r}.")
+        elif self.kind is int:
+            if not _is_int(value) or not self._in_bounds(value):
+                raise ValueError(f"{what} must be a whole number {self._range()}, got {value!r}.")
+        elif self.kind is float:
+            if not _is_number(value) or not self._in_bounds(float(value)):
+                raise ValueError(f"{what} must be a number {self._range()}, got {value!r}.")
+        elif not isinstance(value, str):
+            raise ValueError(f"{what} must be text, got {value!r}.")
+        allowed = self.allowed()
+        if allowed and value not in allowed:
+            raise ValueError(f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}.")
+        if self.check is not None:
+            self.check(value)
+
+    def _in_bounds(self, value) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def _range(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        if self.low is not None and self.high is not None and not (self.low_open or self.high_open):
+            return f"from {self.low:g} to {self.high:g}{unit}"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'above' if self.low_open else 'at least'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.high_open else 'at most'} {self.high:g}")
+        return " and ".join(parts) + unit
+
+
+def _is_int(value) -> bool:
+    import numpy as np
+
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    import numpy as np
+
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and math.isfinite(float(value)))
+
+
+def option(default, **metadata) -> object:
+    """A dataclass field whose metadata holds the :class:`Option` built from ``metadata``."""
+    return field(default=default, metadata={"option": Option(**metadata)})
+
+
+# ----- checks and choices that need other modules (looked up lazily) ----------------------------
+def _backbones() -> tuple:
+    from core.models import VARIANTS
+
+    return tuple(VARIANTS)
+
+
+def _check_data(value: str) -> None:
+    from core.data import resolve
+
+    if not value.strip():
+        raise ValueError("data must be 'cifar10', a dataset name or the path of an image folder.")
+    target = resolve(value)
+    if target != "cifar10" and not target.is_dir():
+        raise ValueError(f"data folder {value!r} does not exist: give 'cifar10', the name of a "
+                         "dataset under the data root, or the path of a folder with one "
+                         "subfolder per class.")
+
+
+def _check_weights(value: str) -> None:
+    from core.weights import SOURCES
+
+    if value not in SOURCES and not Path(value).expanduser().is_file():
+        raise ValueError(f"weights must be one of {', '.join(SOURCES)} or the path of an "
+                         f"existing .h5 weights file, not {value!r}.")
+
+
+def _check_name(value: str) -> None:
+    if not _NAME_RE.match(value):
+        raise ValueError(f"run name {value!r} must be 1–100 letters, digits, '.', '_', '+' "
+                         "or '-', starting with a letter or digit.")
+
+
+# ----- the configuration ------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; each field's :class:`Option` documents it.
+
+    Offline, ``weights="auto"`` gives the Lite0 backbone whatever ``backbone`` says (the run
+    records what was used). ``dropout=None`` means 0 for frozen (the blog's head) and 0.2 for
+    finetune (see :attr:`head_dropout`).
+    """
+
+    data: str = option(
+        "cifar10", label="Dataset", kind=str, widget="data", check=_check_data,
+        help="'cifar10', a dataset under the data root (by name) or an image folder path "
+             "(one subfolder per class)")
+    backbone: str = option(
+        "b0", label="Backbone", kind=str, widget="select", choices=_backbones,
+        help="EfficientNet variant: b0..b7, or lite0 (the offline ImageNet weights)")
+    weights: str = option(
+        "auto", label="Weights", kind=str, widget="weights", check=_check_weights,
+        help="auto (official ImageNet if cached or downloadable, else offline Lite0), imagenet, "
+             "lite0, none (random init) or a .h5 weights file")
+    mode: str = option(
+        "frozen", label="Mode", kind=str, widget="radio", choices=MODES,
+        help="frozen trains only a new head on fixed ImageNet features (fast); finetune also "
+             "trains the top blocks")
+    resolution: int = option(
+        32, label="Resolution (px)", kind=int, widget="number", low=32, high=1024, step=8,
+        unit="pixels", help="input size the backbone sees; images are upscaled inside the model")
+    epochs: int = option(50, label="Epochs", kind=int, widget="number", low=1, high=10_000,
+                         help="training epochs")
+    batch_size: int = option(64, label="Batch size", kind=int, widget="number", low=1, high=8192,
+                             step=16, help="images per training step")
+    lr: float = option(1e-3, label="Learning rate", kind=float, widget="number", low=0,
+                       low_open=True, high=10, step=1e-4, what="lr (learning rate)",
+                       help="peak learning rate")
+    optimizer: str = option("adam", label="Optimizer", kind=str, widget="select",
+                            choices=OPTIMIZERS, help="the optimizer (sgd: momentum 0.9, Nesterov; adamw: weight decay 1e-4)")
+    schedule: str = option("cosine", label="Learning-rate schedule", kind=str, widget="select",
+                           choices=SCHEDULES,
+                           help="the learning-rate schedule (cosine decays to 0 over all steps)")
+    seed: int = option(0, label="Seed", kind=int, widget="number", low=0, high=2**31 - 1,
+                       help="seeds the head's initialisation, batch order, subsets and augmentation")
+    subset: int | None = option(
+        None, label="Training subset (images)", kind=int, widget="number", low=1, high=10**9,
+        step=500, optional=True, none_means="all", unit="images",
+        help="train on a stratified subset of this many images (quick demos)")
+    test_subset: int | None = option(
+        None, label="Test subset (images)", kind=int, widget="number", low=1, high=10**9,
+        step=500, optional=True, none_means="all", unit="images",
+        help="evaluate on a stratified subset of the test split")
+    finetune_blocks: int = option(
+        2, label="Fine-tune top blocks", kind=int, widget="number", low=1, high=100,
+        unit="blocks", only_for=("mode", "finetune"),
+        help="finetune: how many top MBConv blocks train (B0 and Lite0 have 16)")
+    dropout: float | None = option(
+        None, label="Dropout", kind=float, widget="number", low=0, high=1, high_open=True,
+        step=0.05, optional=True, none_means="auto",
+        help="dropout before the classifier (auto: 0 for frozen, as in the blog's head; 0.2 for finetune)")
+    name: str | None = option(
+        None, label="Run name", kind=str, widget="text", optional=True,
+        none_means="automatic: time and settings", check=_check_name, help="the run folder's name")
+    augment: bool = option(True, label="Augment (flip + shift inside the model)", kind=bool,
+                           widget="toggle", only_for=("mode", "finetune"),
+                           help="finetune: random flip and small translation inside the model")
+    cache_features: bool = option(
+        True, label="Cache extracted features on disk", kind=bool, widget="toggle",
+        help="reuse extracted features when the same data, backbone and resolution come again")
+
+    def validate(self) -> None:
+        """Check every value against its :class:`Option`.
+
+        Raises:
+            ValueError: With a sentence naming the bad value and what is allowed.
+        """
+        for f in fields(self):
+            f.metadata["option"].validate(f.name, getattr(self, f.name))
+
+    def to_dict(self) -> dict:
+        """The configuration as a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build a config from a dict (e.g. a run's ``config.json``), ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @property
+    def head_dropout(self) -> float:
+        """The dropout rate actually used before the classifier."""
+        if self.dropout is not None:
+            return float(self.dropout)
+        return 0.0 if self.mode == "frozen" else 0.2
+
+
+def options() -> list[tuple[str, Option, object]]:
+    """``(field name, Option, default)`` for every training option, in display order."""
+    return [(f.name, f.metadata["option"], None if f.default is MISSING else f.default)
+            for f in fields(TrainConfig)]
+
+
+DEFAULTS: dict = {name: default for name, _, default in options()}
+
+
+# ----- presets ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """A named recipe: values applied over :class:`TrainConfig`'s defaults.
+
+    Attributes:
+        label: What people see (a button's text).
+        description: One sentence on what it is for.
+        values: The fields it sets.
+    """
+
+    label: str
+    description: str
+    values: dict
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        "quick demo", "a few seconds of training on a CPU, to see the app work end to end",
+        dict(mode="frozen", resolution=32, epochs=2, batch_size=32, lr=1e-3, optimizer="adam",
+             schedule="constant", subset=1000, test_subset=500)),
+    "blog": Preset(
+        "blog", "the blog's protocol: frozen ImageNet B0 at 32×32, BN + Dense head, Adam 1e-3, "
+                "batch 64, 50 epochs, test split as validation",
+        dict(backbone="b0", weights="auto", mode="frozen", resolution=32, epochs=50, batch_size=64,
+             lr=1e-3, optimizer="adam", schedule="constant")),
+    # Lite0 at 96×96, its top 3 blocks (block6c, 6d, 7a) fine-tuned on cached feature maps
+    # (see docs/benchmarks.md).
+    "best-cpu": Preset(
+        "best (CPU, 30 min)", "the best recipe found for a 2-core CPU within 30 minutes",
+        dict(backbone="lite0", weights="auto", mode="finetune", resolution=96, finetune_blocks=3,
+             augment=False, epochs=5, batch_size=64, lr=1e-3, optimizer="adam",
+             schedule="cosine")),
+    # Fine-tune the whole of B0 at its native 224×224 with augmentation and mixed precision.
+    "best-gpu": Preset(
+        "best (GPU, 15 min)", "fine-tune all of B0 at 224 px with augmentation, for one GPU",
+        dict(backbone="b0", weights="auto", mode="finetune", resolution=224, finetune_blocks=16,
+             augment=True, epochs=10, batch_size=128, lr=5e-4, optimizer="adamw",
+             schedule="cosine")),
+}
+
+
+def preset_config(key: str, **overrides) -> TrainConfig:
+    """A :class:`TrainConfig` from the preset ``key`` of :data:`PRESETS`, with ``overrides``."""
+    if key not in PRESETS:
+        raise ValueError(f"Unknown preset {key!r}: choose one of {', '.join(PRESETS)}.")
+    return TrainConfig(**{**PRESETS[key].values, **overrides})

@@ -1,0 +1,228 @@
+"""One training run: load data, build, train, evaluate, save — and the job that runs it.
+
+Every run is written to a run folder (see :mod:`core.runs`). Progress, per-batch and per-epoch
+metrics go to a :class:`core.progress.Progress`; a stop request ends training at the end of the
+current batch and keeps the best model so far.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core import paths
+from core.jobs import error_kind, error_message
+from core.progress import Progress, Stopped
+from core.runs import RunWriter
+from core.runtime import accelerators, backend, describe_device, device_context
+from core.training.features import training_inputs
+from core.training.fit import fit
+from core.training.network import build_network
+from core.training.options import TrainConfig
+
+_MISCLASSIFIED_KEEP = 36
+# A head on cached features takes ~1 ms a step, so Keras's per-step overhead dominates: run steps
+# in groups (progress and stop requests then act every group, ~0.1 s).
+_HEAD_STEPS_PER_EXECUTION = 32
+
+
+@dataclass
+class RunResult:
+    """What a finished (or stopped) run produced.
+
+    Attributes:
+        run_dir: The run folder.
+        test_accuracy: Test accuracy of the saved model; None when stopped before training.
+        epochs: Epochs completed (a stopped partial epoch counts).
+        wall_s: Seconds from start to saved files, data loading included.
+        device: :func:`core.runtime.describe_device` text.
+        weights: Which weights the backbone started from (e.g. ``lite0: ImageNet (offline ...)``).
+        stopped: True when a stop request ended the run early.
+    """
+
+    run_dir: Path
+    test_accuracy: float | None
+    epochs: int
+    wall_s: float
+    device: str
+    weights: str
+    stopped: bool
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the path as a string)."""
+        out = asdict(self)
+        out["run_dir"] = str(self.run_dir)
+        return out
+
+
+def _data_label(data: str) -> str:
+    if data.strip().lower() == "cifar10":
+        return "cifar10"
+    name = re.sub(r"[^A-Za-z0-9_.+-]", "-", Path(data).expanduser().resolve().name)
+    return name.strip(".-") or "data"
+
+
+def reserve_run_dir(config: TrainConfig, runs_root) -> RunWriter:
+    """Create the run's folder atomically: ``config.name``, or a new time-and-settings name.
+
+    Raises:
+        ValueError: ``config.name`` is taken.
+    """
+    root = Path(runs_root) if runs_root is not None else paths.runs_dir()
+    base = (f"{time.strftime('%Y%m%d-%H%M%S')}-{_data_label(config.data)}-{config.backbone}-"
+            f"{config.mode}-{config.resolution}px")
+    return RunWriter.reserve(root, config.name, base)
+
+
+def load_data(config: TrainConfig, progress: Progress):
+    """The dataset ``config`` names, cut to its subsets."""
+    from core.data import load_dataset
+
+    progress.message("Loading data")
+    return load_dataset(config.data, subset=config.subset, test_subset=config.test_subset,
+                        seed=config.seed, progress=progress)
+
+
+def evaluate(model, x_test, ds, batch_size: int) -> dict:
+    """Test accuracy, confusion matrix, per-class accuracy and the worst mistakes."""
+    probs = np.asarray(model.predict(x_test, batch_size=max(batch_size, 256), verbose=0))
+    pred = probs.argmax(axis=1)
+    y = ds.y_test
+    k = ds.num_classes
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    totals = confusion.sum(axis=1)
+    per_class = {name: (float(confusion[i, i] / totals[i]) if totals[i] else None)
+                 for i, name in enumerate(ds.class_names)}
+    wrong = np.flatnonzero(pred != y)
+    confidence = probs[wrong, pred[wrong]]
+    keep = wrong[np.argsort(-confidence, kind="stable")][:_MISCLASSIFIED_KEEP]
+    return {
+        "accuracy": float((pred == y).mean()),
+        "confusion": confusion.tolist(),
+        "per_class": per_class,
+        "misclassified": {"images": ds.x_test[keep], "true": y[keep], "pred": pred[keep],
+                          "prob": probs[keep, pred[keep]].astype("float32")},
+    }
+
+
+def train(config: TrainConfig, progress: Progress | None = None,
+          runs_root: Path | None = None, *, finish: bool = True, owner: str | None = None) -> RunResult:
+    """Train one classifier and save it as a run.
+
+    Args:
+        config: The run's settings (validated here).
+        progress: Receives phases, per-batch/per-epoch metrics and the final result; its stop
+            request ends the run at the end of the current batch.
+        runs_root: Parent folder of the run (default :func:`core.paths.runs_dir`).
+        finish: End ``progress`` with the result (or the error); False when more work follows
+            in the same job (benchmarks).
+        owner: Recorded with the run (the app's session owner tag; None from the CLI).
+
+    Returns:
+        The :class:`RunResult` (also passed to ``progress.finish`` as a dict).
+
+    Raises:
+        ValueError: Bad configuration, a taken run name, or a data problem
+            (``core.data.DataError``). Nothing is left behind for errors found before training
+            starts.
+        core.weights.WeightsError: The requested weights are unavailable.
+    """
+    progress = progress if progress is not None else Progress()
+    started = time.time()
+    writer: RunWriter | None = None
+    try:
+        config.validate()
+        device = describe_device()
+        progress.begin(device=device)
+        writer = reserve_run_dir(config, runs_root)
+        on_gpu = bool(accelerators())
+        with device_context(on_gpu):
+            result = _run(config, progress, writer, device, on_gpu, started, owner)
+    except Exception as exc:
+        message = error_message(exc)
+        if writer is not None and writer.started:
+            try:  # the run has files: record why it failed
+                writer.finish({"status": "error", "error": message, "test_accuracy": None,
+                               "wall_s": round(time.time() - started, 2)})
+            except OSError:
+                pass
+        elif writer is not None:
+            writer.release()
+        if finish:
+            progress.finish(error=message, error_kind=error_kind(exc))
+        raise
+    if finish:
+        progress.finish(result=result.to_dict())
+    return result
+
+
+def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str, on_gpu: bool,
+         started: float, owner: str | None) -> RunResult:
+    """The body of :func:`train` (inside the device context)."""
+    from core.imagefolder import storage_preprocessing
+
+    timings: dict[str, float] = {}
+    try:
+        ds = load_data(config, progress)
+        progress.check_stop()  # no point building a model for a run already stopped
+    except Stopped:
+        writer.start(config.to_dict(), [], owner=owner)
+        return _stopped_early(writer, config.weights, device, started, timings)
+    timings["load_s"] = round(time.time() - started, 2)
+    progress.message("Building the model")
+    net = build_network(config, ds.num_classes, ds.storage_size)
+    writer.start(config.to_dict(), ds.class_names, storage_preprocessing(ds.storage_size).to_dict(),
+                 owner=owner)
+    t = time.time()
+    try:
+        train_model, x_train, x_test = training_inputs(net, config, ds, progress, on_gpu)
+    except Stopped:
+        return _stopped_early(writer, net.weights.label, device, started, timings)
+    timings["features_s"] = round(time.time() - t, 2)
+    t = time.time()
+    group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
+    # Each new best is saved at once (atomically): a killed run still leaves its best model.
+    rows, best_epoch = fit(train_model, x_train, ds.y_train, (x_test, ds.y_test), config,
+                           progress, on_gpu=on_gpu, on_epoch=writer.history,
+                           on_best=lambda epoch: writer.model(net.model), steps_per_execution=group)
+    timings["train_s"] = round(time.time() - t, 2)
+    progress.message("Evaluating and saving")
+    scores = evaluate(train_model, x_test, ds, config.batch_size)
+    stopped = progress.stop_requested
+    wall = round(time.time() - started, 2)
+    writer.finish({
+        "status": "stopped" if stopped else "done", "test_accuracy": scores["accuracy"],
+        "epochs": len(rows), "best_epoch": best_epoch,
+        "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
+        "per_class_accuracy": scores["per_class"], "wall_s": wall, "timings": timings,
+        "device": device, "backend": backend(), "weights": net.weights.label,
+        "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
+        "skipped": ds.skipped, "train_images": len(ds.y_train), "test_images": len(ds.y_test),
+    }, scores["confusion"], scores["misclassified"])
+    return RunResult(writer.path, scores["accuracy"], len(rows), wall, device, net.weights.label,
+                     stopped)
+
+
+def _stopped_early(writer: RunWriter, weights: str, device: str, started: float,
+                   timings: dict) -> RunResult:
+    """Record a run stopped before training began (nothing trained, so no model)."""
+    wall = round(time.time() - started, 2)
+    writer.finish({"status": "stopped", "test_accuracy": None, "epochs": 0, "wall_s": wall,
+                   "device": device, "weights": weights, "timings": timings})
+    return RunResult(writer.path, None, 0, wall, device, weights, True)
+
+
+def train_job(args: dict, progress: Progress) -> dict:
+    """Job entry (see :mod:`core.jobs`): train the config in ``args["config"]``.
+
+    ``args`` holds ``config`` (a :meth:`TrainConfig.to_dict`) and optionally ``runs_root`` and
+    ``owner`` (recorded with the run).
+    """
+    config = TrainConfig.from_dict(args["config"])
+    root = args.get("runs_root")
+    return train(config, progress, Path(root) if root else None, owner=args.get("owner")).to_dict()
