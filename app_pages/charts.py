@@ -20,6 +20,11 @@ METRICS = (("loss", "Loss"), ("accuracy", "Accuracy"))
 MAX_POINTS = 1000  # per smoothed per-batch line
 
 
+def plotly_text(text) -> str:
+    """Plotly renders a few HTML tags in labels: escape user text (class names) to show it literally."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _number(value) -> float | None:
     """``value`` as a finite float, or None (CSV rows may hold blanks or NaN)."""
     try:
@@ -122,7 +127,7 @@ def compare_figure(histories: dict[str, Sequence[dict]]) -> go.Figure:
 
 def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> go.Figure:
     """A confusion-matrix heatmap: rows are true classes, columns predicted classes."""
-    names = list(class_names) or [str(i) for i in range(len(confusion))]
+    names = [plotly_text(n) for n in class_names] or [str(i) for i in range(len(confusion))]
     fig = go.Figure(go.Heatmap(
         z=confusion, x=names, y=names, colorscale="Blues", texttemplate="%{z}",
         hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
@@ -151,6 +156,7 @@ def runs_rows(runs) -> list[dict]:
         rows.append({
             "run": run.name,
             "status": run.status,
+            "val accuracy": run.results.get("val_accuracy"),
             "test accuracy": run.test_accuracy,
             "backbone": cfg.get("backbone"),
             "weights": run.results.get("weights") or cfg.get("weights"),  # used, else requested

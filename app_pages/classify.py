@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import ICONS, plain, session
+from app_pages.charts import plotly_text
 from core import images, inference, runs
 
 IMAGENET = "ImageNet (1000 classes)"
@@ -33,17 +34,12 @@ def trained_runs() -> dict[str, tuple[str, float]]:
 def top_chart(top: list[dict]) -> go.Figure:
     """Horizontal bars, best class on top (labels as plain text, never HTML)."""
     rows = list(reversed(top))
-    fig = go.Figure(go.Bar(x=[r["prob"] for r in rows], y=[_plain(r["label"]) for r in rows],
+    fig = go.Figure(go.Bar(x=[r["prob"] for r in rows], y=[plotly_text(r["label"]) for r in rows],
                            orientation="h", text=[f"{r['prob']:.1%}" for r in rows],
                            textposition="auto", marker_color="#2f6fde", hoverinfo="x"))
     fig.update_layout(height=60 + 36 * len(rows), margin=dict(l=10, r=10, t=10, b=10),
                       xaxis=dict(range=[0, 1], tickformat=".0%"))
     return fig
-
-
-def _plain(text: str) -> str:
-    """Plotly renders a few HTML tags in labels; show user text (class names) literally."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # ----- inputs ---------------------------------------------------------------------------------

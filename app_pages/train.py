@@ -133,7 +133,9 @@ def job_panel() -> None:
             st.info("Cancelled before it started.")
         elif result.get("test_accuracy") is not None:
             verb = "Stopped early" if result["stopped"] else "Finished"
-            st.success(f"{verb}: test accuracy {result['test_accuracy']:.2%} after "
+            val = result.get("val_accuracy")
+            st.success(f"{verb}: test accuracy {result['test_accuracy']:.2%}"
+                       f"{f' (validation {val:.2%})' if val is not None else ''} after "
                        f"{result['epochs']} epoch(s) in {fmt_seconds(result['wall_s'])} · saved as "
                        f"{plain(result['run_dir'].rsplit('/', 1)[-1])}")
         else:
@@ -178,18 +180,25 @@ def visible_runs() -> dict:
 def run_details(run) -> None:
     """One saved run: accuracy, confusion matrix, per-class accuracy, mistakes, download, delete."""
     cfg = run.config or {}
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Test accuracy", "—" if run.test_accuracy is None else f"{run.test_accuracy:.2%}")
-    c2.metric("Status", run.status)
-    c3.metric("Epochs", len(run.history))
-    c4.metric("Backbone", f"{cfg.get('backbone', '?')} @ {cfg.get('resolution', '?')}px")
     res = run.results
+    val = res.get("val_accuracy")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.metric("Test accuracy", "—" if run.test_accuracy is None else f"{run.test_accuracy:.2%}",
+              help=res.get("protocol"))
+    c2.metric("Validation accuracy", "—" if val is None else f"{val:.2%}",
+              help=f"best epoch: {res['best_epoch']}" if res.get("best_epoch") else None)
+    c3.metric("Status", run.status)
+    c4.metric("Epochs", len(run.history))
+    c5.metric("Backbone", f"{cfg.get('backbone', '?')} @ {cfg.get('resolution', '?')}px")
     facts = [f"weights: {res['weights']}" if res.get("weights") else None,
              f"device: {res['device']}" if res.get("device") else None,
              f"data: {res['data_source']} ({res.get('split', '')})" if res.get("data_source") else None,
              f"{res['skipped']} unreadable image file(s) skipped" if res.get("skipped") else None,
              f"wall time {fmt_seconds(res['wall_s'])}" if res.get("wall_s") is not None else None]
     st.text(" · ".join(f for f in facts if f))
+    if cfg.get("validation") == "test":
+        st.warning("The blog's protocol: the test split picked the best epoch, so this test "
+                   "accuracy is optimistic.", icon=":material/info:")
     if run.status in ("error", "interrupted"):
         st.error(f"This run {'failed' if run.status == 'error' else 'was interrupted'}: "
                  f"{plain(run.error)}")
@@ -260,6 +269,10 @@ if "train_notice" in st.session_state:
 values = controls()
 st.session_state["train_kept"] = {k: st.session_state[k] for k in CONTROL_KEYS if k in st.session_state}
 
+if values.get("validation") == "test":
+    st.caption("Validation on the test split (the blog's protocol): the test split picks the best "
+               "epoch, so the reported test accuracy will be optimistic.")
+
 # ----- one core call: start a job (guarded by validation and one job per session) --------------
 if st.button("Start", type="primary", key="train_start", icon=ICONS["Train"]):
     start(values)
@@ -275,6 +288,7 @@ if not saved:
     st.info("No saved runs yet: press Start above (the quick demo preset takes under a minute).")
     st.stop()
 st.dataframe(charts.runs_rows(saved.values()), hide_index=True, key="train_runs_table", column_config={
+    "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
     "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
 })

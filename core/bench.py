@@ -48,8 +48,8 @@ def fit_blog_way(config: TrainConfig, *, dataset=None, epochs: int | None = None
         if warmup:
             k = 2 * config.batch_size
             net.model.fit(ds.x_train[:k], ds.y_train[:k], batch_size=config.batch_size,
-                          validation_data=(ds.x_test[:k], ds.y_test[:k]), verbose=0)
-        rows, _ = fit(net.model, ds.x_train, ds.y_train, (ds.x_test, ds.y_test), config, progress,
+                          validation_data=(ds.x_val[:k], ds.y_val[:k]), verbose=0)
+        rows, _ = fit(net.model, ds.x_train, ds.y_train, (ds.x_val, ds.y_val), config, progress,
                       on_gpu=on_gpu, epochs=epochs, compile=False)
     return net.model, rows
 
@@ -62,7 +62,8 @@ def bench_seed_job(args: dict, progress: Progress) -> dict:
     """
     config = preset_config("blog", **args.get("overrides", {}))
     result = train(config, progress, args.get("runs_root"), finish=False)
-    out = {"test_accuracy": result.test_accuracy, "wall_s": result.wall_s,
+    out = {"test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
+           "protocol": config.protocol, "wall_s": result.wall_s,
            "weights": result.weights, "device": result.device, "epochs": result.epochs,
            "run_dir": str(result.run_dir), "stopped": result.stopped}
     if result.stopped or result.test_accuracy is None:
@@ -89,7 +90,8 @@ def bench_best_job(args: dict, progress: Progress) -> dict:
     started = time.time()
     result = train(config, progress, args.get("runs_root"), finish=False)
     timings = load_run(result.run_dir).results.get("timings", {})
-    return {"test_accuracy": result.test_accuracy, "wall_s": round(time.time() - started, 2),
+    return {"test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
+            "protocol": config.protocol, "wall_s": round(time.time() - started, 2),
             "preset": preset, "recipe": config.to_dict(), "device": result.device,
             "weights": result.weights, "epochs": result.epochs, "timings": timings,
             "stopped": result.stopped, "run_dir": str(result.run_dir)}

@@ -5,10 +5,17 @@ Images are stored at a small *storage size* (32 for CIFAR-10, else 64 or the ima
 when smaller); resizing to the model's resolution, augmentation and normalisation happen inside
 the Keras model, so on the GPU when there is one.
 
+Every dataset has three splits: **train** (what the model learns from), **validation** (picks the
+best epoch and drives early stopping) and **test** (evaluated once, at the end). A dataset's own
+``val/`` and ``test/`` folders are used when present; a missing split is carved out of the
+training images, stratified by class, with a fixed seed (:data:`SPLIT_SEED`), so every run on a
+dataset sees the same validation and test images whatever its own seed. CIFAR-10's standard
+test split is kept; its validation split comes from the 50 000 training images.
+
 Folder layouts (one subfolder per class, any depth of images below it):
 
-- ``root/train/<class>/*`` with ``root/test/<class>/*`` (or ``root/val/``): the given split is used;
-- ``root/<class>/*`` (or ``root/train/<class>/*`` alone): a stratified split with a fixed seed.
+- ``root/train/<class>/*`` with ``root/val/<class>/*`` and/or ``root/test/<class>/*``;
+- ``root/<class>/*`` (or ``root/train/<class>/*`` alone): everything is split.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ CIFAR10_CLASSES = [
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
+# Splits carved from the training data do not depend on a run's seed: every run on a dataset
+# validates and tests on the same images, so their accuracies compare.
+SPLIT_SEED = 0
 # A managed dataset's name: a folder directly under the data root.
 DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 _RESERVED_NAMES = {"weights", "cifar10"}
@@ -51,16 +61,22 @@ class Dataset:
     Attributes:
         x_train: uint8 images, shape (N, S, S, 3), S the storage size.
         y_train: int64 labels, shape (N,), indices into ``class_names``.
-        x_test: uint8 test images (the ``test/``/``val/`` folder, or the held-out part).
+        x_val: uint8 validation images (the ``val/`` folder, or carved from train; may be empty
+            when no validation split was asked for).
+        y_val: int64 validation labels.
+        x_test: uint8 test images (the ``test/`` folder, or the held-out part).
         y_test: int64 test labels.
         class_names: class names in label order.
         source: where the data came from, for people (e.g. "keras.datasets.cifar10").
-        split: how train and test were formed (e.g. "stratified 80/20 split, seed 0").
+        split: how the splits were formed (e.g. "folder train/test; validation: stratified 10 %
+            of train").
         skipped: image files that could not be decoded and were left out.
     """
 
     x_train: np.ndarray
     y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str]
@@ -82,8 +98,11 @@ class Dataset:
 # ----- public entry points ------------------------------------------------------------------------
 def list_datasets() -> list[str]:
     """Names of the datasets under the data root (:func:`core.paths.data_dir`), sorted."""
-    root = paths.data_dir()
-    return sorted(p.name for p in root.iterdir()
+    try:
+        found = list(paths.data_dir().iterdir())
+    except OSError:  # an unreadable data root offers nothing (and must not break a page)
+        return []
+    return sorted(p.name for p in found
                   if p.is_dir() and DATASET_NAME_RE.match(p.name) and p.name not in _RESERVED_NAMES)
 
 
@@ -110,21 +129,25 @@ def load_dataset(
     subset: int | None = None,
     test_subset: int | None = None,
     seed: int = 0,
-    val_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
     progress: Progress | None = None,
     use_cache: bool = True,
 ) -> Dataset:
-    """Load ``"cifar10"`` or an image folder, optionally cut to stratified subsets.
+    """Load a dataset with train, validation and test splits, optionally cut to subsets.
 
     Args:
         spec: ``"cifar10"``, the name of a dataset under the data root, or the path of an image
             folder (see :func:`resolve`).
         storage_size: side of the stored square images (default 32 for CIFAR-10; for a folder
             64, or the images' own size when smaller).
-        subset: keep a stratified, seeded subset of this many training images (quick demos).
-        test_subset: the same for the test split.
-        seed: seed for the stratified split, the shuffle and the subsets.
-        val_fraction: share of each class held out for testing when a folder has no test split.
+        subset: keep a stratified, seeded subset of this many training images (quick demos); the
+            validation split is cut to the same proportion.
+        test_subset: a stratified, seeded subset of the test split.
+        seed: seed for the subsets.
+        val_fraction: share of each class's training images held out for validation when the
+            dataset has no ``val/`` folder; 0 for none (e.g. when the test split validates).
+        test_fraction: share of each class held out for testing when a folder has no ``test/``.
         progress: receives decoding progress; its stop request aborts with ``Stopped``.
         use_cache: read and write the decoded-array cache.
 
@@ -137,16 +160,21 @@ def load_dataset(
     for name, value in (("subset", subset), ("test_subset", test_subset)):
         if value is not None and int(value) < 1:
             raise DataError(f"{name} must be a positive number of images, got {value}.")
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise DataError(f"{name} must be at least 0 and below 1, got {value}.")
     if target == "cifar10":
-        ds = _load_cifar10(storage_size or 32, seed, progress, use_cache)
+        ds = _load_cifar10(storage_size or 32, val_fraction, progress, use_cache)
     else:
-        ds = load_image_folder(
-            target, storage_size=storage_size, seed=seed, val_fraction=val_fraction,
-            progress=progress, use_cache=use_cache,
-        )
+        ds = load_image_folder(target, storage_size=storage_size, val_fraction=val_fraction,
+                               test_fraction=test_fraction, progress=progress, use_cache=use_cache)
     if subset is not None and subset < len(ds.y_train):
+        n_val = len(ds.y_val)
+        if n_val:  # keep validation in proportion, so a quick demo validates quickly too
+            keep = max(ds.num_classes, round(n_val * subset / len(ds.y_train)))
+            ds.x_val, ds.y_val = subsample(ds.x_val, ds.y_val, keep, seed)
         ds.x_train, ds.y_train = subsample(ds.x_train, ds.y_train, subset, seed)
-        ds.split += f"; train subset of {subset}"
+        ds.split += f"; train subset of {subset}" + (f", validation {len(ds.y_val)}" if n_val else "")
     if test_subset is not None and test_subset < len(ds.y_test):
         ds.x_test, ds.y_test = subsample(ds.x_test, ds.y_test, test_subset, seed)
         ds.split += f"; test subset of {test_subset}"
@@ -157,8 +185,8 @@ def load_image_folder(
     path: str | os.PathLike,
     *,
     storage_size: int | None = None,
-    seed: int = 0,
-    val_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
     progress: Progress | None = None,
     use_cache: bool = True,
 ) -> Dataset:
@@ -169,8 +197,9 @@ def load_image_folder(
         storage_size: side S of the stored S×S images (shorter side resized to S, centre crop).
             Default: 64, or less when the images are smaller (32 for a CIFAR-10 folder), so
             small images are never upscaled in storage.
-        seed: seed for the stratified split (when there is no test folder) and the shuffle.
-        val_fraction: share of each class held out for testing when there is no test folder.
+        val_fraction: share of each class's training images held out for validation when there
+            is no ``val/`` folder (0: none).
+        test_fraction: share of each class held out for testing when there is no ``test/``.
         progress: receives decoding progress; its stop request aborts with ``Stopped``.
         use_cache: read and write the decoded-array cache.
 
@@ -180,32 +209,59 @@ def load_image_folder(
     from core.imagefolder import read_folder
 
     root = Path(path).expanduser()
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}.")
     if storage_size is not None and int(storage_size) < 1:
         raise DataError(f"storage_size must be a positive number of pixels, got {storage_size}.")
     folder = read_folder(root, storage_size, progress, use_cache)
     parts, arrays, class_names = folder.parts, folder.arrays, folder.class_names
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(SPLIT_SEED)
+    notes = []
     if "all" in parts:
         x, y = arrays["x_all"], arrays["y_all"]
-        train_idx, test_idx = _stratified_split(y, val_fraction, rng)
-        pct = round(val_fraction * 100)
-        where = "" if parts["all"] == root else f" of {parts['all'].name}/"
-        split = f"stratified {100 - pct}/{pct} split{where}, seed {seed}"
+        if not 0 < test_fraction < 1:
+            raise DataError(f"{root} has no test/ folder, so test_fraction must be above 0.")
+        train_idx, test_idx = _stratified_split(y, test_fraction, rng)
         x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+        where = "" if parts["all"] == root else f" of {parts['all'].name}/"
+        notes.append(f"test: stratified {round(test_fraction * 100)} %{where}")
     else:
-        split = f"folder train/{parts['test'].name}"
-        x_train, y_train = arrays["x_train"], arrays["y_train"]
-        x_test, y_test = arrays["x_test"], arrays["y_test"]
-        # Folder order is class by class; shuffle once so no consumer sees sorted labels.
-        p, q = rng.permutation(len(y_train)), rng.permutation(len(y_test))
-        x_train, y_train, x_test, y_test = x_train[p], y_train[p], x_test[q], y_test[q]
+        x_train, y_train = _shuffled(arrays["x_train"], arrays["y_train"], rng)
+        if "test" in parts:
+            x_test, y_test = _shuffled(arrays["x_test"], arrays["y_test"], rng)
+            notes.append("test: the test/ folder")
+        else:
+            train_idx, test_idx = _stratified_split(y_train, test_fraction, rng)
+            x_test, y_test = x_train[test_idx], y_train[test_idx]
+            x_train, y_train = x_train[train_idx], y_train[train_idx]
+            notes.append(f"test: stratified {round(test_fraction * 100)} % of train/")
+    if "val" in parts:
+        x_val, y_val = _shuffled(arrays["x_val"], arrays["y_val"], rng)
+        notes.append("validation: the val/ folder")
+    else:
+        x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train, val_fraction, rng)
+        if val_fraction:
+            notes.append(f"validation: stratified {round(val_fraction * 100)} % of the "
+                         "training images")
     return Dataset(
-        x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-        class_names=class_names, source=f"image folder {root} ({folder.how})", split=split,
+        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
+        class_names=class_names, source=f"image folder {root} ({folder.how})",
+        split=f"{len(y_train)}/{len(y_val)}/{len(y_test)} train/validation/test; "
+              + "; ".join(notes) + f" (split seed {SPLIT_SEED})",
         skipped=folder.skipped,
     )
+
+
+def _shuffled(x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
+    """Folder order is class by class: shuffle once so no consumer sees sorted labels."""
+    order = rng.permutation(len(y))
+    return x[order], y[order]
+
+
+def _carve_validation(x: np.ndarray, y: np.ndarray, val_fraction: float, rng: np.random.Generator):
+    """``(x_train, y_train, x_val, y_val)``: a stratified share of each class held out."""
+    if not val_fraction:
+        return x, y, x[:0], y[:0]
+    train_idx, val_idx = _stratified_split(y, val_fraction, rng)
+    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
 
 
 def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +291,7 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarr
 
 # ----- CIFAR-10 -----------------------------------------------------------------------------------
 def _load_cifar10(
-    storage_size: int, seed: int, progress: Progress | None, use_cache: bool
+    storage_size: int, val_fraction: float, progress: Progress | None, use_cache: bool
 ) -> Dataset:
     """keras.datasets if cached or reachable, else the local copy, else a DataError saying both."""
     try:
@@ -245,10 +301,15 @@ def _load_cifar10(
     else:
         if storage_size != 32:
             x_train, x_test = (_resize_array(a, storage_size, progress) for a in (x_train, x_test))
+        rng = np.random.default_rng(SPLIT_SEED)
+        x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train, val_fraction, rng)
         return Dataset(
-            x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-            class_names=list(CIFAR10_CLASSES), source=f"keras.datasets.cifar10 ({how})",
-            split="standard 50000/10000 train/test", skipped=0,
+            x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
+            y_test=y_test, class_names=list(CIFAR10_CLASSES),
+            source=f"keras.datasets.cifar10 ({how})",
+            split=f"{len(y_train)}/{len(y_val)}/{len(y_test)} train/validation/test; the "
+                  f"standard test split; validation: stratified {round(val_fraction * 100)} % "
+                  f"of train (split seed {SPLIT_SEED})", skipped=0,
         )
 
     local = paths.cifar10_dir()
@@ -263,8 +324,8 @@ def _load_cifar10(
             f"no local copy is configured. {fix}"
         )
     try:
-        ds = load_image_folder(local, storage_size=storage_size, seed=seed, progress=progress,
-                               use_cache=use_cache)
+        ds = load_image_folder(local, storage_size=storage_size, val_fraction=val_fraction,
+                               progress=progress, use_cache=use_cache)
     except DataError as exc:
         raise DataError(
             f"Could not load CIFAR-10: the keras.datasets download failed ({download_error}) and "
@@ -318,12 +379,12 @@ def _resize_array(x: np.ndarray, size: int, progress: Progress | None) -> np.nda
     return out
 
 
-def _stratified_split(y: np.ndarray, val_fraction: float, rng: np.random.Generator):
+def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator):
     """Seeded per-class split; each class with ≥2 images keeps at least one on each side."""
     train, test = [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        n_test = int(round(len(idx) * val_fraction))
+        n_test = int(round(len(idx) * fraction))
         if len(idx) >= 2:
             n_test = min(max(n_test, 1), len(idx) - 1)
         test.append(idx[:n_test])

@@ -2,9 +2,9 @@
 
 Layouts (one subfolder per class, any depth of images below it):
 
-- ``root/train/<class>/*`` with ``root/test/<class>/*`` (or ``root/val/``): the given split;
-- ``root/<class>/*`` (or ``root/train/<class>/*`` alone): all images, split later by
-  :func:`core.data.load_image_folder`.
+- ``root/train/<class>/*`` with ``root/val/<class>/*`` and/or ``root/test/<class>/*``: the given
+  splits (a missing one is carved from train/ by :func:`core.data.load_image_folder`);
+- ``root/<class>/*`` (or ``root/train/<class>/*`` alone): all images, split later.
 
 Decoding a folder of JPEGs is the slow part, so the decoded arrays are cached on disk under
 ``paths.cache_dir() / "datasets"``, keyed by the folder's contents (relative paths, sizes, mtimes)
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from core import paths
+from core import cache, paths
 from core.data import DataError
 from core.fileio import atomic_path
 from core.images import Preprocessing, decode_file
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Bump when the cached arrays' meaning changes (decoding, resizing), so old caches are not reused.
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 _CHUNK = 256  # images per decoding task: progress and stop checks happen between chunks
 
 
@@ -43,7 +43,7 @@ class FolderArrays:
     """A folder's images as arrays, per part of its layout.
 
     Attributes:
-        parts: Part name ("train", "test" or "all") → the folder it came from.
+        parts: Part name ("train", "val", "test" or "all") → the folder it came from.
         arrays: ``x_<part>`` uint8 (N, S, S, 3) and ``y_<part>`` int64 labels for each part.
         class_names: Class names in label order.
         skipped: Image files that could not be decoded and were left out.
@@ -62,9 +62,14 @@ def read_folder(root: Path, storage_size: int | None, progress: Progress | None,
     """Scan ``root``'s layout and decode (or load from the cache) every image in it.
 
     Raises:
-        DataError: The folder is missing or has a wrong layout, or a class has no readable image.
+        DataError: The folder is missing, unreadable or has a wrong layout, or a class has no
+            readable image.
     """
-    parts, class_names = _scan_layout(root)  # parts: {"train"/"test"/"all": (dir, [(class, file)])}
+    try:
+        parts, class_names = _scan_layout(root)
+    except OSError as exc:  # no permission, a vanished folder, an I/O error
+        where = exc.filename or root
+        raise DataError(f"cannot read {where}: {exc.strerror or exc}") from exc  # parts: {"train"/"test"/"all": (dir, [(class, file)])}
     storage_size = int(storage_size or _default_storage_size(parts))
     key = _cache_key(root, parts, storage_size)
     cache_file = _cache_file(root, storage_size, key)
@@ -76,6 +81,7 @@ def read_folder(root: Path, storage_size: int | None, progress: Progress | None,
                 arrays = {name: npz[name] for name in npz.files if name != "meta"}
                 skipped = int(json.loads(str(npz["meta"]))["skipped"])
             how = "cache hit"
+            cache.touch(cache_file)
         except Exception:  # a damaged cache file is not an error: decode again and rewrite it
             arrays = None
     if arrays is None:
@@ -108,19 +114,22 @@ def _scan_layout(root: Path) -> tuple[dict[str, tuple[Path, list]], list[str]]:
             f"{root} is a file, not a folder: give a folder with one subfolder per class."
         )
     train = root / "train"
-    test = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
-    if train.is_dir() and test is not None:
+    given = {name: root / name for name in ("val", "test") if (root / name).is_dir()}
+    if train.is_dir() and given:
         train_files, class_names = _scan_classes(train)
-        test_files, test_names = _scan_classes(test)
-        if test_names != class_names:
-            missing = sorted(set(class_names) - set(test_names))
-            extra = sorted(set(test_names) - set(class_names))
-            raise DataError(
-                f"The {test.name}/ split in {root} has different classes from train/ (missing in "
-                f"{test.name}/: {missing or 'none'}; not in train/: {extra or 'none'}). Both need "
-                "the same class subfolders."
-            )
-        return {"train": (train, train_files), "test": (test, test_files)}, class_names
+        parts = {"train": (train, train_files)}
+        for name, folder in given.items():
+            files, names = _scan_classes(folder)
+            if names != class_names:
+                missing = sorted(set(class_names) - set(names))
+                extra = sorted(set(names) - set(class_names))
+                raise DataError(
+                    f"The {name}/ split in {root} has different classes from train/ (missing in "
+                    f"{name}/: {missing or 'none'}; not in train/: {extra or 'none'}). Every split "
+                    "needs the same class subfolders."
+                )
+            parts[name] = (folder, files)
+        return parts, class_names
     # A lone train/ of class folders is the whole dataset; otherwise the root holds the classes.
     folder = train if train.is_dir() and _subdirs(train) else root
     files, class_names = _scan_classes(folder)
@@ -233,6 +242,7 @@ def _write_cache(cache_file: Path, arrays: dict[str, np.ndarray], skipped: int) 
         for old in cache_file.parent.glob(prefix + "*.npz"):
             if old != cache_file:
                 old.unlink(missing_ok=True)
+        cache.prune(keep=cache_file)
         return True
     except OSError:  # a full or read-only disk costs speed next time, not this load
         return False

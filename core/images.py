@@ -132,8 +132,10 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_B
         source: File path or raw bytes.
         max_bytes: Larger inputs are refused without decoding.
         max_pixels: Images with more pixels are refused before decoding (decompression bombs).
-        min_side: If given, a JPEG may decode at a reduced scale whose shorter side is still at
-            least this many pixels (much faster and smaller; the caller resizes anyway).
+        min_side: If given, the image may come back smaller, its shorter side still at least
+            this many pixels: a JPEG decodes at a reduced scale, any other image is box-reduced
+            before its colours are converted (faster, and far less memory; the caller resizes
+            anyway).
 
     Raises:
         ImageError: Empty, too big, not an image, truncated, or a decompression bomb.
@@ -156,6 +158,8 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_B
                 image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
             image.seek(0)  # first frame of animations
             image.load()
+            if min_side:
+                image = _reduce(image, min_side)
             if "exif" in image.info or image.getexif():
                 image = ImageOps.exif_transpose(image)  # phones store their rotation in EXIF
             return to_rgb(image)
@@ -167,6 +171,17 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_B
         raise ImageError("not an image (or an unsupported format)") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageError(f"image is damaged or truncated: {exc}") from exc
+
+
+_REDUCIBLE = ("RGB", "RGBA", "L", "LA", "I", "F", "CMYK", "I;16")
+
+
+def _reduce(image: Image.Image, min_side: int) -> Image.Image:
+    """Box-reduce by a whole factor that keeps the shorter side at least ``min_side``."""
+    factor = min(image.size) // min_side
+    if factor < 2 or image.mode not in _REDUCIBLE:
+        return image
+    return image.reduce(factor)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

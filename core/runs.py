@@ -104,21 +104,24 @@ class RunWriter:
             ValueError: ``name`` is taken (whatever the folder holds).
         """
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
-        if name:
-            try:
-                (root / name).mkdir()
-            except FileExistsError:
-                raise ValueError(f"run folder {root / name} already exists: choose another name "
-                                 "(or delete that run first).") from None
-            return cls(root / name)
-        for i in range(1, 10_000):
-            path = root / (base if i == 1 else f"{base}-{i}")
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            return cls(path)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if name:
+                try:
+                    (root / name).mkdir()
+                except FileExistsError:
+                    raise ValueError(f"run folder {root / name} already exists: choose another "
+                                     "name (or delete that run first).") from None
+                return cls(root / name)
+            for i in range(1, 10_000):
+                path = root / (base if i == 1 else f"{base}-{i}")
+                try:
+                    path.mkdir()
+                except FileExistsError:
+                    continue
+                return cls(path)
+        except OSError as exc:  # no permission, a read-only disk, a file in the way
+            raise ValueError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from exc
         raise ValueError(f"could not find a free run folder name like {root / base}")
 
     def release(self) -> None:

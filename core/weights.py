@@ -180,8 +180,11 @@ def convert_lite0(force: bool = False) -> Path:
 # --------------------------------------------------------------------------------------------
 def list_weights_files() -> list[Path]:
     """Weights files (``.h5``) under :func:`core.paths.weights_dir`, the ones the app may offer."""
-    root = paths.weights_dir()
-    return sorted(p for p in root.rglob("*.h5") if p.is_file() and not p.name.startswith("."))
+    try:
+        root = paths.weights_dir()
+        return sorted(p for p in root.rglob("*.h5") if p.is_file() and not p.name.startswith("."))
+    except OSError:  # an unreadable data root offers nothing (and must not break a page)
+        return []
 
 
 def official_file_name(variant: str, include_top: bool = True) -> str:

@@ -106,6 +106,31 @@ def tiny_cifar(cifar10_dir, tmp_path_factory) -> Path:
     return make_mini_cifar(cifar10_dir, tmp_path_factory.mktemp("tiny-cifar10"), 10, 5)
 
 
+@pytest.fixture
+def unreadable_dir(tmp_path):
+    """A directory this process may not read: chmod 000, or (as root, who ignores modes) a
+    /proc entry the kernel refuses."""
+    locked = tmp_path / "locked"
+    (locked / "class").mkdir(parents=True)
+    locked.chmod(0)
+    try:
+        os.listdir(locked)
+    except PermissionError:
+        yield locked
+        locked.chmod(0o755)
+        return
+    locked.chmod(0o755)
+    for candidate in ("/proc/1/cwd", "/proc/1/root", "/proc/1/map_files"):
+        try:
+            os.listdir(candidate)
+        except PermissionError:
+            yield Path(candidate)
+            return
+        except OSError:
+            continue
+    pytest.skip("running as root and no directory here refuses root: cannot test permission errors")
+
+
 RUN_CLASSES = ["cat", "dog", "bird"]
 
 

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -14,6 +18,7 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_classifies_good_files_and_reports_bad_ones(imagenet_samples_dir, tmp_path):
     good = sorted(imagenet_samples_dir.glob("*.JPEG"))[:3]
     empty = tmp_path / "empty.jpg"
@@ -45,6 +50,7 @@ def test_classifies_good_files_and_reports_bad_ones(imagenet_samples_dir, tmp_pa
     assert "weights" in result.stderr  # says which weights are in use and why
 
 
+@pytest.mark.slow
 def test_all_good_exits_zero_with_lite0(imagenet_samples_dir):
     photo = imagenet_samples_dir / "n07747607_orange.JPEG"
     result = run_cli("classify", "--weights", "lite0", "--top", "1", str(photo))
@@ -64,3 +70,30 @@ def test_bad_arguments_exit_two(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def _peak_rss_mb(args: list[str]) -> tuple[int, str, float]:
+    """Run ``python -m core ARGS``; return its exit status, stdout and peak memory (MB) alone."""
+    proc = subprocess.Popen([sys.executable, "-m", "core", *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, out, usage.ru_maxrss / 1024  # ru_maxrss is in KB on Linux
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_whatever_the_image_claims(tmp_path):
+    """A 320-byte 1×60000 strip once took 16.9 GB (the short side was scaled up to 256 px before
+    cropping); a 40-megapixel RGBA PNG is the largest image allowed. Both stay under 1.4 GB."""
+    Image.new("RGB", (1, 60000), (10, 200, 30)).save(tmp_path / "thin.png")
+    h, w = 6600, 6000
+    ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :].repeat(h, 0)  # compresses well
+    rgba = np.stack([ramp, ramp[:, ::-1], ramp / 2, np.full((h, w), 200, np.float32)],
+                    -1).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "big.png")
+    assert (tmp_path / "thin.png").stat().st_size < 1000
+    for name in ("thin.png", "big.png"):
+        status, out, peak = _peak_rss_mb(["classify", "--top", "1", str(tmp_path / name)])
+        assert status == 0 and json.loads(out)["top"], out
+        assert peak <= 1400, f"{name}: peak memory {peak:.0f} MB"

@@ -180,3 +180,12 @@ def test_bench_best_on_a_tiny_subset(mini, tmp_path, capsys):
     assert result["preset"] == "best-cpu" and result["recipe"]["mode"] == "finetune"
     assert result["recipe"]["epochs"] == 1 and 0.0 <= result["test_accuracy"] <= 1.0
     assert {"load_s", "features_s", "train_s"} <= set(result["timings"])
+
+
+def test_permission_denied_paths_are_one_line_errors(unreadable_dir, capsys):
+    for args in (["train", "--data", str(unreadable_dir)],
+                 ["train", "--out", str(unreadable_dir / "run")]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Permission denied" in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

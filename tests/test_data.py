@@ -44,52 +44,72 @@ def assert_labels_match_colors(x: np.ndarray, y: np.ndarray, class_names: list[s
     assert np.abs(means - expected).max() < 25
 
 
-@pytest.mark.parametrize("test_name", ["test", "val"])
-def test_train_test_folder_layout(tmp_path, test_name):
+def test_train_test_folder_layout(tmp_path):
     exts = {"bird": ".png", "cat": ".JPG", "dog": ".bmp"}
     for i, name in enumerate(["dog", "cat", "bird"]):  # created unsorted on purpose
-        make_class(tmp_path / "d" / "train" / name, i, 6, ext=exts[name])
-        make_class(tmp_path / "d" / test_name / name, i, 2, ext=exts[name], start=50)
+        make_class(tmp_path / "d" / "train" / name, i, 10, ext=exts[name])
+        make_class(tmp_path / "d" / "test" / name, i, 2, ext=exts[name], start=50)
     (tmp_path / "d" / "train" / "cat" / "notes.txt").write_text("not an image")
 
     progress = Progress()
     ds = load_dataset(str(tmp_path / "d"), storage_size=16, progress=progress)
 
     assert ds.class_names == ["bird", "cat", "dog"]
-    assert ds.split == f"folder train/{test_name}"
-    assert ds.x_train.shape == (18, 16, 16, 3) and ds.x_train.dtype == np.uint8
-    assert ds.x_test.shape == (6, 16, 16, 3) and ds.y_test.dtype == np.int64
-    assert np.bincount(ds.y_train).tolist() == [6, 6, 6]
+    assert ds.split.startswith("27/3/6 train/validation/test; test: the test/ folder; "
+                               "validation: stratified 10 %")
+    assert ds.x_train.shape == (27, 16, 16, 3) and ds.x_train.dtype == np.uint8
+    assert ds.x_val.shape == (3, 16, 16, 3) and ds.x_test.shape == (6, 16, 16, 3)
+    assert np.bincount(ds.y_train).tolist() == [9, 9, 9]
+    assert np.bincount(ds.y_val).tolist() == [1, 1, 1]
     assert np.bincount(ds.y_test).tolist() == [2, 2, 2]
     assert ds.skipped == 0
     palette = {"dog": COLORS[0], "cat": COLORS[1], "bird": COLORS[2]}
-    assert_labels_match_colors(ds.x_train, ds.y_train, ds.class_names, palette)
-    assert_labels_match_colors(ds.x_test, ds.y_test, ds.class_names, palette)
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val), (ds.x_test, ds.y_test)):
+        assert_labels_match_colors(x, y, ds.class_names, palette)
     snap = progress.snapshot()
-    assert (snap.phase, snap.done, snap.total) == ("Decoding images", 24, 24)
+    assert (snap.phase, snap.done, snap.total) == ("Decoding images", 36, 36)
 
 
-def test_stratified_split_is_deterministic_and_proportional(tmp_path):
-    sizes = {"a": 10, "b": 20, "c": 5}
+def test_val_and_test_folders_are_used_as_given(tmp_path):
+    for i, name in enumerate(["a", "b"]):
+        make_class(tmp_path / "train" / name, i, 6)
+        make_class(tmp_path / "val" / name, i, 3, start=50)
+    ds = load_dataset(str(tmp_path), storage_size=8)
+    # A val/ folder validates; with no test/ folder, the test split is carved from train/.
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 6, 2)
+    assert "validation: the val/ folder" in ds.split and "test: stratified 20 % of train/" in ds.split
+    make_class(tmp_path / "test" / "a", 0, 1, start=80)
+    make_class(tmp_path / "test" / "b", 1, 1, start=80)
+    ds = load_dataset(str(tmp_path), storage_size=8)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (12, 6, 2)
+    (tmp_path / "test" / "c").mkdir()
+    make_class(tmp_path / "test" / "c", 2, 1)
+    with pytest.raises(DataError, match="test/ split .* different classes"):
+        load_dataset(str(tmp_path), storage_size=8)
+
+
+def test_stratified_splits_are_fixed_and_disjoint(tmp_path):
+    sizes = {"a": 20, "b": 40, "c": 10}
     for i, (name, n) in enumerate(sizes.items()):
         make_class(tmp_path / name, i, n)
 
-    ds = load_image_folder(tmp_path, storage_size=8, seed=0, val_fraction=0.2)
-    assert ds.split == "stratified 80/20 split, seed 0"
-    assert np.bincount(ds.y_test).tolist() == [2, 4, 1]
-    assert np.bincount(ds.y_train).tolist() == [8, 16, 4]
+    ds = load_image_folder(tmp_path, storage_size=8, val_fraction=0.25, test_fraction=0.2)
+    assert ds.split.startswith("42/14/14 train/validation/test; test: stratified 20 %; "
+                               "validation: stratified 25 %")
+    assert np.bincount(ds.y_test).tolist() == [4, 8, 2]
+    assert np.bincount(ds.y_val).tolist() == [4, 8, 2]
+    assert np.bincount(ds.y_train).tolist() == [12, 24, 6]
     palette = dict(zip(sizes, COLORS))
     assert_labels_match_colors(ds.x_train, ds.y_train, ds.class_names, palette)
     assert_labels_match_colors(ds.x_test, ds.y_test, ds.class_names, palette)
-    # Train and test are disjoint and together are every image exactly once.
-    all_rows = np.concatenate([ds.x_train, ds.x_test]).reshape(35, -1)
-    assert len(np.unique(all_rows, axis=0)) == 35
-
-    again = load_image_folder(tmp_path, storage_size=8, seed=0, val_fraction=0.2)
-    assert np.array_equal(again.x_test, ds.x_test) and np.array_equal(again.y_train, ds.y_train)
-    other = load_image_folder(tmp_path, storage_size=8, seed=1, val_fraction=0.2)
-    assert np.bincount(other.y_test).tolist() == [2, 4, 1]
-    assert not np.array_equal(other.x_test, ds.x_test)
+    # The three splits are disjoint and together are every image exactly once.
+    all_rows = np.concatenate([ds.x_train, ds.x_val, ds.x_test]).reshape(70, -1)
+    assert len(np.unique(all_rows, axis=0)) == 70
+    # Fixed: whatever a run's seed, the same validation and test images (accuracies compare).
+    again = load_dataset(str(tmp_path), storage_size=8, val_fraction=0.25, seed=7)
+    assert np.array_equal(again.x_test, ds.x_test) and np.array_equal(again.x_val, ds.x_val)
+    none = load_image_folder(tmp_path, storage_size=8, val_fraction=0.0)
+    assert len(none.y_val) == 0 and len(none.y_train) == 56
 
 
 def test_non_square_images_are_centre_cropped(tmp_path):
@@ -101,7 +121,7 @@ def test_non_square_images_are_centre_cropped(tmp_path):
         Image.fromarray(img).save(tmp_path / name / "wide.png")
         Image.fromarray(img).save(tmp_path / name / "wide2.png")
     ds = load_image_folder(tmp_path, storage_size=10)
-    x = np.concatenate([ds.x_train, ds.x_test])
+    x = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
     assert x.shape[1:] == (10, 10, 3)
     assert (x[..., 1] > 200).all() and (x[..., 0] < 30).all() and (x[..., 2] < 30).all()
 
@@ -116,7 +136,7 @@ def test_exif_orientation_is_applied(tmp_path):
         for i in range(2):
             Image.fromarray(img).save(tmp_path / name / f"{i}.jpg", exif=exif, quality=95)
     ds = load_image_folder(tmp_path, storage_size=20)
-    x = np.concatenate([ds.x_train, ds.x_test]).astype(int)
+    x = np.concatenate([ds.x_train, ds.x_val, ds.x_test]).astype(int)
     assert (x[:, :8, :, 0] > 200).all() and (x[:, 12:, :, 2] > 200).all()
 
 
@@ -167,7 +187,7 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path):
 
     ds = load_image_folder(tmp_path, storage_size=8)
     assert ds.skipped == 2
-    assert len(ds.y_train) + len(ds.y_test) == 10
+    assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 10
     assert ds.skipped == load_image_folder(tmp_path, storage_size=8).skipped  # from the cache too
 
     for f in (tmp_path / "b").glob("img*.png"):  # now class b has nothing readable
@@ -189,7 +209,7 @@ def test_cache_is_faster_identical_and_keyed_by_contents(tmp_path, data_cache):
     t2 = time.perf_counter()
     assert "(decoded, cached)" in first.source and "(cache hit)" in second.source
     assert t2 - t1 < t1 - t0
-    for name in ("x_train", "y_train", "x_test", "y_test"):
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert np.array_equal(getattr(first, name), getattr(second, name))
     (key_file,) = cache.glob("*.npz")
 
@@ -201,7 +221,7 @@ def test_cache_is_faster_identical_and_keyed_by_contents(tmp_path, data_cache):
     make_class(root / "b", 1, 1, size=(96, 96), ext=".jpg", start=500)
     third = load_dataset(str(root), storage_size=32)
     assert "(decoded, cached)" in third.source
-    assert len(third.y_train) + len(third.y_test) == 301
+    assert len(third.y_train) + len(third.y_val) + len(third.y_test) == 301
     assert not key_file.exists() and len(list(cache.glob("*.npz"))) == 2
 
     # A damaged cache file is decoded again and rewritten, not an error.
@@ -236,7 +256,8 @@ def test_load_dataset_subsets_and_stop(tmp_path):
     ds = load_dataset(str(tmp_path), subset=12, test_subset=6)
     assert np.bincount(ds.y_train).tolist() == [4, 4, 4]
     assert np.bincount(ds.y_test).tolist() == [2, 2, 2]
-    assert "train subset of 12" in ds.split and "test subset of 6" in ds.split
+    assert len(ds.y_val) == 3  # validation cut in proportion (at least one per class)
+    assert "train subset of 12, validation 3" in ds.split and "test subset of 6" in ds.split
     assert ds.storage_size == 8  # images smaller than 64 are not upscaled by default
     with pytest.raises(DataError, match="subset must be a positive"):
         load_dataset(str(tmp_path), subset=0)
@@ -250,8 +271,9 @@ def test_load_dataset_subsets_and_stop(tmp_path):
 def test_real_cifar10_images(tiny_cifar):
     ds = load_dataset(str(tiny_cifar))
     assert ds.class_names == CIFAR10_CLASSES
-    assert ds.x_train.shape == (100, 32, 32, 3) and ds.x_test.shape == (50, 32, 32, 3)
-    assert ds.skipped == 0 and ds.split == "folder train/test"
+    assert ds.x_train.shape == (90, 32, 32, 3) and ds.x_val.shape == (10, 32, 32, 3)
+    assert ds.x_test.shape == (50, 32, 32, 3)
+    assert ds.skipped == 0 and ds.split.startswith("90/10/50 train/validation/test; test: the test/")
     assert 50 < ds.x_train.mean() < 200 and ds.x_train.std() > 30  # real photos, not blank
 
 
@@ -263,7 +285,7 @@ def test_cifar10_falls_back_to_local_copy_fast(tiny_cifar, monkeypatch):
     assert time.perf_counter() - t0 < 20
     assert ds.source.startswith("local CIFAR-10 copy: image folder")
     assert "keras.datasets was unavailable" in ds.source
-    assert ds.class_names == CIFAR10_CLASSES and ds.x_train.shape == (100, 32, 32, 3)
+    assert ds.class_names == CIFAR10_CLASSES and ds.x_train.shape == (90, 32, 32, 3)
 
 
 def test_cifar10_error_says_what_failed_and_how_to_fix(tmp_path, monkeypatch):
@@ -290,8 +312,8 @@ def test_folder_images_go_through_the_shared_image_path(tmp_path):
     make_class(tmp_path / "red", 0, 2)
     ds = load_image_folder(tmp_path, use_cache=False)
     clear = ds.class_names.index("clear")
-    x = np.concatenate([ds.x_train, ds.x_test])
-    y = np.concatenate([ds.y_train, ds.y_test])
+    x = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
+    y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
     assert (x[y == clear] == 255).all()
 
 
@@ -307,4 +329,10 @@ def test_datasets_by_name_under_the_data_root(tmp_path, monkeypatch):
     assert resolve(str(tmp_path / "elsewhere")) == tmp_path / "elsewhere"
     assert resolve("missing") == Path("missing")  # not a managed dataset: a relative path
     ds = load_dataset("flowers", use_cache=False)
-    assert ds.class_names == ["green", "red"] and len(ds.y_train) + len(ds.y_test) == 6
+    assert ds.class_names == ["green", "red"]
+    assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 6
+
+
+def test_an_unreadable_folder_is_a_data_error(unreadable_dir):
+    with pytest.raises(DataError, match="cannot read .*Permission denied"):
+        load_dataset(str(unreadable_dir))

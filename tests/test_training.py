@@ -109,7 +109,11 @@ def test_frozen_run_writes_everything(frozen_run):
     assert [row["epoch"] for row in info.history] == [1, 2]
     assert np.array(info.confusion).sum() == 100 and len(info.class_names) == 10
     results = json.loads((result.run_dir / "results.json").read_text())
-    assert results["train_images"] == 200 and results["test_images"] == 100
+    assert (results["train_images"], results["val_images"], results["test_images"]) == (180, 20, 100)
+    # The best epoch is the one with the best validation accuracy; the test split is separate.
+    best = max(info.history, key=lambda r: r["val_accuracy"])
+    assert results["best_epoch"] == best["epoch"] and results["val_accuracy"] == best["val_accuracy"]
+    assert result.val_accuracy == results["val_accuracy"] and "validation split" in results["protocol"]
     assert set(results["per_class_accuracy"]) == set(info.class_names)
     wrong = runs.misclassified(result.run_dir)
     assert len(wrong) == min(36, round((1 - result.test_accuracy) * 100))
@@ -149,6 +153,25 @@ def test_frozen_features_give_the_same_model_as_the_blog_way(frozen_run, mini):
     np.testing.assert_allclose(fast.predict(x, verbose=0), slow.predict(x, verbose=0), atol=1e-4)
 
 
+def test_blog_protocol_validates_on_the_test_split_and_says_so(mini, tmp_path):
+    result = train(config(mini, validation="test", epochs=3), runs_root=tmp_path)
+    info = runs.load_run(result.run_dir)
+    best = info.history[info.results["best_epoch"] - 1]
+    # The test split picked the epoch: the reported test accuracy is that epoch's validation score.
+    assert result.test_accuracy == pytest.approx(best["val_accuracy"], abs=1e-6)
+    assert info.results["train_images"] == 200 and info.results["val_images"] == 100
+    assert "blog's protocol" in info.results["protocol"] and "optimistic" in info.results["protocol"]
+
+
+def test_early_stopping_ends_patience_epochs_after_the_best(mini, tmp_path):
+    result = train(config(mini, epochs=40, patience=2, lr=3e-3), runs_root=tmp_path)
+    info = runs.load_run(result.run_dir)
+    epochs, best = len(info.history), info.results["best_epoch"]
+    assert epochs < 40 and epochs == best + 2
+    assert info.results["early_stopped"] and not result.stopped
+    assert max(r["val_accuracy"] for r in info.history[best:]) <= info.history[best - 1]["val_accuracy"]
+
+
 def test_existing_run_name_is_refused(frozen_run, mini):
     _, result, _ = frozen_run
     cfg = config(mini, name=result.run_dir.name)
@@ -166,9 +189,9 @@ def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
     before = set(cached.glob("*.npy")) if cached.is_dir() else set()
     phases = PhaseLog()
     result = train(cfg, phases, runs_root=tmp_path)
-    assert phases.phases[-3:] == ["Extracting features (train)", "Extracting features (test)",
-                                  "Training"]
-    assert len(set(cached.glob("*.npy")) - before) == 2  # train and test feature maps cached
+    assert phases.phases[-4:] == ["Extracting features (train)", "Extracting features (validation)",
+                                  "Extracting features (test)", "Training"]
+    assert len(set(cached.glob("*.npy")) - before) == 3  # train, validation and test maps cached
     model, _, _ = runs.load_run_model(result.run_dir)
     ds = load_dataset(str(mini), seed=cfg.seed)
     assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
@@ -292,3 +315,31 @@ def test_data_errors_are_reported_and_leave_no_run(tmp_path):
     snap = progress.snapshot()
     assert snap.status == "error" and snap.error
     assert runs.list_runs(tmp_path / "runs") == []
+
+
+# ----- bounded memory: features larger than the budget live on disk ---------------------------
+def test_features_over_the_memory_budget_spill_to_disk_and_train_the_same(mini, tmp_path, monkeypatch):
+    cfg = config(mini, mode="finetune", augment=False, finetune_blocks=1, epochs=2)
+    in_memory = train(cfg, runs_root=tmp_path / "a")
+    monkeypatch.setenv("EFFNET_LAB_FEATURE_MEMORY_GB", "0.000001")  # ~1 KB: everything spills
+    phases = PhaseLog()
+    spilled = train(cfg, phases, runs_root=tmp_path / "b")
+    a = runs.load_run(in_memory.run_dir).history
+    b = runs.load_run(spilled.run_dir).history
+    np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], rtol=1e-4)
+    assert spilled.test_accuracy == pytest.approx(in_memory.test_accuracy, abs=0.011)
+    assert "Extracting features (train)" in phases.phases
+    leftovers = list((Path(os.environ["EFFNET_LAB_CACHE"]) / "features").glob(".features.*"))
+    assert leftovers == []  # cache off: the disk-backed arrays were removed
+
+
+def test_features_that_fit_nowhere_are_refused_with_the_numbers(mini, tmp_path, monkeypatch):
+    from core.training import features
+
+    monkeypatch.setenv("EFFNET_LAB_FEATURE_MEMORY_GB", "0.000001")
+    monkeypatch.setattr(features, "free_disk_bytes", lambda folder: 1000)  # a nearly full disk
+    cfg = config(mini, mode="finetune", augment=False, finetune_blocks=1, epochs=1)
+    with pytest.raises(ValueError, match=r"would take .* GB .*images × .*memory budget.*free on the cache disk"):
+        train(cfg, runs_root=tmp_path)
+    [run] = runs.list_runs(tmp_path)
+    assert run.status == "error" and "Fine-tune fewer blocks" in run.error

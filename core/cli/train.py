@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def _place(values: dict, out: str | None) -> tuple[dict, Path | None]:
     """Map ``--out RUN_DIR`` onto the run name and the runs root."""
     if not out:
         return values, None
-    out_path = Path(out).expanduser().resolve()
+    out_path = Path(os.path.abspath(Path(out).expanduser()))  # no link resolving: may be unreadable
     return {**values, "name": out_path.name}, out_path.parent
 
 
@@ -106,10 +107,17 @@ def _checked(values: dict, root: Path | None):
         config.validate()
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    taken = config.name and ((root or paths.runs_dir()) / config.name).exists()
+    folder = (root or paths.runs_dir()) / config.name if config.name else None
+    try:
+        taken = folder is not None and folder.exists()
+        if folder is not None and not taken and folder.parent.exists() \
+                and not os.access(folder.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied", str(folder.parent))
+    except OSError as exc:
+        raise CliError(f"cannot create run folder {folder}: {exc.strerror or exc}") from exc
     if taken:  # the worker reserves the folder atomically too; this answers at once
-        raise CliError(f"run folder {(root or paths.runs_dir()) / config.name} already exists: "
-                       "choose another name (or delete that run first).")
+        raise CliError(f"run folder {folder} already exists: choose another name (or delete "
+                       "that run first).")
     return config
 
 

@@ -10,17 +10,27 @@ once, batch by batch with progress, and train only the layers above it.
 
 The cache lives under ``paths.cache_dir() / "features"``, keyed by the images' bytes and
 everything that determines the frozen part's function (weights, resolution, cut, backend, ...).
+
+Memory stays bounded: feature maps can be huge (B0 at 224 px cut after its stem is 112×112×32
+floats an image, 96 GB for CIFAR-10), so once the first batch shows their size, features larger
+than the memory budget (``EFFNET_LAB_FEATURE_MEMORY_GB``, default 40 % of RAM) go to a
+disk-backed array in the cache folder, and training reads them a batch at a time; if the disk
+cannot hold them either, the run stops with the numbers and what to change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from core import paths
+from core import cache, paths
 from core.fileio import atomic_path
 from core.progress import Progress
 from core.training.network import TrainNetwork, apply_layers
@@ -29,18 +39,91 @@ from core.training.options import TrainConfig
 CACHE_VERSION = 1
 
 
-def extract(model, x: np.ndarray, progress: Progress, phase: str, batch_size: int) -> np.ndarray:
-    """``model`` applied to ``x`` in batches with progress; a stop request raises Stopped."""
+class FeatureMemoryError(ValueError):
+    """Features would fit neither in the memory budget nor on the cache disk."""
+
+
+def memory_budget() -> int:
+    """Bytes of features kept in memory: ``EFFNET_LAB_FEATURE_MEMORY_GB``, or 40 % of RAM.
+
+    Raises:
+        ValueError: The variable is not a positive number.
+    """
+    value = os.environ.get("EFFNET_LAB_FEATURE_MEMORY_GB")
+    if value is None:
+        try:
+            return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError, AttributeError):
+            return 4 * 10**9
+    try:
+        gb = float(value)
+    except ValueError:
+        raise ValueError(f"EFFNET_LAB_FEATURE_MEMORY_GB must be a number of gigabytes, got {value!r}") from None
+    if not gb > 0:
+        raise ValueError(f"EFFNET_LAB_FEATURE_MEMORY_GB must be positive, got {value!r}")
+    return int(gb * 1e9)
+
+
+def free_disk_bytes(folder: Path) -> int:
+    """Free bytes on the disk holding ``folder``."""
+    return shutil.disk_usage(folder).free
+
+
+def _allocate(shape: tuple, dtype, spill_dir: Path) -> np.ndarray:
+    """An array for all features: in memory within the budget, else disk-backed in ``spill_dir``.
+
+    Raises:
+        FeatureMemoryError: Neither the memory budget nor the disk can hold it.
+    """
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    budget = memory_budget()
+    if nbytes <= budget:
+        return np.empty(shape, dtype=dtype)
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    free = free_disk_bytes(spill_dir)
+    if nbytes > 0.9 * free:
+        per_image = " × ".join(map(str, shape[1:]))
+        raise FeatureMemoryError(
+            f"the cached features would take {nbytes / 1e9:.1f} GB ({shape[0]} images × "
+            f"{per_image} {np.dtype(dtype).name}), more than the memory budget "
+            f"({budget / 1e9:.1f} GB, EFFNET_LAB_FEATURE_MEMORY_GB) and the {free / 1e9:.1f} GB "
+            "free on the cache disk. Fine-tune fewer blocks, lower the resolution, train on a "
+            "subset, or turn augmentation on (nothing is cached then).")
+    fd, name = tempfile.mkstemp(prefix=".features.", suffix=".tmp.npy", dir=spill_dir)
+    os.close(fd)
+    return np.lib.format.open_memmap(name, mode="w+", dtype=dtype, shape=shape)
+
+
+def extract(model, x: np.ndarray, progress: Progress, phase: str, batch_size: int,
+            spill_dir: Path | None = None) -> np.ndarray:
+    """``model`` applied to ``x`` in batches with progress; a stop request raises Stopped.
+
+    The result is an in-memory array, or a disk-backed ``np.memmap`` in ``spill_dir`` (default:
+    the features cache) when it is larger than :func:`memory_budget`.
+    """
     progress.start(phase, len(x), "img")
     out = None
-    for i in range(0, len(x), batch_size):
-        progress.check_stop()
-        part = np.asarray(model.predict_on_batch(x[i:i + batch_size].astype("float32")))
-        if out is None:
-            out = np.empty((len(x),) + part.shape[1:], dtype=part.dtype)
-        out[i:i + len(part)] = part
-        progress.advance(len(part))
+    try:
+        for i in range(0, len(x), batch_size):
+            progress.check_stop()
+            part = np.asarray(model.predict_on_batch(x[i:i + batch_size].astype("float32")))
+            if out is None:  # the first batch tells the size of everything
+                out = _allocate((len(x),) + part.shape[1:], part.dtype,
+                                spill_dir or paths.cache_dir() / "features")
+            out[i:i + len(part)] = part
+            progress.advance(len(part))
+    except BaseException:
+        _discard(out)
+        raise
+    if isinstance(out, np.memmap):
+        out.flush()
     return out
+
+
+def _discard(array) -> None:
+    """Delete a disk-backed array's file (it stays readable while mapped)."""
+    if isinstance(array, np.memmap) and array.filename:
+        Path(array.filename).unlink(missing_ok=True)
 
 
 def cached_features(model, x: np.ndarray, key: dict, progress: Progress, phase: str,
@@ -51,18 +134,28 @@ def cached_features(model, x: np.ndarray, key: dict, progress: Progress, phase: 
     path = paths.cache_dir() / "features" / f"{digest.hexdigest()}.npy"
     if use_cache and path.is_file():
         try:
-            feats = np.load(path, allow_pickle=False)
+            big = path.stat().st_size > memory_budget()
+            feats = np.load(path, mmap_mode="r" if big else None, allow_pickle=False)
             if len(feats) == len(x):
+                cache.touch(path)
                 progress.start(f"{phase} (cached)", len(x), "img")
                 progress.set_done(len(x))
                 return feats
         except (OSError, ValueError):
             pass  # a damaged cache file: extract again and overwrite it
     feats = extract(model, x, progress, phase, batch_size)
+    if isinstance(feats, np.memmap):  # already on disk: keep it as the cache entry, or not
+        if use_cache:
+            os.replace(feats.filename, path)
+            cache.prune(keep=path)
+        else:
+            _discard(feats)
+        return feats
     if use_cache:
         try:
             with atomic_path(path, suffix=".npy") as tmp:
                 np.save(tmp, feats)
+            cache.prune(keep=path)
         except OSError:
             pass  # a full disk must not fail the run; the cache is only a speed-up
     return feats
@@ -88,8 +181,8 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
     """The model that trains, and its train/test inputs (images, or cached features).
 
     Returns:
-        ``(train_model, x_train, x_test)``. ``train_model`` shares its trainable layers with
-        ``net.model``, so training it trains the full model.
+        ``(train_model, x_train, x_val, x_test)``. ``train_model`` shares its trainable layers
+        with ``net.model``, so training it trains the full model.
     """
     import keras
 
@@ -108,10 +201,15 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
         cut, maps_in = net.first_trainable.name, keras.Input(cut_tensor.shape[1:], name="feature_maps")
         train_model = keras.Model(maps_in, apply_layers(net.head, suffix(maps_in)))
     else:
-        return net.model, ds.x_train, ds.x_test
+        return net.model, ds.x_train, ds.x_val, ds.x_test
     key = cache_key(net, config, cut, storage)
-    x_train = cached_features(extractor, ds.x_train, key, progress, "Extracting features (train)",
-                              batch, config.cache_features)
-    x_test = cached_features(extractor, ds.x_test, key, progress, "Extracting features (test)",
-                             batch, config.cache_features)
-    return train_model, x_train, x_test
+
+    def features(x, name):
+        return cached_features(extractor, x, key, progress, f"Extracting features ({name})",
+                               batch, config.cache_features)
+
+    x_train = features(ds.x_train, "train")
+    # Under the blog's protocol the test split validates: its features serve both.
+    x_val = None if ds.x_val is ds.x_test else features(ds.x_val, "validation")
+    x_test = features(ds.x_test, "test")
+    return train_model, x_train, x_test if x_val is None else x_val, x_test

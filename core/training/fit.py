@@ -75,6 +75,50 @@ def _callback_class():
     return ProgressCallback
 
 
+@functools.cache
+def _batches_class():
+    """A Keras PyDataset reading a disk-backed array one batch at a time (defined lazily)."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """Batches of ``x[order]`` (and ``y``): the same batches, in the same order, as the
+        in-memory path, so both train the same model."""
+
+        def __init__(self, x, y, order, batch_size):
+            super().__init__()
+            self.x, self.y, self.order, self.batch_size = x, y, order, batch_size
+
+        def __len__(self):
+            return math.ceil(len(self.order) / self.batch_size)
+
+        def __getitem__(self, i):
+            idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+            xs = np.asarray(self.x[idx], dtype="float32")
+            return xs if self.y is None else (xs, self.y[idx])
+
+    return Batches
+
+
+def as_inputs(x: np.ndarray, y: np.ndarray | None, batch_size: int, order: np.ndarray | None = None):
+    """``(inputs, labels)`` for Keras's ``fit``/``predict``: in-memory arrays as they are (in
+    ``order``), a disk-backed ``np.memmap`` as batches read one at a time (labels inside).
+
+    A memmap indexed as a whole (``x[order]``) would be copied into memory entirely.
+    """
+    order = np.arange(len(x)) if order is None else order
+    if isinstance(x, np.memmap):
+        return _batches_class()(x, y, order, batch_size), None
+    return x[order], (None if y is None else y[order])
+
+
+def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict`` that never loads a disk-backed ``x`` whole."""
+    inputs, _ = as_inputs(x, None, batch_size)
+    if isinstance(x, np.memmap):  # batches of their own
+        return np.asarray(model.predict(inputs, verbose=0))
+    return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0))
+
+
 def compile_model(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool,
                   steps_per_execution: int = 1) -> None:
     """Compile for sparse-label classification with ``config``'s optimizer and schedule."""
@@ -90,7 +134,9 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
     """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
 
     The order of epoch ``e`` is ``default_rng([seed, e]).permutation(n)``, so any two paths
-    trained from the same weights on the same inputs see exactly the same batches.
+    trained from the same weights on the same inputs see exactly the same batches. The best epoch
+    is the one with the highest validation accuracy; with ``config.patience``, training stops
+    once that many epochs pass without a new best (early stopping).
 
     Args:
         on_epoch: Called with all rows so far after every epoch.
@@ -111,12 +157,16 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
     progress.start("Training", n * epochs, "img")
     rows: list[dict] = []
     best, best_weights, best_epoch = -math.inf, None, None
+    val_inputs = as_inputs(val[0], val[1], max(batch, 256)) if val is not None else None
+    if val_inputs is not None and val_inputs[1] is None:
+        val_inputs = val_inputs[0]  # batches that carry their labels
     for epoch in range(epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(n)
         started = time.time()
-        history = model.fit(x[order], y[order], batch_size=batch, epochs=epoch + 1,
-                            initial_epoch=epoch, shuffle=False, validation_data=val,
-                            callbacks=[callback], verbose=0).history
+        inputs, labels = as_inputs(x, y, batch, order)
+        history = model.fit(inputs, labels, batch_size=None if labels is None else batch,
+                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+                            validation_data=val_inputs, callbacks=[callback], verbose=0).history
         last = {k: float(v[-1]) for k, v in history.items() if v}
         row = {
             "epoch": epoch + 1, "loss": last.get("loss"), "accuracy": last.get("accuracy"),
@@ -135,6 +185,10 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
             if on_best is not None:
                 on_best(best_epoch)
         if progress.stop_requested:
+            break
+        if config.patience and epoch + 1 - best_epoch >= config.patience and epoch + 1 < epochs:
+            progress.message(f"Early stop: no better validation accuracy for {config.patience} "
+                             f"epoch(s) since epoch {best_epoch}")
             break
     if best_weights is not None:
         model.set_weights(best_weights)

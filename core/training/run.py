@@ -20,7 +20,7 @@ from core.progress import Progress, Stopped
 from core.runs import RunWriter
 from core.runtime import accelerators, backend, describe_device, device_context
 from core.training.features import training_inputs
-from core.training.fit import fit
+from core.training.fit import fit, predict
 from core.training.network import build_network
 from core.training.options import TrainConfig
 
@@ -36,7 +36,10 @@ class RunResult:
 
     Attributes:
         run_dir: The run folder.
-        test_accuracy: Test accuracy of the saved model; None when stopped before training.
+        val_accuracy: Validation accuracy of the saved model (the best epoch's); None when
+            stopped before training. Under the blog's protocol this is the test split's.
+        test_accuracy: Test accuracy of the saved model, measured once at the end; None when
+            stopped before training.
         epochs: Epochs completed (a stopped partial epoch counts).
         wall_s: Seconds from start to saved files, data loading included.
         device: :func:`core.runtime.describe_device` text.
@@ -45,6 +48,7 @@ class RunResult:
     """
 
     run_dir: Path
+    val_accuracy: float | None
     test_accuracy: float | None
     epochs: int
     wall_s: float
@@ -79,17 +83,26 @@ def reserve_run_dir(config: TrainConfig, runs_root) -> RunWriter:
 
 
 def load_data(config: TrainConfig, progress: Progress):
-    """The dataset ``config`` names, cut to its subsets."""
+    """The dataset ``config`` names, cut to its subsets; under the blog's protocol (validation
+    "test") no validation split is carved, and the test split validates."""
     from core.data import load_dataset
 
     progress.message("Loading data")
-    return load_dataset(config.data, subset=config.subset, test_subset=config.test_subset,
-                        seed=config.seed, progress=progress)
+    ds = load_dataset(config.data, subset=config.subset, test_subset=config.test_subset,
+                      seed=config.seed, progress=progress,
+                      val_fraction=config.val_fraction if config.validation == "split" else 0.0)
+    if config.validation == "test":
+        ds.x_val, ds.y_val = ds.x_test, ds.y_test
+        ds.split += "; validation: the test split (the blog's protocol)"
+    if not len(ds.y_val):
+        raise ValueError("the validation split is empty: raise the validation share, or add "
+                         "images to the dataset's val/ folder")
+    return ds
 
 
 def evaluate(model, x_test, ds, batch_size: int) -> dict:
     """Test accuracy, confusion matrix, per-class accuracy and the worst mistakes."""
-    probs = np.asarray(model.predict(x_test, batch_size=max(batch_size, 256), verbose=0))
+    probs = predict(model, x_test, max(batch_size, 256))
     pred = probs.argmax(axis=1)
     y = ds.y_test
     k = ds.num_classes
@@ -180,32 +193,37 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
                  owner=owner)
     t = time.time()
     try:
-        train_model, x_train, x_test = training_inputs(net, config, ds, progress, on_gpu)
+        train_model, x_train, x_val, x_test = training_inputs(net, config, ds, progress, on_gpu)
     except Stopped:
         return _stopped_early(writer, net.weights.label, device, started, timings)
     timings["features_s"] = round(time.time() - t, 2)
     t = time.time()
     group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
     # Each new best is saved at once (atomically): a killed run still leaves its best model.
-    rows, best_epoch = fit(train_model, x_train, ds.y_train, (x_test, ds.y_test), config,
+    rows, best_epoch = fit(train_model, x_train, ds.y_train, (x_val, ds.y_val), config,
                            progress, on_gpu=on_gpu, on_epoch=writer.history,
                            on_best=lambda epoch: writer.model(net.model), steps_per_execution=group)
     timings["train_s"] = round(time.time() - t, 2)
-    progress.message("Evaluating and saving")
-    scores = evaluate(train_model, x_test, ds, config.batch_size)
+    progress.message("Evaluating on the test split")
+    scores = evaluate(train_model, x_test, ds, config.batch_size)  # the one look at the test split
+    best = rows[best_epoch - 1] if best_epoch else {}
     stopped = progress.stop_requested
     wall = round(time.time() - started, 2)
     writer.finish({
         "status": "stopped" if stopped else "done", "test_accuracy": scores["accuracy"],
+        "val_accuracy": best.get("val_accuracy"), "protocol": config.protocol,
         "epochs": len(rows), "best_epoch": best_epoch,
+        "early_stopped": bool(config.patience and best_epoch and len(rows) < config.epochs
+                              and not stopped),
         "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
         "per_class_accuracy": scores["per_class"], "wall_s": wall, "timings": timings,
         "device": device, "backend": backend(), "weights": net.weights.label,
         "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
-        "skipped": ds.skipped, "train_images": len(ds.y_train), "test_images": len(ds.y_test),
+        "skipped": ds.skipped, "train_images": len(ds.y_train), "val_images": len(ds.y_val),
+        "test_images": len(ds.y_test),
     }, scores["confusion"], scores["misclassified"])
-    return RunResult(writer.path, scores["accuracy"], len(rows), wall, device, net.weights.label,
-                     stopped)
+    return RunResult(writer.path, best.get("val_accuracy"), scores["accuracy"], len(rows), wall,
+                     device, net.weights.label, stopped)
 
 
 def _stopped_early(writer: RunWriter, weights: str, device: str, started: float,
@@ -214,7 +232,7 @@ def _stopped_early(writer: RunWriter, weights: str, device: str, started: float,
     wall = round(time.time() - started, 2)
     writer.finish({"status": "stopped", "test_accuracy": None, "epochs": 0, "wall_s": wall,
                    "device": device, "weights": weights, "timings": timings})
-    return RunResult(writer.path, None, 0, wall, device, weights, True)
+    return RunResult(writer.path, None, None, 0, wall, device, weights, True)
 
 
 def train_job(args: dict, progress: Progress) -> dict:
