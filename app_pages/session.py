@@ -3,12 +3,17 @@
 Anything in ``st.cache_resource`` is shared by every visitor, so this module keeps the shared
 part (the live job handles, by id) behind functions that only ever hand a session its own jobs.
 A session is known by a random token kept in ``st.session_state``; job and run files record only
-a hash of it (:func:`owner_tag`), never the token itself.
+a hash of it (:func:`owner_tag`), never the token itself. A browser tab's session ends when the
+tab is reloaded or closed; its runs stay on the server, read-only from then on.
+
+On a machine used by one person, ``EFFNET_LAB_SINGLE_USER=1`` makes every session the same
+owner ("local"): runs and jobs stay yours across reloads, and command-line runs are yours too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 
 import streamlit as st
@@ -16,8 +21,18 @@ import streamlit as st
 from core import jobs
 
 
+SINGLE_USER_TAG = "local"
+
+
+def single_user() -> bool:
+    """True when ``EFFNET_LAB_SINGLE_USER=1``: one person uses this app."""
+    return os.environ.get("EFFNET_LAB_SINGLE_USER", "").strip() == "1"
+
+
 def owner_tag() -> str:
     """This session's owner tag: a hash of its secret token, recorded with its jobs and runs."""
+    if single_user():
+        return SINGLE_USER_TAG
     token = st.session_state.setdefault("session_token", uuid.uuid4().hex)
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
@@ -39,6 +54,9 @@ def start_job(kind: str, args: dict) -> jobs.Job:
 def my_job(kind: str) -> jobs.Job | None:
     """This session's current (or last) job of ``kind``, or None."""
     job_id = st.session_state.get(f"job_{kind}")
+    if not job_id and single_user():  # after a reload: the job this user's trainer runs
+        info = jobs.slot_info(jobs.KINDS[kind][2])
+        job_id = info.running if info.owner == SINGLE_USER_TAG else None
     if not job_id:
         return None
     job = _live_jobs().get(job_id)
@@ -52,5 +70,6 @@ def my_job(kind: str) -> jobs.Job | None:
 
 
 def is_mine(owner: str | None) -> bool:
-    """True if ``owner`` (a job's or run's owner tag) is this session."""
-    return bool(owner) and owner == owner_tag()
+    """True if ``owner`` (a job's or run's owner tag) is this session (in single-user mode:
+    everything, command-line runs included)."""
+    return single_user() or (bool(owner) and owner == owner_tag())

@@ -213,7 +213,8 @@ def run_details(run) -> None:
     if mistakes:
         st.markdown("**Misclassified test images** (true → predicted, confidence)")
         st.image([m["image"] for m in mistakes], width=96,
-                 caption=[f"{m['true']} → {m['pred']} ({m['prob']:.0%})" for m in mistakes])
+                 caption=[f"{plain(m['true'])} → {plain(m['pred'])} ({m['prob']:.0%})"
+                          for m in mistakes])
     model_file = run.path / "model.keras"
     left, right = st.columns([1, 4])
     if model_file.exists():

@@ -257,3 +257,18 @@ def test_two_visitors_share_one_trainer_safely(isolated, cifar10_dir, monkeypatc
     b.run()
     assert "Stopped early" not in texts(b.success) and "Cancelled" in texts(b.info)
     assert list(b.dataframe[0].value["run"]) == ["from-the-cli"]
+
+
+def test_single_user_mode_keeps_runs_yours_across_sessions(isolated, monkeypatch):
+    """EFFNET_LAB_SINGLE_USER=1: a reloaded tab (a new session) still owns the runs, and
+    command-line runs can be deleted from the page."""
+    monkeypatch.setenv("EFFNET_LAB_SINGLE_USER", "1")
+    make_run(isolated / "runs", "from-the-cli")
+    make_run(isolated / "runs", "from-the-app", owner="local")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert set(at.dataframe[0].value["run"]) == {"from-the-cli", "from-the-app"}
+    at.selectbox(key="train_run_pick").set_value("from-the-cli").run()
+    assert at.button(key="train_delete")  # not read-only
+    monkeypatch.delenv("EFFNET_LAB_SINGLE_USER")
+    other = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert list(other.dataframe[0].value["run"]) == ["from-the-cli"]
