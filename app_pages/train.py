@@ -68,12 +68,20 @@ def render_option(col, name: str, opt: training.Option):
 
 
 def controls() -> dict:
-    """Every training option's control, four to a row; returns the TrainConfig values."""
-    values, row = {}, []
-    for i, (name, opt, _) in enumerate(training.options()):
-        if i % 4 == 0:
-            row = st.columns(4)
-        values[name] = render_option(row[i % 4], name, opt)
+    """Every training option's control, four to a row, the advanced ones under "More options";
+    returns the TrainConfig values."""
+    values = {}
+
+    def grid(options):
+        row = []
+        for i, (name, opt, _) in enumerate(options):
+            if i % 4 == 0:
+                row = st.columns(4)
+            values[name] = render_option(row[i % 4], name, opt)
+
+    grid([o for o in training.options() if not o[1].advanced])
+    with st.expander("More options: optimizer, validation, subsets, seed, run name…"):
+        grid([o for o in training.options() if o[1].advanced])
     return values
 
 

@@ -41,6 +41,7 @@ class Option:
         check: Extra check of a non-None value; raises ValueError with a sentence.
         unit: Unit shown in messages ("pixels", "images", ...).
         what: How messages name the option (default: the field name).
+        advanced: Shown under "More options" on the Train page (the defaults suit most runs).
     """
 
     label: str
@@ -59,6 +60,7 @@ class Option:
     check: Callable[[object], None] | None = None
     unit: str = ""
     what: str = ""
+    advanced: bool = False
 
     def allowed(self) -> tuple:
         """The allowed values of a choice option (empty for others)."""
@@ -200,33 +202,33 @@ class TrainConfig:
     lr: float = option(1e-3, label="Learning rate", kind=float, widget="number", low=0,
                        low_open=True, high=10, step=1e-4, what="lr (learning rate)",
                        help="peak learning rate")
-    optimizer: str = option("adam", label="Optimizer", kind=str, widget="select",
+    optimizer: str = option("adam", advanced=True, label="Optimizer", kind=str, widget="select",
                             choices=OPTIMIZERS, help="the optimizer (sgd: momentum 0.9, Nesterov; adamw: weight decay 1e-4)")
-    schedule: str = option("cosine", label="Learning-rate schedule", kind=str, widget="select",
+    schedule: str = option("cosine", advanced=True, label="Learning-rate schedule", kind=str, widget="select",
                            choices=SCHEDULES,
                            help="the learning-rate schedule (cosine decays to 0 over all steps)")
-    seed: int = option(0, label="Seed", kind=int, widget="number", low=0, high=2**31 - 1,
+    seed: int = option(0, advanced=True, label="Seed", kind=int, widget="number", low=0, high=2**31 - 1,
                        help="seeds the head's initialisation, batch order, subsets and augmentation")
     subset: int | None = option(
-        None, label="Training subset (images)", kind=int, widget="number", low=1, high=10**9,
+        None, advanced=True, label="Training subset (images)", kind=int, widget="number", low=1, high=10**9,
         step=500, optional=True, none_means="all", unit="images",
         help="train on a stratified subset of this many images (quick demos)")
     test_subset: int | None = option(
-        None, label="Test subset (images)", kind=int, widget="number", low=1, high=10**9,
+        None, advanced=True, label="Test subset (images)", kind=int, widget="number", low=1, high=10**9,
         step=500, optional=True, none_means="all", unit="images",
         help="evaluate on a stratified subset of the test split")
     validation: str = option(
-        "split", label="Validation data", kind=str, widget="radio", choices=VALIDATIONS,
+        "split", advanced=True, label="Validation data", kind=str, widget="radio", choices=VALIDATIONS,
         help="split: a held-out part of the training data (or the dataset's val/ folder) picks "
              "the best epoch and the test split is used once, at the end; test: the test split "
              "picks the best epoch, as in the blog's protocol (its test accuracy is optimistic)")
     val_fraction: float = option(
-        0.1, label="Validation share", kind=float, widget="number", low=0.01, high=0.5, step=0.05,
+        0.1, advanced=True, label="Validation share", kind=float, widget="number", low=0.01, high=0.5, step=0.05,
         only_for=("validation", "split"),
         help="share of each class's training images held out for validation (when the dataset "
              "has no val/ folder)")
     patience: int | None = option(
-        None, label="Early-stopping patience (epochs)", kind=int, widget="number", low=1,
+        None, advanced=True, label="Early-stopping patience (epochs)", kind=int, widget="number", low=1,
         high=10_000, optional=True, none_means="off", unit="epochs",
         help="stop when validation accuracy has not improved for this many epochs")
     finetune_blocks: int = option(
@@ -234,17 +236,17 @@ class TrainConfig:
         unit="blocks", only_for=("mode", "finetune"),
         help="finetune: how many top MBConv blocks train (B0 and Lite0 have 16)")
     dropout: float | None = option(
-        None, label="Dropout", kind=float, widget="number", low=0, high=1, high_open=True,
+        None, advanced=True, label="Dropout", kind=float, widget="number", low=0, high=1, high_open=True,
         step=0.05, optional=True, none_means="auto",
         help="dropout before the classifier (auto: 0 for frozen, as in the blog's head; 0.2 for finetune)")
     name: str | None = option(
-        None, label="Run name", kind=str, widget="text", optional=True,
+        None, advanced=True, label="Run name", kind=str, widget="text", optional=True,
         none_means="automatic: time and settings", check=_check_name, help="the run folder's name")
-    augment: bool = option(True, label="Augment (flip + shift inside the model)", kind=bool,
+    augment: bool = option(True, label="Augment (flip + shift)", kind=bool,
                            widget="toggle", only_for=("mode", "finetune"),
                            help="finetune: random flip and small translation inside the model")
     cache_features: bool = option(
-        True, label="Cache extracted features on disk", kind=bool, widget="toggle",
+        True, advanced=True, label="Cache features on disk", kind=bool, widget="toggle",
         help="reuse extracted features when the same data, backbone and resolution come again")
 
     def validate(self) -> None:
