@@ -73,8 +73,12 @@ def _panel(spec: str, key: str) -> None:
         text = (f"{snap.phase}: {snap.done}/{snap.total} {snap.unit}" if snap.total
                 else f"{snap.message or 'Starting'}…")
         st.progress(snap.fraction, text=text)
+        if st.button("Stop", key=f"{key}_stop"):
+            job.stop()
     elif snap.status is JobStatus.ERROR:
         st.error(f"The check failed: {plain(snap.error)}")
+    elif snap.status in (JobStatus.STOPPED, JobStatus.CANCELLED):
+        st.info("Check stopped before it finished.")
     elif snap.result:
         render_report(spec, snap.result, key)
     # The job just ended: rerun the page once, to stop polling.

@@ -69,9 +69,16 @@ def dataset_root(spec: str) -> Path:
     return local
 
 
-def check_job(args: dict, progress: Progress) -> dict:
-    """The "data_check" job (:mod:`core.jobs`): ``args["data"]`` is the spec."""
-    return check(str(args["data"]), progress=progress, use_cache=bool(args.get("use_cache", True)))
+def check_job(args: dict, progress: Progress) -> dict | None:
+    """The "data_check" job (:mod:`core.jobs`): ``args["data"]`` is the spec; a stop request
+    ends it without a report (status "stopped")."""
+    from core.progress import Stopped
+
+    try:
+        return check(str(args["data"]), progress=progress,
+                     use_cache=bool(args.get("use_cache", True)))
+    except Stopped:
+        return None
 
 
 def check(spec: str, *, progress: Progress | None = None, use_cache: bool = True) -> dict:

@@ -231,7 +231,11 @@ def _extract(zf: zipfile.ZipFile, plan, skipped: list, name: str, owner: str | N
     try:
         for info, parts in plan:
             target = tmp.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:  # "a.png" and "a.png/b.png": a file where a folder should be
+                invalid.append({"entry": info.filename[:300], "reason": "conflicting path"})
+                continue
             written, problem = _stream(zf, info, target, MAX_TOTAL_BYTES - total)
             total += written
             if problem is None:

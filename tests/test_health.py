@@ -158,3 +158,14 @@ def test_many_identical_hashes_pair_with_the_first_and_a_cap_says_so(monkeypatch
     close = np.uint64(rng.integers(0, 2**62)) ^ rng.integers(0, 64, 200).astype(np.uint64)
     _, note = health.near_pairs(close, thumbs[:200])
     assert note and "stopped after" in note
+
+
+def test_the_check_job_stops_on_request(tmp_path):
+    from core.progress import JobStatus, Progress
+
+    root = planted(tmp_path / "planted")
+    progress = Progress()
+    progress.request_stop()
+    assert health.check_job({"data": str(root), "use_cache": False}, progress) is None
+    progress.finish(result=None)
+    assert progress.snapshot().status is JobStatus.STOPPED

@@ -130,10 +130,11 @@ def test_a_wrapper_folder_is_removed_and_split_folders_are_kept(data_root):
 
 def test_a_corrupt_image_is_counted_not_fatal(data_root):
     truncated = png(1, (64, 64))[:60]
-    report = import_zip(make_zip(classes() + [("cat/broken.png", truncated),
-                                              ("dog/empty.jpg", b"")]), "pets", None)
-    assert report["images"] == 6 and report["invalid_count"] == 2
-    assert {i["entry"] for i in report["invalid"]} == {"cat/broken.png", "dog/empty.jpg"}
+    report = import_zip(make_zip(classes() + [("cat/broken.png", truncated), ("dog/empty.jpg", b""),
+                                              ("cat/0.png/x.png", png(9))]), "pets", None)
+    assert report["images"] == 6 and report["invalid_count"] == 3
+    assert {i["entry"] for i in report["invalid"]} == {"cat/broken.png", "dog/empty.jpg",
+                                                        "cat/0.png/x.png"}
     assert not (data_root / "pets" / "cat" / "broken.png").exists()
 
 
