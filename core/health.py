@@ -214,6 +214,9 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
         problems.append(f"Class(es) with no images: {', '.join(empty)}.")
     if len(class_names) < 2:
         problems.append("A classifier needs at least two classes.")
+    if assignment:
+        notes.append(f"The splits this dataset has no folder for are stored with it "
+                     f"({splits.SPLITS_FILE}): every run uses them, whatever its validation share.")
     if carved and not assignment:
         notes.append(
             "This folder stores no split: validation and test images are drawn from it per run, "

@@ -186,7 +186,8 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _scan_classes(folder: Path, strict: bool = True) -> tuple[list[tuple[int, os.DirEntry]], list[str]]:
+def _scan_classes(folder: Path,
+                  strict: bool = True) -> tuple[list[tuple[int, os.DirEntry]], list[str]]:
     """List (label, file entry) for every image below each class subfolder of ``folder``."""
     exts = "/".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
     class_dirs = _subdirs(folder)

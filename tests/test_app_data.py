@@ -166,6 +166,9 @@ def test_the_health_check_runs_as_a_job_on_both_pages(isolated):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "12" and metrics["Classes"] == "2" and metrics["Leaks"] == "0"
     assert at.button(key="data_health_start").label == "Check again"
+    assert len(at.image) == 2  # the sample grid: one row of thumbnails per class
+    at.toggle(key="data_health_augment").set_value(True).run()
+    assert not at.exception and len(at.image) == 2 + 2  # plus a row per class: 5 draws of one image
 
     at.switch_page("app_pages/train.py").run()
     at.selectbox(key="train_data").set_value("pets").run()

@@ -169,3 +169,13 @@ def test_the_check_job_stops_on_request(tmp_path):
     assert health.check_job({"data": str(root), "use_cache": False}, progress) is None
     progress.finish(result=None)
     assert progress.snapshot().status is JobStatus.STOPPED
+
+
+def test_augmentation_preview_uses_the_training_layers(tmp_path):
+    root = planted(tmp_path / "planted")
+    images = np.stack(health.load_samples(root, ["train/a/0.png", "train/b/1.png", "../x.png"], 32))
+    assert images.shape == (2, 32, 32, 3)  # the file outside the dataset was refused
+    grid = health.augmentation_preview(images, variants=6, seed=0)
+    assert grid.shape == (2, 6, 32, 32, 3) and grid.dtype == np.uint8
+    assert any(not np.array_equal(v, images[0]) for v in grid[0])  # flipped or shifted
+    assert np.array_equal(grid, health.augmentation_preview(images, variants=6, seed=0))
