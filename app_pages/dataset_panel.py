@@ -16,7 +16,6 @@ import streamlit as st
 from app_pages import plain, session
 from app_pages.charts import plotly_text
 from core import datasets, health
-from core.data import list_datasets
 from core.progress import JobStatus
 
 ICON = ":material/health_and_safety:"
@@ -26,15 +25,8 @@ MAX_CLASSES_SHOWN = 20  # classes in the sample grid
 
 def visible_datasets() -> list[str]:
     """Names of the datasets this session may see: its own, and those without an owner."""
-    return [name for name in list_datasets()
-            if (owner := _owner(name)) is None or session.is_mine(owner)]
-
-
-def _owner(name: str) -> str | None:
-    try:
-        return datasets.owner_of(name)
-    except datasets.DatasetError:  # deleted since it was listed
-        return ""
+    return [name for name, owner in datasets.owners().items()
+            if owner is None or session.is_mine(owner)]
 
 
 def check_section(spec: str) -> None:

@@ -150,7 +150,8 @@ def path_of(name: str) -> Path:
 def read_meta(folder: Path) -> dict:
     """A dataset's ``dataset.json`` (empty when absent or not ours)."""
     try:
-        data = json.loads((Path(folder) / META_FILE).read_text(encoding="utf-8")[:65536])
+        with open(Path(folder) / META_FILE, "rb") as f:
+            data = json.loads(f.read(65536))  # ours are tiny; a bigger one is not ours
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -158,7 +159,16 @@ def read_meta(folder: Path) -> dict:
 
 def owner_of(name: str) -> str | None:
     """The owner tag recorded for dataset ``name``, or None."""
-    owner = read_meta(path_of(name)).get("owner")
+    return _owner(read_meta(path_of(name)))
+
+
+def owners() -> dict[str, str | None]:
+    """Every managed dataset's owner tag (None: no owner), by name, in one listing."""
+    return {name: _owner(read_meta(paths.data_dir() / name)) for name in list_datasets()}
+
+
+def _owner(meta: dict) -> str | None:
+    owner = meta.get("owner")
     return owner if isinstance(owner, str) and owner else None
 
 
