@@ -14,6 +14,7 @@ _streamlit_private.install()
 PAGES = (
     # (script, title, icon, url path)
     ("app_pages/home.py", "Home", ":material/home:", None),
+    ("app_pages/data.py", "Data", ":material/dataset:", "data"),
     ("app_pages/train.py", "Train", ":material/model_training:", "train"),
     ("app_pages/classify.py", "Classify", ":material/image_search:", "classify"),
     ("app_pages/scaling.py", "Scaling", ":material/straighten:", "scaling"),

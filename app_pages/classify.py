@@ -52,7 +52,7 @@ weights = mid.selectbox("ImageNet weights", ["auto", "imagenet", "lite0"], key="
                         help="auto: official Keras B0 if cached or downloadable, else the offline Lite0 weights")
 top_k = right.slider("Top-k", 1, 10, 5, key="classify_topk")
 uploads = st.file_uploader("Images", type=list(images.EXTENSIONS), accept_multiple_files=True,
-                           key="classify_uploads",
+                           key="classify_uploads", max_upload_size=images.MAX_FILE_BYTES // 2**20,
                            help=f"JPEG, PNG, WebP, BMP, GIF (first frame), TIFF · up to "
                                 f"{images.MAX_FILE_BYTES // 2**20} MB and "
                                 f"{images.MAX_PIXELS // 10**6} megapixels each · at most "

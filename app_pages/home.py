@@ -16,7 +16,9 @@ st.markdown(
     "Train or load an **EfficientNet** image classifier, watch it learn, classify your own images, "
     "and explore how EfficientNet scales depth, width and resolution together."
 )
-col1, col2, col3 = st.columns(3)
+col0, col1, col2, col3 = st.columns(4)
+col0.page_link("app_pages/data.py", label="**Data** — import a zip or build a dataset, check it",
+               icon=ICONS["Data"])
 col1.page_link("app_pages/train.py", label="**Train** — transfer learning with live curves",
                icon=ICONS["Train"])
 col2.page_link("app_pages/classify.py", label="**Classify** — upload images, see the top 5",

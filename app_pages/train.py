@@ -9,9 +9,8 @@ started from the command line) to compare, inspect, download and delete.
 
 import streamlit as st
 
-from app_pages import ICONS, charts, plain, session
+from app_pages import ICONS, charts, dataset_panel, plain, session
 from core import jobs, runs, training
-from core.data import list_datasets
 from core.progress import JobStatus
 from core.weights import SOURCES, list_weights_files
 
@@ -34,8 +33,8 @@ def apply_preset(key: str) -> None:
 
 
 def _choices(name: str, opt: training.Option) -> list:
-    if opt.widget == "data":
-        return [CIFAR10, *list_datasets()]
+    if opt.widget == "data":  # this session's datasets and the operator's (see dataset_panel)
+        return [CIFAR10, *dataset_panel.visible_datasets()]
     if opt.widget == "weights":
         return [*SOURCES, *(str(p) for p in list_weights_files())]
     return list(opt.allowed())
@@ -276,6 +275,7 @@ if handoff:
 if "train_notice" in st.session_state:
     notices.success(plain(st.session_state.pop("train_notice")))
 values = controls()
+dataset_panel.check_section(values["data"])
 st.session_state["train_kept"] = {k: st.session_state[k] for k in CONTROL_KEYS if k in st.session_state}
 
 if values.get("validation") == "test":

@@ -9,8 +9,10 @@ Every dataset has three splits: **train** (what the model learns from), **valida
 best epoch and drives early stopping) and **test** (evaluated once, at the end). A dataset's own
 ``val/`` and ``test/`` folders are used when present; a missing split is carved out of the
 training images, stratified by class, with a fixed seed (:data:`SPLIT_SEED`), so every run on a
-dataset sees the same validation and test images whatever its own seed. CIFAR-10's standard
-test split is kept; its validation split comes from the 50 000 training images.
+dataset sees the same validation and test images whatever its own seed. A dataset under the data
+root stores the split it was given once (:mod:`core.splits`), so images added later never move
+the ones already split. CIFAR-10's standard test split is kept; its validation split comes from
+the 50 000 training images.
 
 Folder layouts (one subfolder per class, any depth of images below it):
 
@@ -104,6 +106,17 @@ def list_datasets() -> list[str]:
         return []
     return sorted(p.name for p in found
                   if p.is_dir() and DATASET_NAME_RE.match(p.name) and p.name not in _RESERVED_NAMES)
+
+
+def is_managed(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is a dataset directly under the data root (it may store its split)."""
+    folder = Path(folder)
+    try:
+        return (DATASET_NAME_RE.match(folder.name) is not None
+                and folder.name not in _RESERVED_NAMES
+                and folder.resolve().parent == paths.data_dir().resolve())
+    except OSError:
+        return False
 
 
 def resolve(spec: str) -> str | Path:
@@ -206,6 +219,7 @@ def load_image_folder(
     Raises:
         DataError: the folder is missing or has a wrong layout, or a class has no readable image.
     """
+    from core import splits
     from core.imagefolder import read_folder
 
     root = Path(path).expanduser()
@@ -215,32 +229,39 @@ def load_image_folder(
     parts, arrays, class_names = folder.parts, folder.arrays, folder.class_names
     rng = np.random.default_rng(SPLIT_SEED)
     notes = []
-    if "all" in parts:
-        x, y = arrays["x_all"], arrays["y_all"]
-        if not 0 < test_fraction < 1:
-            raise DataError(f"{root} has no test/ folder, so test_fraction must be above 0.")
-        train_idx, test_idx = _stratified_split(y, test_fraction, rng)
-        x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
-        where = "" if parts["all"] == root else f" of {parts['all'].name}/"
-        notes.append(f"test: stratified {round(test_fraction * 100)} %{where}")
+    carved = splits.carved_part(parts)
+    stored = carved and splits.stored_assignment(root, folder.files[carved], splits.missing(parts),
+                                                 store=is_managed(root))
+    if stored:
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = _stored_split(
+            folder, carved, stored, rng, notes)
     else:
-        x_train, y_train = _shuffled(arrays["x_train"], arrays["y_train"], rng)
-        if "test" in parts:
-            x_test, y_test = _shuffled(arrays["x_test"], arrays["y_test"], rng)
-            notes.append("test: the test/ folder")
+        if "all" in parts:
+            x, y = arrays["x_all"], arrays["y_all"]
+            if not 0 < test_fraction < 1:
+                raise DataError(f"{root} has no test/ folder, so test_fraction must be above 0.")
+            train_idx, test_idx = _stratified_split(y, test_fraction, rng)
+            x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+            where = "" if parts["all"] == root else f" of {parts['all'].name}/"
+            notes.append(f"test: stratified {round(test_fraction * 100)} %{where}")
         else:
-            train_idx, test_idx = _stratified_split(y_train, test_fraction, rng)
-            x_test, y_test = x_train[test_idx], y_train[test_idx]
-            x_train, y_train = x_train[train_idx], y_train[train_idx]
-            notes.append(f"test: stratified {round(test_fraction * 100)} % of train/")
-    if "val" in parts:
-        x_val, y_val = _shuffled(arrays["x_val"], arrays["y_val"], rng)
-        notes.append("validation: the val/ folder")
-    else:
-        x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train, val_fraction, rng)
-        if val_fraction:
-            notes.append(f"validation: stratified {round(val_fraction * 100)} % of the "
-                         "training images")
+            x_train, y_train = _shuffled(arrays["x_train"], arrays["y_train"], rng)
+            if "test" in parts:
+                x_test, y_test = _shuffled(arrays["x_test"], arrays["y_test"], rng)
+                notes.append("test: the test/ folder")
+            else:
+                train_idx, test_idx = _stratified_split(y_train, test_fraction, rng)
+                x_test, y_test = x_train[test_idx], y_train[test_idx]
+                x_train, y_train = x_train[train_idx], y_train[train_idx]
+                notes.append(f"test: stratified {round(test_fraction * 100)} % of train/")
+        if "val" in parts:
+            x_val, y_val = _shuffled(arrays["x_val"], arrays["y_val"], rng)
+            notes.append("validation: the val/ folder")
+        else:
+            x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train, val_fraction, rng)
+            if val_fraction:
+                notes.append(f"validation: stratified {round(val_fraction * 100)} % of the "
+                             "training images")
     return Dataset(
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
         class_names=class_names, source=f"image folder {root} ({folder.how})",
@@ -248,6 +269,30 @@ def load_image_folder(
               + "; ".join(notes) + f" (split seed {SPLIT_SEED})",
         skipped=folder.skipped,
     )
+
+
+def _stored_split(folder, carved: str, stored: dict[str, str], rng: np.random.Generator,
+                  notes: list[str]):
+    """``((x, y) train, validation, test)``: folder parts as they are, the rest as stored."""
+    from core import splits
+
+    rows = splits.split_rows(stored, folder.files[carved], folder.arrays[f"k_{carved}"])
+    x, y = folder.arrays[f"x_{carved}"], folder.arrays[f"y_{carved}"]
+    out = {}
+    for name in ("train", "test", "val"):
+        if name in folder.parts and name != carved:
+            out[name] = _shuffled(folder.arrays[f"x_{name}"], folder.arrays[f"y_{name}"], rng)
+            if name != "train":
+                notes.append(f"{'validation' if name == 'val' else name}: the {name}/ folder")
+            continue
+        out[name] = _shuffled(x[rows[name]], y[rows[name]], rng)
+        if name == "test":
+            notes.append(f"test: stored split, {round(splits.TEST_FRACTION * 100)} % "
+                         f"({splits.SPLITS_FILE})")
+        elif name == "val":
+            notes.append(f"validation: stored split, {round(splits.VAL_FRACTION * 100)} % of "
+                         f"the training images ({splits.SPLITS_FILE})")
+    return out["train"], out["val"], out["test"]
 
 
 def _shuffled(x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
@@ -379,14 +424,21 @@ def _resize_array(x: np.ndarray, size: int, progress: Progress | None) -> np.nda
     return out
 
 
+def held_out(n: int, fraction: float) -> int:
+    """How many of a class's ``n`` images a ``fraction`` holds out: rounded, and at least one
+    on each side when the class has two or more."""
+    if not fraction:
+        return 0
+    k = int(round(n * fraction))
+    return min(max(k, 1), n - 1) if n >= 2 else k
+
+
 def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator):
     """Seeded per-class split; each class with ≥2 images keeps at least one on each side."""
     train, test = [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        n_test = int(round(len(idx) * fraction))
-        if len(idx) >= 2:
-            n_test = min(max(n_test, 1), len(idx) - 1)
+        n_test = held_out(len(idx), fraction)
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))

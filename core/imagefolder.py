@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Bump when the cached arrays' meaning changes (decoding, resizing), so old caches are not reused.
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
 _CHUNK = 256  # images per decoding task: progress and stop checks happen between chunks
 
 
@@ -44,10 +44,12 @@ class FolderArrays:
 
     Attributes:
         parts: Part name ("train", "val", "test" or "all") → the folder it came from.
-        arrays: ``x_<part>`` uint8 (N, S, S, 3) and ``y_<part>`` int64 labels for each part.
+        arrays: ``x_<part>`` uint8 (N, S, S, 3) and ``y_<part>`` int64 labels for each part, and
+            ``k_<part>``: the rows' indices into ``files[part]`` (unreadable files have none).
         class_names: Class names in label order.
         skipped: Image files that could not be decoded and were left out.
         how: "decoded", "decoded, cached" or "cache hit".
+        files: Part name → every image file found, as ``(path relative to the root, label)``.
     """
 
     parts: dict[str, Path]
@@ -55,6 +57,7 @@ class FolderArrays:
     class_names: list[str]
     skipped: int
     how: str
+    files: dict[str, list[tuple[str, int]]]
 
 
 def read_folder(root: Path, storage_size: int | None, progress: Progress | None,
@@ -65,11 +68,7 @@ def read_folder(root: Path, storage_size: int | None, progress: Progress | None,
         DataError: The folder is missing, unreadable or has a wrong layout, or a class has no
             readable image.
     """
-    try:
-        parts, class_names = _scan_layout(root)
-    except OSError as exc:  # no permission, a vanished folder, an I/O error
-        where = exc.filename or root
-        raise DataError(f"cannot read {where}: {exc.strerror or exc}") from exc  # parts: {"train"/"test"/"all": (dir, [(class, file)])}
+    parts, class_names = scan(root)
     storage_size = int(storage_size or _default_storage_size(parts))
     key = _cache_key(root, parts, storage_size)
     cache_file = _cache_file(root, storage_size, key)
@@ -98,11 +97,40 @@ def read_folder(root: Path, storage_size: int | None, progress: Progress | None,
                 f"{folder}: every file there failed to decode. Replace or remove those files."
             )
     return FolderArrays({name: folder for name, (folder, _) in parts.items()}, arrays,
-                        class_names, skipped, how)
+                        class_names, skipped, how, relative_files(root, parts))
+
+
+def relative_files(root: Path, parts: dict) -> dict[str, list[tuple[str, int]]]:
+    """Part name → ``(path relative to root, label)`` of each file :func:`scan` listed."""
+    start = len(os.path.join(str(root), ""))  # every entry.path begins with root + separator
+    return {name: [(entry.path[start:], label) for label, entry in files]
+            for name, (_, files) in parts.items()}
 
 
 # ----- folder scanning ----------------------------------------------------------------------------
-def _scan_layout(root: Path) -> tuple[dict[str, tuple[Path, list]], list[str]]:
+def scan(root: Path, strict: bool = True) -> tuple[dict[str, tuple[Path, list]], list[str]]:
+    """Find ``root``'s layout and list its image files (nothing is decoded).
+
+    Args:
+        root: The dataset folder.
+        strict: Raise for what training cannot use (an empty class, a single class, no image);
+            False lists such a half-built dataset as it is (the health check reports it).
+
+    Returns:
+        ``(parts, class_names)``: part name ("train", "val", "test" or "all") → ``(folder,
+        [(label, os.DirEntry)])``, and the class names in label order.
+
+    Raises:
+        DataError: The folder is missing or unreadable, or has a wrong layout.
+    """
+    try:
+        return _scan_layout(root, strict)
+    except OSError as exc:  # no permission, a vanished folder, an I/O error
+        where = exc.filename or root
+        raise DataError(f"cannot read {where}: {exc.strerror or exc}") from exc
+
+
+def _scan_layout(root: Path, strict: bool = True) -> tuple[dict[str, tuple[Path, list]], list[str]]:
     """Find the layout and list the image files; raise DataError for a wrong layout."""
     if not root.exists():
         raise DataError(
@@ -116,10 +144,10 @@ def _scan_layout(root: Path) -> tuple[dict[str, tuple[Path, list]], list[str]]:
     train = root / "train"
     given = {name: root / name for name in ("val", "test") if (root / name).is_dir()}
     if train.is_dir() and given:
-        train_files, class_names = _scan_classes(train)
+        train_files, class_names = _scan_classes(train, strict)
         parts = {"train": (train, train_files)}
         for name, folder in given.items():
-            files, names = _scan_classes(folder)
+            files, names = _scan_classes(folder, strict)
             if names != class_names:
                 missing = sorted(set(class_names) - set(names))
                 extra = sorted(set(names) - set(class_names))
@@ -132,7 +160,7 @@ def _scan_layout(root: Path) -> tuple[dict[str, tuple[Path, list]], list[str]]:
         return parts, class_names
     # A lone train/ of class folders is the whole dataset; otherwise the root holds the classes.
     folder = train if train.is_dir() and _subdirs(train) else root
-    files, class_names = _scan_classes(folder)
+    files, class_names = _scan_classes(folder, strict)
     return {"all": (folder, files)}, class_names
 
 
@@ -158,10 +186,14 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _scan_classes(folder: Path) -> tuple[list[tuple[int, os.DirEntry]], list[str]]:
+def _scan_classes(folder: Path,
+                  strict: bool = True) -> tuple[list[tuple[int, os.DirEntry]], list[str]]:
     """List (label, file entry) for every image below each class subfolder of ``folder``."""
     exts = "/".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
     class_dirs = _subdirs(folder)
+    if not strict:
+        return [(label, entry) for label, d in enumerate(class_dirs)
+                for entry in _walk_images(d)], [d.name for d in class_dirs]
     if not class_dirs:
         loose = any(_is_image(p.name) for p in folder.iterdir())
         raise DataError(
@@ -295,6 +327,7 @@ def _decode_parts(
                 raise
             labels = np.fromiter((label for label, _ in files), np.int64, len(files))
             arrays[f"x_{name}"], arrays[f"y_{name}"] = x[ok], labels[ok]
+            arrays[f"k_{name}"] = np.flatnonzero(ok)
             skipped += int((~ok).sum())
     return arrays, skipped
 

@@ -85,6 +85,16 @@ def freeze(backbone, n_blocks: int):
     return first_layer
 
 
+def augmentation_layers(seed: int) -> list:
+    """The training augmentation (fine-tune mode): random horizontal flips and shifts of up to
+    10 % (the health check previews it with these same layers)."""
+    from keras import layers
+
+    return [layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
+            layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed,
+                                     name="augment_shift")]
+
+
 def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> TrainNetwork:
     """Build the classifier for ``config`` (seeded, so two builds start from the same weights).
 
@@ -103,9 +113,7 @@ def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> T
     first = freeze(backbone, 0 if frozen else config.finetune_blocks)
     stem = []
     if not frozen and config.augment:
-        stem += [layers.RandomFlip("horizontal", seed=config.seed, name="augment_flip"),
-                 layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=config.seed,
-                                          name="augment_shift")]
+        stem += augmentation_layers(config.seed)
     if size != storage_size:
         stem.append(layers.Resizing(size, size, interpolation="bilinear", name="upscale"))
     head = [layers.BatchNormalization(name="head_bn")]

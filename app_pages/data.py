@@ -1,0 +1,196 @@
+"""Data page: import a zip or build a dataset in the browser (classes, uploads, camera), edit it,
+and check its health before training.
+
+Datasets live under the data root, one folder each (:mod:`core.datasets`). A dataset made here is
+this session's, like its runs: only this session sees it, trains on it and may change or delete
+it. Datasets without an owner (from the command line, or placed in the data folder) are shown to
+everyone, read-only.
+"""
+
+import time
+
+import streamlit as st
+
+from app_pages import ICONS, dataset_panel, plain, session
+from core import datasets, images
+from core.zipimport import ZipImportError, import_zip
+
+# Streamlit keeps an upload in the server's memory: this is also the most one import costs.
+# server.maxUploadSize in .streamlit/config.toml must be at least this (it caps every upload).
+ZIP_UPLOAD_MB = 200
+IMAGE_UPLOAD_MB = images.MAX_FILE_BYTES // 2**20
+IMAGE_TYPES = list(images.EXTENSIONS)
+
+
+def notice(text: str) -> None:
+    """Show ``text`` (a success) after the rerun that follows a change."""
+    st.session_state["data_notice"] = text
+    st.rerun()
+
+
+def fresh_key(name: str) -> str:
+    """A widget key that changes after each use, so an uploader or camera starts empty again."""
+    return f"{name}_{st.session_state.get(f'{name}_n', 0)}"
+
+
+def used(name: str) -> None:
+    st.session_state[f"{name}_n"] = st.session_state.get(f"{name}_n", 0) + 1
+
+
+def show_import_report(report: dict) -> None:
+    """What an import kept, skipped and refused."""
+    classes = ", ".join(f"{c} {n}" for c, n in report["classes"].items())
+    st.success(f"Imported {plain(report['name'])}: {report['images']} images in "
+               f"{len(report['classes'])} classes ({plain(classes)}).")
+    for key, title in (("skipped", "Skipped entries"), ("invalid", "Not usable images")):
+        if report[f"{key}_count"]:
+            st.markdown(f"**{title}** ({report[f'{key}_count']})")
+            st.dataframe(report[key], hide_index=True, key=f"data_report_{key}")
+
+
+# ----- new datasets -------------------------------------------------------------------------------
+def new_dataset_section() -> None:
+    zip_tab, empty_tab = st.tabs(["Import a zip", "Start an empty dataset"])
+    with zip_tab:
+        st.caption(f"One folder per class (or train/, val/ and test/ folders of class folders), "
+                   f"optionally inside one folder. Up to {ZIP_UPLOAD_MB} MB; hidden files, "
+                   "__MACOSX and non-images are skipped and listed; every image is checked.")
+        name = st.text_input("Name of the new dataset", key="data_zip_name", max_chars=64)
+        upload = st.file_uploader("Zip file", type=["zip"], key=fresh_key("data_zip"),
+                                  max_upload_size=ZIP_UPLOAD_MB)
+        if st.button("Import", key="data_import", type="primary", disabled=upload is None):
+            try:
+                with st.spinner("Importing and checking every image…"):
+                    report = import_zip(upload, name, owner=session.owner_tag(), label=upload.name)
+            except (ZipImportError, datasets.DatasetError) as exc:
+                st.error(f"Nothing was imported: {plain(exc)}")
+            else:
+                used("data_zip")
+                st.session_state["data_last_import"] = report
+                st.session_state["data_pick"] = report["name"]
+                notice(f"Imported dataset {report['name']}.")
+    with empty_tab:
+        name = st.text_input("Name of the new dataset", key="data_new_name", max_chars=64)
+        if st.button("Create", key="data_create", disabled=not name.strip()):
+            try:
+                datasets.create(name, session.owner_tag())
+            except datasets.DatasetError as exc:
+                st.error(plain(exc))
+            else:
+                st.session_state["data_pick"] = name.strip()
+                notice(f"Created dataset {name.strip()}: now add classes and images.")
+
+
+# ----- editing one's own dataset ------------------------------------------------------------------
+def call(action, *args, done: str) -> None:
+    """Run one core change as this session; its error becomes a message, success a notice."""
+    try:
+        action(*args, session.owner_tag())
+    except (datasets.DatasetError, OSError) as exc:
+        st.error(plain(exc))
+    else:
+        notice(done)
+
+
+def add_images(name: str, class_name: str, files, widget: str) -> None:
+    try:
+        report = datasets.add_images(name, class_name, files, session.owner_tag())
+    except (datasets.DatasetError, OSError) as exc:
+        st.error(plain(exc))
+        return
+    used(widget)
+    for item in report["rejected"]:
+        st.session_state.setdefault("data_rejected", []).append(item)
+    notice(f"Added {len(report['added'])} image(s) to {class_name}"
+           + (f"; {len(report['rejected'])} refused (see below)." if report["rejected"] else "."))
+
+
+def edit_section(name: str, info: datasets.DatasetInfo) -> None:
+    st.subheader("Classes and images", anchor=False)
+    left, right = st.columns(2)
+    new_class = left.text_input("New class", key="data_new_class", max_chars=datasets.MAX_CLASS_NAME)
+    if left.button("Add class", key="data_add_class", disabled=not new_class.strip()):
+        call(datasets.add_class, name, new_class, done=f"Added class {new_class.strip()}.")
+    if not info.classes:
+        right.info("No classes yet: add at least two.")
+        return
+    if st.session_state.get("data_class") not in info.classes:
+        st.session_state.pop("data_class", None)
+    class_name = right.selectbox("Class", list(info.classes), key="data_class")
+
+    upload_tab, camera_tab, files_tab, class_tab = st.tabs(
+        ["Upload images", "Camera", "Images of this class", "Rename or delete the class"])
+    with upload_tab:
+        files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True,
+                                 key=fresh_key("data_upload"), max_upload_size=IMAGE_UPLOAD_MB)
+        if st.button("Add images", key="data_add_images", disabled=not files):
+            add_images(name, class_name, [(f.name, f.getvalue()) for f in files], "data_upload")
+    with camera_tab:
+        photo = st.camera_input("Take a photo", key=fresh_key("data_camera"))
+        if st.button("Add photo", key="data_add_photo", disabled=photo is None):
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            add_images(name, class_name, [(f"camera-{stamp}.jpg", photo.getvalue())], "data_camera")
+    with files_tab:
+        listed = datasets.list_images(name, class_name)
+        st.caption(f"{len(listed)} image(s).")
+        doomed = st.multiselect("Images to delete", listed, key="data_doomed")
+        if st.button("Delete selected images", key="data_delete_images", disabled=not doomed):
+            call(datasets.delete_images, name, doomed, done=f"Deleted {len(doomed)} image(s).")
+    with class_tab:
+        renamed = st.text_input("New name", key="data_rename_to", max_chars=datasets.MAX_CLASS_NAME)
+        if st.button("Rename class", key="data_rename", disabled=not renamed.strip()):
+            call(datasets.rename_class, name, class_name, renamed,
+                 done=f"Renamed class {class_name} to {renamed.strip()}.")
+        with st.popover("Delete class…"):
+            st.text(f"Delete class {class_name} and its {info.classes[class_name]} image(s)?")
+            if st.button("Yes, delete the class", key="data_delete_class", type="primary"):
+                call(datasets.delete_class, name, class_name, done=f"Deleted class {class_name}.")
+    for item in st.session_state.pop("data_rejected", []):
+        st.warning(f"Refused {plain(item['file'])}: {plain(item['reason'])}")
+
+    with st.popover("Delete this dataset…", icon=":material/delete:"):
+        st.text(f"Delete dataset {name} and all its images? This cannot be undone.")
+        if st.button("Yes, delete it", key="data_delete_dataset", type="primary"):
+            call(datasets.delete, name, done=f"Deleted dataset {name}.")
+
+
+# ----- the page -----------------------------------------------------------------------------------
+st.title(f"{ICONS['Data']} Data", anchor=False)
+st.caption("Import a zip or build a dataset here, check it, then pick it on the Train page. "
+           "Datasets you make are yours, like your runs: only this browser session sees, trains "
+           "on and changes them (a new session, e.g. after a reload, starts without them). "
+           "Datasets added by the server's operator are open to everyone, read-only.")
+if "data_notice" in st.session_state:
+    st.success(plain(st.session_state.pop("data_notice")))
+last_import = st.session_state.pop("data_last_import", None)
+if last_import:
+    show_import_report(last_import)
+
+st.header("New dataset", anchor=False)
+new_dataset_section()
+
+st.header("Datasets", anchor=False)
+names = dataset_panel.visible_datasets()
+if not names:
+    st.info("No datasets yet: import a zip or start an empty dataset above.")
+    st.stop()
+if st.session_state.get("data_pick") not in names:
+    st.session_state.pop("data_pick", None)
+name = st.selectbox("Dataset", names, key="data_pick")
+try:
+    info = datasets.info(name)
+except datasets.DatasetError as exc:  # deleted meanwhile
+    st.error(plain(exc))
+    st.stop()
+mine = session.is_mine(info.owner)
+st.caption(("Yours: you can change it." if mine else
+            "Read-only: added on the server, not in this session; anyone may train on it.")
+           + (f" Split folders: {', '.join(info.splits)}." if info.splits else ""))
+if info.classes:
+    st.dataframe([{"class": c, "images": n} for c, n in info.classes.items()], hide_index=True,
+                 key="data_classes")
+if mine:
+    edit_section(name, info)
+
+st.subheader("Health check", anchor=False)
+dataset_panel.check_panel(name, "data_health")

@@ -1,0 +1,168 @@
+"""core.datasets and core.splits: managed datasets built step by step, owners, browser names, and
+splits stored once that stay put when images come and go."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import datasets, splits
+from core.data import list_datasets, load_dataset
+from core.datasets import DatasetError
+
+
+@pytest.fixture(autouse=True)
+def data_root(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("EFFNET_LAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "data"
+
+
+def jpeg(seed: int, size=(32, 32)) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def stored(data_root: Path, name: str) -> dict:
+    return json.loads((data_root / name / splits.SPLITS_FILE).read_text())["files"]
+
+
+def build(name="pets", owner="me", n=10, classes=("cat", "dog")) -> None:
+    datasets.create(name, owner)
+    for c in classes:
+        datasets.add_class(name, c, owner)
+        report = datasets.add_images(name, c, [(f"{c}{i}.jpg", jpeg(hash((c, i)) % 10_000))
+                                               for i in range(n)], owner)
+        assert len(report["added"]) == n and not report["rejected"]
+
+
+def test_build_a_dataset_step_by_step(data_root):
+    build()
+    assert list_datasets() == ["pets"]
+    info = datasets.info("pets")
+    assert info.owner == "me" and info.classes == {"cat": 10, "dog": 10} and info.splits == ()
+    assert sorted(datasets.list_images("pets", "cat"))[:2] == ["cat/cat0.jpg", "cat/cat1.jpg"]
+    ds = load_dataset("pets", use_cache=False)
+    assert ds.class_names == ["cat", "dog"] and len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 20
+
+    datasets.rename_class("pets", "cat", "kitten", "me")
+    assert datasets.info("pets").classes == {"dog": 10, "kitten": 10}
+    assert all(not p.startswith("cat/") for p in stored(data_root, "pets"))
+    assert datasets.delete_images("pets", ["kitten/cat0.jpg", "kitten/cat1.jpg"], "me") == 2
+    assert datasets.info("pets").classes["kitten"] == 8
+    assert "kitten/cat0.jpg" not in stored(data_root, "pets")
+    datasets.delete_class("pets", "dog", "me")
+    assert datasets.info("pets").classes == {"kitten": 8}
+    datasets.delete("pets", "me")
+    assert list_datasets() == [] and list(data_root.iterdir()) == []
+
+
+def test_only_the_owner_or_the_operator_may_change_a_dataset():
+    build(owner="alice")
+    for change in (lambda o: datasets.add_class("pets", "bird", o),
+                   lambda o: datasets.rename_class("pets", "cat", "x", o),
+                   lambda o: datasets.delete_class("pets", "cat", o),
+                   lambda o: datasets.add_images("pets", "cat", [("a.jpg", jpeg(1))], o),
+                   lambda o: datasets.delete_images("pets", ["cat/cat0.jpg"], o),
+                   lambda o: datasets.delete("pets", o)):
+        with pytest.raises(DatasetError, match="only be changed by the browser session"):
+            change("bob")
+    assert datasets.info("pets").classes == {"cat": 10, "dog": 10}
+    datasets.create("shared", owner=None)  # the command line: read-only for every session
+    assert not datasets.can_edit("shared", "alice") and datasets.can_edit("shared", None)
+    datasets.delete("pets", None)  # the operator may delete anything
+    assert list_datasets() == ["shared"]
+
+
+@pytest.mark.parametrize("bad", ["", "  ", ".", "..", "a/b", "a\\b", ".hidden", "tab\there",
+                                 "x" * 65, "train", "Test", "dataset.json"])
+def test_browser_class_names_are_cleaned_or_refused(bad):
+    datasets.create("pets", "me")
+    with pytest.raises(DatasetError):
+        datasets.add_class("pets", bad, "me")
+    datasets.add_class("pets", "  Grey cat ", "me")
+    assert datasets.info("pets").classes == {"Grey cat": 0}
+
+
+def test_browser_file_names_are_cleaned():
+    build(n=1)
+    report = datasets.add_images("pets", "cat", [
+        ("../../etc/evil.jpg", jpeg(1)), ("C:\\Users\\me\\photo.jpg", jpeg(2)),
+        (".hidden.jpg", jpeg(3)), ("no-extension", jpeg(4)), ("a\x00b.jpg", jpeg(5)),
+        ("x" * 300 + ".jpg", jpeg(6)), ("cat0.jpg", jpeg(7)), ("fake.jpg", b"not an image")], "me")
+    added = sorted(report["added"])
+    assert "cat/evil.jpg" in added and "cat/photo.jpg" in added and "cat/hidden.jpg" in added
+    assert "cat/no-extension.jpg" in added and "cat/ab.jpg" in added
+    assert "cat/cat0-2.jpg" in added  # never overwrites an image with the same name
+    assert all(len(Path(p).name) <= datasets.MAX_FILE_NAME for p in added)
+    assert [r["file"] for r in report["rejected"]] == ["fake.jpg"]
+    assert datasets.info("pets").classes["cat"] == 8
+
+
+def test_dataset_names_and_collisions():
+    datasets.create("pets", "me")
+    with pytest.raises(DatasetError, match="already exists"):
+        datasets.create("pets", "you")
+    for bad in ("a b", "../pets", "cifar10", "weights", ".x", ""):
+        with pytest.raises(DatasetError, match="cannot name a dataset"):
+            datasets.create(bad, "me")
+    with pytest.raises(DatasetError, match="No dataset named"):
+        datasets.delete("missing", None)
+
+
+# ----- stored splits --------------------------------------------------------------------------
+def test_the_stored_split_is_stratified_and_survives_additions(data_root):
+    build(n=20)
+    first = stored(data_root, "pets")
+    per_class = Counter((p.split("/")[0], s) for p, s in first.items())
+    assert per_class == {("cat", "train"): 14, ("cat", "val"): 2, ("cat", "test"): 4,
+                         ("dog", "train"): 14, ("dog", "val"): 2, ("dog", "test"): 4}
+    datasets.add_images("pets", "cat", [(f"new{i}.jpg", jpeg(900 + i)) for i in range(10)], "me")
+    after = stored(data_root, "pets")
+    assert {p: after[p] for p in first} == first  # nothing already split has moved
+    new = Counter(s for p, s in after.items() if p.startswith("cat/new"))
+    # 30 cats now: 6 for test and 2 for validation (10 % of the other 24), as a fresh split would.
+    assert new == {"train": 8, "test": 2}
+    ds = load_dataset("pets", use_cache=False)
+    assert ds.split.startswith("36/4/10 train/validation/test; test: stored split, 20 %")
+
+
+def test_the_split_depends_only_on_the_files():
+    files = [(f"c{label}/{i}.jpg", label) for label in range(3) for i in range(17)]
+    one = splits.assign(files, ("val", "test"))
+    assert one == splits.assign(list(reversed(files)), ("val", "test"))
+    assert splits.assign(files, ("val",)).keys() == one.keys()
+    assert set(splits.assign(files, ("val",)).values()) == {"train", "val"}
+
+
+def test_a_folder_outside_the_data_root_is_never_written_but_its_split_is_honoured(tmp_path):
+    build(n=10)
+    copy = tmp_path / "elsewhere"
+    import shutil
+
+    shutil.copytree(Path(datasets.path_of("pets")), copy)
+    ds = load_dataset(str(copy), use_cache=False)
+    assert "stored split" in ds.split  # honours the copied splits.json
+    (copy / splits.SPLITS_FILE).unlink()
+    ds = load_dataset(str(copy), use_cache=False)
+    assert "stratified 20 %" in ds.split and not (copy / splits.SPLITS_FILE).exists()
+
+
+def test_a_dataset_placed_in_the_data_root_gets_its_split_stored_on_first_load(data_root):
+    for c, seed in (("red", 0), ("blue", 1)):
+        (data_root / "placed" / c).mkdir(parents=True)
+        for i in range(5):
+            (data_root / "placed" / c / f"{i}.jpg").write_bytes(jpeg(seed * 100 + i))
+    first = load_dataset("placed", use_cache=False)
+    assert (data_root / "placed" / splits.SPLITS_FILE).is_file()
+    again = load_dataset("placed")
+    assert first.split == again.split and np.array_equal(first.y_test, again.y_test)
+    assert datasets.info("placed").owner is None  # read-only in the app
