@@ -32,6 +32,7 @@ import numpy as np
 from core import paths
 from core.export_folder import list_exports, load_runner, write_folder, write_model_json
 from core.images import Preprocessing
+from core.parity_images import run_inputs, sample_photo_inputs
 
 MIN_IMAGES = 200
 FLOAT_TARGET = {"agreement": 1.0, "max_abs_diff": 1e-4}
@@ -181,6 +182,32 @@ def constant_normalization(model):
             layer.mean, layer.variance = mean, variance
 
 
+def float32_model(model):
+    """``model`` with float32 compute: a run trained on a GPU was saved with ``mixed_float16``
+    layers, which ONNX files reject (mixed-type nodes) and LiteRT cannot convert (float16 ops
+    are not built-ins). Its weights are float32 already; only the layers' policies change."""
+    import keras
+
+    if not any(layer.dtype_policy.name.startswith("mixed")
+               for layer in model._flatten_layers(include_self=True, recursive=True)):
+        return model
+
+    def float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and str(
+                    node.get("config", {}).get("name", "")).startswith("mixed"):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: float32(value) for key, value in node.items()}
+        return [float32(value) for value in node] if isinstance(node, list) else node
+
+    clone = model.__class__.from_config(float32(model.get_config()))
+    clone.set_weights(model.get_weights())
+    for layer in clone._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()  # its mean/variance constants come from the weights just set
+    return clone
+
+
 def write_model_file(fmt: Format, model, path: Path) -> None:
     """Export ``model`` (an :func:`inference_graph`) to ``path`` with Keras's ``model.export``."""
     import keras
@@ -202,106 +229,6 @@ def write_model_file(fmt: Format, model, path: Path) -> None:
         else:
             model.export(str(path), format="tf_saved_model", input_signature=signature,
                          verbose=False)
-
-
-# ----- held-out images ---------------------------------------------------------------------------
-# Extra views when there are fewer held-out images than asked for: (crop of the source, flip).
-_CROPS = (1.0, 0.75, 0.6, 0.5, 0.4)
-
-
-def views(images: list, preprocessing: Preprocessing, n: int) -> np.ndarray:
-    """Up to ``n`` inputs from PIL images: every image at ``preprocessing``, then mirrored, then
-    zoomed to smaller central crops (each mirrored), in that order."""
-    from PIL import ImageOps
-
-    out = []
-    for crop in _crops(preprocessing):
-        prep = Preprocessing(preprocessing.size, crop, preprocessing.resample)
-        for flip in (False, True):
-            for image in images:
-                if len(out) == n:
-                    return np.stack(out)
-                out.append(prep.apply(ImageOps.mirror(image) if flip else image))
-    return np.stack(out)
-
-
-def _crops(preprocessing: Preprocessing) -> list[float]:
-    return [preprocessing.crop] + [c for c in _CROPS if c != preprocessing.crop]
-
-
-def _view_text(n: int, count: int, preprocessing: Preprocessing) -> str:
-    """Which views :func:`views` made of ``count`` images to reach ``n``."""
-    kinds = -(-n // count)
-    text = "each as prepared for the model" + (", mirrored" if kinds > 1 else "")
-    if kinds > 2:
-        crops = _crops(preprocessing)[1:(kinds + 1) // 2]
-        text += (f", then central crops of {', '.join(f'{c:g}' for c in crops)} x the shorter "
-                 "side, each also mirrored")
-    return text
-
-
-def sample_photo_inputs(preprocessing: Preprocessing, n: int) -> tuple[np.ndarray, str]:
-    """``n`` views of the ImageNet sample photos (:func:`core.paths.imagenet_samples_dir`).
-
-    Raises:
-        ValueError: No sample photos, or too few for ``n`` views.
-    """
-    from core.images import EXTENSIONS, ImageError, load_image
-
-    folder = paths.imagenet_samples_dir()
-    files = []
-    if folder and folder.is_dir():
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower().lstrip(".") in EXTENSIONS)
-    photos = []
-    for file in files:
-        try:
-            photos.append(load_image(file))
-        except ImageError:
-            continue
-    per = 2 * len(_crops(preprocessing))
-    if len(photos) * per < n:
-        raise ValueError(f"not enough held-out images to verify the export: {len(photos)} photos "
-                         f"in {folder or 'EFFNET_LAB_IMAGENET_SAMPLES (unset)'} give at most "
-                         f"{len(photos) * per} views, {n} are needed")
-    return views(photos, preprocessing, n), (f"{n} views of {len(photos)} ImageNet sample photos "
-                                             f"({_view_text(n, len(photos), preprocessing)})")
-
-
-def run_inputs(run_path: Path, preprocessing: Preprocessing, n: int, progress
-               ) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """``n`` held-out inputs for a run: its dataset's test split (a seeded sample when larger;
-    mirrored and zoomed views added when smaller). Falls back to the ImageNet sample photos when
-    the run's dataset cannot be loaded, and says so."""
-    from PIL import Image
-
-    from core import runs
-    from core.progress import Stopped
-    from core.training import TrainConfig
-    from core.training.run import load_data
-
-    cfg = runs.load_run(run_path).config or {}
-    reason = "the run records no dataset"
-    if cfg.get("data"):
-        try:
-            ds = load_data(TrainConfig.from_dict(cfg), progress)
-        except Stopped:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure means: use the fallback, say why
-            reason = f"its dataset {cfg['data']!r} could not be loaded ({exc})"
-        else:
-            if ds.storage_size == preprocessing.size:
-                x, y = ds.x_test, ds.y_test
-                if len(y) >= n:
-                    keep = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
-                    return x[keep], y[keep], f"{n} images of the run's test split ({len(y)} images)"
-                stored = Preprocessing(preprocessing.size, 1.0, preprocessing.resample)
-                return (views([Image.fromarray(a) for a in x], stored, n), np.resize(y, n),
-                        f"{n} views of the run's {len(y)} test images "
-                        f"({_view_text(n, len(y), stored)})")
-            reason = (f"its dataset is stored at {ds.storage_size} px, the model takes "
-                      f"{preprocessing.size}")
-    x, text = sample_photo_inputs(preprocessing, n)
-    return x, None, f"{text}; not the run's own test split: {reason}"
 
 
 # ----- the export -------------------------------------------------------------------------------
@@ -395,7 +322,7 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
     progress.begin(device=describe_device())
     progress.start("Loading the model", 0, "")
     classifier = load_classifier(str(src.path) if src.path else src.variant, weights)
-    prep = classifier.preprocessing
+    model, prep = float32_model(classifier.model), classifier.preprocessing
     progress.check_stop()
     if src.kind == "run":
         x, y, where = run_inputs(src.path, prep, n, progress)
@@ -403,14 +330,13 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
         x, text = sample_photo_inputs(prep, n)
         y, where = None, text
     progress.start("Keras reference predictions", len(x), "img")
-    reference = _predict(lambda b: classifier.model.predict_on_batch(b.astype("float32")), x,
-                         progress)
+    reference = _predict(lambda b: model.predict_on_batch(b.astype("float32")), x, progress)
 
     progress.start(f"Exporting to {fmt.label} (5-60 s)", 0, "")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     t0 = time.perf_counter()
-    write_model_file(fmt, inference_graph(classifier.model), tmp / fmt.file)
+    write_model_file(fmt, inference_graph(model), tmp / fmt.file)
     export_s = time.perf_counter() - t0
     write_folder(tmp, fmt, classifier.labels, prep.size)
     progress.check_stop()
@@ -429,6 +355,9 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
         "classes": list(classifier.labels),
         "preprocessing": {**prep.to_dict(), "notes": _preprocessing_notes(prep)},
         "quantization": fmt.quantization,
+        "compute": "float32" + (" (the model was saved with mixed-precision float16 layers; the "
+                                "export and its Keras reference compute in float32)"
+                                if model is not classifier.model else ""),
         "source": _source_facts(src, classifier.weights),
         "parity": check,
         "export_s": round(export_s, 2), "size_bytes": _size(tmp / fmt.file),

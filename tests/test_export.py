@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import make_run, no_temp_files, tiny_model
-from core import export
+from core import export, parity_images
 from core.cli import main as cli_main
 from core.export_folder import list_exports, load_runner, predict_script, zip_bytes
 
@@ -96,7 +96,7 @@ def test_views_make_enough_distinct_held_out_inputs():
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)) for _ in range(20)]
     prep = Preprocessing(16, 0.875, "bilinear")
-    x = export.views(images, prep, 200)
+    x = parity_images.views(images, prep, 200)
     assert x.shape == (200, 16, 16, 3) and x.dtype == np.uint8
     assert np.array_equal(x[0], prep.apply(images[0]))  # first the model's own preprocessing
     assert len({a.tobytes() for a in x}) == 200  # every view is a different input
@@ -106,7 +106,7 @@ def test_sample_photos_cannot_be_stretched_past_their_views(imagenet_samples_dir
     from core.images import Preprocessing
 
     with pytest.raises(ValueError, match="not enough held-out images"):
-        export.sample_photo_inputs(Preprocessing.imagenet(32), 10_000)
+        parity_images.sample_photo_inputs(Preprocessing.imagenet(32), 10_000)
 
 
 @pytest.mark.slow
@@ -117,6 +117,34 @@ def test_jax_backend_says_tensorflow_is_needed(runs_root):
     assert out.returncode == 2, out.stderr
     assert "error: onnx export needs Keras's TensorFlow backend" in out.stderr
     assert "KERAS_BACKEND=tensorflow" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_gpu_run_saved_with_mixed_precision_exports_in_float32(runs_root, imagenet_samples_dir,
+                                                                 tmp_path):
+    """GPU runs save mixed_float16 layers: onnxruntime rejects such a graph and LiteRT cannot
+    convert it, so exports compute in float32 (and say so). This run has no dataset recorded,
+    so its parity images are the sample photos' views, and model.json says why."""
+    import keras
+
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.Resizing(24, 24)(inputs)
+        x = keras.layers.Rescaling(1 / 255)(x)
+        x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+        x = keras.layers.BatchNormalization()(keras.layers.GlobalAveragePooling2D()(x))
+        outputs = keras.layers.Dense(3, activation="softmax", dtype="float32")(x)
+        model = keras.Model(inputs, outputs)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    run = make_run(runs_root, "gpu-run", model=model)
+    for fmt in ("onnx", "litert"):
+        meta = export.export(str(run), fmt, tmp_path / fmt)
+        assert meta["parity"]["meets_target"], meta["parity"]
+        assert "mixed-precision" in meta["compute"]
+        assert "sample photos" in meta["parity"]["images_from"]
+        assert "the run records no dataset" in meta["parity"]["images_from"]
 
 
 # ----- a real trained run ------------------------------------------------------------------------
@@ -252,3 +280,38 @@ def test_imagenet_model_exports_and_matches(fmt, imagenet_samples_dir, tmp_path)
     else:
         assert check["agreement"] == 1.0 and check["max_abs_diff"] <= 1e-4, check
         assert check["meets_target"]
+
+
+# ----- the Export section (AppTest) ---------------------------------------------------------------
+@pytest.mark.slow
+def test_export_section_runs_a_job_and_offers_the_zip(runs_root, imagenet_samples_dir, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from core import jobs
+
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(runs_root.parent / "data"))
+    make_run(runs_root, "cli-run", model=tiny_model())
+    at = AppTest.from_file(str(REPO / "app_pages" / "train.py"), default_timeout=60).run()
+    assert not at.exception
+    assert at.selectbox(key="export_format").value == "onnx"
+    at.button(key="export_start").click().run()
+    assert not at.exception and not at.error
+    snap = jobs.open_job(at.session_state["job_export"]).wait(timeout=600)
+    assert snap.result and snap.result["parity"]["meets_target"], snap.error
+    at.run()
+    assert not at.exception and not at.error
+    shown = " ".join(str(m.value) for m in at.markdown)
+    assert "ONNX" in shown and "held-out images agree at top-1" in shown
+    assert at.get("download_button")  # the zip (its label: "Download zip")
+    assert (runs_root / "cli-run" / "exports" / "onnx" / "model.onnx").is_file()
+
+
+def test_export_section_waits_for_a_running_run(runs_root):
+    from streamlit.testing.v1 import AppTest
+
+    make_run(runs_root, "cli-run", status="running", model=tiny_model())
+    at = AppTest.from_file(str(REPO / "app_pages" / "train.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "still training" in " ".join(str(c.value) for c in at.caption)
+    with pytest.raises(KeyError):
+        at.button(key="export_start")  # nothing to start until it has finished
