@@ -300,6 +300,7 @@ def export(source: str, fmt: str, out: str | os.PathLike | None = None, *, image
         raise ValueError(f"parity needs at least {MIN_IMAGES} held-out images, got {images}")
     out = Path(out).expanduser().resolve() if out else exports_root(src, weights) / spec.key
     check_out(out)
+    _remove_stale(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         return _export(src, spec, out, tmp, int(images), weights, progress)
@@ -367,6 +368,16 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
     write_model_json(tmp, meta)
     _replace(tmp, out)
     return {**meta, "dir": str(out)}
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove half-written folders that a killed export left beside ``out``."""
+    from core import procs
+
+    for stale in out.parent.glob(f".{out.name}.*-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not procs.alive({"pid": int(pid)}):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _replace(tmp: Path, out: Path) -> None:

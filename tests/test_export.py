@@ -218,7 +218,10 @@ def test_export_folder_works_on_its_own(trained_run, mini_cifar, tmp_path):
     from core.inference import load_classifier
 
     out = tmp_path / "onnx"
+    stale = tmp_path / ".onnx.tmp-999999999"  # what a killed export leaves (no such process)
+    stale.mkdir()
     export.export(str(trained_run), "onnx", out)
+    assert not stale.exists()
     first = (out / "model.json").read_text()
     export.export(str(trained_run), "onnx", out)  # an earlier export folder is replaced
     assert (out / "model.json").read_text() != first and not list(tmp_path.glob(".onnx*"))
