@@ -1,11 +1,13 @@
 """Classify page: upload images (or take a photo), see the top-k classes of an ImageNet model or a
 trained run. Images are decoded, classified and released a batch at a time."""
 
+from pathlib import Path
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import ICONS, plain, session
+from app_pages import ICONS, exports, plain, session
 from app_pages.charts import plotly_text
 from core import images, inference, runs
 
@@ -57,6 +59,11 @@ uploads = st.file_uploader("Images", type=list(images.EXTENSIONS), accept_multip
                                 f"{images.MAX_FILE_BYTES // 2**20} MB and "
                                 f"{images.MAX_PIXELS // 10**6} megapixels each · at most "
                                 f"{inference.MAX_FILES} files at once")
+with st.expander("Export this model", icon=":material/ios_share:"):
+    if choice == IMAGENET:
+        exports.export_section("imagenet", f"imagenet-{weights}", weights)
+    else:
+        exports.export_section(runs_available[choice][0], Path(runs_available[choice][0]).name)
 if st.toggle("Use the camera", key="classify_camera_on"):
     photo = st.camera_input("Take a photo", key="classify_camera")
     if photo is not None:

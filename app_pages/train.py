@@ -9,7 +9,7 @@ started from the command line) to compare, inspect, download and delete.
 
 import streamlit as st
 
-from app_pages import ICONS, charts, dataset_panel, plain, session
+from app_pages import ICONS, charts, dataset_panel, exports, plain, session
 from core import jobs, runs, training
 from core.progress import JobStatus
 from core.weights import SOURCES, list_weights_files
@@ -228,6 +228,7 @@ def run_details(run) -> None:
         left.download_button("Download model.keras", data=model_file.read_bytes,  # read on click
                              file_name=f"{run.name}.keras", mime="application/octet-stream",
                              key="train_download", on_click="ignore")
+        exports.export_section(str(run.path), run.name)
     if not session.is_mine(run.owner):
         right.caption("Started from the command line: read-only here.")
         return

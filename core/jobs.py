@@ -47,6 +47,7 @@ KINDS = {
     "bench_seed": ("core.bench", "bench_seed_job", "trainer"),
     "bench_best": ("core.bench", "bench_best_job", "trainer"),
     "data_check": ("core.health", "check_job", "data"),
+    "export": ("core.export", "export_job", "export"),
 }
 _POLL_S = 0.25
 _KEEP_S = 24 * 3600  # finished job folders older than this are pruned

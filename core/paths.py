@@ -8,6 +8,8 @@
 - ``EFFNET_LAB_CIFAR10_DIR``: a local CIFAR-10 image folder used when ``keras.datasets`` cannot
   download (``train/<class>/*.jpg`` and ``test/<class>/*.jpg``); default
   ``<project>/../shared/datasets/cifar10`` if it exists.
+- ``EFFNET_LAB_IMAGENET_SAMPLES``: a folder of ImageNet photos, the held-out images that verify
+  exports of the ImageNet model (default ``<project>/../shared/datasets/imagenet-samples``).
 - ``EFFNET_LAB_DOWNLOAD_TIMEOUT``: seconds to wait for an online download before falling back
   (default 10).
 """
@@ -55,6 +57,16 @@ def cifar10_dir() -> Path | None:
     if value:
         return Path(value)
     beside = PROJECT_ROOT.parent / "shared" / "datasets" / "cifar10"
+    return beside if beside.is_dir() else None
+
+
+def imagenet_samples_dir() -> Path | None:
+    """ImageNet sample photos: ``EFFNET_LAB_IMAGENET_SAMPLES`` if set, else
+    ``<project>/../shared/datasets/imagenet-samples`` when that exists."""
+    value = os.environ.get("EFFNET_LAB_IMAGENET_SAMPLES")
+    if value:
+        return Path(value)
+    beside = PROJECT_ROOT.parent / "shared" / "datasets" / "imagenet-samples"
     return beside if beside.is_dir() else None
 
 

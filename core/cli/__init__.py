@@ -14,7 +14,7 @@ import sys
 
 # Sub-modules, in the order their commands appear in --help.
 _COMMAND_MODULES = ("core.cli.classify", "core.cli.train", "core.cli.scaling", "core.cli.info",
-                    "core.cli.runs", "core.cli.data", "core.cli.job")
+                    "core.cli.runs", "core.cli.data", "core.cli.export", "core.cli.job")
 
 
 class CliError(Exception):

@@ -1,0 +1,115 @@
+"""Held-out images for checking an export against its Keras model: at least 200 inputs that
+the model did not train on, prepared exactly as the model takes them.
+
+A run uses its dataset's test split (a seeded sample when larger; mirrored and zoomed views of its
+images added when smaller). The ImageNet model has only the sample photos
+(:func:`core.paths.imagenet_samples_dir`), so it uses views of them: each photo at the model's
+crop, mirrored, then at smaller central crops. Every source says in words what it used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core import paths
+from core.images import Preprocessing
+
+# Extra views when there are fewer held-out images than asked for: (crop of the source, flip).
+_CROPS = (1.0, 0.75, 0.6, 0.5, 0.4)
+
+
+def views(images: list, preprocessing: Preprocessing, n: int) -> np.ndarray:
+    """Up to ``n`` inputs from PIL images: every image at ``preprocessing``, then mirrored, then
+    zoomed to smaller central crops (each mirrored), in that order."""
+    from PIL import ImageOps
+
+    out = []
+    for crop in _crops(preprocessing):
+        prep = Preprocessing(preprocessing.size, crop, preprocessing.resample)
+        for flip in (False, True):
+            for image in images:
+                if len(out) == n:
+                    return np.stack(out)
+                out.append(prep.apply(ImageOps.mirror(image) if flip else image))
+    return np.stack(out)
+
+
+def _crops(preprocessing: Preprocessing) -> list[float]:
+    return [preprocessing.crop] + [c for c in _CROPS if c != preprocessing.crop]
+
+
+def _view_text(n: int, count: int, preprocessing: Preprocessing) -> str:
+    """Which views :func:`views` made of ``count`` images to reach ``n``."""
+    kinds = -(-n // count)
+    text = "each as prepared for the model" + (", mirrored" if kinds > 1 else "")
+    if kinds > 2:
+        crops = _crops(preprocessing)[1:(kinds + 1) // 2]
+        text += (f", then central crops of {', '.join(f'{c:g}' for c in crops)} x the shorter "
+                 "side, each also mirrored")
+    return text
+
+
+def sample_photo_inputs(preprocessing: Preprocessing, n: int) -> tuple[np.ndarray, str]:
+    """``n`` views of the ImageNet sample photos (:func:`core.paths.imagenet_samples_dir`).
+
+    Raises:
+        ValueError: No sample photos, or too few for ``n`` views.
+    """
+    from core.images import EXTENSIONS, ImageError, load_image
+
+    folder = paths.imagenet_samples_dir()
+    files = []
+    if folder and folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower().lstrip(".") in EXTENSIONS)
+    photos = []
+    for file in files:
+        try:
+            photos.append(load_image(file))
+        except ImageError:
+            continue
+    per = 2 * len(_crops(preprocessing))
+    if len(photos) * per < n:
+        raise ValueError(f"not enough held-out images to verify the export: {len(photos)} photos "
+                         f"in {folder or 'EFFNET_LAB_IMAGENET_SAMPLES (unset)'} give at most "
+                         f"{len(photos) * per} views, {n} are needed")
+    return views(photos, preprocessing, n), (f"{n} views of {len(photos)} ImageNet sample photos "
+                                             f"({_view_text(n, len(photos), preprocessing)})")
+
+
+def run_inputs(run_path: Path, preprocessing: Preprocessing, n: int, progress
+               ) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``n`` held-out inputs for a run: its dataset's test split (a seeded sample when larger;
+    mirrored and zoomed views added when smaller). Falls back to the ImageNet sample photos when
+    the run's dataset cannot be loaded, and says so."""
+    from PIL import Image
+
+    from core import runs
+    from core.progress import Stopped
+    from core.training import TrainConfig
+    from core.training.run import load_data
+
+    cfg = runs.load_run(run_path).config or {}
+    reason = "the run records no dataset"
+    if cfg.get("data"):
+        try:
+            ds = load_data(TrainConfig.from_dict(cfg), progress)
+        except Stopped:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure means: use the fallback, say why
+            reason = f"its dataset {cfg['data']!r} could not be loaded ({exc})"
+        else:
+            if ds.storage_size == preprocessing.size:
+                x, y = ds.x_test, ds.y_test
+                if len(y) >= n:
+                    keep = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
+                    return x[keep], y[keep], f"{n} images of the run's test split ({len(y)} images)"
+                stored = Preprocessing(preprocessing.size, 1.0, preprocessing.resample)
+                return (views([Image.fromarray(a) for a in x], stored, n), np.resize(y, n),
+                        f"{n} views of the run's {len(y)} test images "
+                        f"({_view_text(n, len(y), stored)})")
+            reason = (f"its dataset is stored at {ds.storage_size} px, the model takes "
+                      f"{preprocessing.size}")
+    x, text = sample_photo_inputs(preprocessing, n)
+    return x, None, f"{text}; not the run's own test split: {reason}"
