@@ -32,6 +32,7 @@ import numpy as np
 from core import paths
 from core.export_folder import list_exports, load_runner, write_folder, write_model_json
 from core.images import Preprocessing
+from core.models import all_layers, float32_model
 from core.parity_images import run_inputs, sample_photo_inputs
 
 MIN_IMAGES = 200
@@ -170,7 +171,7 @@ def constant_normalization(model):
     import keras
 
     saved = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
             saved.append((layer, layer.mean, layer.variance))
             layer.mean = np.asarray(keras.ops.convert_to_numpy(layer.mean), np.float32)
@@ -180,32 +181,6 @@ def constant_normalization(model):
     finally:
         for layer, mean, variance in saved:
             layer.mean, layer.variance = mean, variance
-
-
-def float32_model(model):
-    """``model`` with float32 compute: a run trained on a GPU was saved with ``mixed_float16``
-    layers, which ONNX files reject (mixed-type nodes) and LiteRT cannot convert (float16 ops
-    are not built-ins). Its weights are float32 already; only the layers' policies change."""
-    import keras
-
-    if not any(layer.dtype_policy.name.startswith("mixed")
-               for layer in model._flatten_layers(include_self=True, recursive=True)):
-        return model
-
-    def float32(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "DTypePolicy" and str(
-                    node.get("config", {}).get("name", "")).startswith("mixed"):
-                return {**node, "config": {**node["config"], "name": "float32"}}
-            return {key: float32(value) for key, value in node.items()}
-        return [float32(value) for value in node] if isinstance(node, list) else node
-
-    clone = model.__class__.from_config(float32(model.get_config()))
-    clone.set_weights(model.get_weights())
-    for layer in clone._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.Normalization):
-            layer.finalize_state()  # its mean/variance constants come from the weights just set
-    return clone
 
 
 def write_model_file(fmt: Format, model, path: Path) -> None:
@@ -358,7 +333,7 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
         "quantization": fmt.quantization,
         "compute": "float32" + (" (the model was saved with mixed-precision float16 layers; the "
                                 "export and its Keras reference compute in float32)"
-                                if model is not classifier.model else ""),
+                                if getattr(model, "saved_with_mixed_precision", False) else ""),
         "source": _source_facts(src, classifier.weights),
         "parity": check,
         "export_s": round(export_s, 2), "size_bytes": _size(tmp / fmt.file),

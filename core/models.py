@@ -113,3 +113,41 @@ def set_input_normalization(model, mean, variance) -> None:
     # Normalization caches mean/variance as constants; set_weights alone does not refresh them
     # (load_weights does, through load_own_variables), so refresh explicitly.
     norm.finalize_state()
+
+
+def all_layers(model, include_self: bool = False) -> list:
+    """Every layer of ``model``, nested models' layers included (depth first), through the
+    public ``layers`` attribute."""
+    found = [model] if include_self else []
+    for layer in getattr(model, "layers", ()):
+        found.append(layer)
+        found.extend(all_layers(layer))
+    return found
+
+
+def float32_model(model):
+    """``model`` with float32 compute: a run trained on a GPU was saved with ``mixed_float16``
+    layers, which ONNX files reject (mixed-type nodes), LiteRT cannot convert (float16 ops are
+    not built-ins) and a CPU runs slowly. Its weights are float32 already; only the layers'
+    policies change. The converted copy has ``saved_with_mixed_precision = True``."""
+    import keras
+
+    if not any(layer.dtype_policy.name.startswith("mixed")
+               for layer in all_layers(model, include_self=True)):
+        return model
+
+    def float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and str(
+                    node.get("config", {}).get("name", "")).startswith("mixed"):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: float32(value) for key, value in node.items()}
+        return [float32(value) for value in node] if isinstance(node, list) else node
+
+    clone = model.__class__.from_config(float32(model.get_config()))
+    clone.set_weights(model.get_weights())
+    for layer in all_layers(clone):
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()  # its mean/variance constants come from the weights just set
+    clone.saved_with_mixed_precision = True
+    return clone

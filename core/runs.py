@@ -321,6 +321,11 @@ def load_run_model(path: str | os.PathLike):
         raise ValueError(f"run {path.name} has no saved model (it failed or was stopped before "
                          "training started).")
     model = keras.saving.load_model(model_file, compile=False)
+    from core.models import float32_model
+    from core.runtime import accelerators
+
+    if not accelerators():  # a GPU-trained (mixed_float16) run computes in float32 on a CPU
+        model = float32_model(model)
     classes = list(_read_json(model_file.parent / "classes.json", []) or [])
     outputs = int(model.output_shape[-1])
     if len(classes) != outputs:
