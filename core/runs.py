@@ -310,6 +310,7 @@ def load_run_model(path: str | os.PathLike):
 
     from core.imagefolder import storage_preprocessing
     from core.images import Preprocessing
+    from core.runtime import allow_jit
 
     path = Path(path)
     # A run folder, or a .keras file directly (its classes.json beside it, if any).
@@ -318,6 +319,7 @@ def load_run_model(path: str | os.PathLike):
         raise ValueError(f"run {path.name} has no saved model (it failed or was stopped before "
                          "training started).")
     model = keras.saving.load_model(model_file, compile=False)
+    allow_jit(model)  # a finetune run holds RandomTranslation: on JAX, predict would run eagerly
     classes = list(_read_json(model_file.parent / "classes.json", []) or [])
     outputs = int(model.output_shape[-1])
     if len(classes) != outputs:

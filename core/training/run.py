@@ -18,9 +18,9 @@ from core import paths
 from core.jobs import error_kind, error_message
 from core.progress import Progress, Stopped
 from core.runs import RunWriter
-from core.runtime import accelerators, backend, describe_device, device_context
+from core.runtime import backend, device_context, device_plan
 from core.training.features import training_inputs
-from core.training.fit import fit
+from core.training.fit import fit, predict
 from core.training.network import build_network
 from core.training.options import TrainConfig
 
@@ -89,7 +89,7 @@ def load_data(config: TrainConfig, progress: Progress):
 
 def evaluate(model, x_test, ds, batch_size: int) -> dict:
     """Test accuracy, confusion matrix, per-class accuracy and the worst mistakes."""
-    probs = np.asarray(model.predict(x_test, batch_size=max(batch_size, 256), verbose=0))
+    probs = predict(model, x_test, batch_size)  # evenly split over data-parallel devices
     pred = probs.argmax(axis=1)
     y = ds.y_test
     k = ds.num_classes
@@ -137,12 +137,12 @@ def train(config: TrainConfig, progress: Progress | None = None,
     writer: RunWriter | None = None
     try:
         config.validate()
-        device = describe_device()
+        plan = device_plan()
+        device = plan.describe()
         progress.begin(device=device)
         writer = reserve_run_dir(config, runs_root)
-        on_gpu = bool(accelerators())
-        with device_context(on_gpu):
-            result = _run(config, progress, writer, device, on_gpu, started, owner)
+        with device_context(plan):
+            result = _run(config, progress, writer, plan, started, owner)
     except Exception as exc:
         message = error_message(exc)
         if writer is not None and writer.started:
@@ -161,11 +161,13 @@ def train(config: TrainConfig, progress: Progress | None = None,
     return result
 
 
-def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str, on_gpu: bool,
-         started: float, owner: str | None) -> RunResult:
-    """The body of :func:`train` (inside the device context)."""
+def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, started: float,
+         owner: str | None) -> RunResult:
+    """The body of :func:`train` (inside the device context of ``plan``, a
+    :class:`core.runtime.DevicePlan`)."""
     from core.imagefolder import storage_preprocessing
 
+    device, on_gpu = plan.describe(), plan.on_gpu
     timings: dict[str, float] = {}
     try:
         ds = load_data(config, progress)
@@ -200,7 +202,8 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
         "epochs": len(rows), "best_epoch": best_epoch,
         "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
         "per_class_accuracy": scores["per_class"], "wall_s": wall, "timings": timings,
-        "device": device, "backend": backend(), "weights": net.weights.label,
+        "device": device, "backend": backend(), "precision": plan.policy,
+        "devices": len(plan.devices), "weights": net.weights.label,
         "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
         "skipped": ds.skipped, "train_images": len(ds.y_train), "test_images": len(ds.y_test),
     }, scores["confusion"], scores["misclassified"])
