@@ -107,23 +107,28 @@ def unpack_data(archive: Path, dest: Path) -> Path:
     return dest / manifest["folder"]
 
 
-def run_bench(cmd: list[str], env: dict, budget_s: float, log: Path) -> tuple[int, bool]:
-    """Run ``cmd``; at ``budget_s`` ask it to stop (SIGINT, as Ctrl-C), and kill it if it has not
-    ended :data:`STOP_GRACE_S` later. Returns (exit status, stopped at the budget)."""
-    with log.open("w") as err, subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                                stderr=err, text=True) as proc:
+def run_bench(cmd: list[str], env: dict, budget_s: float, grace_s: float,
+              log: Path) -> tuple[int, bool]:
+    """Run ``cmd``, its progress into ``log``. At ``budget_s`` ask it to stop (SIGINT, as
+    Ctrl-C: the run ends at the end of the batch, evaluates and saves); if it has not ended
+    ``grace_s`` later, a second SIGINT kills its job (the CLI's own rule), then the CLI.
+    Returns (exit status, stopped at the budget)."""
+    stdout_file = log.with_suffix(".stdout")
+    with log.open("w") as err, stdout_file.open("w") as out, \
+            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err) as proc:
         stopped = False
         try:
             proc.wait(timeout=budget_s)
         except subprocess.TimeoutExpired:
             stopped = True
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        stdout = proc.stdout.read()
-    log.with_suffix(".stdout").write_text(stdout)
+            for signum, wait_s in ((signal.SIGINT, grace_s), (signal.SIGINT, 15),
+                                   (signal.SIGKILL, 15)):
+                proc.send_signal(signum)
+                try:
+                    proc.wait(timeout=wait_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
     return proc.returncode, stopped
 
 
@@ -189,9 +194,11 @@ def bench(args, result: dict, work: Path) -> None:
            "--data", "cifar10", "--out", str(work / "runs" / "bench-best-gpu")]
     cmd += SMOKE_FLAGS if args.cpu_smoke else []
     cmd += [str(x) for x in args.extra]
-    result["command"] = " ".join(["KERAS_BACKEND=jax", *cmd[1:]])
+    result["command"] = " ".join(["KERAS_BACKEND=jax", "python3", *cmd[1:]])
+    save(args.out, result)  # so far, in case the device call ends before the script does
     t = time.time()
-    status, stopped = run_bench(cmd, env, args.budget_s, args.log)
+    status, stopped = run_bench(cmd, env, args.budget_s, 300 if args.cpu_smoke else STOP_GRACE_S,
+                                args.log)
     result["bench_s"] = round(time.time() - t, 2)
     result["stopped_at_budget"] = stopped
     bench_result = last_json(args.log.with_suffix(".stdout").read_text())
@@ -202,6 +209,15 @@ def bench(args, result: dict, work: Path) -> None:
     accuracy, wall = bench_result.get("test_accuracy"), bench_result.get("wall_s")
     if not args.cpu_smoke and accuracy is not None:  # a run stopped at the budget may meet it too
         result["met_target"] = accuracy >= TARGET["test_accuracy"] and wall <= TARGET["wall_s"]
+
+
+def save(path: Path, result: dict) -> str:
+    """Write ``result`` to ``path`` (whole, through a temp file) and return the JSON text."""
+    text = json.dumps(result, indent=1)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n")
+    tmp.replace(path)
+    return text
 
 
 def main(argv=None) -> int:
@@ -232,6 +248,8 @@ def main(argv=None) -> int:
     result = {"benchmark": "gpu_bench", "mode": "cpu-smoke" if args.cpu_smoke else "gpu",
               "target": TARGET, "budget_s": args.budget_s, "ok": False, "error": None,
               "met_target": None, "host": platform.node(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result["error"] = "did not finish: the script was ended first (see the .log beside this file)"
+    save(args.out, result)
     started = time.time()
     # In memory where there is a RAM disk: 60 000 small files unpack in seconds there.
     shm = Path("/dev/shm")
@@ -239,6 +257,7 @@ def main(argv=None) -> int:
                                  dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
     try:
         bench(args, result, work)
+        result["error"] = None
         result["ok"] = result["result"].get("test_accuracy") is not None
         if not result["ok"]:
             result["error"] = "the run produced no test accuracy"
@@ -254,9 +273,7 @@ def main(argv=None) -> int:
             result["work_dir"] = str(work)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(result, indent=1)
-    args.out.write_text(text + "\n")
-    print(text)
+    print(save(args.out, result))
     return 0 if result["ok"] else 1
 
 
