@@ -278,10 +278,10 @@ def allow_jit(layers_) -> None:
 
     Keras marks ``RandomTranslation`` as not jit-compatible (``supports_jit = False``, a
     TensorFlow concern), so ``jit_compile="auto"`` quietly runs the *whole* train or predict
-    step eagerly on JAX: about 3× slower on a CPU and far worse on a GPU. Its JAX code compiles
-    fine and gives the same results (measured: 3e-8), so on JAX we clear the flag — for models we
-    build, and for models we load (a loaded model that already resolved ``jit_compile`` is
-    switched back on too).
+    step eagerly, op by op, on JAX (measured on this project's 2-core CPU: 112 s against 36.6 s
+    for an epoch). Its JAX code compiles fine and gives the same results (to 3e-8), so on JAX we
+    clear the flag — for models we build, and for models we load (a loaded model that already
+    resolved ``jit_compile`` is switched back on too).
 
     Args:
         layers_: A layer, a model or an iterable of them (nested models are walked).
