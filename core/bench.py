@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from core.progress import Progress
-from core.runtime import accelerators, device_context
+from core.runtime import accelerators, device_context, device_plan
 from core.training.fit import compile_model, fit
 from core.training.network import build_network
 from core.training.options import TrainConfig, preset_config
@@ -41,8 +41,9 @@ def fit_blog_way(config: TrainConfig, *, dataset=None, epochs: int | None = None
     config.validate()
     progress = progress if progress is not None else Progress()
     ds = dataset if dataset is not None else load_data(config, progress)
-    on_gpu = bool(accelerators())
-    with device_context(on_gpu):
+    plan = device_plan()
+    on_gpu = plan.on_gpu
+    with device_context(plan):
         net = build_network(config, ds.num_classes, ds.storage_size)
         compile_model(net.model, config, len(ds.y_train), config.epochs, on_gpu)
         if warmup:

@@ -313,6 +313,7 @@ def load_run_model(path: str | os.PathLike):
 
     from core.imagefolder import storage_preprocessing
     from core.images import Preprocessing
+    from core.runtime import allow_jit
 
     path = Path(path)
     # A run folder, or a .keras file directly (its classes.json beside it, if any).
@@ -326,6 +327,7 @@ def load_run_model(path: str | os.PathLike):
 
     if not accelerators():  # a GPU-trained (mixed_float16) run computes in float32 on a CPU
         model = float32_model(model)
+    allow_jit(model)  # a finetune run holds RandomTranslation: on JAX, predict would run eagerly
     classes = list(_read_json(model_file.parent / "classes.json", []) or [])
     outputs = int(model.output_shape[-1])
     if len(classes) != outputs:

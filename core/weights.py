@@ -15,6 +15,7 @@ Sources (see :func:`load_backbone`):
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +169,13 @@ def convert_lite0(force: bool = False) -> Path:
         state = read_torch_legacy(lite0_package_path())
     except TorchPickleError as exc:
         raise WeightsError(f"cannot read the offline Lite0 weights: {exc}") from exc
-    model = build_efficientnet("lite0", include_top=True)
+    # Building a model draws each layer's seed from Python's random: restore its state, so a
+    # one-off conversion does not change the dropout masks of the run that triggered it.
+    random_state = random.getstate()
+    try:
+        model = build_efficientnet("lite0", include_top=True)
+    finally:
+        random.setstate(random_state)
     assign_lite0(model, state)
     with atomic_path(target, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)

@@ -83,6 +83,50 @@ def imagenet_samples_dir() -> Path:
     return _require(SHARED / "imagenet-samples", "ImageNet sample photos")
 
 
+@pytest.fixture(scope="session")
+def jax_python() -> str:
+    """A Python that runs core with KERAS_BACKEND=jax: ``EFFNET_LAB_JAX_PYTHON`` (e.g. a venv
+    made from requirements-jax.txt, without TensorFlow) or this one (requirements-dev.txt
+    installs jax[cpu]). Skipped locally without JAX; in CI, where it must exist, a failure."""
+    python = os.environ.get("EFFNET_LAB_JAX_PYTHON") or sys.executable
+    check = subprocess.run([python, "-c", "import jax, keras"], capture_output=True, text=True,
+                           env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
+    if check.returncode != 0:
+        message = f"JAX with Keras is not importable by {python} (pip install -r requirements-dev.txt)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+_HIDE_TENSORFLOW = '''
+import sys
+
+
+class HideTensorFlow:
+    """Import finder that answers as if TensorFlow were not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf_keras"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, HideTensorFlow())
+'''
+
+
+@pytest.fixture
+def jax_without_tensorflow(tmp_path) -> dict:
+    """Environment for a process tree on JAX where TensorFlow cannot be imported (as on GPU
+    images without it): KERAS_BACKEND=jax and a ``sitecustomize`` on PYTHONPATH hiding it."""
+    site = tmp_path / "hide-tensorflow"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_HIDE_TENSORFLOW)
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": path}
+
+
 def make_mini_cifar(cifar10_dir: Path, dest: Path, n_train: int = 20, n_test: int = 10) -> Path:
     """A folder of symlinks to the first images of each CIFAR-10 class (nothing is copied)."""
     for split, n in (("train", n_train), ("test", n_test)):

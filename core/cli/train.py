@@ -75,6 +75,7 @@ def register(subparsers) -> None:
         add_option_flags(sub, ("data", "subset", "test_subset", "epochs", "weights"))
         sub.add_argument("--out", help="run folder to create (default: under the runs folder)")
     add_option_flags(seed, ("backbone",))
+    add_option_flags(best, ("resolution", "batch_size"))  # to retune the recipe, or shrink it
     best.add_argument("--recipe", choices=("cpu", "gpu"), default=None,
                       help="which preset (default: gpu when a GPU is present, else cpu)")
     seed.set_defaults(func=run_bench_seed)
@@ -185,7 +186,8 @@ def run_bench_best(args) -> int:
     from core.runtime import accelerators
     from core.training import PRESETS
 
-    overrides, root = _bench_overrides(args, ("data", "subset", "test_subset", "epochs", "weights"))
+    overrides, root = _bench_overrides(args, ("data", "subset", "test_subset", "epochs", "weights",
+                                              "resolution", "batch_size"))
     recipe = args.recipe or ("gpu" if accelerators() else "cpu")
     overrides.setdefault("name", f"bench-best-{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     _checked({**PRESETS[f"best-{recipe}"].values, **overrides}, root)

@@ -106,7 +106,10 @@ def extract(model, x: np.ndarray, progress: Progress, phase: str, batch_size: in
     try:
         for i in range(0, len(x), batch_size):
             progress.check_stop()
+            # [:batch]: under TensorFlow's MirroredStrategy, Keras's predict_on_batch runs the
+            # whole batch on every replica and returns all the copies (first copy = the right rows).
             part = np.asarray(model.predict_on_batch(x[i:i + batch_size].astype("float32")))
+            part = part[:min(batch_size, len(x) - i)]
             if out is None:  # the first batch tells the size of everything
                 out = _allocate((len(x),) + part.shape[1:], part.dtype,
                                 spill_dir or paths.cache_dir() / "features")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from core.progress import Progress
-from core.runtime import jit_compile
+from core.runtime import batch_multiple, jit_compile
 from core.training.options import TrainConfig
 
 # Points logged per epoch at most: enough for a smooth per-batch curve, small enough for snapshots.
@@ -111,19 +111,12 @@ def as_inputs(x: np.ndarray, y: np.ndarray | None, batch_size: int, order: np.nd
     return x[order], (None if y is None else y[order])
 
 
-def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """``model.predict`` that never loads a disk-backed ``x`` whole."""
-    inputs, _ = as_inputs(x, None, batch_size)
-    if isinstance(x, np.memmap):  # batches of their own
-        return np.asarray(model.predict(inputs, verbose=0))
-    return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0))
-
-
 def compile_model(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool,
                   steps_per_execution: int = 1) -> None:
     """Compile for sparse-label classification with ``config``'s optimizer and schedule."""
+    # Weighted accuracy: zero-weight padding (even_validation) must not count.
     model.compile(optimizer=make_optimizer(config, math.ceil(n / config.batch_size) * epochs),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"],
                   jit_compile=jit_compile(on_gpu), steps_per_execution=steps_per_execution)
 
 
@@ -151,17 +144,25 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
 
     epochs = epochs or config.epochs
     n, batch = len(y), config.batch_size
+    # JAX data parallel splits every batch evenly over the devices (runtime.batch_multiple): the
+    # batch size must divide, the ragged last batch is trimmed, validation is padded.
+    multiple = batch_multiple()
+    if batch % multiple:
+        raise ValueError(f"batch size {batch} must be a multiple of the {multiple} devices it is "
+                         "split over.")
+    val, val_loss_scale = even_validation(val, multiple)
     if compile:
         compile_model(model, config, n, epochs, on_gpu, steps_per_execution)
     callback = _callback_class()(progress, n, batch)
     progress.start("Training", n * epochs, "img")
     rows: list[dict] = []
     best, best_weights, best_epoch = -math.inf, None, None
-    val_inputs = as_inputs(val[0], val[1], max(batch, 256)) if val is not None else None
-    if val_inputs is not None and val_inputs[1] is None:
-        val_inputs = val_inputs[0]  # batches that carry their labels
+    val_inputs = val
+    if val is not None and isinstance(val[0], np.memmap):
+        val_inputs = as_inputs(val[0], val[1], batch)[0]  # batches that carry their labels
     for epoch in range(epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(n)
+        order = order[:n - (n % batch) % multiple]  # drops < devices images (none on one device)
         started = time.time()
         inputs, labels = as_inputs(x, y, batch, order)
         history = model.fit(inputs, labels, batch_size=None if labels is None else batch,
@@ -170,7 +171,9 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
         last = {k: float(v[-1]) for k, v in history.items() if v}
         row = {
             "epoch": epoch + 1, "loss": last.get("loss"), "accuracy": last.get("accuracy"),
-            "val_loss": last.get("val_loss"), "val_accuracy": last.get("val_accuracy"),
+            "val_loss": (None if last.get("val_loss") is None
+                         else last["val_loss"] * val_loss_scale),
+            "val_accuracy": last.get("val_accuracy"),
             "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
             "seconds": round(time.time() - started, 3),
             "images_per_s": round(callback.images_per_s, 1),
@@ -193,3 +196,36 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
     if best_weights is not None:
         model.set_weights(best_weights)
     return rows, best_epoch
+
+
+def even_validation(val: tuple | None, multiple: int) -> tuple[tuple | None, float]:
+    """Pad validation data to a multiple of ``multiple`` with zero-weight copies.
+
+    The padding does not count: accuracy is a weighted mean, and Keras divides the loss by all
+    samples, pads included, so the epoch's ``val_loss`` times the returned scale is the loss over
+    the real samples.
+
+    Returns:
+        ``(val, scale)``: ``val`` unchanged and 1.0 when nothing needs padding.
+    """
+    if val is None or len(val[1]) % multiple == 0:
+        return val, 1.0
+    x, y = val[0], val[1]
+    pad = -len(y) % multiple
+    weights = np.concatenate([np.ones(len(y)) if len(val) < 3 else val[2], np.zeros(pad)])
+    return ((np.concatenate([x, x[:pad]]), np.concatenate([y, y[:pad]]), weights.astype("float32")),
+            (len(y) + pad) / len(y))
+
+
+def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict`` in batches of a multiple of ``batch_size`` (at least 256 images), padded
+    so that JAX data parallel splits every batch evenly, and never loading a disk-backed ``x``
+    whole; returns one row per image of ``x``."""
+    multiple = batch_multiple()
+    pad = -len(x) % multiple
+    order = np.concatenate([np.arange(len(x)), np.arange(pad)]) if pad else None
+    step = batch_size * max(1, 256 // batch_size)
+    inputs, _ = as_inputs(x, None, step, order)
+    if isinstance(x, np.memmap):  # batches of their own
+        return np.asarray(model.predict(inputs, verbose=0))[:len(x)]
+    return np.asarray(model.predict(inputs, batch_size=step, verbose=0))[:len(x)]

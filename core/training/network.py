@@ -98,11 +98,13 @@ def augmentation_layers(seed: int) -> list:
 def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> TrainNetwork:
     """Build the classifier for ``config`` (seeded, so two builds start from the same weights).
 
-    Call inside :func:`core.runtime.device_context` so GPU runs get mixed precision and all GPUs.
+    Call inside :func:`core.runtime.device_context` so GPU runs get mixed precision and all
+    devices (a data-parallel model must be built inside the distribution's scope).
     """
     import keras
     from keras import layers
 
+    from core.runtime import allow_jit
     from core.weights import load_backbone
 
     keras.utils.set_random_seed(config.seed)
@@ -114,6 +116,7 @@ def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> T
     stem = []
     if not frozen and config.augment:
         stem += augmentation_layers(config.seed)
+        allow_jit(stem)  # else Keras-on-JAX runs every train step eagerly (see allow_jit)
     if size != storage_size:
         stem.append(layers.Resizing(size, size, interpolation="bilinear", name="upscale"))
     head = [layers.BatchNormalization(name="head_bn")]

@@ -18,7 +18,7 @@ from core import paths
 from core.jobs import error_kind, error_message
 from core.progress import Progress, Stopped
 from core.runs import RunWriter
-from core.runtime import accelerators, backend, describe_device, device_context
+from core.runtime import backend, device_context, device_plan
 from core.training.features import training_inputs
 from core.training.fit import fit, predict
 from core.training.network import build_network
@@ -102,7 +102,7 @@ def load_data(config: TrainConfig, progress: Progress):
 
 def evaluate(model, x_test, ds, batch_size: int) -> dict:
     """Test accuracy, confusion matrix, per-class accuracy and the worst mistakes."""
-    probs = predict(model, x_test, max(batch_size, 256))
+    probs = predict(model, x_test, batch_size)  # evenly split; disk-backed arrays a batch at a time
     pred = probs.argmax(axis=1)
     y = ds.y_test
     k = ds.num_classes
@@ -150,12 +150,12 @@ def train(config: TrainConfig, progress: Progress | None = None,
     writer: RunWriter | None = None
     try:
         config.validate()
-        device = describe_device()
+        plan = device_plan()
+        device = plan.describe()
         progress.begin(device=device)
         writer = reserve_run_dir(config, runs_root)
-        on_gpu = bool(accelerators())
-        with device_context(on_gpu):
-            result = _run(config, progress, writer, device, on_gpu, started, owner)
+        with device_context(plan):
+            result = _run(config, progress, writer, plan, started, owner)
     except Exception as exc:
         message = error_message(exc)
         if writer is not None and writer.started:
@@ -174,11 +174,13 @@ def train(config: TrainConfig, progress: Progress | None = None,
     return result
 
 
-def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str, on_gpu: bool,
-         started: float, owner: str | None) -> RunResult:
-    """The body of :func:`train` (inside the device context)."""
+def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, started: float,
+         owner: str | None) -> RunResult:
+    """The body of :func:`train` (inside the device context of ``plan``, a
+    :class:`core.runtime.DevicePlan`)."""
     from core.imagefolder import storage_preprocessing
 
+    device, on_gpu = plan.describe(), plan.on_gpu
     timings: dict[str, float] = {}
     try:
         ds = load_data(config, progress)
@@ -217,7 +219,8 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
                               and not stopped),
         "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
         "per_class_accuracy": scores["per_class"], "wall_s": wall, "timings": timings,
-        "device": device, "backend": backend(), "weights": net.weights.label,
+        "device": device, "backend": backend(), "precision": plan.policy,
+        "devices": len(plan.devices), "weights": net.weights.label,
         "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
         "skipped": ds.skipped, "train_images": len(ds.y_train), "val_images": len(ds.y_val),
         "test_images": len(ds.y_test),
