@@ -72,14 +72,22 @@ def test_bad_arguments_exit_two(tmp_path):
         assert "Traceback" not in result.stderr
 
 
+_MEASURED = ("import sys\nfrom core.cli import main\nstatus = main(sys.argv[1:])\n"
+             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+             "print('VmHWM', hwm.split()[1], file=sys.stderr)\nsys.exit(status)\n")
+
+
 def _peak_rss_mb(args: list[str]) -> tuple[int, str, float]:
-    """Run ``python -m core ARGS``; return its exit status, stdout and peak memory (MB) alone."""
-    proc = subprocess.Popen([sys.executable, "-m", "core", *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out, usage.ru_maxrss / 1024  # ru_maxrss is in KB on Linux
+    """Run ``python -m core ARGS``; return its exit status, stdout and peak memory (MB).
+
+    The peak is the process's own VmHWM, read at its end: ``ru_maxrss`` would also count the
+    pages it shared with this (large) test process between fork and exec.
+    """
+    proc = subprocess.run([sys.executable, "-c", _MEASURED, *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=300)
+    kb = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("VmHWM ")]
+    assert kb, proc.stderr[-2000:]
+    return proc.returncode, proc.stdout, int(kb[0]) / 1024
 
 
 @pytest.mark.slow

@@ -99,8 +99,9 @@ def test_jax_data_parallel_trims_a_ragged_last_batch(jax_python, tiny_cifar, tmp
 def test_tensorflow_mirrored_strategy_splits_every_batch(tiny_cifar, tmp_path):
     pytest.importorskip("tensorflow", reason="TensorFlow is not installed (requirements.txt)")
     # No augmentation: the cached-feature-maps path (features extracted under the strategy).
+    # Validation on the test split, so all 100 training images train (no validation carved out).
     runs = probe(sys.executable, "tensorflow", tiny_cifar, tmp_path,
-                 {"augment": False, "dropout": 0.0}, ["cpu:2", "auto"])
+                 {"augment": False, "dropout": 0.0, "validation": "test"}, ["cpu:2", "auto"])
     multi, single = runs["cpu:2"], runs["auto"]
     assert multi["device"].endswith("; 2 devices, MirroredStrategy)") and multi["devices"] == 2
     assert single["devices"] == 1 and "MirroredStrategy" not in single["device"]
@@ -131,8 +132,9 @@ def test_mixed_precision_trains_and_is_recorded(backend, policy, optimizer, jax_
     train_loss = losses(run)
     assert all(np.isfinite(train_loss + losses(run, "val_loss")))
     assert train_loss[-1] < train_loss[0]
-    # Layers compute in 16 bits, the softmax stays float32, and so do the probabilities.
-    assert run["loaded_policies"] == sorted(["float32", policy])
+    # Trained in 16 bits, the run loads in float32 on a machine without an accelerator
+    # (core.runs.load_run_model: a CPU has no fast float16), and so are the probabilities.
+    assert run["loaded_policies"] == ["float32"]
     assert run["output_dtype"] == "float32"
     assert np.allclose(np.sum(run["probs"], axis=1), 1, atol=1e-3)
 
