@@ -16,6 +16,7 @@ import numpy as np
 
 from core import paths
 from core.jobs import error_kind, error_message
+from core.measure import per_image_latency_ms
 from core.progress import Progress, Stopped
 from core.runs import RunWriter
 from core.runtime import accelerators, backend, describe_device, device_context
@@ -203,6 +204,7 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
         "device": device, "backend": backend(), "weights": net.weights.label,
         "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
         "skipped": ds.skipped, "train_images": len(ds.y_train), "test_images": len(ds.y_test),
+        "latency_ms": per_image_latency_ms(net.model, skip=stopped),  # batch 1, saved model
     }, scores["confusion"], scores["misclassified"])
     return RunResult(writer.path, scores["accuracy"], len(rows), wall, device, net.weights.label,
                      stopped)
