@@ -334,7 +334,8 @@ except ValueError as exc:
 if grid:
     st.caption(f"{len(grid)} candidates: " + "; ".join(
         f"α {c.alpha:g}, β {c.beta:g}, γ {c.gamma:g}" for c in grid) + ". On a 2-core CPU, "
-        "compiling each candidate's training step alone takes 30–60 s.")
+        "compiling each candidate's training step alone takes 30–90 s, so a budget of 10 "
+        "minutes fits about four candidates; those that don't fit show as skipped.")
 
 
 def search_args() -> dict:

@@ -4,6 +4,9 @@ The model is built with random weights (timing does not depend on the weights' v
 through Keras's compiled inference step (``predict_on_batch``: a ``tf.function`` or ``jax.jit``),
 as inference normally runs; the untimed warm-up pass per batch size pays for tracing. Keras is
 imported inside the functions so that importing this module stays cheap.
+
+Also used elsewhere: :func:`per_image_latency_ms` for the latency a training run records, and
+:func:`time_forward` by the sweep over several networks (:mod:`core.sweep`).
 """
 
 from __future__ import annotations

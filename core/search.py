@@ -19,6 +19,12 @@ Where each candidate starts:
 Each candidate's result says which. Candidates that start from ImageNet weights have a head
 start no short training removes: the comparison is between (architecture, start) pairs.
 
+Budget: everything counts (data loading, weights, compiling, training, testing). Each training
+starts with compiling its step, 30-90 s on a busy 2-core CPU, which cannot be cut short; the
+budget is planned as one compile plus an equal share of training time per training, the planned
+repeats are dropped first when it is short, and candidates that no longer fit are reported as
+skipped.
+
 Noise: with a few hundred test images one accuracy has a standard error of a few points, and
 another seed moves a briefly trained network by as much. The search reports the binomial
 standard error of each accuracy and retrains the best and the worst candidate with another seed
@@ -44,11 +50,16 @@ MAX_CANDIDATES = 12
 WEIGHT_SOURCES = ("auto", "imagenet", "lite0", "none")
 DEFAULTS = {"subset": 1000, "test_subset": 500, "epochs": 3, "batch_size": 32, "lr": 1e-3,
             "seed": 0, "weights": "auto", "budget_s": DEFAULT_BUDGET_S}
-_MIN_SLICE_S = 5.0  # a training with less time than this is skipped rather than started
-# The first training step includes compiling it (30-60 s for these networks with TensorFlow on a
-# 2-core CPU) and cannot be cut short: a training starts only when its share of the budget covers
-# this much more than the slowest compile seen so far.
-_COMPILE_MARGIN = 1.25
+# The first training step of each candidate includes compiling it: 30-90 s for these networks
+# with TensorFlow on a (busy) 2-core CPU, and it cannot be cut short. The budget is planned as
+# one compile plus an equal share of training time per training; the compile time is this guess
+# until the first candidate has compiled, then the slowest one seen.
+_COMPILE_GUESS_S = 30.0
+_MIN_TRAIN_S = 10.0  # a training whose share after compiling is below this is not started
+# Keras's EfficientNet BatchNorm keeps moving averages with momentum 0.99: after the ~100 steps of a
+# short training they are still mostly their starting values, and a network trained from scratch
+# then predicts one class at test time. 0.9 lets them follow the training within a few dozen steps.
+_BN_MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
@@ -163,10 +174,12 @@ def _copy_matching(backbone, by_name: dict, normalization, *, imagenet: bool) ->
     return copied, total
 
 
-def _deadline_callback(progress: Progress, deadline: float, batch_size: int, n: int):
-    """A Keras callback counting images into ``progress`` that ends training at ``deadline``
-    (``time.monotonic()``) or on a stop request; ``.shown`` is the images of this epoch and
-    ``.first_step_at`` when the first step ended (it includes compiling the training step)."""
+def _deadline_callback(progress: Progress, train_s: float, deadline: float, batch_size: int,
+                       n: int):
+    """A Keras callback counting images into ``progress`` that ends training ``train_s`` seconds
+    after the first step (which includes compiling), at ``deadline`` (``time.monotonic()``) or on
+    a stop request; ``.shown`` is the images of this epoch, ``.first_step_at`` when the first
+    step ended."""
     import keras
 
     class Deadline(keras.callbacks.Callback):
@@ -177,24 +190,32 @@ def _deadline_callback(progress: Progress, deadline: float, batch_size: int, n: 
             self.shown = 0
 
         def on_train_batch_end(self, batch, logs=None):
+            now = time.monotonic()
             if self.first_step_at is None:
-                self.first_step_at = time.monotonic()
+                self.first_step_at = now
             done = min(n, (batch + 1) * batch_size)
             progress.advance(done - self.shown)
             self.shown = done
-            if progress.stop_requested or time.monotonic() >= deadline:
+            if self.over(now):
                 self.model.stop_training = True
+
+        def over(self, now: float) -> bool:
+            """True once training should end (stop request, its share or the budget spent)."""
+            return (progress.stop_requested or now >= deadline
+                    or (self.first_step_at is not None and now >= self.first_step_at + train_s))
 
     return Deadline()
 
 
 def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imagenet: bool,
-                    base_resolution: int, seed: int, deadline: float, on_gpu: bool,
-                    progress: Progress) -> dict:
-    """Build candidate ``c``, train it until ``config.epochs`` or ``deadline``, and test it.
+                    base_resolution: int, seed: int, train_s: float, deadline: float,
+                    on_gpu: bool, progress: Progress) -> dict:
+    """Build candidate ``c``, train it for ``config.epochs``, or ``train_s`` seconds after its
+    first step, or until ``deadline`` (``time.monotonic()``), and test it.
 
-    Every layer trains (BatchNorm too): candidates from scratch need it, and the same recipe
-    for all keeps the comparison about the architecture and its start.
+    Every layer trains (BatchNorm too, its moving averages with momentum ``_BN_MOMENTUM``):
+    candidates from scratch need it, and the same recipe for all keeps the comparison about the
+    architecture and its start.
 
     Args:
         source: ``{"by_name": layer name → weights, "normalization": stem weights or None}``.
@@ -219,6 +240,9 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
                                   model_name="candidate_backbone")
     copied, total = _copy_matching(backbone, source["by_name"], source["normalization"],
                                    imagenet=imagenet)
+    for layer in backbone.layers:  # see _BN_MOMENTUM
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = _BN_MOMENTUM
     inputs = keras.Input((ds.storage_size, ds.storage_size, 3), name="image")
     x = inputs if size == ds.storage_size else keras.layers.Resizing(size, size)(inputs)
     head = keras.layers.Dense(ds.num_classes, activation="softmax", dtype="float32",
@@ -226,7 +250,7 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
     model = keras.Model(inputs, head(backbone(x)))
     n = len(ds.y_train)
     compile_model(model, config, n, config.epochs, on_gpu)
-    callback = _deadline_callback(progress, deadline, config.batch_size, n)
+    callback = _deadline_callback(progress, train_s, deadline, config.batch_size, n)
     started, seen = time.monotonic(), 0
     for epoch in range(config.epochs):
         order = np.random.default_rng([seed, epoch]).permutation(n)
@@ -234,9 +258,9 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
                   epochs=epoch + 1, initial_epoch=epoch, shuffle=False, callbacks=[callback],
                   verbose=0)
         seen += callback.shown
-        if progress.stop_requested or time.monotonic() >= deadline:
+        if callback.over(time.monotonic()):
             break
-    train_s = time.monotonic() - started
+    elapsed = time.monotonic() - started
     status = ("stopped" if progress.stop_requested else
               "done" if seen >= n * config.epochs else "budget")
     accuracy = stderr = None
@@ -247,7 +271,7 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
     keras.backend.clear_session()
     compile_s = (callback.first_step_at or time.monotonic()) - started
     return {"status": status, "test_accuracy": accuracy, "stderr": stderr, "seed": seed,
-            "train_s": round(train_s, 2), "compile_s": round(compile_s, 2),
+            "train_s": round(elapsed, 2), "compile_s": round(compile_s, 2),
             "images_seen": int(seen),
             "epochs_done": round(seen / n, 3), "copied_layers": copied,
             "layers_with_weights": total}
@@ -355,16 +379,17 @@ def search(args: dict, progress: Progress | None = None) -> dict:
                    weights=info.label if info else "none (every candidate from scratch)",
                    weights_detail=info.detail if info else "")
         rows = _candidate_rows(candidates, base, ds.num_classes, info)
+        progress.check_stop()  # before any compiling: a stop request ends the search at once
         out["candidates"] = rows
         source = {"by_name": by_name, "normalization": normalization}
-        n_repeats = min(2, len(rows))
-        compile_s = [0.0]  # the slowest compile seen (a list: updated inside run)
+        compile_est = [_COMPILE_GUESS_S]  # the slowest compile seen (a list: updated in run)
 
-        def run(row: dict, seed: int, trainings_left: int) -> bool:
-            """Train one candidate with its share of what is left; False if none is left."""
-            slice_s = (deadline - time.monotonic()) / trainings_left
-            if slice_s < max(_MIN_SLICE_S, _COMPILE_MARGIN * compile_s[0]):
-                return False
+        def share(trainings: int) -> float:
+            """Training seconds (after compiling) for each of ``trainings`` still to come."""
+            return (deadline - time.monotonic()) / trainings - compile_est[0]
+
+        def run(row: dict, seed: int, train_s: float) -> None:
+            """Train one candidate (or repeat it with another seed) and record the outcome."""
             c = candidates[row["index"]]
             label = (f"{'Repeat with seed ' + str(seed) if seed != config.seed else 'Candidate'}"
                      f" {row['index'] + 1}/{len(rows)}: α={c.alpha:g}, β={c.beta:g}, "
@@ -373,29 +398,34 @@ def search(args: dict, progress: Progress | None = None) -> dict:
             progress.start(label, total=len(ds.y_train) * config.epochs, unit="img")
             result = train_candidate(c, ds, config, family, source, base_resolution=base,
                                      imagenet=row["start"] == "imagenet", seed=seed,
-                                     deadline=time.monotonic() + slice_s, on_gpu=on_gpu,
+                                     train_s=train_s, deadline=deadline, on_gpu=on_gpu,
                                      progress=progress)
-            compile_s[0] = max(compile_s[0], result["compile_s"])
+            compile_est[0] = max(compile_est[0], result["compile_s"])
             if seed == config.seed:
                 row.update(result)
             else:
                 out["repeats"].append({"candidate": row["index"], **result})
             if result["status"] == "stopped":
                 raise Stopped("stopped by request")
-            return True
 
         with device_context(on_gpu):
+            repeats = min(2, len(rows))  # planned; dropped first when the budget is short
             for i, row in enumerate(rows):
-                if not run(row, config.seed, len(rows) - i + n_repeats):
-                    break
+                left = len(rows) - i
+                if share(left + repeats) < _MIN_TRAIN_S:
+                    repeats = 0  # every candidate before any repeat
+                if share(left) < _MIN_TRAIN_S:
+                    break  # the rest stay "skipped"
+                run(row, config.seed, share(left + repeats))
             scored = [r for r in rows if r["test_accuracy"] is not None]
             if scored and all(r["status"] != "skipped" for r in rows):
                 best = max(scored, key=lambda r: r["test_accuracy"])
                 worst = min(scored, key=lambda r: r["test_accuracy"])
                 picks = [best] if best is worst else [best, worst]
                 for j, row in enumerate(picks):  # the same candidate again, another seed
-                    if not run(row, config.seed + 1, len(picks) - j):
+                    if share(len(picks) - j) < _MIN_TRAIN_S:
                         break
+                    run(row, config.seed + 1, share(len(picks) - j))
     except Stopped:
         out["stopped"] = True
     scored = [r for r in out["candidates"] if r.get("test_accuracy") is not None]

@@ -75,6 +75,15 @@ def test_width_one_candidates_copy_b0s_blocks_by_name():
     keras.backend.clear_session()
 
 
+def test_stop_request_ends_the_search_before_any_training(tiny_cifar):
+    progress = Progress()
+    progress.request_stop()
+    result = search.search({"data": str(tiny_cifar), "budget_s": 60, "weights": "none"}, progress)
+    assert result["stopped"]
+    assert all(c["status"] == "skipped" for c in result["candidates"])
+    assert result["repeats"] == [] and result["best"] is None
+
+
 @pytest.mark.slow
 def test_search_on_a_tiny_subset_within_a_tiny_budget(tiny_cifar):
     """Candidates satisfy the constraint, say where they started, and fit the budget."""

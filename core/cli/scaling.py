@@ -90,8 +90,9 @@ def _register_search(sub) -> None:
                     "repeated with another seed to show the noise.")
     p.add_argument("--data", default="cifar10", help="'cifar10', a dataset name or an image folder")
     p.add_argument("--budget-s", type=float, default=d["budget_s"],
-                   help=f"time budget in seconds (default {d['budget_s']:g}); the last training "
-                        "may run over by its compile time")
+                   help=f"time budget in seconds, everything included (default "
+                        f"{d['budget_s']:g}); each candidate first compiles its training step "
+                        "(30-90 s on a 2-core CPU), so small budgets fit few candidates")
     p.add_argument("--steps", nargs="+", type=float, metavar="S",
                    default=list(search.DEFAULT_STEPS),
                    help="values for beta and gamma; alpha = 2 / (beta^2 gamma^2) (default "
