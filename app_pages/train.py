@@ -286,6 +286,7 @@ if picked:
                     key="train_compare_chart")
 costed = [run for run in saved.values() if run.test_accuracy is not None]
 if len(costed) >= 2:  # accuracy against cost, with the Pareto front (issue 12)
+    st.subheader("Accuracy against cost", anchor=False)
     st.plotly_chart(charts.accuracy_cost_figure(costed), key="train_cost_chart")
     untimed = sum(1 for run in costed if run.results.get("latency_ms") is None)
     st.caption("Stars: the Pareto front, runs that no other run beats on both accuracy and cost. "

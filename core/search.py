@@ -307,6 +307,21 @@ def noise_sentence(candidates: list[dict], repeats: list[dict]) -> str:
             f"±{100 * stderr:.1f} points and {seeds}, {verdict}.")
 
 
+def training_share(seconds_left: float, trainings: int, compile_s: float, *,
+                   all_of_them: bool = False) -> float:
+    """Training seconds (after compiling) for the next training when ``trainings`` are to come.
+
+    Each training costs one compile (``compile_s``) plus an equal share of what is left. If the
+    share falls below ``_MIN_TRAIN_S``, fewer trainings are planned (the last ones will be
+    skipped), unless ``all_of_them``; 0 when not even one fits.
+    """
+    for k in ([trainings] if all_of_them else range(trainings, 0, -1)):
+        seconds = seconds_left / k - compile_s
+        if seconds >= _MIN_TRAIN_S:
+            return seconds
+    return 0.0
+
+
 def _candidate_rows(candidates: list[Candidate], base: int, classes: int, info) -> list[dict]:
     """One result row per candidate before training: coefficients, size, cost, where it starts
     (``info``: the ImageNet weights' :class:`core.weights.WeightsInfo`, or None for none)."""
@@ -384,9 +399,9 @@ def search(args: dict, progress: Progress | None = None) -> dict:
         source = {"by_name": by_name, "normalization": normalization}
         compile_est = [_COMPILE_GUESS_S]  # the slowest compile seen (a list: updated in run)
 
-        def share(trainings: int) -> float:
-            """Training seconds (after compiling) for each of ``trainings`` still to come."""
-            return (deadline - time.monotonic()) / trainings - compile_est[0]
+        def share(trainings: int, all_of_them: bool = False) -> float:
+            return training_share(deadline - time.monotonic(), trainings, compile_est[0],
+                                  all_of_them=all_of_them)
 
         def run(row: dict, seed: int, train_s: float) -> None:
             """Train one candidate (or repeat it with another seed) and record the outcome."""
@@ -412,20 +427,22 @@ def search(args: dict, progress: Progress | None = None) -> dict:
             repeats = min(2, len(rows))  # planned; dropped first when the budget is short
             for i, row in enumerate(rows):
                 left = len(rows) - i
-                if share(left + repeats) < _MIN_TRAIN_S:
-                    repeats = 0  # every candidate before any repeat
-                if share(left) < _MIN_TRAIN_S:
-                    break  # the rest stay "skipped"
-                run(row, config.seed, share(left + repeats))
+                if not share(left + repeats, all_of_them=True):
+                    repeats = 0  # the planned repeats don't fit: every candidate comes first
+                seconds = share(left + repeats)
+                if not seconds:
+                    break  # not even one more training fits: the rest stay "skipped"
+                run(row, config.seed, seconds)
             scored = [r for r in rows if r["test_accuracy"] is not None]
             if scored and all(r["status"] != "skipped" for r in rows):
                 best = max(scored, key=lambda r: r["test_accuracy"])
                 worst = min(scored, key=lambda r: r["test_accuracy"])
                 picks = [best] if best is worst else [best, worst]
                 for j, row in enumerate(picks):  # the same candidate again, another seed
-                    if share(len(picks) - j) < _MIN_TRAIN_S:
+                    seconds = share(len(picks) - j)
+                    if not seconds:
                         break
-                    run(row, config.seed + 1, share(len(picks) - j))
+                    run(row, config.seed + 1, seconds)
     except Stopped:
         out["stopped"] = True
     scored = [r for r in out["candidates"] if r.get("test_accuracy") is not None]

@@ -53,6 +53,20 @@ def test_noise_sentence_says_when_the_ranking_is_noise():
     assert "nothing to rank" in search.noise_sentence(apart[:1], [])
 
 
+@pytest.mark.parametrize("left, trainings, compile_s, all_of_them, expected", [
+    (600, 6, 30, False, 70),  # one compile plus an equal share each
+    (600, 6, 30, True, 70),
+    (100, 3, 30, False, 20),  # three don't fit (3.3 s each): plan two
+    (100, 3, 30, True, 0),  # ... unless all of them must fit
+    (35, 2, 30, False, 0),  # not even one compile plus 10 s
+    (40, 1, 30, False, 10),
+])
+def test_training_share_plans_compiles_and_drops_what_does_not_fit(left, trainings, compile_s,
+                                                                   all_of_them, expected):
+    assert search.training_share(left, trainings, compile_s, all_of_them=all_of_them) == \
+        pytest.approx(expected)
+
+
 def test_width_one_candidates_copy_b0s_blocks_by_name():
     """Depth only adds blocks: every B0 layer is copied; the new blocks are not."""
     import keras
