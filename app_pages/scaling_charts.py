@@ -119,7 +119,7 @@ def cost_figure(result: dict) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=[p[key] for p in timed], y=[p["ms_per_image"][str(batch)] for p in timed],
                 text=[html.escape(p["label"]) for p in timed], mode="lines+markers+text",
-                textposition="top left", name=f"batch {batch}", legendgroup=f"b{batch}",
+                textposition="top center", name=f"batch {batch}", legendgroup=f"b{batch}",
                 showlegend=col == 1, line={"color": PALETTE[(2 + 3 * i) % len(PALETTE)]},
                 hovertemplate="%{text}: %{y:.2f} ms per image<extra>batch " + str(batch) + "</extra>"),
                 row=1, col=col)

@@ -1,11 +1,9 @@
 """The paper's own method at small scale: search α, β, γ under α·β²·γ² ≈ 2 at φ = 1.
 
-Tan & Le fixed φ = 1 (twice B0's resources), grid-searched depth α, width β and resolution γ
-under ``α·β²·γ² ≈ 2`` on ImageNet, and then scaled the winner. Here the same search runs on a
-dataset of the user's, within a time budget: a few candidates on the constraint surface
-(:func:`grid`: β and γ from a few steps, α solved for), each a B0 scaled by (α, β, γ) and
-trained briefly on a subset, every candidate with the same recipe and the same share of the
-budget.
+Tan & Le fixed φ = 1 (twice B0's resources) and grid-searched depth α, width β and resolution γ
+under ``α·β²·γ² ≈ 2`` on ImageNet. Here the same search runs on the user's dataset within a time
+budget: a few candidates on the constraint surface (:func:`grid`), each a B0 scaled by (α, β, γ)
+and trained briefly on a subset with the same recipe and an equal share of the budget.
 
 Where each candidate starts:
 
@@ -16,8 +14,8 @@ Where each candidate starts:
   candidates stay one family.
 - β ≠ 1 changes the convolutions' shapes, so those candidates start **from scratch**.
 
-Each candidate's result says which. Candidates that start from ImageNet weights have a head
-start no short training removes: the comparison is between (architecture, start) pairs.
+Each candidate's result says which. ImageNet-started candidates have a head start no short
+training removes: the comparison is between (architecture, start) pairs.
 
 Budget: everything counts (data loading, weights, compiling, training, testing). Each training
 starts with compiling its step, 30-90 s on a busy 2-core CPU, which cannot be cut short; the
@@ -134,11 +132,8 @@ def settings(args: dict):
 
 # ----- one candidate ------------------------------------------------------------------------------
 def _source_weights(source: str, resolution: int):
-    """B0's ImageNet weights by layer name (and the stem normalisation), and where from.
-
-    Returns ``(family, by_name, normalization, WeightsInfo)``; for "none" the family is "b0"
-    and there is nothing to copy.
-    """
+    """B0's ImageNet weights: ``(family "b0" or "lite0", weights by layer name, the stem
+    normalisation's weights, WeightsInfo)``."""
     import keras
 
     from core.weights import load_backbone
