@@ -78,10 +78,9 @@ def test_sweep_job_runs_in_a_worker_and_stops(tmp_path):
     job = jobs.submit("sweep", {"phis": [0, 0.5, 1, 1.5], "base_resolution": 160,
                                 "batch_sizes": [1, 8]}, runs_root=tmp_path)
     assert jobs.KINDS["sweep"][2] == "measure"
-    deadline_snap = None
     for _ in range(600):  # stop once the first network is timed
-        deadline_snap = job.wait(timeout=0.5)
-        if deadline_snap.done >= 1 or deadline_snap.status.finished:
+        snap = job.wait(timeout=0.5)
+        if snap.done >= 1 or snap.status.finished:
             break
     job.stop()
     snap = job.wait(timeout=180)
