@@ -7,6 +7,7 @@ into ``core.progress.Progress`` and saved in a run's ``history.csv``.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -167,3 +168,41 @@ def runs_rows(runs) -> list[dict]:
             "created": datetime.fromtimestamp(run.created) if run.created else None,
         })
     return rows
+
+
+# ----- accuracy against cost (issue 12) ----------------------------------------------------------
+COST_AXES = (("wall_s", "training wall time (s)"), ("latency_ms", "per-image latency (ms, batch 1)"))
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For ``(cost, accuracy)`` pairs: True where no other point is as cheap and as accurate
+    and strictly better in one of the two (lower cost is better, higher accuracy is better)."""
+    return [not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2 in points)
+            for c, a in points]
+
+
+def accuracy_cost_figure(runs) -> go.Figure:
+    """Test accuracy against training time and against per-image latency, one point per run
+    (``core.runs.RunInfo``) that has both numbers, with each panel's Pareto front marked."""
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True,
+                        subplot_titles=[f"against {label}" for _, label in COST_AXES])
+    for col, (key, label) in enumerate(COST_AXES, start=1):
+        rows = [(run.name, _number(run.results.get(key)), run.test_accuracy) for run in runs]
+        rows = [(name, cost, acc) for name, cost, acc in rows
+                if cost is not None and _number(acc) is not None]
+        front = pareto_front([(cost, acc) for _, cost, acc in rows])
+        for on_front, trace_name, marker in (
+                (False, "run", {"size": 9, "color": "#9aa5b1"}),
+                (True, "Pareto front", {"size": 13, "color": VAL_COLOR, "symbol": "star"})):
+            chosen = sorted((r for r, f in zip(rows, front) if f == on_front), key=lambda r: r[1])
+            fig.add_trace(go.Scatter(
+                x=[cost for _, cost, _ in chosen], y=[100 * acc for _, _, acc in chosen],
+                text=[html.escape(name) for name, _, _ in chosen],  # run names are user text
+                mode="lines+markers" if on_front else "markers", marker=marker,
+                line={"color": VAL_COLOR, "dash": "dot"}, name=trace_name, legendgroup=trace_name,
+                showlegend=col == 1,
+                hovertemplate="%{text}<br>%{y:.2f} %, %{x:.3g}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text=label, type="log", row=1, col=col)
+    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1)
+    fig.update_layout(height=380, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    return fig

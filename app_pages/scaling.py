@@ -1,8 +1,12 @@
-"""Scaling page: EfficientNet compound scaling as an exact, interactive calculator.
+"""Scaling page: EfficientNet compound scaling as an exact, interactive calculator, and where it
+meets reality.
 
-Inputs (phi, alpha, beta, gamma, base resolution, formula or official) -> one core computation
-(:mod:`core.scaling`) -> metrics, stage table, charts; plus, on demand, a forward-pass timing of
-the configured model on this machine (:mod:`core.measure`, as a background job of this session).
+Inputs (phi from -3, alpha, beta, gamma, base resolution, formula or official) -> one core
+computation (:mod:`core.scaling`) -> metrics, stage table, the network drawn over B0's outline,
+charts, and the phi the released networks imply. On demand, as background jobs of this session:
+a forward-pass timing of this network (:mod:`core.measure`), a measured-cost sweep over several
+networks (:mod:`core.sweep`) and the paper's alpha/beta/gamma search at small scale
+(:mod:`core.search`).
 """
 
 import pandas as pd
@@ -10,11 +14,25 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import ICONS, plain, session
-from core import scaling
+from app_pages import scaling_charts as charts
+from core import scaling, search, sweep
+from core.data import list_datasets
 from core.measure import Timing
 from core.progress import JobStatus
 
-PHI_GRID = [i / 20 for i in range(141)]  # 0 to 7 in the slider's steps, for the curves
+PHI_MIN, PHI_MAX = -3.0, 7.0
+PHI_GRID = [i / 20 for i in range(int(PHI_MIN * 20), int(PHI_MAX * 20) + 1)]  # the slider's steps
+SWEEP_PHIS = [-3, -2, -1, 0, 1, 2, 3]
+SEARCH_STEPS = [1.0, 1.05, 1.1, 1.15, 1.2, 1.3]
+GAP_TEXT = (
+    "Why the released networks don't follow α^φ, β^φ and γ^φ: their coefficients were picked by "
+    "hand, not computed. B2's depth 1.2 and width 1.1 are exactly the paper's φ = 1 and B1 sits "
+    "near φ = ½, so the names run ahead of the formula; from B4 on, width and resolution grow "
+    "faster than depth (B7: width φ 7.3, resolution 7.0, depth only 6.2). Three roundings widen "
+    "the gap: the coefficients have one decimal (width 1.4, depth 1.8, …), the resolutions are "
+    "round numbers chosen per model (240, 260, 300, 380, 456, 528, 600 instead of 224·1.15^φ), "
+    "and Keras rounds channels to multiples of 8 and layers up, so the network built differs "
+    "again from its multipliers (see the stage table).")
 
 
 def flops_text(flops: int) -> str:
@@ -29,7 +47,8 @@ st.caption("Tan & Le (2019) scale depth by α^φ, width by β^φ and resolution 
 
 # ----- inputs ----------------------------------------------------------------------------------
 mode = st.radio("Networks", ["Formula", "Official B0–B7"], horizontal=True, key="scaling_mode")
-phi = st.slider("φ (compound coefficient)", 0.0, 7.0, 0.0, 0.05, key="scaling_phi")
+phi = st.slider("φ (compound coefficient; below 0: smaller than B0)", PHI_MIN, PHI_MAX, 0.0, 0.05,
+                key="scaling_phi")
 cols = st.columns(4)
 alpha = cols[0].slider("α (depth)", 1.0, 2.0, scaling.ALPHA, 0.01, key="scaling_alpha")
 beta = cols[1].slider("β (width)", 1.0, 2.0, scaling.BETA, 0.01, key="scaling_beta")
@@ -38,9 +57,10 @@ base = cols[3].slider("Base resolution", 32, 512, scaling.BASE_RESOLUTION, 8, ke
 
 # ----- guard + core ----------------------------------------------------------------------------
 official = mode != "Formula"
-variant = f"b{int(phi + 0.5)}"  # the released network at the nearest integer phi
+nearest = min(7, max(0, int(phi + 0.5)))  # the released network at the nearest integer phi
+variant = f"b{nearest}"
 try:
-    formula_phi = int(phi + 0.5) if official else phi
+    formula_phi = nearest if official else phi
     mult = scaling.multipliers(formula_phi, alpha, beta, gamma, base)
     formula = scaling.network(mult.width, mult.depth, mult.resolution)
     net = scaling.official_network(variant) if official else formula
@@ -58,6 +78,7 @@ if abs(mult.constraint - 2) > 0.2:
                f"FLOPs by {mult.constraint:.2f} instead of doubling them.")
 
 if official:
+    implied = scaling.implied_phi(variant)
     st.subheader(f"EfficientNet-{variant.upper()} next to the formula at φ = {formula_phi}")
     st.dataframe(pd.DataFrame({
         f"Official {variant.upper()}": [f"{net.width:g}", f"{net.depth:g}", f"{net.resolution}",
@@ -65,10 +86,19 @@ if official:
         f"Formula φ = {formula_phi}": [f"{formula.width:.3f}", f"{formula.depth:.3f}",
                                        f"{formula.resolution}", f"{formula.params:,}",
                                        flops_text(formula.flops)],
+        "φ implied by the official value": [f"{implied.width:.2f}", f"{implied.depth:.2f}",
+                                            f"{implied.resolution:.2f}", "", ""],
     }, index=["width ×", "depth ×", "resolution", "parameters", "FLOPs"]))
+    st.caption(f"Implied φ uses the paper's α = {scaling.ALPHA}, β = {scaling.BETA}, "
+               f"γ = {scaling.GAMMA} and 224 px: φ_d = ln d / ln α, φ_w = ln w / ln β, "
+               "φ_r = ln(r / 224) / ln γ. The tab **Implied φ** below explains the gap.")
 else:
     st.caption(f"Resolution = round({base} · γ^φ) = {net.resolution} px. "
                f"Nearest released network by FLOPs: {train_variant.upper()}.")
+    if phi < 0:
+        st.caption(f"Smaller than B0: Keras's rounding keeps at least 8 channels and one layer "
+                   f"per stage, so FLOPs fall to ×{net.flops / b0.flops:.2f} of B0 rather than "
+                   f"the formula's ×{mult.flops_factor:.2f}.")
 
 top = st.columns(2)
 top[0].metric("Parameters", f"{net.params:,}", f"×{net.params / b0.params:.2f} vs B0",
@@ -96,42 +126,22 @@ def curves(alpha: float, beta: float, gamma: float, base: int) -> pd.DataFrame:
                          "flops": [n.flops for n in nets]})
 
 
-def network_figure(net: scaling.ScaledNetwork) -> go.Figure:
-    """The input, then one bar per layer: height = feature-map size, width ~ sqrt(channels)."""
-    bars, res = [("input", net.resolution, 3)], net.resolution
-    for row in net.stages:
-        for j in range(row.layers):
-            res = -(-res // (row.stride if j == 0 else 1))  # ceil: the layer's output size
-            bars.append((f"stage {row.stage}, {row.operator}", res, row.channels))
-    widths = [c**0.5 for _, _, c in bars]
-    x = [sum(widths[:i]) + 2 * i + w / 2 for i, w in enumerate(widths)]
-    b7 = scaling.official_network("b7")  # fixed axes, at least B7's size, so the growth shows
-    x_max = max(x[-1] + widths[-1], sum(r.layers * (r.channels**0.5 + 2) for r in b7.stages))
-    y_max = max(net.resolution, b7.resolution) / 2 + 10
-    fig = go.Figure(go.Bar(
-        x=x, y=[h for _, h, _ in bars], base=[-h / 2 for _, h, _ in bars], width=widths,
-        marker={"color": list(range(len(bars))), "colorscale": "Viridis"},
-        hovertext=[f"{name}<br>{h}×{h}×{c}" for name, h, c in bars], hoverinfo="text"))
-    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False,
-                      xaxis={"visible": False, "range": [0, x_max]},
-                      yaxis={"title": "feature-map size (px)", "range": [-y_max, y_max]})
-    return fig
-
-
 offs = {v: scaling.official_network(v) for v in scaling.OFFICIAL}
 curve = curves(alpha, beta, gamma, base)
-tab_net, tab_growth, tab_acc = st.tabs(["Network", "Growth with φ", "Accuracy vs FLOPs"])
+tab_net, tab_growth, tab_acc, tab_implied = st.tabs(
+    ["Network", "Growth with φ", "Accuracy vs FLOPs", "Implied φ"])
 with tab_net:
-    st.caption("Each bar is one layer: height follows its feature-map size, width its channels, "
-               "and the number of bars the depth.")
-    st.plotly_chart(network_figure(net), key="scaling_network")
+    st.caption("Stage by stage, in colour, over B0's dashed outline: a block's length is its "
+               "layers (depth), its height its channels (width); below, each stage's input "
+               "feature-map size (resolution). Hover a block for the numbers.")
+    st.plotly_chart(charts.network_figure(net, b0), key="scaling_network")
 with tab_growth:
     for column, title in (("params", "Parameters"), ("flops", "FLOPs (multiply-adds)")):
         fig = go.Figure([
             go.Scatter(x=curve["phi"], y=curve[column], name="formula", mode="lines"),
             go.Scatter(x=list(range(8)), y=[getattr(n, column) for n in offs.values()],
-                       name="official B0–B7", mode="markers+text", text=[v.upper() for v in offs],
-                       textposition="bottom right"),
+                       name="official B0–B7 (at their name's φ)", mode="markers+text",
+                       text=[v.upper() for v in offs], textposition="bottom right"),
             go.Scatter(x=[formula_phi], y=[getattr(net, column)], name="this configuration",
                        mode="markers", marker={"size": 14, "symbol": "star"}),
         ])
@@ -153,41 +163,85 @@ with tab_acc:
                       yaxis_title="ImageNet top-1 (%)", height=380)
     st.plotly_chart(fig, key="scaling_accuracy")
     st.caption("Accuracies are the paper's (Table 2); the dashed line marks this network's FLOPs.")
+with tab_implied:
+    implied_rows = [scaling.implied_phi(v) for v in scaling.OFFICIAL]
+    st.plotly_chart(charts.implied_phi_figure(implied_rows), key="scaling_implied_chart")
+    st.dataframe(pd.DataFrame([{
+        "network": r.variant.upper(), "φ (name)": r.formula,
+        "depth ×": scaling.OFFICIAL[r.variant].depth, "φ from depth": round(r.depth, 2),
+        "width ×": scaling.OFFICIAL[r.variant].width, "φ from width": round(r.width, 2),
+        "resolution": scaling.OFFICIAL[r.variant].resolution,
+        "φ from resolution": round(r.resolution, 2)} for r in implied_rows]),
+        hide_index=True, key="scaling_implied_table")
+    st.caption(f"With the paper's α = {scaling.ALPHA}, β = {scaling.BETA}, γ = {scaling.GAMMA} "
+               f"and 224 px. {GAP_TEXT}")
 
-# ----- measure on this machine -----------------------------------------------------------------
-st.subheader("Measure on this machine")
+# ----- background jobs of this session: progress and Stop while they run, then the result ------
+def job_panel(kind: str, key: str, running: bool, render) -> None:
+    """This session's last ``kind`` job: live progress with Stop while it runs (polled once a
+    second), then an error or ``render(job, snapshot)``."""
+    job = session.my_job(kind)
+    if job is None:
+        return
+
+    @st.fragment(run_every=1.0 if running else None)
+    def panel() -> None:
+        snap = job.snapshot()
+        if snap.active:
+            if snap.status is JobStatus.QUEUED:
+                text = f"Queued: position {snap.queue_position}"
+            else:
+                counted = f" ({snap.done}/{snap.total} {snap.unit})" if snap.total else ""
+                text = f"{snap.message or snap.phase or 'Starting'}{counted} on {snap.device or '…'}"
+            st.progress(snap.fraction, text=plain(text))
+            st.button("Stop", key=f"{key}_stop", on_click=job.stop)
+            return
+        if running:  # it just finished: rerun the page to re-enable Start and stop polling
+            st.rerun()
+        if snap.status is JobStatus.ERROR:
+            st.error(f"Failed: {plain(snap.error)}")
+        elif snap.status is JobStatus.CANCELLED:
+            st.info("Cancelled before it started.")
+        if snap.result is not None:
+            render(job, snap)
+
+    panel()
 
 
+def start_button(kind: str, label: str, key: str, args_for) -> bool:
+    """A Start button for a ``kind`` job; ``args_for()`` gives its args or raises ValueError.
+
+    Returns whether this session's job of that kind is running now.
+    """
+    job = session.my_job(kind)
+    running = job is not None and job.snapshot().active
+    if st.button(label, key=key, disabled=running):
+        try:
+            args = args_for()
+        except ValueError as exc:
+            st.error(f"Cannot start: {plain(exc)}")
+        else:
+            session.start_job(kind, args)
+            running = True
+    return running
+
+
+# ----- measure this network on this machine ----------------------------------------------------
+st.subheader("Measure on this machine", anchor=False)
 st.caption(f"Times a forward pass of this network with random weights on this machine, in a "
            f"background process. Batch 32 is {32 * net.flops / 1e9:.0f} B multiply-adds per pass: "
            f"large networks take a while on a CPU, and Stop ends the timing after the current pass.")
-job = session.my_job("measure")
-running = job is not None and job.snapshot().active
-if st.button("Measure forward pass (batch 1 and 32)", key="scaling_measure_start",
-             disabled=running):
-    job = session.start_job("measure", {"width": net.width, "depth": net.depth,
-                                        "resolution": net.resolution, "flops": net.flops,
-                                        "batch_sizes": [1, 32]})
-    running = True
+measuring = start_button("measure", "Measure forward pass (batch 1 and 32)", "scaling_measure_start",
+                         lambda: {"width": net.width, "depth": net.depth,
+                                  "resolution": net.resolution, "flops": net.flops,
+                                  "batch_sizes": [1, 32]})
 
 
-@st.fragment(run_every=1.0 if running else None)
-def measure_panel() -> None:
-    """Live progress while timing runs; the timings next to the FLOPs estimate after."""
-    snap = job.snapshot()
-    if snap.active:
-        text = (f"Queued: position {snap.queue_position}" if snap.status is JobStatus.QUEUED
-                else f"{snap.phase or snap.message or 'Starting'} on {snap.device or '…'}")
-        st.progress(snap.fraction, text=text)
-        st.button("Stop", key="scaling_measure_stop", on_click=job.stop)
-        return
-    if running:  # it just finished: rerun the page to re-enable the button and stop polling
-        st.rerun()
-    if snap.status is JobStatus.ERROR:
-        st.error(f"Measuring failed: {plain(snap.error)}")
+def render_timings(job, snap) -> None:
+    """The timings next to the FLOPs estimate."""
     timings = [Timing.from_dict(t) for t in snap.result or []]
+    args = job.args
     if timings:
-        args = job.args
         st.caption(f"Width ×{args['width']:.3f}, depth ×{args['depth']:.3f}, "
                    f"{args['resolution']} px on {snap.device}: {flops_text(args['flops'])} "
                    "multiply-adds per image.")
@@ -199,8 +253,138 @@ def measure_panel() -> None:
         st.info("Stopped before every batch size was timed.")
 
 
-if job:
-    measure_panel()
+job_panel("measure", "scaling_measure", measuring, render_timings)
+
+# ----- measured cost: a sweep over several networks ----------------------------------------------
+st.subheader("Measured cost: FLOPs against time on this machine", anchor=False)
+st.caption("Times forward passes (random weights) of several networks one after the other and "
+           "plots milliseconds per image against FLOPs and parameters. FLOPs predict time only "
+           "roughly: depthwise convolutions, memory traffic and small batches cost more than "
+           "their multiply-adds suggest.")
+cols = st.columns([2, 2, 1])
+sweep_over = cols[0].radio("Networks", ["B0–B3 (their own resolutions)",
+                                        "φ values (this page's α, β, γ, base resolution)"],
+                           key="scaling_sweep_over")
+sweep_phis = cols[1].multiselect("φ values", SWEEP_PHIS, default=[-2, -1, 0, 1],
+                                 key="scaling_sweep_phis", disabled=sweep_over.startswith("B0"))
+sweep_batches = cols[1].multiselect("Batch sizes", [1, 8, 32], default=[1, 8],
+                                    key="scaling_sweep_batches")
+sweep_budget = cols[2].number_input("Budget (s)", 10, 1800, int(sweep.DEFAULT_BUDGET_S), 10,
+                                    key="scaling_sweep_budget")
+
+
+def sweep_args() -> dict:
+    """The sweep's job arguments from the controls, checked (ValueError with a sentence)."""
+    args = {"batch_sizes": sorted(sweep_batches), "budget_s": float(sweep_budget)}
+    if sweep_over.startswith("B0"):
+        args["variants"] = list(sweep.DEFAULT_VARIANTS)
+    else:
+        args.update(phis=sorted(sweep_phis), alpha=alpha, beta=beta, gamma=gamma,
+                    base_resolution=base)
+    if not args.get("batch_sizes") or ("phis" in args and not args["phis"]):
+        raise ValueError("pick at least one φ value and one batch size.")
+    sweep.plan(args)
+    return args
+
+
+sweeping = start_button("sweep", "Run the sweep", "scaling_sweep_start", sweep_args)
+
+
+def render_sweep(job, snap) -> None:
+    """Latency against FLOPs and parameters, and the table behind it."""
+    result = snap.result
+    if result["points"]:
+        st.plotly_chart(charts.cost_figure(result), key="scaling_sweep_chart")
+        st.dataframe(pd.DataFrame([{
+            "network": p["label"], "resolution": p["resolution"], "parameters": p["params"],
+            "MFLOPs": round(p["flops"] / 1e6, 1),
+            **{f"ms/image @ batch {b}": round(ms, 2) for b, ms in p["ms_per_image"].items()}}
+            for p in result["points"]]), hide_index=True, key="scaling_sweep_table")
+    if result["skipped"]:
+        why = "stopped" if result["stopped"] else f"the budget of {result['budget_s']:g} s ran out"
+        st.info(f"Not timed ({why}): {', '.join(result['skipped'])}.")
+    st.caption(f"Device: {result['device']} · wall {result['wall_s']:.0f} s · median of up to 5 "
+               "passes after an untimed warm-up. Other work on the machine slows every point.")
+
+
+job_panel("sweep", "scaling_sweep", sweeping, render_sweep)
+
+# ----- the paper's method at small scale ---------------------------------------------------------
+st.subheader("Search α, β, γ on your data (the paper's method, small)", anchor=False)
+st.caption("Tan & Le fixed φ = 1 and grid-searched α, β, γ under α·β²·γ² ≈ 2. Here: candidates on "
+           "that surface (β and γ from the steps you pick, α solved for), each a B0 scaled by "
+           "them and trained briefly on a subset, with an equal share of the time budget. "
+           "Candidates with B0's width start from B0's ImageNet weights (official B0 if cached, "
+           "else the offline Lite0 — then every candidate is a Lite0-style network); the others "
+           "start from scratch. The best and the worst are trained again with another seed to "
+           "show how noisy this is. It holds the trainer while it runs.")
+cols = st.columns(4)
+search_data = cols[0].selectbox("Dataset", ["cifar10", *list_datasets()], key="scaling_search_data")
+search_steps = cols[1].multiselect("β and γ steps", SEARCH_STEPS, default=list(search.DEFAULT_STEPS),
+                                   key="scaling_search_steps")
+search_budget = cols[2].number_input("Budget (s)", 60, 7200, int(search.DEFAULT_BUDGET_S), 60,
+                                     key="scaling_search_budget")
+search_subset = cols[3].number_input("Training images", 100, 50_000, search.DEFAULTS["subset"], 100,
+                                     key="scaling_search_subset")
+try:
+    grid = search.grid(search_steps) if search_steps else []
+except ValueError as exc:
+    grid = []
+    st.warning(plain(exc))
+if grid:
+    st.caption(f"{len(grid)} candidates: " + "; ".join(
+        f"α {c.alpha:g}, β {c.beta:g}, γ {c.gamma:g}" for c in grid) + ". On a 2-core CPU, "
+        "compiling each candidate's training step alone takes 30–90 s, so a budget of 10 "
+        "minutes fits about four candidates; those that don't fit show as skipped.")
+
+
+def search_args() -> dict:
+    """The search's job arguments from the controls, checked (ValueError with a sentence)."""
+    if not search_steps:
+        raise ValueError("pick at least one step for β and γ.")
+    args = {"data": search_data, "steps": sorted(search_steps), "budget_s": float(search_budget),
+            "subset": int(search_subset)}
+    search.grid(args["steps"])
+    search.settings(args)
+    return args
+
+
+searching = start_button("search", "Run the search", "scaling_search_start", search_args)
+
+
+def render_search(job, snap) -> None:
+    """The candidates' table and chart, the repeats, and how noisy it is."""
+    result = snap.result
+    rows = result.get("candidates", [])
+    repeats = {r["candidate"]: r for r in result.get("repeats", [])}
+
+    def pct(value) -> str:
+        return "—" if value is None else f"{100 * value:.1f} %"
+
+    if rows:
+        st.plotly_chart(charts.search_figure(result), key="scaling_search_chart")
+        st.dataframe(pd.DataFrame([{
+            "candidate": charts.candidate_label(c), "α·β²·γ²": round(c["constraint"], 3),
+            "resolution": c["resolution"], "MFLOPs": round(c["flops"] / 1e6, 1),
+            "starts from": "B0's ImageNet weights" if c["start"] == "imagenet" else "scratch",
+            "status": c["status"], "epochs": c.get("epochs_done"),
+            "test accuracy": pct(c.get("test_accuracy")),
+            "± (1 s.e.)": pct(c.get("stderr")),
+            "another seed": pct(repeats.get(c["index"], {}).get("test_accuracy")),
+        } for c in rows]), hide_index=True, key="scaling_search_table")
+    st.info(f"How noisy: {result['noise']}", icon=":material/info:")
+    st.caption(f"Data {plain(result['data'])}: {result.get('train_images', '?')} training and "
+               f"{result.get('test_images', '?')} test images at a base of "
+               f"{result.get('base_resolution', '?')} px · weights: "
+               f"{plain(result.get('weights', '?'))} · {result['device']} · wall "
+               f"{result['wall_s']:.0f} s of a {result['budget_s']:g} s budget. Candidates from "
+               "ImageNet weights have a head start that a short training does not remove: the "
+               "comparison is between architecture-and-start pairs, not architectures alone.")
+    if result.get("stopped"):
+        st.info("Stopped: candidates not trained show as skipped.")
+
+
+job_panel("search", "scaling_search", searching, render_search)
 
 # ----- hand over to training -------------------------------------------------------------------
 if st.button(f"Train this configuration ({train_variant.upper()}, {net.resolution} px)",

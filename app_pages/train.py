@@ -308,6 +308,14 @@ picked = st.multiselect("Compare runs", list(saved), key="train_compare")
 if picked:
     st.plotly_chart(charts.compare_figure({n: saved[n].history for n in picked}),
                     key="train_compare_chart")
+costed = [run for run in saved.values() if run.test_accuracy is not None]
+if len(costed) >= 2:  # accuracy against cost, with the Pareto front (issue 12)
+    st.subheader("Accuracy against cost", anchor=False)
+    st.plotly_chart(charts.accuracy_cost_figure(costed), key="train_cost_chart")
+    untimed = sum(1 for run in costed if run.results.get("latency_ms") is None)
+    st.caption("Stars: the Pareto front, runs that no other run beats on both accuracy and cost. "
+               "Latency is one image through the saved model (batch 1), timed when training ended"
+               + (f"; {untimed} older or stopped run(s) have none." if untimed else "."))
 if st.session_state.get("train_run_pick") not in saved:
     st.session_state.pop("train_run_pick", None)
 st.subheader("Run details", anchor=False)

@@ -48,6 +48,8 @@ KINDS = {
     "bench_best": ("core.bench", "bench_best_job", "trainer"),
     "data_check": ("core.health", "check_job", "data"),
     "export": ("core.export", "export_job", "export"),
+    "sweep": ("core.sweep", "sweep_job", "measure"),
+    "search": ("core.search", "search_job", "trainer"),
 }
 _POLL_S = 0.25
 _KEEP_S = 24 * 3600  # finished job folders older than this are pruned

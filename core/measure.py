@@ -4,6 +4,9 @@ The model is built with random weights (timing does not depend on the weights' v
 through Keras's compiled inference step (``predict_on_batch``: a ``tf.function`` or ``jax.jit``),
 as inference normally runs; the untimed warm-up pass per batch size pays for tracing. Keras is
 imported inside the functions so that importing this module stays cheap.
+
+Also used elsewhere: :func:`per_image_latency_ms` for the latency a training run records, and
+:func:`time_forward` by the sweep over several networks (:mod:`core.sweep`).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def build_model(width: float, depth: float, resolution: int):
 
 def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 0,
                  max_runs: int = 5, budget_s: float = 3.0,
-                 progress: Progress | None = None) -> list[Timing]:
+                 progress: Progress | None = None, phases: bool = True) -> list[Timing]:
     """Time ``model``'s forward pass at each batch size.
 
     Each batch size gets one untimed warm-up pass, then timed passes until ``max_runs`` are done
@@ -83,6 +86,8 @@ def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 
         budget_s: Time after which no further timed pass starts for a batch size.
         progress: Optional; gets one phase per batch size and is checked for a stop request
             before every pass.
+        phases: False: ``progress`` is only checked for stop requests (a caller that reports
+            its own phases, such as a sweep over networks).
 
     Returns:
         One :class:`Timing` per batch size.
@@ -97,7 +102,7 @@ def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 
     timings = []
     for batch in batch_sizes:
         x = rng.uniform(0, 255, size=(batch, height, width, channels)).astype("float32")
-        if progress:
+        if progress and phases:
             progress.start(f"forward pass, batch {batch}", total=max_runs + 1, unit="pass")
 
         def one_pass() -> float:
@@ -105,7 +110,7 @@ def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 
                 progress.check_stop()
             t0 = time.perf_counter()
             model.predict_on_batch(x)  # returns numpy, so asynchronous devices are timed fully
-            if progress:
+            if progress and phases:
                 progress.advance()
             return time.perf_counter() - t0
 
@@ -117,6 +122,25 @@ def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 
             durations.append(one_pass())
         timings.append(Timing(batch, statistics.median(durations), len(durations), flops))
     return timings
+
+
+def per_image_latency_ms(model, *, skip: bool = False) -> float | None:
+    """Median milliseconds of one batch-1 forward pass of ``model`` (a trained run's latency).
+
+    Short (a warm-up pass, then at most 5 passes or 2 s) and never fatal: a model that cannot be
+    timed gives None, so a finished training run is always saved.
+
+    Args:
+        model: A Keras model with a fixed input size (e.g. a run's image → class model).
+        skip: Return None at once (e.g. the run was stopped and should end quickly).
+    """
+    if skip:
+        return None
+    try:
+        [timing] = time_forward(model, (1,), max_runs=5, budget_s=2.0)
+    except Exception:  # noqa: BLE001 (a timing must never fail the run it describes)
+        return None
+    return round(timing.seconds * 1000, 3)
 
 
 def measure_job(args: dict, progress: Progress) -> list[dict]:

@@ -24,10 +24,13 @@ from numbers import Integral, Real
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid-searched depth, width, resolution bases
 BASE_RESOLUTION = 224
 # Bounds on every input, so any value given is computed in milliseconds (φ = 100 would ask for
-# 10^8 layers): φ, the three bases, the base resolution, and the multipliers they give.
-PHI_RANGE = (0.0, 10.0)
+# 10^8 layers): φ, the three bases, the base resolution, and the multipliers they give. Negative
+# φ shrinks B0 (down to 2^-3 = 0.125 with the largest bases); Keras's rounding keeps at least
+# 8 channels and 1 layer per stage whatever the multiplier.
+PHI_RANGE = (-3.0, 10.0)
 BASE_RANGE = (1.0, 2.0)
 BASE_RESOLUTION_RANGE = (32, 1024)
+MULTIPLIER_MIN = 0.1
 MULTIPLIER_MAX = 10.0
 RESOLUTION_MAX = 8192
 DEPTH_DIVISOR = 8
@@ -202,8 +205,8 @@ def multipliers(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: flo
 def round_filters(filters: int, width: float, divisor: int = DEPTH_DIVISOR) -> int:
     """Scale a channel count by ``width`` and round it as Keras's EfficientNet does.
 
-    Rounds to the nearest multiple of ``divisor`` (at least ``divisor``), then adds one more
-    ``divisor`` if that rounding lost more than 10 % of the scaled value.
+    Rounds to the nearest multiple of ``divisor`` (at least ``divisor``, also for widths below 1),
+    then adds one more ``divisor`` if that rounding lost more than 10 % of the scaled value.
     """
     scaled = filters * width
     rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
@@ -213,7 +216,8 @@ def round_filters(filters: int, width: float, divisor: int = DEPTH_DIVISOR) -> i
 
 
 def round_repeats(repeats: int, depth: float) -> int:
-    """Scale a stage's layer count by ``depth``, rounding up as Keras's EfficientNet does."""
+    """Scale a stage's layer count by ``depth``, rounding up as Keras's EfficientNet does (so a
+    depth below 1 still keeps at least one layer per stage)."""
     return int(math.ceil(depth * repeats))
 
 
@@ -250,16 +254,16 @@ def network(width: float, depth: float, resolution: int, classes: int = CLASSES)
     """The scaled network's stage table, parameter count and multiply-adds.
 
     Args:
-        width: Channel multiplier, 1 to :data:`MULTIPLIER_MAX`.
-        depth: Layer-count multiplier, 1 to :data:`MULTIPLIER_MAX`.
+        width: Channel multiplier, :data:`MULTIPLIER_MIN` to :data:`MULTIPLIER_MAX`.
+        depth: Layer-count multiplier, :data:`MULTIPLIER_MIN` to :data:`MULTIPLIER_MAX`.
         resolution: Input height = width in pixels, 1 to :data:`RESOLUTION_MAX`.
         classes: Size of the classifier head.
 
     Raises:
-        ValueError: If a coefficient is below 1 or the resolution is not a positive integer.
+        ValueError: If a coefficient is out of range or the resolution is not a positive integer.
     """
-    width = _check_real("width", width, 1.0, MULTIPLIER_MAX)
-    depth = _check_real("depth", depth, 1.0, MULTIPLIER_MAX)
+    width = _check_real("width", width, MULTIPLIER_MIN, MULTIPLIER_MAX)
+    depth = _check_real("depth", depth, MULTIPLIER_MIN, MULTIPLIER_MAX)
     resolution = _check_resolution("resolution", resolution)
     if isinstance(classes, bool) or not isinstance(classes, Integral) or not 1 <= classes <= 100_000:
         raise ValueError(f"classes must be a whole number from 1 to 100000, got {classes!r}.")
@@ -315,3 +319,45 @@ def nearest_variant(flops: float) -> str:
     if not flops > 0:
         raise ValueError(f"FLOPs must be positive, got {flops!r}.")
     return min(OFFICIAL, key=lambda v: abs(math.log(official_network(v).flops / flops)))
+
+
+# ----- the φ the released networks imply -------------------------------------------------------
+@dataclass(frozen=True)
+class ImpliedPhi:
+    """The φ that each of a released network's coefficients would need under the formula.
+
+    ``depth = ln d / ln α``, ``width = ln w / ln β`` and ``resolution = ln(r / r0) / ln γ``;
+    None where a base is exactly 1 (the multiplier then does not depend on φ).
+    """
+
+    variant: str
+    formula: int  # the φ the variant's name stands for (B3 → 3)
+    depth: float | None
+    width: float | None
+    resolution: float | None
+
+    def to_dict(self) -> dict:
+        """``{"depth", "width", "resolution"}``, JSON-ready."""
+        return {"depth": self.depth, "width": self.width, "resolution": self.resolution}
+
+
+def _log_ratio(value: float, base: float) -> float | None:
+    return None if base == 1.0 else math.log(value) / math.log(base)
+
+
+def implied_phi(variant: str, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
+                base_resolution: int = BASE_RESOLUTION) -> ImpliedPhi:
+    """The φ a released network's depth, width and resolution each imply (:class:`ImpliedPhi`).
+
+    Raises:
+        ValueError: Unknown variant or a base out of range.
+    """
+    key = str(variant).lower()
+    if key not in OFFICIAL:
+        raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
+    alpha, beta, gamma = (_check_real(n, v, *BASE_RANGE) for n, v in
+                          (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
+    base_resolution = _check_resolution("base resolution", base_resolution, *BASE_RESOLUTION_RANGE)
+    v = OFFICIAL[key]
+    return ImpliedPhi(key, list(OFFICIAL).index(key), _log_ratio(v.depth, alpha),
+                      _log_ratio(v.width, beta), _log_ratio(v.resolution / base_resolution, gamma))

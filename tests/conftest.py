@@ -190,8 +190,9 @@ def tiny_model(size: int = 8, classes: int = len(RUN_CLASSES)):
 
 
 def make_run(root: Path, name: str, *, created=None, status="done", model=None, accuracy=0.5,
-             owner=None) -> Path:
-    """A hand-made run folder written through core.runs.RunWriter (no training)."""
+             owner=None, results: dict | None = None) -> Path:
+    """A hand-made run folder written through core.runs.RunWriter (no training); ``results``
+    adds keys to its results.json (e.g. ``wall_s``, ``latency_ms``)."""
     import json
 
     from core.runs import RunWriter
@@ -211,7 +212,7 @@ def make_run(root: Path, name: str, *, created=None, status="done", model=None, 
         writer.model(model)
     if status != "running":
         images = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
-        writer.finish({"status": status, "test_accuracy": accuracy, "epochs": 2},
+        writer.finish({"status": status, "test_accuracy": accuracy, "epochs": 2, **(results or {})},
                       [[1, 1, 0], [0, 2, 0], [0, 0, 2]],
                       {"images": images, "true": np.array([0, 2]), "pred": np.array([1, 0]),
                        "prob": np.array([0.9, 0.6], dtype="float32")})

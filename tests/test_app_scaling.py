@@ -1,5 +1,7 @@
 """The Scaling page under AppTest: sliders drive the numbers; modes, hand-over and timing work."""
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,13 @@ def table_with(at: AppTest, column: str):
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
+def figure(at: AppTest, key: str) -> dict:
+    """The Plotly figure (as JSON) of the chart drawn with widget key ``key``."""
+    charts = [e for e in at.get("plotly_chart") if key in e.proto.id]
+    assert charts, f"no chart {key}"
+    return json.loads(charts[0].proto.spec)
+
+
 def test_defaults_show_b0(app):
     shown = metrics(app)
     assert shown["Parameters"] == f"{scaling.official_network('b0').params:,}"
@@ -52,8 +61,53 @@ def test_official_mode_shows_the_variant_beside_the_formula(app):
     app.slider(key="scaling_phi").set_value(2.6).run()  # nearest integer phi is 3
     assert metrics(app)["Parameters"] == f"{scaling.official_network('b3').params:,}"
     table = table_with(app, "Official B3")
-    assert list(table.columns) == ["Official B3", "Formula φ = 3"]
-    assert table.loc["resolution"].tolist() == ["300", str(scaling.multipliers(3).resolution)]
+    assert list(table.columns) == ["Official B3", "Formula φ = 3", "φ implied by the official value"]
+    implied = scaling.implied_phi("b3")
+    assert table.loc["resolution"].tolist() == ["300", str(scaling.multipliers(3).resolution),
+                                                f"{implied.resolution:.2f}"]
+    assert table.loc["depth ×"].tolist()[2] == "1.85"  # ln 1.4 / ln 1.2
+
+
+def test_negative_phi_gives_a_network_smaller_than_b0(app):
+    app.slider(key="scaling_phi").set_value(-3.0).run()
+    assert not app.exception and not app.error
+    expected = scaling.formula_network(-3)
+    shown = metrics(app)
+    assert shown["Parameters"] == f"{expected.params:,}" and shown["Resolution"] == "147 px"
+    assert any("Smaller than B0" in c.value for c in app.caption)
+    app.radio(key="scaling_mode").set_value("Official B0–B7").run()  # no B-3: B0 is nearest
+    assert not app.exception and metrics(app)["Parameters"] == "5,330,571"
+
+
+def test_network_picture_has_b0s_outline_and_the_scaled_stages(app):
+    app.slider(key="scaling_phi").set_value(2.0).run()
+    fig = figure(app, "scaling_network")
+    names = [t["name"] for t in fig["data"]]
+    assert names.count("B0 outline") == 2
+    assert sum(n.startswith("stage ") for n in names) == 2 * len(scaling.formula_network(2).stages)
+
+
+def test_implied_phi_tab_lists_every_released_network(app):
+    table = table_with(app, "φ from depth")
+    assert list(table["network"]) == [v.upper() for v in scaling.OFFICIAL]
+    assert list(table["φ from width"])[-1] == pytest.approx(7.27)
+    assert any("picked by hand" in c.value for c in app.caption)
+    assert figure(app, "scaling_implied_chart")["data"][0]["name"].startswith("the formula")
+
+
+def test_sweep_and_search_refuse_bad_input_without_starting(app):
+    app.radio(key="scaling_sweep_over").set_value(
+        "φ values (this page's α, β, γ, base resolution)").run()  # enables the φ picker
+    app.slider(key="scaling_base").set_value(32)
+    app.multiselect(key="scaling_sweep_phis").set_value([-3, 0]).run()
+    app.button(key="scaling_sweep_start").click().run()
+    assert any("21 px" in e.value for e in app.error)
+    assert "job_sweep" not in app.session_state
+    app.multiselect(key="scaling_search_steps").set_value([1.3]).run()  # α would be 0.7
+    assert any("no candidate satisfies" in w.value for w in app.warning)
+    app.button(key="scaling_search_start").click().run()
+    assert any("Cannot start" in e.value for e in app.error)
+    assert "job_search" not in app.session_state
 
 
 def test_constraint_far_from_two_warns(app):
@@ -95,3 +149,48 @@ def test_measure_times_batch_1_and_32(app, tmp_path, monkeypatch):
     assert list(table["batch"]) == [1, 32]
     assert (table["ms per pass"] > 0).all() and (table["images/s"] > 0).all()
     assert not app.button(key="scaling_measure_start").disabled
+
+
+@pytest.mark.slow
+def test_sweep_section_times_networks_and_plots_them(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path))
+    app.radio(key="scaling_sweep_over").set_value(
+        "φ values (this page's α, β, γ, base resolution)").run()  # enables the φ picker
+    app.slider(key="scaling_base").set_value(64)
+    app.multiselect(key="scaling_sweep_phis").set_value([-1, 0])
+    app.multiselect(key="scaling_sweep_batches").set_value([1]).run()
+    app.button(key="scaling_sweep_start").click().run()
+    assert app.button(key="scaling_sweep_stop").label == "Stop"
+    job = jobs.open_job(app.session_state["job_sweep"])
+    assert job.wait(timeout=300).status is JobStatus.DONE
+    app.run()
+    assert not app.exception
+    table = table_with(app, "ms/image @ batch 1")
+    assert list(table["network"]) == ["φ = -1", "φ = 0"]
+    assert (table["ms/image @ batch 1"] > 0).all()
+    fig = figure(app, "scaling_sweep_chart")
+    assert "Measured on" in fig["layout"]["title"]["text"]
+    assert [t["name"] for t in fig["data"]] == ["batch 1", "batch 1"]  # FLOPs, params
+
+
+@pytest.mark.slow
+def test_search_section_runs_a_small_search(app, tmp_path, monkeypatch, tiny_cifar):
+    monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    os.symlink(tiny_cifar, tmp_path / "data" / "tiny")
+    app.run()  # the dataset list is read when the page runs
+    app.selectbox(key="scaling_search_data").set_value("tiny")
+    app.multiselect(key="scaling_search_steps").set_value([1.0])  # one candidate: α = 2
+    app.number_input(key="scaling_search_budget").set_value(60)
+    app.number_input(key="scaling_search_subset").set_value(100).run()
+    app.button(key="scaling_search_start").click().run()
+    job = jobs.open_job(app.session_state["job_search"])
+    assert job.wait(timeout=600).status is JobStatus.DONE, job.snapshot().error
+    app.run()
+    assert not app.exception
+    table = table_with(app, "starts from")
+    assert list(table["candidate"]) == ["α 2 · β 1 · γ 1"]
+    assert list(table["α·β²·γ²"]) == [2.0]
+    assert list(table["starts from"]) == ["B0's ImageNet weights"]
+    assert any(i.value.startswith("How noisy") for i in app.info)

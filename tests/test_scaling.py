@@ -41,6 +41,40 @@ def test_params_equal_keras_for_formula_networks(phi, bases, keras_efficientnet)
     assert scaling.formula_network(phi, **bases).params == model.count_params()
 
 
+@pytest.mark.parametrize("phi, bases", [
+    (-1.0, {}),
+    (-2.5, {}),
+    (-3.0, {}),
+    (-3.0, {"alpha": 2.0, "beta": 2.0, "gamma": 1.0}),  # width and depth 0.125: minimum channels
+    (-1.5, {"alpha": 1.3, "beta": 1.45, "gamma": 1.2}),
+])
+def test_params_equal_keras_for_networks_smaller_than_b0(phi, bases, keras_efficientnet):
+    """Negative φ: widths and depths below 1, rounded by Keras's own builder."""
+    m = scaling.multipliers(phi, **bases)
+    assert m.width < 1 and m.depth <= 1
+    # Parameters do not depend on the input size; Keras builds from 32 px up.
+    model = keras_efficientnet(m.width, m.depth, max(32, m.resolution), weights=None)
+    assert scaling.formula_network(phi, **bases).params == model.count_params()
+
+
+def test_build_efficientnet_builds_networks_smaller_than_b0():
+    """core.models builds width/depth below 1, with the layers core.scaling predicts."""
+    import keras
+
+    from core.models import build_efficientnet
+
+    m = scaling.multipliers(-3)
+    model = build_efficientnet("b0", width=m.width, depth=m.depth,
+                               input_shape=(m.resolution, m.resolution, 3))
+    net = scaling.formula_network(-3)
+    assert model.count_params() == net.params
+    blocks = {layer.name.split("_")[0] for layer in model.layers if layer.name.startswith("block")}
+    assert [r.layers for r in net.stages[1:-1]] == [1, 2, 2, 2, 2, 3, 1]  # B0: 1, 2, 2, 3, 3, 4, 1
+    assert len(blocks) == 13
+    assert model.get_layer("stem_conv").filters == net.stages[0].channels == 24
+    keras.backend.clear_session()
+
+
 # ----- FLOPs --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", list(scaling.OFFICIAL))
 def test_flops_within_ten_percent_of_paper(variant):
@@ -49,7 +83,7 @@ def test_flops_within_ten_percent_of_paper(variant):
 
 
 def test_flops_and_params_grow_with_phi():
-    nets = [scaling.formula_network(phi) for phi in PHI_GRID]
+    nets = [scaling.formula_network(phi) for phi in [i / 20 for i in range(-60, 0)] + PHI_GRID]
     assert all(a.flops <= b.flops for a, b in zip(nets, nets[1:]))
     assert all(a.params <= b.params for a, b in zip(nets, nets[1:]))
     integer = [scaling.formula_network(phi).flops for phi in range(8)]
@@ -94,6 +128,18 @@ def test_to_dict_is_json_ready():
 
 
 # ----- multipliers --------------------------------------------------------------------------------
+def test_negative_phi_shrinks_b0():
+    m = scaling.multipliers(-2)
+    assert m.depth == pytest.approx(1.2**-2) and m.width == pytest.approx(1.1**-2)
+    assert m.resolution == 169  # 224 / 1.15**2 = 169.4
+    net, b0 = scaling.formula_network(-2), scaling.official_network("b0")
+    assert net.params < b0.params and net.flops < b0.flops
+    # Rounding up (channels, layers) keeps more than the formula's 1.92^-2 = 0.27 of B0's FLOPs.
+    assert b0.flops * m.flops_factor < net.flops < 0.5 * b0.flops
+    assert min(r.channels for r in scaling.network(0.1, 0.1, 32).stages) == 8  # never below 8
+    assert {r.layers for r in scaling.network(0.1, 0.1, 32).stages} == {1}  # never below 1
+
+
 def test_multipliers_at_phi_zero_and_one():
     zero = scaling.multipliers(0)
     assert (zero.depth, zero.width, zero.resolution, zero.flops_factor) == (1, 1, 224, 1)
@@ -130,6 +176,10 @@ def test_resolution_rounds_halves_up():
     (32, 1.8, 8, 56),  # 57.6 -> 56
     (1280, 2.0, 8, 2560),
     (22, 1.0, 16, 32),  # 22 -> 16 loses > 10 % with divisor 16
+    (32, 0.7513, 8, 24),  # width below 1 (φ = -3): 24.04 -> 24
+    (1280, 0.7513, 8, 960),  # 961.7 -> 960
+    (40, 0.25, 8, 16),  # 10 -> 8 loses > 10 %: one divisor back
+    (16, 0.125, 8, 8),  # never below one divisor
 ])
 def test_round_filters_edge_cases(filters, width, divisor, expected):
     assert scaling.round_filters(filters, width, divisor) == expected
@@ -137,6 +187,8 @@ def test_round_filters_edge_cases(filters, width, divisor, expected):
 
 @pytest.mark.parametrize("repeats, depth, expected", [
     (1, 1.0, 1),
+    (4, 0.5787, 3),  # depth below 1 (φ = -3): 2.31 rounds up
+    (1, 0.125, 1),  # never below one layer
     (2, 1.1, 3),  # 2.2 rounds up
     (3, 1.4, 5),  # 4.2 rounds up
     (2, 1.5, 3),  # exact stays
@@ -168,7 +220,7 @@ def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
 
 # ----- invalid inputs -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, message", [
-    ({"phi": -0.1}, "phi must be from 0 to 10"),
+    ({"phi": -3.1}, "phi must be from -3 to 10"),
     ({"phi": float("nan")}, "phi must be a finite number"),
     ({"phi": "1"}, "phi must be a finite number"),
     ({"phi": 1, "alpha": 0.99}, "alpha must be from 1 to 2"),
@@ -176,8 +228,9 @@ def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
     ({"phi": 1, "gamma": 0.9}, "gamma must be from 1 to 2"),
     ({"phi": 1, "base_resolution": 0}, "from 32 to 1024"),
     ({"phi": 1, "base_resolution": 224.0}, "whole number of pixels"),
-    ({"phi": 100}, "phi must be from 0 to 10, got 100"),  # would ask for 10^8 layers
-    ({"phi": 1e6}, "phi must be from 0 to 10"),
+    ({"phi": 100}, "phi must be from -3 to 10, got 100"),  # would ask for 10^8 layers
+    ({"phi": 1e6}, "phi must be from -3 to 10"),
+    ({"phi": -1e6}, "phi must be from -3 to 10"),
     ({"phi": 1, "alpha": 1e6}, "alpha must be from 1 to 2"),
 ])
 def test_multipliers_reject_invalid_input(kwargs, message):
@@ -186,8 +239,10 @@ def test_multipliers_reject_invalid_input(kwargs, message):
 
 
 @pytest.mark.parametrize("width, depth, resolution, message", [
-    (0.5, 1.0, 224, "width must be from 1 to 10"),
-    (1.0, 0.9, 224, "depth must be from 1 to 10"),
+    (0.05, 1.0, 224, "width must be from 0.1 to 10"),
+    (1.0, 0.09, 224, "depth must be from 0.1 to 10"),
+    (1.0, 0.0, 224, "depth must be from 0.1 to 10"),
+    (-1.0, 1.0, 224, "width must be from 0.1 to 10"),
     (1.0, 1.0, 0, "resolution must be a whole number of pixels"),
     (1.0, 1.0, -224, "resolution must be a whole number of pixels"),
     (1.0, 1.0, 224.5, "resolution must be a whole number of pixels"),
@@ -218,6 +273,35 @@ def test_importing_scaling_does_not_import_tensorflow_or_keras():
     code = ("import sys, core.scaling; "
             "assert not {'tensorflow', 'keras', 'jax'} & set(sys.modules), 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(scaling.__file__).parents[1])
+
+
+# ----- implied φ ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant, depth, width, resolution", [
+    ("b0", 0.0, 0.0, 0.0),
+    ("b1", 0.5228, 0.0, 0.4936),  # ln 1.1 / ln 1.2; width 1.0; ln(240/224) / ln 1.15
+    ("b2", 1.0, 1.0, 1.0664),  # B2's depth 1.2 and width 1.1 are exactly the paper's φ = 1
+    ("b3", 1.8455, 1.9129, 2.0902),
+    ("b4", 3.2239, 3.5303, 3.7816),
+    ("b5", 4.3245, 4.9313, 5.0861),
+    ("b6", 5.2408, 6.1671, 6.1351),
+    ("b7", 6.2055, 7.2725, 7.0497),  # ln 3.1 / ln 1.2; ln 2 / ln 1.1; ln(600/224) / ln 1.15
+])
+def test_implied_phi_of_official_variants(variant, depth, width, resolution):
+    implied = scaling.implied_phi(variant)
+    assert implied.formula == int(variant[1])
+    assert (implied.depth, implied.width, implied.resolution) == pytest.approx(
+        (depth, width, resolution), abs=1e-4)
+    assert implied.to_dict() == {"depth": implied.depth, "width": implied.width,
+                                 "resolution": implied.resolution}
+
+
+def test_implied_phi_inverts_the_formula_and_handles_base_one():
+    for phi in (1.7, 2.0, 3.0):  # a coefficient made by the formula implies its own φ back
+        implied = scaling.implied_phi("b7", alpha=3.1 ** (1 / phi), beta=2.0 ** (1 / phi))
+        assert (implied.depth, implied.width) == pytest.approx((phi, phi))
+    assert scaling.implied_phi("b3", gamma=1.0).resolution is None  # γ = 1: no φ gives 300 px
+    with pytest.raises(ValueError, match="Unknown variant"):
+        scaling.implied_phi("b8")
 
 
 def test_paper_tables_cover_b0_to_b7():

@@ -16,6 +16,7 @@ import numpy as np
 
 from core import paths
 from core.jobs import error_kind, error_message
+from core.measure import per_image_latency_ms
 from core.progress import Progress, Stopped
 from core.runs import RunWriter
 from core.runtime import backend, device_context, device_plan
@@ -224,6 +225,7 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, start
         "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
         "skipped": ds.skipped, "train_images": len(ds.y_train), "val_images": len(ds.y_val),
         "test_images": len(ds.y_test),
+        "latency_ms": per_image_latency_ms(net.model, skip=stopped),  # batch 1, saved model
     }, scores["confusion"], scores["misclassified"])
     return RunResult(writer.path, best.get("val_accuracy"), scores["accuracy"], len(rows), wall,
                      device, net.weights.label, stopped)
