@@ -7,7 +7,7 @@ import streamlit as st
 
 from app_pages import ICONS, plain, session
 from app_pages.charts import plotly_text
-from core import images, inference, runs
+from core import explain, images, inference, runs
 
 IMAGENET = "ImageNet (1000 classes)"
 
@@ -86,15 +86,24 @@ st.caption(f"Model: {choice} · weights: {classifier.weights} · input {prep.siz
 
 # ----- one core call, rendered as results arrive (one batch in memory at a time) --------------
 rows = []
+# Heatmaps cost a backward pass: computed only while some image's toggle is on.
+wants_cam = any(st.session_state.get(f"classify_cam_{i}") for i in range(len(uploads)))
 try:
-    for item in classifier.classify_files(((u.name, u.getvalue()) for u in uploads), top=top_k,
-                                          previews=True):
+    for index, item in enumerate(classifier.classify_files(
+            ((u.name, u.getvalue()) for u in uploads), top=top_k, previews=True, explain=wants_cam)):
         with st.container(border=True):
             if item.error:
                 st.error(f"{plain(item.name)}: {plain(item.error)}", icon=":material/warning:")
                 continue
             pic, chart = st.columns([1, 2])
-            pic.image(item.preview, width="stretch")
+            show_cam = pic.toggle("Grad-CAM heatmap", key=f"classify_cam_{index}",
+                                  help="where the model looked for its top class (Grad-CAM): "
+                                       "bright = raised the score most")
+            if show_cam and item.cam is not None:
+                heat = explain.place(item.cam, prep, item.preview.size)
+                pic.image(explain.overlay(item.preview, heat), width="stretch")
+            else:
+                pic.image(item.preview, width="stretch")
             pic.text(item.name)
             best = item.prediction.top[0]
             chart.markdown(f"**{plain(best['label'])}** · {best['prob']:.1%} · "
