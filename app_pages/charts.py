@@ -126,25 +126,49 @@ def compare_figure(histories: dict[str, Sequence[dict]]) -> go.Figure:
 
 
 def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> go.Figure:
-    """A confusion-matrix heatmap: rows are true classes, columns predicted classes."""
+    """A confusion-matrix heatmap: rows are true classes, columns predicted classes.
+
+    Heatmap cells do not report clicks, so an invisible square marker sits on each cell; its
+    ``customdata`` is ``[true, predicted]`` (see :func:`selected_cell`).
+    """
     names = [plotly_text(n) for n in class_names] or [str(i) for i in range(len(confusion))]
+    k = len(names)
     fig = go.Figure(go.Heatmap(
-        z=confusion, x=names, y=names, colorscale="Blues", texttemplate="%{z}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+        z=confusion, x=names, y=names, colorscale="Blues", texttemplate="%{z}", hoverinfo="skip",
     ))
-    fig.update_layout(height=460, margin={"t": 30, "b": 40},
+    cells = [(i, j) for i in range(k) for j in range(k)]
+    fig.add_trace(go.Scatter(
+        x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers",
+        marker={"symbol": "square", "size": max(8, 360 // max(k, 1)), "opacity": 0.01,
+                "color": "#000"},
+        customdata=[[i, j, confusion[i][j]] for i, j in cells], showlegend=False,
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata[2]} images"
+                      "<br>click to see them<extra></extra>",
+    ))
+    fig.update_layout(height=460, margin={"t": 30, "b": 40}, clickmode="event+select",
                       xaxis={"title": "predicted"}, yaxis={"title": "true", "autorange": "reversed"})
     return fig
 
 
-def per_class_accuracy(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> list[dict]:
-    """One row per class: correct, total and accuracy (the confusion matrix's diagonal / row sum)."""
-    names = list(class_names) or [str(i) for i in range(len(confusion))]
-    rows = []
-    for i, (name, row) in enumerate(zip(names, confusion)):
-        total = int(sum(row))
-        rows.append({"class": name, "correct": int(row[i]), "total": total,
-                     "accuracy": row[i] / total if total else None})
+def selected_cell(event) -> tuple[int, int] | None:
+    """The ``(true, predicted)`` cell clicked in :func:`confusion_figure`, from the chart's
+    selection state; None when nothing is selected."""
+    try:
+        points = event["selection"]["points"]
+        true, pred = points[0]["customdata"][:2]
+        return int(true), int(pred)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def class_metrics_rows(metrics: dict) -> list[dict]:
+    """The per-class precision/recall/F1 table (``core.evaluation.class_metrics``), with the
+    macro averages as a last row."""
+    rows = [dict(row) for row in metrics["per_class"]]
+    macro = metrics["macro"]
+    rows.append({"class": "macro average", "precision": macro["precision"],
+                 "recall": macro["recall"], "f1": macro["f1"],
+                 "support": sum(r["support"] for r in metrics["per_class"])})
     return rows
 
 

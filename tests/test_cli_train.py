@@ -18,7 +18,7 @@ from core.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = {"status.json", "config.json", "classes.json", "preprocessing.json", "history.csv",
-             "model.keras", "confusion.json", "results.json", "misclassified.npz"}
+             "model.keras", "confusion.json", "results.json", "predictions.npz"}
 TINY = ["--backbone", "lite0", "--weights", "lite0", "--resolution", "32", "--batch-size", "32"]
 
 

@@ -25,7 +25,7 @@ from core.training.features import cached_features
 pytestmark = pytest.mark.slow
 
 RUN_FILES = {"status.json", "config.json", "classes.json", "preprocessing.json", "history.csv",
-             "model.keras", "confusion.json", "results.json", "misclassified.npz"}
+             "model.keras", "confusion.json", "results.json", "predictions.npz"}
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,14 @@ def test_frozen_run_writes_everything(frozen_run):
     wrong = runs.misclassified(result.run_dir)
     assert len(wrong) == min(36, round((1 - result.test_accuracy) * 100))
     assert all(w["true"] != w["pred"] for w in wrong)
+    # Error analysis: per-class precision/recall/F1 from the same confusion matrix, and every
+    # test image's prediction kept.
+    assert [r["class"] for r in results["class_metrics"]] == info.class_names
+    recalls = {r["class"]: r["recall"] for r in results["class_metrics"]}
+    assert recalls == pytest.approx(results["per_class_accuracy"])
+    assert 0 <= results["macro"]["f1"] <= 1
+    saved = runs.predictions(result.run_dir)
+    assert len(saved.true) == 100 and (saved.true == saved.pred).mean() == pytest.approx(result.test_accuracy)
 
     snap = progress.snapshot()
     assert snap.status == "done" and snap.result["test_accuracy"] == result.test_accuracy

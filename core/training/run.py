@@ -24,7 +24,6 @@ from core.training.fit import fit, predict
 from core.training.network import build_network
 from core.training.options import TrainConfig
 
-_MISCLASSIFIED_KEEP = 36
 # A head on cached features takes ~1 ms a step, so Keras's per-step overhead dominates: run steps
 # in groups (progress and stop requests then act every group, ~0.1 s).
 _HEAD_STEPS_PER_EXECUTION = 32
@@ -101,26 +100,11 @@ def load_data(config: TrainConfig, progress: Progress):
 
 
 def evaluate(model, x_test, ds, batch_size: int) -> dict:
-    """Test accuracy, confusion matrix, per-class accuracy and the worst mistakes."""
+    """Score the model on the test split (see :func:`core.evaluation.evaluate`)."""
+    from core.evaluation import evaluate as score
+
     probs = predict(model, x_test, max(batch_size, 256))
-    pred = probs.argmax(axis=1)
-    y = ds.y_test
-    k = ds.num_classes
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y, pred), 1)
-    totals = confusion.sum(axis=1)
-    per_class = {name: (float(confusion[i, i] / totals[i]) if totals[i] else None)
-                 for i, name in enumerate(ds.class_names)}
-    wrong = np.flatnonzero(pred != y)
-    confidence = probs[wrong, pred[wrong]]
-    keep = wrong[np.argsort(-confidence, kind="stable")][:_MISCLASSIFIED_KEEP]
-    return {
-        "accuracy": float((pred == y).mean()),
-        "confusion": confusion.tolist(),
-        "per_class": per_class,
-        "misclassified": {"images": ds.x_test[keep], "true": y[keep], "pred": pred[keep],
-                          "prob": probs[keep, pred[keep]].astype("float32")},
-    }
+    return score(probs, ds.y_test, ds.x_test, ds.class_names)
 
 
 def train(config: TrainConfig, progress: Progress | None = None,
@@ -216,12 +200,13 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
         "early_stopped": bool(config.patience and best_epoch and len(rows) < config.epochs
                               and not stopped),
         "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
-        "per_class_accuracy": scores["per_class"], "wall_s": wall, "timings": timings,
+        "per_class_accuracy": scores["per_class"], "class_metrics": scores["metrics"]["per_class"],
+        "macro": scores["metrics"]["macro"], "wall_s": wall, "timings": timings,
         "device": device, "backend": backend(), "weights": net.weights.label,
         "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
         "skipped": ds.skipped, "train_images": len(ds.y_train), "val_images": len(ds.y_val),
         "test_images": len(ds.y_test),
-    }, scores["confusion"], scores["misclassified"])
+    }, scores["confusion"], scores["predictions"])
     return RunResult(writer.path, best.get("val_accuracy"), scores["accuracy"], len(rows), wall,
                      device, net.weights.label, stopped)
 
