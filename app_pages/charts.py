@@ -63,13 +63,27 @@ def _batch_x(batches: Sequence[dict], offset: int) -> list[float]:
     return [int(r["epoch"]) + offset - 1 + step / per_epoch for r, step in zip(batches, steps)]
 
 
-def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: str = "") -> go.Figure:
+def phase_marks(epochs: Sequence[dict]) -> list[dict]:
+    """Where a saved run's phase changes (two-phase fine-tuning), as marks like the live job's:
+    ``{"epoch": last epoch of the earlier phase, "label": ...}``."""
+    marks = []
+    for before, row in zip(epochs, epochs[1:]):
+        if row.get("phase") and before.get("phase") and row["phase"] != before["phase"]:
+            marks.append({"epoch": before["epoch"], "label": "fine-tuning starts"
+                          if row["phase"] == "finetune" else f"{row['phase']} starts"})
+    return marks
+
+
+def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: str = "",
+                  marks: Sequence[dict] = ()) -> go.Figure:
     """Loss and accuracy side by side: per-epoch train/validation points and smoothed batches.
 
     Args:
         epochs: Per-epoch rows.
         batches: Per-batch rows (optional); drawn as a thin smoothed training line.
         title: Figure title.
+        marks: ``{"epoch", "label"}`` points on the epoch axis (e.g. where fine-tuning begins),
+            drawn as labelled vertical lines.
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=[label for _, label in METRICS])
     offset = _epoch_offset(epochs, batches)
@@ -94,6 +108,12 @@ def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: s
                     line={"color": color},
                 ), row=1, col=col)
         fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=col)
+        for mark in marks:
+            x = _number(mark.get("epoch"))
+            if x is not None:
+                fig.add_vline(x=x + offset, line_dash="dash", line_color="#888", row=1, col=col,
+                              annotation_text=plotly_text(mark.get("label", "")),
+                              annotation_position="top left", annotation_font_size=11)
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(title=title or None, height=360, margin={"t": 60, "b": 40},
                       legend={"orientation": "h", "y": -0.2})
@@ -182,6 +202,8 @@ def runs_rows(runs) -> list[dict]:
             "status": run.status,
             "val accuracy": run.results.get("val_accuracy"),
             "test accuracy": run.test_accuracy,
+            # Under the blog's protocol the test split also picked the epoch: say so per row.
+            "chosen on": "test (blog)" if cfg.get("validation") == "test" else "validation",
             "backbone": cfg.get("backbone"),
             "weights": run.results.get("weights") or cfg.get("weights"),  # used, else requested
             "mode": cfg.get("mode"),

@@ -26,6 +26,8 @@ def trained_runs() -> dict[str, tuple[str, float]]:
         visible = run.owner is None or session.is_mine(run.owner)
         if visible and model_file.exists() and run.status in ("done", "stopped", "interrupted"):
             acc = f"{run.test_accuracy:.1%}" if run.test_accuracy is not None else "n/a"
+            if (run.config or {}).get("validation") == "test":
+                acc += ", blog protocol: optimistic"
             found[f"Run {run.name} ({len(run.class_names)} classes, test acc {acc})"] = (
                 str(run.path), model_file.stat().st_mtime)
     return found

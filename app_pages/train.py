@@ -148,7 +148,8 @@ def job_panel() -> None:
         weights = f" · weights: {snap.result['weights']}" if (snap.result or {}).get("weights") else ""
         st.caption(f"Device: {snap.device}{weights}{elapsed}")
     if snap.epochs or snap.batches:
-        st.plotly_chart(charts.curves_figure(snap.epochs, snap.batches), key="train_live_chart")
+        st.plotly_chart(charts.curves_figure(snap.epochs, snap.batches, marks=snap.marks),
+                        key="train_live_chart")
     # The job just ended: rerun the whole page once, to list the new run and stop polling.
     if not snap.active and st.session_state.get("train_polling"):
         st.session_state["train_polling"] = False
@@ -204,6 +205,9 @@ def run_details(run) -> None:
     if run.status in ("error", "interrupted"):
         st.error(f"This run {'failed' if run.status == 'error' else 'was interrupted'}: "
                  f"{plain(run.error)}")
+    if run.history:  # the saved curves, with the phase boundary of two-phase fine-tuning
+        st.plotly_chart(charts.curves_figure(run.history, marks=charts.phase_marks(run.history)),
+                        key="train_run_curves")
     if run.confusion:
         error_analysis(run)
     model_file = run.path / "model.keras"

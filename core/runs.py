@@ -43,7 +43,8 @@ from core.fileio import atomic_path, write_json, write_text
 
 STATUSES = ("running", "done", "stopped", "interrupted", "error")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                   "images_per_s")
+                   "images_per_s", "phase")
+_TEXT_COLUMNS = ("phase",)  # two-phase fine-tuning: "head", then "finetune"
 
 
 @dataclass
@@ -60,7 +61,8 @@ class RunInfo:
         created: Start time (seconds since the epoch).
         class_names: Class names in label order.
         history: Per-epoch rows (epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds,
-            images_per_s) as floats (epoch as int).
+            images_per_s) as floats (epoch as int), and the phase ("head", "finetune") of
+            two-phase fine-tuning.
         confusion: Test confusion matrix (rows true, columns predicted), if saved.
         results: The whole ``results.json`` (empty while running).
         error: Why the run failed, for status "error".
@@ -209,7 +211,10 @@ def _read_history(path: Path) -> list[dict]:
             for key, value in row.items():
                 if value in ("", None):
                     continue
-                clean[key] = int(float(value)) if key == "epoch" else float(value)
+                if key in _TEXT_COLUMNS:
+                    clean[key] = value
+                else:
+                    clean[key] = int(float(value)) if key == "epoch" else float(value)
             rows.append(clean)
     return rows
 

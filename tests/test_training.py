@@ -216,6 +216,35 @@ def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
                                   original.get_layer("top_bn").get_weights()[0])
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path, augment):
+    from core.weights import load_backbone
+
+    cfg = config(mini, mode="finetune", augment=augment, finetune_blocks=1, head_epochs=2,
+                 epochs=2, lr=3e-3)
+    phases = PhaseLog()
+    result = train(cfg, phases, runs_root=tmp_path)
+    assert phases.phases[-2:] == ["Training the head", "Fine-tuning"]
+    assert phases.phases.count("Extracting features (train)") == 1
+    snap = phases.snapshot()
+    assert snap.marks == ({"epoch": 2, "label": "fine-tuning starts"},)  # drawn on the live curve
+    assert [b["epoch"] for b in snap.batches][-1] == 4  # batches number on across phases
+    info = runs.load_run(result.run_dir)
+    assert [(r["epoch"], r["phase"]) for r in info.history] == [
+        (1, "head"), (2, "head"), (3, "finetune"), (4, "finetune")]  # saved runs show the phases
+    best = max(info.history, key=lambda r: r["val_accuracy"])
+    assert info.results["best_epoch"] == best["epoch"] and result.epochs == 4
+    model, _, _ = runs.load_run_model(result.run_dir)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
+    backbone = model.get_layer("efficientnetlite0")
+    original, _ = load_backbone("lite0", "lite0", input_shape=(32, 32, 3), include_top=False,
+                                pooling="avg")
+    top_trained = not np.allclose(backbone.get_layer("top_conv").get_weights()[0],
+                                  original.get_layer("top_conv").get_weights()[0])
+    assert top_trained == (best["phase"] == "finetune")  # a head-phase best keeps ImageNet's top
+
+
 class PhaseLog(Progress):
     """A Progress that remembers every phase it went through."""
 

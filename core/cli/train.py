@@ -171,6 +171,7 @@ def run_bench_seed(args) -> int:
     if result.get("stopped") or "speedup" not in result:
         print(json.dumps(result), flush=True)
         raise CliError("benchmark stopped before it finished", status=status or 130)
+    print(f"protocol: {result['protocol']}")
     print(f"our way:  test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epochs, "
           f"{result['wall_s']:.1f} s wall (data loading included)")
     print(f"blog way: {result['blog_way_epoch_s']:.1f} s per epoch × {config.epochs} epochs = "
@@ -191,7 +192,9 @@ def run_bench_best(args) -> int:
     _checked({**PRESETS[f"best-{recipe}"].values, **overrides}, root)
     result, status = _run_job("bench_best", {"recipe": recipe, "overrides": overrides}, root)
     accuracy = "n/a" if result["test_accuracy"] is None else f"{result['test_accuracy']:.4f}"
-    print(f"preset {PRESETS[result['preset']].label!r}: test accuracy {accuracy} in "
+    val = "n/a" if result.get("val_accuracy") is None else f"{result['val_accuracy']:.4f}"
+    print(f"preset {PRESETS[result['preset']].label!r}: test accuracy {accuracy} (validation "
+          f"{val}; {result['protocol']}) in "
           f"{result['wall_s']:.1f} s wall ({result['device']}; weights {result['weights']}); "
           f"phases: {result['timings']}")
     print(json.dumps(result), flush=True)

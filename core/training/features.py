@@ -7,6 +7,8 @@ once, batch by batch with progress, and train only the layers above it.
 - frozen mode: the cut is the backbone's pooled output; only the head trains.
 - finetune mode without augmentation: the cut is where the frozen prefix ends; the top blocks
   and the head train on the cached feature maps.
+- two-phase fine-tuning (``head_epochs``): first the head alone, on pooled features (from the
+  cached maps when there are some), see :func:`head_inputs`.
 
 The cache lives under ``paths.cache_dir() / "features"``, keyed by the images' bytes and
 everything that determines the frozen part's function (weights, resolution, cut, backend, ...).
@@ -190,8 +192,7 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
     storage = ds.storage_size
     if config.mode == "frozen":
         extractor = keras.Model(net.model.input, net.features)
-        cut, features_in = "pooled", keras.Input(net.features.shape[1:], name="features")
-        train_model = keras.Model(features_in, apply_layers(net.head, features_in))
+        cut, train_model = "pooled", head_model(net)
     elif not config.augment:
         cut_tensor = net.first_trainable.input
         prefix = keras.Model(net.backbone.input, cut_tensor)
@@ -213,3 +214,42 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
     x_val = None if ds.x_val is ds.x_test else features(ds.x_val, "validation")
     x_test = features(ds.x_test, "test")
     return train_model, x_train, x_test if x_val is None else x_val, x_test
+
+
+def head_model(net: TrainNetwork):
+    """pooled features → class: the head alone (its layers shared with ``net.model``)."""
+    import keras
+
+    features_in = keras.Input(net.features.shape[1:], name="features")
+    return keras.Model(features_in, apply_layers(net.head, features_in))
+
+
+def head_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, on_gpu: bool,
+                maps: tuple | None = None):
+    """The head-only model and its pooled train and validation features: the first phase of
+    two-phase fine-tuning (``config.head_epochs``), while the top blocks still hold their
+    ImageNet weights.
+
+    Args:
+        maps: ``(x_train, x_val)``: the fine-tuning path's cached feature maps, when it has them;
+            the pooled features then come from applying the (still frozen) top blocks to the maps,
+            not from running the whole backbone on the images again.
+
+    Returns:
+        ``(head_model, f_train, f_val)``.
+    """
+    import keras
+
+    batch = 512 if on_gpu else 128
+    if maps is not None:
+        cut_tensor = net.first_trainable.input
+        top = keras.Model(cut_tensor, net.backbone.output)
+        f_train, f_val = (extract(top, x, progress, f"Pooling the top blocks' output ({name})", batch)
+                          for x, name in zip(maps, ("train", "validation")))
+    else:  # the same function (and cache entries) as frozen mode's features
+        extractor = keras.Model(net.model.input, net.features)
+        key = cache_key(net, config, "pooled", ds.storage_size)
+        f_train, f_val = (cached_features(extractor, x, key, progress, f"Extracting features ({name})",
+                                          batch, config.cache_features)
+                          for x, name in ((ds.x_train, "train"), (ds.x_val, "validation")))
+    return head_model(net), f_train, f_val

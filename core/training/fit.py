@@ -40,9 +40,10 @@ def _callback_class():
     class ProgressCallback(keras.callbacks.Callback):
         """Counts images, logs batches and turns a stop request into ``stop_training``."""
 
-        def __init__(self, progress: Progress, n: int, batch_size: int):
+        def __init__(self, progress: Progress, n: int, batch_size: int, offset: int = 0):
             super().__init__()
             self.progress, self.n, self.batch_size = progress, n, batch_size
+            self.offset = offset  # epochs done by an earlier phase: batches log run-wide epochs
             steps = math.ceil(n / batch_size)
             self.log_every = max(1, math.ceil(steps / BATCH_POINTS_PER_EPOCH))
             self.epoch = self.seen = 0
@@ -61,7 +62,7 @@ def _callback_class():
             self.seen, self.t_last = done, time.time()
             if logs and (batch // self.log_every != self.logged or done == self.n):
                 self.logged = batch // self.log_every
-                self.progress.log_batch(epoch=self.epoch + 1, step=batch + 1,
+                self.progress.log_batch(epoch=self.offset + self.epoch + 1, step=batch + 1,
                                         loss=float(logs.get("loss", float("nan"))),
                                         accuracy=float(logs.get("accuracy", float("nan"))))
             if self.progress.stop_requested:
@@ -130,7 +131,8 @@ def compile_model(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool,
 def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, progress: Progress,
         *, on_gpu: bool, epochs: int | None = None, on_epoch: Callable[[list[dict]], None] | None = None,
         on_best: Callable[[int], None] | None = None, compile: bool = True,
-        steps_per_execution: int = 1) -> tuple[list[dict], int | None]:
+        steps_per_execution: int = 1, before: tuple[list[dict], int | None] | None = None,
+        phase: str | None = None, label: str = "Training") -> tuple[list[dict], int | None]:
     """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
 
     The order of epoch ``e`` is ``default_rng([seed, e]).permutation(n)``, so any two paths
@@ -142,10 +144,15 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
         on_epoch: Called with all rows so far after every epoch.
         on_best: Called with the epoch number whenever the model holds a new best (so it can be
             saved at once, and a killed process still leaves the best model so far).
+        before: ``(rows, best_epoch)`` of an earlier phase (two-phase fine-tuning): epochs number
+            on from its rows, and ``model``'s weights now are that phase's best, which this one
+            must beat to replace them. Patience counts from this phase's start.
+        phase: Recorded in each row ("head", "finetune"; None for one-phase runs).
+        label: The progress phase's name.
 
     Returns:
-        ``(rows, best_epoch)``: one metrics dict per epoch, and the epoch whose weights the model
-        now holds (None if no epoch finished).
+        ``(rows, best_epoch)``: one metrics dict per epoch (the earlier phase's first), and the
+        epoch whose weights the model now holds (None if no epoch finished).
     """
     import keras
 
@@ -153,19 +160,23 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
     n, batch = len(y), config.batch_size
     if compile:
         compile_model(model, config, n, epochs, on_gpu, steps_per_execution)
-    callback = _callback_class()(progress, n, batch)
-    progress.start("Training", n * epochs, "img")
-    rows: list[dict] = []
+    rows: list[dict] = list(before[0]) if before else []
+    first = len(rows)  # epochs already done by an earlier phase
+    callback = _callback_class()(progress, n, batch, first)
+    progress.start(label, n * epochs, "img")
     best, best_weights, best_epoch = -math.inf, None, None
+    if before and before[1]:
+        best_epoch = before[1]
+        best, best_weights = _score(rows[best_epoch - 1]), model.get_weights()
     val_inputs = as_inputs(val[0], val[1], max(batch, 256)) if val is not None else None
     if val_inputs is not None and val_inputs[1] is None:
         val_inputs = val_inputs[0]  # batches that carry their labels
-    for epoch in range(epochs):
+    for epoch in range(first, first + epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(n)
         started = time.time()
         inputs, labels = as_inputs(x, y, batch, order)
         history = model.fit(inputs, labels, batch_size=None if labels is None else batch,
-                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+                            epochs=epoch + 1 - first, initial_epoch=epoch - first, shuffle=False,
                             validation_data=val_inputs, callbacks=[callback], verbose=0).history
         last = {k: float(v[-1]) for k, v in history.items() if v}
         row = {
@@ -175,21 +186,29 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
             "seconds": round(time.time() - started, 3),
             "images_per_s": round(callback.images_per_s, 1),
         }
+        if phase:
+            row["phase"] = phase
         rows.append(row)
         progress.log_epoch(**row)
         if on_epoch is not None:
             on_epoch(rows)
-        score = row["val_accuracy"] if row["val_accuracy"] is not None else -row["loss"]
+        score = _score(row)
         if score > best:
             best, best_weights, best_epoch = score, model.get_weights(), epoch + 1
             if on_best is not None:
                 on_best(best_epoch)
         if progress.stop_requested:
             break
-        if config.patience and epoch + 1 - best_epoch >= config.patience and epoch + 1 < epochs:
+        since = max(best_epoch, first)
+        if config.patience and epoch + 1 - since >= config.patience and epoch + 1 < first + epochs:
             progress.message(f"Early stop: no better validation accuracy for {config.patience} "
-                             f"epoch(s) since epoch {best_epoch}")
+                             f"epoch(s) since epoch {since}")
             break
     if best_weights is not None:
         model.set_weights(best_weights)
     return rows, best_epoch
+
+
+def _score(row: dict) -> float:
+    """What picks the best epoch: validation accuracy (training loss only without validation)."""
+    return row["val_accuracy"] if row.get("val_accuracy") is not None else -row["loss"]

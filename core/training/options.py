@@ -233,6 +233,12 @@ class TrainConfig:
         2, label="Fine-tune top blocks", kind=int, widget="number", low=1, high=100,
         unit="blocks", only_for=("mode", "finetune"),
         help="finetune: how many top MBConv blocks train (B0 and Lite0 have 16)")
+    head_epochs: int = option(
+        0, label="Head-only epochs first", kind=int, widget="number", low=0, high=10_000,
+        unit="epochs", only_for=("mode", "finetune"),
+        help="finetune: first train only the head on frozen (cached) features for this many "
+             "epochs, then fine-tune the top blocks for the given epochs (0: fine-tune from the "
+             "start)")
     dropout: float | None = option(
         None, label="Dropout", kind=float, widget="number", low=0, high=1, high_open=True,
         step=0.05, optional=True, none_means="auto",

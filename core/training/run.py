@@ -19,7 +19,7 @@ from core.jobs import error_kind, error_message
 from core.progress import Progress, Stopped
 from core.runs import RunWriter
 from core.runtime import accelerators, backend, describe_device, device_context
-from core.training.features import training_inputs
+from core.training.features import head_inputs, training_inputs
 from core.training.fit import fit, predict
 from core.training.network import build_network
 from core.training.options import TrainConfig
@@ -182,11 +182,30 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
         return _stopped_early(writer, net.weights.label, device, started, timings)
     timings["features_s"] = round(time.time() - t, 2)
     t = time.time()
-    group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
     # Each new best is saved at once (atomically): a killed run still leaves its best model.
-    rows, best_epoch = fit(train_model, x_train, ds.y_train, (x_val, ds.y_val), config,
-                           progress, on_gpu=on_gpu, on_epoch=writer.history,
-                           on_best=lambda epoch: writer.model(net.model), steps_per_execution=group)
+    common = dict(on_gpu=on_gpu, on_epoch=writer.history, on_best=lambda epoch: writer.model(net.model))
+    before = None
+    two_phase = config.mode == "finetune" and config.head_epochs > 0
+    if two_phase:  # first the head alone, on frozen features (the head's layers are shared)
+        try:
+            head, f_train, f_val = head_inputs(net, config, ds, progress, on_gpu,
+                                               None if config.augment else (x_train, x_val))
+        except Stopped:
+            return _stopped_early(writer, net.weights.label, device, started, timings)
+        before = fit(head, f_train, ds.y_train, (f_val, ds.y_val), config, progress,
+                     epochs=config.head_epochs, steps_per_execution=_HEAD_STEPS_PER_EXECUTION,
+                     phase="head", label="Training the head", **common)
+        del f_train, f_val
+        if before[0]:
+            progress.mark(len(before[0]), "fine-tuning starts")
+    if progress.stop_requested and before is not None:
+        rows, best_epoch = before
+    else:
+        group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
+        rows, best_epoch = fit(train_model, x_train, ds.y_train, (x_val, ds.y_val), config,
+                               progress, steps_per_execution=group, before=before,
+                               phase="finetune" if two_phase else None,
+                               label="Fine-tuning" if two_phase else "Training", **common)
     timings["train_s"] = round(time.time() - t, 2)
     progress.message("Evaluating on the test split")
     scores = evaluate(train_model, x_test, ds, config.batch_size)  # the one look at the test split
@@ -197,8 +216,8 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
         "status": "stopped" if stopped else "done", "test_accuracy": scores["accuracy"],
         "val_accuracy": best.get("val_accuracy"), "protocol": config.protocol,
         "epochs": len(rows), "best_epoch": best_epoch,
-        "early_stopped": bool(config.patience and best_epoch and len(rows) < config.epochs
-                              and not stopped),
+        "early_stopped": bool(config.patience and best_epoch and not stopped and len(rows)
+                              < config.epochs + (config.head_epochs if two_phase else 0)),
         "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
         "per_class_accuracy": scores["per_class"], "class_metrics": scores["metrics"]["per_class"],
         "macro": scores["metrics"]["macro"], "wall_s": wall, "timings": timings,
