@@ -120,6 +120,27 @@ def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: s
     return fig
 
 
+def lr_figure(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float] = (),
+              suggested: float | None = None) -> go.Figure:
+    """The learning-rate finder's curve: loss against a log-scaled learning rate, the raw loss
+    faint, the smoothed one bold, and the suggestion as a dashed vertical line."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=list(lrs), y=list(losses), mode="lines", name="loss (per batch)",
+                             line={"color": TRAIN_COLOR, "width": 1}, opacity=0.35))
+    if smoothed:
+        fig.add_trace(go.Scatter(x=list(lrs), y=list(smoothed), mode="lines", name="smoothed",
+                                 line={"color": TRAIN_COLOR, "width": 2}))
+    if suggested:
+        fig.add_vline(x=suggested, line_dash="dash", line_color=VAL_COLOR,
+                      annotation_text=f"suggested {suggested:.2g}", annotation_position="top")
+    finite = [v for v in smoothed or losses if _number(v) is not None]
+    top = min(max(finite), 3 * finite[0]) if finite else None  # the diverged tail off the chart
+    fig.update_layout(height=320, margin={"t": 30, "b": 40}, legend={"orientation": "h", "y": -0.3},
+                      xaxis={"type": "log", "title": "learning rate"},
+                      yaxis={"title": "loss", **({"range": [0, top * 1.05]} if top else {})})
+    return fig
+
+
 def compare_figure(histories: dict[str, Sequence[dict]]) -> go.Figure:
     """Validation accuracy and loss per epoch for several runs on shared axes.
 

@@ -173,6 +173,61 @@ def start(values: dict) -> None:
     session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
 
 
+# ----- learning-rate finder --------------------------------------------------------------------
+def use_lr(value: float) -> None:
+    """Button callback: put the suggested learning rate into the lr control (before it renders)."""
+    st.session_state["train_lr"] = value
+    st.session_state["train_notice"] = f"Learning rate set to {value:g} (the finder's suggestion)."
+
+
+def start_lr_find(values: dict) -> None:
+    """Validate the options and start this session's learning-rate finder job."""
+    current = session.my_job("lr_find")
+    if current is not None and current.snapshot().active:
+        return
+    try:
+        config = training.TrainConfig(**values)
+        config.validate()
+    except (TypeError, ValueError) as exc:
+        st.error(f"Cannot start the finder: {plain(exc)}")
+        return
+    session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
+
+
+def lr_finder_panel() -> None:
+    """This session's finder job: progress, the live curve, then the suggestion to apply."""
+    job = session.my_job("lr_find")
+    if job is None:
+        return
+    snap = job.snapshot()
+    if snap.status is JobStatus.QUEUED:
+        st.info(f"Queued: position {snap.queue_position} for the trainer.", icon=":material/hourglass_top:")
+    elif snap.active:
+        st.progress(snap.fraction, text=step_text(snap))
+    elif snap.status is JobStatus.ERROR:
+        st.error(f"The finder failed: {plain(snap.error)}")
+    result = snap.result or {}
+    if result.get("lrs"):
+        suggested = result.get("suggested")
+        st.plotly_chart(charts.lr_figure(result["lrs"], result["losses"], result["smoothed"],
+                                         suggested), key="train_lr_chart")
+        if suggested:
+            value = float(f"{suggested:.2g}")
+            st.button(f"Use learning rate {value:g}", key="train_lr_use", on_click=use_lr,
+                      args=(value,), icon=":material/check:",
+                      help=f"steepest descent {result['steepest'] or 0:.2g}; minimum loss / 10 "
+                           f"{result['min_over_10']:.2g}: the lower of the two")
+        else:
+            st.warning("The sweep was too short to suggest a learning rate: try more steps.")
+    elif snap.batches:  # live: the raw loss so far
+        st.plotly_chart(charts.lr_figure([b["lr"] for b in snap.batches],
+                                         [b["loss"] for b in snap.batches]), key="train_lr_chart")
+    if not snap.active and st.session_state.get("train_lr_polling"):
+        st.session_state["train_lr_polling"] = False
+        st.rerun()  # the whole page once: the button and the runs see the end
+    st.session_state["train_lr_polling"] = snap.active
+
+
 # ----- saved runs ------------------------------------------------------------------------------
 def visible_runs() -> dict:
     """This session's runs and runs started outside the app (command line), by name."""
@@ -373,6 +428,17 @@ if values.get("validation") == "test":
 # ----- one core call: start a job (guarded by validation and one job per session) --------------
 if st.button("Start", type="primary", key="train_start", icon=ICONS["Train"]):
     start(values)
+
+with st.expander("Learning-rate finder", icon=":material/search:"):
+    st.caption("Loss against a rising learning rate (1e-6 to 1, 100 batches) for these settings, "
+               "on cached features of up to 100 batches of training images; the suggestion is "
+               "where the loss falls fast, well before it blows up. It queues for the trainer "
+               "like a run.")
+    if st.button("Find a learning rate", key="train_lr_find", icon=":material/search:"):
+        start_lr_find(values)
+    finder = session.my_job("lr_find")
+    st.fragment(lr_finder_panel, run_every=1.0 if finder is not None and finder.snapshot().active
+                else None)()
 
 # ----- render: the live job, then the saved runs ----------------------------------------------
 mine = session.my_job("train")

@@ -46,6 +46,7 @@ KINDS = {
     "measure": ("core.measure", "measure_job", "measure"),
     "bench_seed": ("core.bench", "bench_seed_job", "trainer"),
     "bench_best": ("core.bench", "bench_best_job", "trainer"),
+    "lr_find": ("core.training.lrfind", "lr_find_job", "trainer"),
 }
 _POLL_S = 0.25
 _KEEP_S = 24 * 3600  # finished job folders older than this are pruned

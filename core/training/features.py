@@ -179,8 +179,13 @@ def cache_key(net: TrainNetwork, config: TrainConfig, cut: str, storage_size: in
     }
 
 
-def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, on_gpu: bool):
+def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, on_gpu: bool,
+                    train_only: bool = False):
     """The model that trains, and its train/test inputs (images, or cached features).
+
+    Args:
+        train_only: Prepare the training inputs only (``x_val`` and ``x_test`` come back None),
+            e.g. for the learning-rate finder.
 
     Returns:
         ``(train_model, x_train, x_val, x_test)``. ``train_model`` shares its trainable layers
@@ -202,7 +207,7 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
         cut, maps_in = net.first_trainable.name, keras.Input(cut_tensor.shape[1:], name="feature_maps")
         train_model = keras.Model(maps_in, apply_layers(net.head, suffix(maps_in)))
     else:
-        return net.model, ds.x_train, ds.x_val, ds.x_test
+        return (net.model, ds.x_train) + ((None, None) if train_only else (ds.x_val, ds.x_test))
     key = cache_key(net, config, cut, storage)
 
     def features(x, name):
@@ -210,6 +215,8 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
                                batch, config.cache_features)
 
     x_train = features(ds.x_train, "train")
+    if train_only:
+        return train_model, x_train, None, None
     # Under the blog's protocol the test split validates: its features serve both.
     x_val = None if ds.x_val is ds.x_test else features(ds.x_val, "validation")
     x_test = features(ds.x_test, "test")
