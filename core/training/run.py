@@ -44,6 +44,8 @@ class RunResult:
         device: :func:`core.runtime.describe_device` text.
         weights: Which weights the backbone started from (e.g. ``lite0: ImageNet (offline ...)``).
         stopped: True when a stop request ended the run early.
+        protocol: How the accuracies were chosen, in words (:attr:`TrainConfig.protocol`).
+        best_epoch: The epoch whose weights were saved (None when nothing trained).
     """
 
     run_dir: Path
@@ -54,6 +56,8 @@ class RunResult:
     device: str
     weights: str
     stopped: bool
+    protocol: str = ""
+    best_epoch: int | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the path as a string)."""
@@ -227,7 +231,7 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
         "test_images": len(ds.y_test),
     }, scores["confusion"], scores["predictions"])
     return RunResult(writer.path, best.get("val_accuracy"), scores["accuracy"], len(rows), wall,
-                     device, net.weights.label, stopped)
+                     device, net.weights.label, stopped, config.protocol, best_epoch)
 
 
 def _stopped_early(writer: RunWriter, weights: str, device: str, started: float,
