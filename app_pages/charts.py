@@ -75,7 +75,7 @@ def phase_marks(epochs: Sequence[dict]) -> list[dict]:
 
 
 def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: str = "",
-                  marks: Sequence[dict] = ()) -> go.Figure:
+                  marks: Sequence[dict] = (), val_name: str = "validation") -> go.Figure:
     """Loss and accuracy side by side: per-epoch train/validation points and smoothed batches.
 
     Args:
@@ -84,6 +84,8 @@ def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: s
         title: Figure title.
         marks: ``{"epoch", "label"}`` points on the epoch axis (e.g. where fine-tuning begins),
             drawn as labelled vertical lines.
+        val_name: What the validation curve is called (under the blog's protocol it is the
+            test split).
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=[label for _, label in METRICS])
     offset = _epoch_offset(epochs, batches)
@@ -98,7 +100,7 @@ def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: s
                 name="train (per batch, smoothed)", legendgroup="batch", showlegend=col == 1,
                 line={"color": TRAIN_COLOR, "width": 1}, opacity=0.45,
             ), row=1, col=col)
-        for key, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
+        for key, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", val_name, VAL_COLOR)):
             points = [(int(r["epoch"]) + offset, _number(r.get(key))) for r in epochs]
             points = [(x, y) for x, y in points if y is not None]
             if points:

@@ -148,7 +148,9 @@ def job_panel() -> None:
         weights = f" · weights: {snap.result['weights']}" if (snap.result or {}).get("weights") else ""
         st.caption(f"Device: {snap.device}{weights}{elapsed}")
     if snap.epochs or snap.batches:
-        st.plotly_chart(charts.curves_figure(snap.epochs, snap.batches, marks=snap.marks),
+        on_test = job.args.get("config", {}).get("validation") == "test"
+        st.plotly_chart(charts.curves_figure(snap.epochs, snap.batches, marks=snap.marks,
+                                             val_name="test (blog protocol)" if on_test else "validation"),
                         key="train_live_chart")
     # The job just ended: rerun the whole page once, to list the new run and stop polling.
     if not snap.active and st.session_state.get("train_polling"):
@@ -261,8 +263,10 @@ def run_details(run) -> None:
         st.error(f"This run {'failed' if run.status == 'error' else 'was interrupted'}: "
                  f"{plain(run.error)}")
     if run.history:  # the saved curves, with the phase boundary of two-phase fine-tuning
-        st.plotly_chart(charts.curves_figure(run.history, marks=charts.phase_marks(run.history)),
-                        key="train_run_curves")
+        st.plotly_chart(charts.curves_figure(
+            run.history, marks=charts.phase_marks(run.history),
+            val_name="test (blog protocol)" if cfg.get("validation") == "test" else "validation"),
+            key="train_run_curves")
     if run.confusion:
         error_analysis(run)
     model_file = run.path / "model.keras"
@@ -448,7 +452,7 @@ st.fragment(job_panel, run_every=1.0 if polling else None)()
 st.header("Runs", anchor=False)
 saved = visible_runs()
 if not saved:
-    st.info("No saved runs yet: press Start above (the quick demo preset takes under a minute).")
+    st.info("No saved runs yet: press Start above (the quick demo preset takes about a minute on 2 CPU cores).")
     st.stop()
 st.dataframe(charts.runs_rows(saved.values()), hide_index=True, key="train_runs_table", column_config={
     "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
