@@ -53,12 +53,15 @@ class Preprocessing:
             ImageNet evaluation crop).
         resample: "bilinear" or "bicubic".
         range: Pixel values the model takes; always "0..255" (normalisation is inside models).
+        flip_tta: Predictions average the image's and its mirror image's (flip test-time
+            augmentation), as the run was evaluated.
     """
 
     size: int
     crop: float = 1.0
     resample: str = "bilinear"
     range: str = "0..255"
+    flip_tta: bool = False
 
     def __post_init__(self):
         if not isinstance(self.size, (int, np.integer)) or self.size < 1:
@@ -82,7 +85,8 @@ class Preprocessing:
     def from_dict(cls, values: dict) -> "Preprocessing":
         """The inverse of :meth:`to_dict`; unknown keys are ignored."""
         return cls(int(values["size"]), float(values.get("crop", 1.0)),
-                   str(values.get("resample", "bilinear")))
+                   str(values.get("resample", "bilinear")),
+                   flip_tta=bool(values.get("flip_tta", False)))
 
     def min_side(self) -> int:
         """The shortest source side that still needs no upscaling (JPEG draft decoding target)."""

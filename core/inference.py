@@ -55,7 +55,10 @@ def predict(model, images: list[Image.Image], labels: list[str], preprocessing: 
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         t0 = time.perf_counter()
-        probs = np.asarray(model.predict_on_batch(preprocessing.batch(chunk)), dtype="float64")
+        x = preprocessing.batch(chunk)
+        probs = np.asarray(model.predict_on_batch(x), dtype="float64")
+        if preprocessing.flip_tta:  # as the run was evaluated: with the mirror images too
+            probs = (probs + np.asarray(model.predict_on_batch(x[:, :, ::-1]), dtype="float64")) / 2
         per_image = (time.perf_counter() - t0) / len(chunk)
         for row in probs:
             order = np.argsort(-row)[:top]

@@ -245,6 +245,29 @@ def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path
     assert top_trained == (best["phase"] == "finetune")  # a head-phase best keeps ImageNet's top
 
 
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_flip_tta_validates_and_tests_on_images_and_mirrors(mini, tmp_path, mode):
+    from core.inference import load_classifier
+
+    cfg = config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2, flip_tta=True)
+    phases = PhaseLog()
+    result = train(cfg, phases, runs_root=tmp_path)
+    assert {"Extracting features (validation, mirrored)", "Extracting features (test, mirrored)"} \
+        <= set(phases.phases)
+    model, _, prep = runs.load_run_model(result.run_dir)
+    assert prep.flip_tta
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    x = ds.x_test.astype("float32")
+    probs = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
+    assert float((probs.argmax(1) == ds.y_test).mean()) == pytest.approx(result.test_accuracy)
+    # Classifying with the run averages the same two predictions.
+    from PIL import Image
+
+    classifier = load_classifier(str(result.run_dir))
+    [pred] = classifier.classify([Image.fromarray(ds.x_test[0])], top=1)
+    assert pred.top[0]["prob"] == pytest.approx(float(probs[0].max()), abs=1e-5)
+
+
 class PhaseLog(Progress):
     """A Progress that remembers every phase it went through."""
 

@@ -207,7 +207,9 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
         cut, maps_in = net.first_trainable.name, keras.Input(cut_tensor.shape[1:], name="feature_maps")
         train_model = keras.Model(maps_in, apply_layers(net.head, suffix(maps_in)))
     else:
-        return (net.model, ds.x_train) + ((None, None) if train_only else (ds.x_val, ds.x_test))
+        if train_only:
+            return net.model, ds.x_train, None, None
+        return (net.model, ds.x_train) + _evaluation_pair(ds, config, lambda x, name: x)
     key = cache_key(net, config, cut, storage)
 
     def features(x, name):
@@ -217,10 +219,26 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
     x_train = features(ds.x_train, "train")
     if train_only:
         return train_model, x_train, None, None
-    # Under the blog's protocol the test split validates: its features serve both.
-    x_val = None if ds.x_val is ds.x_test else features(ds.x_val, "validation")
-    x_test = features(ds.x_test, "test")
-    return train_model, x_train, x_test if x_val is None else x_val, x_test
+    return (train_model, x_train) + _evaluation_pair(ds, config, features)
+
+
+def _evaluation_pair(ds, config: TrainConfig, features) -> tuple:
+    """``(x_val, x_test)`` through ``features(images, name)`` (see :func:`_with_mirror`). Under
+    the blog's protocol the test split validates: its inputs serve both."""
+    if ds.x_val is ds.x_test:
+        x_test = _with_mirror(features, ds.x_test, "test", config.flip_tta)
+        return x_test, x_test
+    return (_with_mirror(features, ds.x_val, "validation", config.flip_tta),
+            _with_mirror(features, ds.x_test, "test", config.flip_tta))
+
+
+def _with_mirror(features, x, name: str, flip_tta: bool):
+    """``features(x)``; with flip test-time augmentation the pair (those of the images, those of
+    their mirror images)."""
+    plain = features(x, name)
+    if not flip_tta:
+        return plain
+    return plain, features(np.ascontiguousarray(x[:, :, ::-1]), f"{name}, mirrored")
 
 
 def head_model(net: TrainNetwork):
@@ -251,12 +269,20 @@ def head_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, 
     if maps is not None:
         cut_tensor = net.first_trainable.input
         top = keras.Model(cut_tensor, net.backbone.output)
-        f_train, f_val = (extract(top, x, progress, f"Pooling the top blocks' output ({name})", batch)
-                          for x, name in zip(maps, ("train", "validation")))
-    else:  # the same function (and cache entries) as frozen mode's features
-        extractor = keras.Model(net.model.input, net.features)
-        key = cache_key(net, config, "pooled", ds.storage_size)
-        f_train, f_val = (cached_features(extractor, x, key, progress, f"Extracting features ({name})",
-                                          batch, config.cache_features)
-                          for x, name in ((ds.x_train, "train"), (ds.x_val, "validation")))
-    return head_model(net), f_train, f_val
+
+        def pooled(x, name):
+            if isinstance(x, tuple):  # flip TTA: the maps of the images and of their mirrors
+                return tuple(pooled(part, f"{name}, {i + 1}/2") for i, part in enumerate(x))
+            return extract(top, x, progress, f"Pooling the top blocks' output ({name})", batch)
+
+        return head_model(net), pooled(maps[0], "train"), pooled(maps[1], "validation")
+    # The same function (and cache entries) as frozen mode's features.
+    extractor = keras.Model(net.model.input, net.features)
+    key = cache_key(net, config, "pooled", ds.storage_size)
+
+    def features(x, name):
+        return cached_features(extractor, x, key, progress, f"Extracting features ({name})",
+                               batch, config.cache_features)
+
+    f_train = features(ds.x_train, "train")
+    return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)

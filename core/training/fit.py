@@ -120,6 +120,21 @@ def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0))
 
 
+def predict_probs(model, x, batch_size: int) -> np.ndarray:
+    """Class probabilities of ``x``; for a pair ``(x, x_mirrored)`` (flip test-time
+    augmentation: the inputs of the images and of their mirror images) the average of the two."""
+    if isinstance(x, tuple):
+        return (predict(model, x[0], batch_size) + predict(model, x[1], batch_size)) / 2
+    return predict(model, x, batch_size)
+
+
+def loss_and_accuracy(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(loss, accuracy)``: mean cross-entropy (probabilities clipped as Keras does) and the
+    share of top-1 hits."""
+    picked = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+    return float(-np.log(picked).mean()), float((probs.argmax(axis=1) == y).mean())
+
+
 def compile_model(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool,
                   steps_per_execution: int = 1) -> None:
     """Compile for sparse-label classification with ``config``'s optimizer and schedule."""
@@ -134,6 +149,9 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
         steps_per_execution: int = 1, before: tuple[list[dict], int | None] | None = None,
         phase: str | None = None, label: str = "Training") -> tuple[list[dict], int | None]:
     """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
+
+    ``val`` is ``(inputs, labels)``; the inputs may be a pair (inputs, mirrored inputs) for flip
+    test-time augmentation (see :func:`predict_probs`).
 
     The order of epoch ``e`` is ``default_rng([seed, e]).permutation(n)``, so any two paths
     trained from the same weights on the same inputs see exactly the same batches. The best epoch
@@ -168,20 +186,22 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
     if before and before[1]:
         best_epoch = before[1]
         best, best_weights = _score(rows[best_epoch - 1]), model.get_weights()
-    val_inputs = as_inputs(val[0], val[1], max(batch, 256)) if val is not None else None
-    if val_inputs is not None and val_inputs[1] is None:
-        val_inputs = val_inputs[0]  # batches that carry their labels
     for epoch in range(first, first + epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(n)
         started = time.time()
         inputs, labels = as_inputs(x, y, batch, order)
         history = model.fit(inputs, labels, batch_size=None if labels is None else batch,
                             epochs=epoch + 1 - first, initial_epoch=epoch - first, shuffle=False,
-                            validation_data=val_inputs, callbacks=[callback], verbose=0).history
+                            callbacks=[callback], verbose=0).history
         last = {k: float(v[-1]) for k, v in history.items() if v}
+        # Validation by our own predict: the same path as the test split's (and flip TTA's).
+        val_loss = val_accuracy = None
+        if val is not None:
+            val_loss, val_accuracy = loss_and_accuracy(
+                predict_probs(model, val[0], max(batch, 256)), val[1])
         row = {
             "epoch": epoch + 1, "loss": last.get("loss"), "accuracy": last.get("accuracy"),
-            "val_loss": last.get("val_loss"), "val_accuracy": last.get("val_accuracy"),
+            "val_loss": val_loss, "val_accuracy": val_accuracy,
             "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
             "seconds": round(time.time() - started, 3),
             "images_per_s": round(callback.images_per_s, 1),

@@ -249,6 +249,11 @@ class TrainConfig:
     augment: bool = option(True, label="Augment (flip + shift inside the model)", kind=bool,
                            widget="toggle", only_for=("mode", "finetune"),
                            help="finetune: random flip and small translation inside the model")
+    flip_tta: bool = option(
+        False, label="Flip test-time augmentation", kind=bool, widget="toggle",
+        help="validate and test on each image and its mirror image, averaging the two "
+             "predictions (they pick the best epoch and give the accuracies; the run classifies "
+             "new images the same way); twice the evaluation cost")
     cache_features: bool = option(
         True, label="Cache extracted features on disk", kind=bool, widget="toggle",
         help="reuse extracted features when the same data, backbone and resolution come again")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from core.progress import Progress, Stopped
 from core.runs import RunWriter
 from core.runtime import accelerators, backend, describe_device, device_context
 from core.training.features import head_inputs, training_inputs
-from core.training.fit import fit, predict
+from core.training.fit import fit, predict_probs
 from core.training.network import build_network
 from core.training.options import TrainConfig
 
@@ -107,7 +107,7 @@ def evaluate(model, x_test, ds, batch_size: int) -> dict:
     """Score the model on the test split (see :func:`core.evaluation.evaluate`)."""
     from core.evaluation import evaluate as score
 
-    probs = predict(model, x_test, max(batch_size, 256))
+    probs = predict_probs(model, x_test, max(batch_size, 256))
     return score(probs, ds.y_test, ds.x_test, ds.class_names)
 
 
@@ -177,8 +177,9 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, device: str
     timings["load_s"] = round(time.time() - started, 2)
     progress.message("Building the model")
     net = build_network(config, ds.num_classes, ds.storage_size)
-    writer.start(config.to_dict(), ds.class_names, storage_preprocessing(ds.storage_size).to_dict(),
-                 owner=owner)
+    # Classifying with the run forms predictions as its evaluation did (flip TTA or not).
+    preprocessing = replace(storage_preprocessing(ds.storage_size), flip_tta=config.flip_tta)
+    writer.start(config.to_dict(), ds.class_names, preprocessing.to_dict(), owner=owner)
     t = time.time()
     try:
         train_model, x_train, x_val, x_test = training_inputs(net, config, ds, progress, on_gpu)
