@@ -338,13 +338,19 @@ def error_analysis(run) -> None:
     left, right = st.columns([3, 2])
     event = left.plotly_chart(charts.confusion_figure(run.confusion, names), key="train_confusion",
                               on_select="rerun", selection_mode="points")
-    right.dataframe(charts.class_metrics_rows(metrics), hide_index=True, key="train_per_class",
+    rows = charts.class_metrics_rows(metrics)
+    right.dataframe(rows, hide_index=True, key="train_per_class", height=min(35 * len(rows) + 38, 460),
                     column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                    for c in ("precision", "recall", "f1")})
     macro = metrics["macro"]
     right.caption(f"Test split. Macro averages (every class counts the same): precision "
                   f"{macro['precision']:.3f}, recall {macro['recall']:.3f}, F1 {macro['f1']:.3f}.")
     pairs = evaluation.most_confused(run.confusion, names)
+    saved = runs.predictions(run.path) if run.status != "running" else None
+    heat = st.toggle("Grad-CAM heatmaps on the test images below", key="train_gallery_cam",
+                     disabled=saved is None or not run.has_model,
+                     help="where the model looked for the class it predicted (bright: raised its "
+                          "score most)")
     pairs_col, cell_col = st.columns([2, 3])
     pairs_col.markdown("**Most-confused pairs** (pick a row to see its images)")
     picked_row = None
@@ -367,7 +373,6 @@ def error_analysis(run) -> None:
                          ("train_cell_pred", pairs[0]["pred"] if pairs else names[0])):
         if st.session_state.get(key) not in names:
             st.session_state[key] = default
-    saved = runs.predictions(run.path) if run.status != "running" else None
     with cell_col:
         st.markdown("**Test images of one cell** (click a cell of the matrix, or pick a pair)")
         a, b = st.columns(2)
@@ -382,15 +387,12 @@ def error_analysis(run) -> None:
                        f"{'classified as' if true == pred else 'true'} {true}"
                        f"{'' if true == pred else f', predicted {pred}'}; "
                        f"{'the ' + str(len(items)) + ' most confident shown' if items else 'none to show'}.")
-            gallery(items, run, st.session_state.get("train_gallery_cam", False))
+            gallery(items, run, heat)
     mistakes = saved.mistakes() if saved is not None else (
         runs.misclassified(run.path) if run.status != "running" else [])
     if mistakes:
         st.markdown("**Misclassified test images**, most confident mistakes first "
                     "(true → predicted, confidence)")
-        heat = st.toggle("Grad-CAM heatmaps", key="train_gallery_cam", disabled=saved is None,
-                         help="where the model looked for the class it predicted (bright: raised "
-                              "its score most)")
         gallery(mistakes, run, heat and saved is not None)
 
 
