@@ -268,6 +268,24 @@ def test_flip_tta_validates_and_tests_on_images_and_mirrors(mini, tmp_path, mode
     assert pred.top[0]["prob"] == pytest.approx(float(probs[0].max()), abs=1e-5)
 
 
+@pytest.mark.parametrize("mode, head_epochs", [("frozen", 0), ("finetune", 1)])
+def test_flip_augmentation_on_cached_features(mini, tmp_path, mode, head_epochs):
+    cfg = config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2, head_epochs=head_epochs,
+                 flip_features=True)
+    phases = PhaseLog()
+    result = train(cfg, phases, runs_root=tmp_path)
+    assert phases.phases.count("Extracting features (train, mirrored)") == 1
+    if head_epochs:  # the head phase pools both the maps and the mirrored maps
+        assert "Pooling the top blocks' output (train, 2/2)" in phases.phases
+    plain = train(config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2,
+                         head_epochs=head_epochs), runs_root=tmp_path)
+    info, other = runs.load_run(result.run_dir), runs.load_run(plain.run_dir)
+    assert info.history[-1]["loss"] != other.history[-1]["loss"]  # it trained on other inputs
+    model, _, _ = runs.load_run_model(result.run_dir)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
+
+
 class PhaseLog(Progress):
     """A Progress that remembers every phase it went through."""
 

@@ -10,6 +10,10 @@ once, batch by batch with progress, and train only the layers above it.
 - two-phase fine-tuning (``head_epochs``): first the head alone, on pooled features (from the
   cached maps when there are some), see :func:`head_inputs`.
 
+Mirror images (``flip_features``: flip augmentation on cached features; ``flip_tta``: flip
+test-time augmentation) get features of their own, cached the same way; the inputs are then
+pairs (the images', the mirrors'), see :func:`core.training.fit.as_inputs`.
+
 The cache lives under ``paths.cache_dir() / "features"``, keyed by the images' bytes and
 everything that determines the frozen part's function (weights, resolution, cut, backend, ...).
 
@@ -216,7 +220,7 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
         return cached_features(extractor, x, key, progress, f"Extracting features ({name})",
                                batch, config.cache_features)
 
-    x_train = features(ds.x_train, "train")
+    x_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     if train_only:
         return train_model, x_train, None, None
     return (train_model, x_train) + _evaluation_pair(ds, config, features)
@@ -232,11 +236,11 @@ def _evaluation_pair(ds, config: TrainConfig, features) -> tuple:
             _with_mirror(features, ds.x_test, "test", config.flip_tta))
 
 
-def _with_mirror(features, x, name: str, flip_tta: bool):
-    """``features(x)``; with flip test-time augmentation the pair (those of the images, those of
-    their mirror images)."""
+def _with_mirror(features, x, name: str, mirrored: bool):
+    """``features(x)``; with ``mirrored`` (flip augmentation, flip test-time augmentation) the
+    pair (those of the images, those of their mirror images)."""
     plain = features(x, name)
-    if not flip_tta:
+    if not mirrored:
         return plain
     return plain, features(np.ascontiguousarray(x[:, :, ::-1]), f"{name}, mirrored")
 
@@ -284,5 +288,5 @@ def head_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, 
         return cached_features(extractor, x, key, progress, f"Extracting features ({name})",
                                batch, config.cache_features)
 
-    f_train = features(ds.x_train, "train")
+    f_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)

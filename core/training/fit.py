@@ -85,31 +85,48 @@ def _batches_class():
         """Batches of ``x[order]`` (and ``y``): the same batches, in the same order, as the
         in-memory path, so both train the same model."""
 
-        def __init__(self, x, y, order, batch_size):
+        def __init__(self, x, y, order, batch_size, mirrored=None, mirror=None):
             super().__init__()
             self.x, self.y, self.order, self.batch_size = x, y, order, batch_size
+            self.mirrored, self.mirror = mirrored, mirror
 
         def __len__(self):
             return math.ceil(len(self.order) / self.batch_size)
 
         def __getitem__(self, i):
-            idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+            part = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            idx = self.order[part]
             xs = np.asarray(self.x[idx], dtype="float32")
+            if self.mirror is not None:
+                pick = self.mirror[part]
+                xs[pick] = self.mirrored[idx[pick]]
             return xs if self.y is None else (xs, self.y[idx])
 
     return Batches
 
 
-def as_inputs(x: np.ndarray, y: np.ndarray | None, batch_size: int, order: np.ndarray | None = None):
+def as_inputs(x, y: np.ndarray | None, batch_size: int, order: np.ndarray | None = None,
+              mirror: np.ndarray | None = None):
     """``(inputs, labels)`` for Keras's ``fit``/``predict``: in-memory arrays as they are (in
     ``order``), a disk-backed ``np.memmap`` as batches read one at a time (labels inside).
 
     A memmap indexed as a whole (``x[order]``) would be copied into memory entirely.
+
+    Args:
+        x: The inputs, or a pair (inputs, the mirror images' inputs): flip augmentation on
+            cached features, where ``mirror[i]`` says that position ``i`` of ``order`` takes the
+            mirror image's.
     """
+    x, mirrored = x if isinstance(x, tuple) else (x, None)
     order = np.arange(len(x)) if order is None else order
-    if isinstance(x, np.memmap):
-        return _batches_class()(x, y, order, batch_size), None
-    return x[order], (None if y is None else y[order])
+    if mirrored is None:
+        mirror = None
+    if isinstance(x, np.memmap) or isinstance(mirrored, np.memmap):
+        return _batches_class()(x, y, order, batch_size, mirrored, mirror), None
+    out = x[order]
+    if mirror is not None:
+        out[mirror] = mirrored[order[mirror]]
+    return out, (None if y is None else y[order])
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -189,7 +206,10 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
     for epoch in range(first, first + epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(n)
         started = time.time()
-        inputs, labels = as_inputs(x, y, batch, order)
+        # Flip augmentation on cached features: each image, each epoch, one or the other.
+        mirror = (np.random.default_rng([config.seed, epoch, 1]).random(n) < 0.5
+                  if isinstance(x, tuple) else None)
+        inputs, labels = as_inputs(x, y, batch, order, mirror)
         history = model.fit(inputs, labels, batch_size=None if labels is None else batch,
                             epochs=epoch + 1 - first, initial_epoch=epoch - first, shuffle=False,
                             callbacks=[callback], verbose=0).history

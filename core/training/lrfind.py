@@ -97,7 +97,7 @@ def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int
     progress.begin(device=device)
     need = steps * config.batch_size
     sweep = replace(config, subset=min(config.subset or need, need), schedule="constant",
-                    head_epochs=0)
+                    head_epochs=0, flip_features=False, flip_tta=False)
     on_gpu = bool(accelerators())
     with device_context(on_gpu):
         ds = load_data(sweep, progress)
@@ -106,6 +106,7 @@ def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int
         net = build_network(sweep, ds.num_classes, ds.storage_size)
         model, x, _, _ = training_inputs(net, sweep, ds, progress, on_gpu, train_only=True)
         y = ds.y_train
+        x = x[0] if isinstance(x, tuple) else x  # the sweep needs no flip augmentation
         compile_model(model, sweep, len(y), 1, on_gpu)
         lrs = lr_schedule(steps, start, end)
         batch = config.batch_size

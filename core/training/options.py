@@ -249,6 +249,11 @@ class TrainConfig:
     augment: bool = option(True, label="Augment (flip + shift inside the model)", kind=bool,
                            widget="toggle", only_for=("mode", "finetune"),
                            help="finetune: random flip and small translation inside the model")
+    flip_features: bool = option(
+        False, label="Flip augmentation on cached features", kind=bool, widget="toggle",
+        help="also cache the features of every training image's mirror image, and train each "
+             "epoch on one or the other of each, at random (twice the feature extraction; for "
+             "the cached paths: frozen, and finetune without augment)")
     flip_tta: bool = option(
         False, label="Flip test-time augmentation", kind=bool, widget="toggle",
         help="validate and test on each image and its mirror image, averaging the two "
