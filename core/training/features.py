@@ -42,7 +42,7 @@ from core.progress import Progress
 from core.training.network import TrainNetwork, apply_layers
 from core.training.options import TrainConfig
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: extractors with BatchNorm folded into the convolutions (see fold_batchnorm)
 
 
 class FeatureMemoryError(ValueError):
@@ -200,11 +200,11 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
     batch = 512 if on_gpu else 128
     storage = ds.storage_size
     if config.mode == "frozen":
-        extractor = keras.Model(net.model.input, net.features)
+        extractor = pooled_extractor(net, storage)
         cut, train_model = "pooled", head_model(net)
     elif not config.augment:
         cut_tensor = net.first_trainable.input
-        prefix = keras.Model(net.backbone.input, cut_tensor)
+        prefix = fold_batchnorm(keras.Model(net.backbone.input, cut_tensor))
         suffix = keras.Model(cut_tensor, net.backbone.output)
         image = keras.Input((storage, storage, 3), name="image")
         extractor = keras.Model(image, prefix(apply_layers(net.stem, image)))
@@ -281,7 +281,7 @@ def head_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, 
 
         return head_model(net), pooled(maps[0], "train"), pooled(maps[1], "validation")
     # The same function (and cache entries) as frozen mode's features.
-    extractor = keras.Model(net.model.input, net.features)
+    extractor = pooled_extractor(net, ds.storage_size)
     key = cache_key(net, config, "pooled", ds.storage_size)
 
     def features(x, name):
@@ -290,3 +290,50 @@ def head_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, 
 
     f_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)
+
+
+def pooled_extractor(net: TrainNetwork, storage: int):
+    """image → the whole (frozen) backbone's pooled features, BatchNorm folded."""
+    import keras
+
+    image = keras.Input((storage, storage, 3), name="image")
+    return keras.Model(image, fold_batchnorm(net.backbone)(apply_layers(net.stem, image)))
+
+
+def fold_batchnorm(model):
+    """The same function as ``model`` at inference, faster: each convolution followed only by a
+    BatchNormalization becomes one convolution with the normalisation folded into its kernel and
+    bias (measured ~40 % more images/s for Lite0's prefix at 160 px on this CPU; outputs agree
+    to ~3e-6 relative). Only for frozen, inference-only parts (e.g. feature extraction); layers
+    not folded are shared with ``model``.
+    """
+    import keras
+    from keras import layers
+
+    folded, dropped = {}, set()
+    for bn in model.layers:
+        if not isinstance(bn, layers.BatchNormalization) or not (bn.center and bn.scale):
+            continue
+        conv = bn.input._keras_history[0]
+        if (not isinstance(conv, (layers.Conv2D, layers.DepthwiseConv2D))
+                or len(conv._outbound_nodes) != 1 or conv.get_config().get("activation") != "linear"
+                or bn.axis not in (-1, 3, [-1], [3])):
+            continue
+        gamma, beta, mean, var = (np.asarray(w, dtype="float64") for w in bn.get_weights())
+        scale = gamma / np.sqrt(var + bn.epsilon)
+        bias = np.asarray(conv.bias, dtype="float64") if conv.use_bias else np.zeros_like(mean)
+        merged = type(conv).from_config({**conv.get_config(), "use_bias": True,
+                                          "name": f"{conv.name}_bnfold"})
+        merged.build(conv.input.shape)
+        depthwise = isinstance(conv, layers.DepthwiseConv2D)  # kernel (h, w, channels, 1)
+        kernel = np.asarray(conv.kernel, dtype="float64") * (scale[:, None] if depthwise else scale)
+        merged.set_weights([kernel.astype("float32"), ((bias - mean) * scale + beta).astype("float32")])
+        folded[conv.name] = merged
+        dropped.add(bn.name)
+
+    def call(layer, *args, **kwargs):
+        if layer.name in dropped:  # already inside the folded convolution
+            return args[0]
+        return folded.get(layer.name, layer)(*args, **kwargs)
+
+    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
