@@ -310,13 +310,21 @@ def fold_batchnorm(model):
     import keras
     from keras import layers
 
+    # Who reads each tensor (public API: every layer of a built model has .input and .output).
+    readers: dict[int, list] = {}
+    for layer in model.layers:
+        if not isinstance(layer, layers.InputLayer):
+            for tensor in keras.tree.flatten(layer.input):
+                readers.setdefault(id(tensor), []).append(layer)
+    producers = {id(layer.output): layer for layer in model.layers}
     folded, dropped = {}, set()
     for bn in model.layers:
         if not isinstance(bn, layers.BatchNormalization) or not (bn.center and bn.scale):
             continue
-        conv = bn.input._keras_history[0]
+        conv = producers.get(id(bn.input))
         if (not isinstance(conv, (layers.Conv2D, layers.DepthwiseConv2D))
-                or len(conv._outbound_nodes) != 1 or conv.get_config().get("activation") != "linear"
+                or readers.get(id(conv.output)) != [bn]
+                or conv.get_config().get("activation") != "linear"
                 or bn.axis not in (-1, 3, [-1], [3])):
             continue
         gamma, beta, mean, var = (np.asarray(w, dtype="float64") for w in bn.get_weights())
