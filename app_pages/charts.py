@@ -64,13 +64,29 @@ def _batch_x(batches: Sequence[dict], offset: int) -> list[float]:
     return [int(r["epoch"]) + offset - 1 + step / per_epoch for r, step in zip(batches, steps)]
 
 
-def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: str = "") -> go.Figure:
+def phase_marks(epochs: Sequence[dict]) -> list[dict]:
+    """Where a saved run's phase changes (two-phase fine-tuning), as marks like the live job's:
+    ``{"epoch": last epoch of the earlier phase, "label": ...}``."""
+    marks = []
+    for before, row in zip(epochs, epochs[1:]):
+        if row.get("phase") and before.get("phase") and row["phase"] != before["phase"]:
+            marks.append({"epoch": before["epoch"], "label": "fine-tuning starts"
+                          if row["phase"] == "finetune" else f"{row['phase']} starts"})
+    return marks
+
+
+def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: str = "",
+                  marks: Sequence[dict] = (), val_name: str = "validation") -> go.Figure:
     """Loss and accuracy side by side: per-epoch train/validation points and smoothed batches.
 
     Args:
         epochs: Per-epoch rows.
         batches: Per-batch rows (optional); drawn as a thin smoothed training line.
         title: Figure title.
+        marks: ``{"epoch", "label"}`` points on the epoch axis (e.g. where fine-tuning begins),
+            drawn as labelled vertical lines.
+        val_name: What the validation curve is called (under the blog's protocol it is the
+            test split).
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=[label for _, label in METRICS])
     offset = _epoch_offset(epochs, batches)
@@ -85,7 +101,7 @@ def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: s
                 name="train (per batch, smoothed)", legendgroup="batch", showlegend=col == 1,
                 line={"color": TRAIN_COLOR, "width": 1}, opacity=0.45,
             ), row=1, col=col)
-        for key, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
+        for key, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", val_name, VAL_COLOR)):
             points = [(int(r["epoch"]) + offset, _number(r.get(key))) for r in epochs]
             points = [(x, y) for x, y in points if y is not None]
             if points:
@@ -95,9 +111,36 @@ def curves_figure(epochs: Sequence[dict], batches: Sequence[dict] = (), title: s
                     line={"color": color},
                 ), row=1, col=col)
         fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=col)
+        for mark in marks:
+            x = _number(mark.get("epoch"))
+            if x is not None:
+                fig.add_vline(x=x + offset, line_dash="dash", line_color="#888", row=1, col=col,
+                              annotation_text=plotly_text(mark.get("label", "")),
+                              annotation_position="top left", annotation_font_size=11)
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(title=title or None, height=360, margin={"t": 60, "b": 40},
                       legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def lr_figure(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float] = (),
+              suggested: float | None = None) -> go.Figure:
+    """The learning-rate finder's curve: loss against a log-scaled learning rate, the raw loss
+    faint, the smoothed one bold, and the suggestion as a dashed vertical line."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=list(lrs), y=list(losses), mode="lines", name="loss (per batch)",
+                             line={"color": TRAIN_COLOR, "width": 1}, opacity=0.35))
+    if smoothed:
+        fig.add_trace(go.Scatter(x=list(lrs), y=list(smoothed), mode="lines", name="smoothed",
+                                 line={"color": TRAIN_COLOR, "width": 2}))
+    if suggested:
+        fig.add_vline(x=suggested, line_dash="dash", line_color=VAL_COLOR,
+                      annotation_text=f"suggested {suggested:.2g}", annotation_position="top")
+    finite = [v for v in smoothed or losses if _number(v) is not None]
+    top = min(max(finite), 3 * finite[0]) if finite else None  # the diverged tail off the chart
+    fig.update_layout(height=320, margin={"t": 30, "b": 40}, legend={"orientation": "h", "y": -0.3},
+                      xaxis={"type": "log", "title": "learning rate"},
+                      yaxis={"title": "loss", **({"range": [0, top * 1.05]} if top else {})})
     return fig
 
 
@@ -127,25 +170,49 @@ def compare_figure(histories: dict[str, Sequence[dict]]) -> go.Figure:
 
 
 def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> go.Figure:
-    """A confusion-matrix heatmap: rows are true classes, columns predicted classes."""
+    """A confusion-matrix heatmap: rows are true classes, columns predicted classes.
+
+    Heatmap cells do not report clicks, so an invisible square marker sits on each cell; its
+    ``customdata`` is ``[true, predicted]`` (see :func:`selected_cell`).
+    """
     names = [plotly_text(n) for n in class_names] or [str(i) for i in range(len(confusion))]
+    k = len(names)
     fig = go.Figure(go.Heatmap(
-        z=confusion, x=names, y=names, colorscale="Blues", texttemplate="%{z}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+        z=confusion, x=names, y=names, colorscale="Blues", texttemplate="%{z}", hoverinfo="skip",
     ))
-    fig.update_layout(height=460, margin={"t": 30, "b": 40},
+    cells = [(i, j) for i in range(k) for j in range(k)]
+    fig.add_trace(go.Scatter(
+        x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers",
+        marker={"symbol": "square", "size": max(8, 360 // max(k, 1)), "opacity": 0.01,
+                "color": "#000"},
+        customdata=[[i, j, confusion[i][j]] for i, j in cells], showlegend=False,
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata[2]} images"
+                      "<br>click to see them<extra></extra>",
+    ))
+    fig.update_layout(height=460, margin={"t": 30, "b": 40}, clickmode="event+select",
                       xaxis={"title": "predicted"}, yaxis={"title": "true", "autorange": "reversed"})
     return fig
 
 
-def per_class_accuracy(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> list[dict]:
-    """One row per class: correct, total and accuracy (the confusion matrix's diagonal / row sum)."""
-    names = list(class_names) or [str(i) for i in range(len(confusion))]
-    rows = []
-    for i, (name, row) in enumerate(zip(names, confusion)):
-        total = int(sum(row))
-        rows.append({"class": name, "correct": int(row[i]), "total": total,
-                     "accuracy": row[i] / total if total else None})
+def selected_cell(event) -> tuple[int, int] | None:
+    """The ``(true, predicted)`` cell clicked in :func:`confusion_figure`, from the chart's
+    selection state; None when nothing is selected."""
+    try:
+        points = event["selection"]["points"]
+        true, pred = points[0]["customdata"][:2]
+        return int(true), int(pred)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def class_metrics_rows(metrics: dict) -> list[dict]:
+    """The per-class precision/recall/F1 table (``core.evaluation.class_metrics``), with the
+    macro averages as a last row."""
+    rows = [dict(row) for row in metrics["per_class"]]
+    macro = metrics["macro"]
+    rows.append({"class": "macro average", "precision": macro["precision"],
+                 "recall": macro["recall"], "f1": macro["f1"],
+                 "support": sum(r["support"] for r in metrics["per_class"])})
     return rows
 
 
@@ -159,6 +226,8 @@ def runs_rows(runs) -> list[dict]:
             "status": run.status,
             "val accuracy": run.results.get("val_accuracy"),
             "test accuracy": run.test_accuracy,
+            # Under the blog's protocol the test split also picked the epoch: say so per row.
+            "chosen on": "test (blog)" if cfg.get("validation") == "test" else "validation",
             "backbone": cfg.get("backbone"),
             "weights": run.results.get("weights") or cfg.get("weights"),  # used, else requested
             "mode": cfg.get("mode"),

@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_pages import ICONS, exports, plain, session
 from app_pages.charts import plotly_text
-from core import images, inference, runs
+from core import explain, images, inference, runs
 
 IMAGENET = "ImageNet (1000 classes)"
 
@@ -28,6 +28,8 @@ def trained_runs() -> dict[str, tuple[str, float]]:
         visible = run.owner is None or session.is_mine(run.owner)
         if visible and model_file.exists() and run.status in ("done", "stopped", "interrupted"):
             acc = f"{run.test_accuracy:.1%}" if run.test_accuracy is not None else "n/a"
+            if (run.config or {}).get("validation") == "test":
+                acc += ", blog protocol: optimistic"
             found[f"Run {run.name} ({len(run.class_names)} classes, test acc {acc})"] = (
                 str(run.path), model_file.stat().st_mtime)
     return found
@@ -84,24 +86,33 @@ try:
         path, version = runs_available[choice]
         classifier = get_classifier(path, "auto", version)
 except ValueError as exc:
-    st.error(f"Could not load the model: {exc}")
+    st.error(f"Could not load the model: {plain(exc)}")
     st.stop()
 prep = classifier.preprocessing
-st.caption(f"Model: {choice} · weights: {classifier.weights} · input {prep.size}×{prep.size} "
+st.caption(f"Model: {plain(choice)} · weights: {plain(classifier.weights)} · input {prep.size}×{prep.size} "
            f"({'centre crop ' + format(prep.crop, '.3g') if prep.crop < 1 else 'largest centre square'}, "
            f"{prep.resample})", help=classifier.detail)
 
 # ----- one core call, rendered as results arrive (one batch in memory at a time) --------------
 rows = []
+# Heatmaps cost a backward pass: computed only while some image's toggle is on.
+wants_cam = any(st.session_state.get(f"classify_cam_{i}") for i in range(len(uploads)))
 try:
-    for item in classifier.classify_files(((u.name, u.getvalue()) for u in uploads), top=top_k,
-                                          previews=True):
+    for index, item in enumerate(classifier.classify_files(
+            ((u.name, u.getvalue()) for u in uploads), top=top_k, previews=True, explain=wants_cam)):
         with st.container(border=True):
             if item.error:
                 st.error(f"{plain(item.name)}: {plain(item.error)}", icon=":material/warning:")
                 continue
             pic, chart = st.columns([1, 2])
-            pic.image(item.preview, width="stretch")
+            show_cam = pic.toggle("Grad-CAM heatmap", key=f"classify_cam_{index}",
+                                  help="where the model looked for its top class (Grad-CAM): "
+                                       "bright = raised the score most")
+            if show_cam and item.cam is not None:
+                heat = explain.place(item.cam, prep, item.preview.size)
+                pic.image(explain.overlay(item.preview, heat), width="stretch")
+            else:
+                pic.image(item.preview, width="stretch")
             pic.text(item.name)
             best = item.prediction.top[0]
             chart.markdown(f"**{plain(best['label'])}** · {best['prob']:.1%} · "
@@ -111,7 +122,7 @@ try:
                          "top-5": ", ".join(t["label"] for t in item.prediction.top[:5]),
                          "ms": round(item.prediction.seconds * 1000, 1)})
 except Exception as exc:  # e.g. a saved run whose model cannot run: a message, not a traceback
-    st.error(f"The model could not classify these images: {exc}")
+    st.error(f"The model could not classify these images: {plain(exc)}")
     st.stop()
 if len(rows) > 1:
     st.subheader("All results", anchor=False)

@@ -7,10 +7,12 @@ A fragment polls the job once a second while it runs. Below: this session's runs
 started from the command line) to compare, inspect, download and delete.
 """
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 from app_pages import ICONS, charts, dataset_panel, exports, plain, session
-from core import jobs, runs, training
+from core import evaluation, explain, inference, jobs, runs, training
 from core.progress import JobStatus
 from core.weights import SOURCES, list_weights_files
 
@@ -153,7 +155,10 @@ def job_panel() -> None:
         weights = f" · weights: {snap.result['weights']}" if (snap.result or {}).get("weights") else ""
         st.caption(f"Device: {snap.device}{weights}{elapsed}")
     if snap.epochs or snap.batches:
-        st.plotly_chart(charts.curves_figure(snap.epochs, snap.batches), key="train_live_chart")
+        on_test = job.args.get("config", {}).get("validation") == "test"
+        st.plotly_chart(charts.curves_figure(snap.epochs, snap.batches, marks=snap.marks,
+                                             val_name="test (blog protocol)" if on_test else "validation"),
+                        key="train_live_chart")
     # The job just ended: rerun the whole page once, to list the new run and stop polling.
     if not snap.active and st.session_state.get("train_polling"):
         st.session_state["train_polling"] = False
@@ -175,6 +180,61 @@ def start(values: dict) -> None:
         st.error(f"Cannot start: {plain(exc)}")
         return
     session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+
+
+# ----- learning-rate finder --------------------------------------------------------------------
+def use_lr(value: float) -> None:
+    """Button callback: put the suggested learning rate into the lr control (before it renders)."""
+    st.session_state["train_lr"] = value
+    st.session_state["train_notice"] = f"Learning rate set to {value:g} (the finder's suggestion)."
+
+
+def start_lr_find(values: dict) -> None:
+    """Validate the options and start this session's learning-rate finder job."""
+    current = session.my_job("lr_find")
+    if current is not None and current.snapshot().active:
+        return
+    try:
+        config = training.TrainConfig(**values)
+        config.validate()
+    except (TypeError, ValueError) as exc:
+        st.error(f"Cannot start the finder: {plain(exc)}")
+        return
+    session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
+
+
+def lr_finder_panel() -> None:
+    """This session's finder job: progress, the live curve, then the suggestion to apply."""
+    job = session.my_job("lr_find")
+    if job is None:
+        return
+    snap = job.snapshot()
+    if snap.status is JobStatus.QUEUED:
+        st.info(f"Queued: position {snap.queue_position} for the trainer.", icon=":material/hourglass_top:")
+    elif snap.active:
+        st.progress(snap.fraction, text=step_text(snap))
+    elif snap.status is JobStatus.ERROR:
+        st.error(f"The finder failed: {plain(snap.error)}")
+    result = snap.result or {}
+    if result.get("lrs"):
+        suggested = result.get("suggested")
+        st.plotly_chart(charts.lr_figure(result["lrs"], result["losses"], result["smoothed"],
+                                         suggested), key="train_lr_chart")
+        if suggested:
+            value = float(f"{suggested:.2g}")
+            st.button(f"Use learning rate {value:g}", key="train_lr_use", on_click=use_lr,
+                      args=(value,), icon=":material/check:",
+                      help=f"steepest descent {result['steepest'] or 0:.2g}; minimum loss / 10 "
+                           f"{result['min_over_10']:.2g}: the lower of the two")
+        else:
+            st.warning("The sweep was too short to suggest a learning rate: try more steps.")
+    elif snap.batches:  # live: the raw loss so far
+        st.plotly_chart(charts.lr_figure([b["lr"] for b in snap.batches],
+                                         [b["loss"] for b in snap.batches]), key="train_lr_chart")
+    if not snap.active and st.session_state.get("train_lr_polling"):
+        st.session_state["train_lr_polling"] = False
+        st.rerun()  # the whole page once: the button and the runs see the end
+    st.session_state["train_lr_polling"] = snap.active
 
 
 # ----- saved runs ------------------------------------------------------------------------------
@@ -209,19 +269,13 @@ def run_details(run) -> None:
     if run.status in ("error", "interrupted"):
         st.error(f"This run {'failed' if run.status == 'error' else 'was interrupted'}: "
                  f"{plain(run.error)}")
+    if run.history:  # the saved curves, with the phase boundary of two-phase fine-tuning
+        st.plotly_chart(charts.curves_figure(
+            run.history, marks=charts.phase_marks(run.history),
+            val_name="test (blog protocol)" if cfg.get("validation") == "test" else "validation"),
+            key="train_run_curves")
     if run.confusion:
-        left, right = st.columns([3, 2])
-        left.plotly_chart(charts.confusion_figure(run.confusion, run.class_names), key="train_confusion")
-        right.dataframe(charts.per_class_accuracy(run.confusion, run.class_names), hide_index=True,
-                        key="train_per_class", column_config={
-                            "accuracy": st.column_config.ProgressColumn(
-                                "accuracy", format="percent", min_value=0.0, max_value=1.0)})
-    mistakes = runs.misclassified(run.path) if run.status != "running" else []
-    if mistakes:
-        st.markdown("**Misclassified test images** (true → predicted, confidence)")
-        st.image([m["image"] for m in mistakes], width=96,
-                 caption=[f"{plain(m['true'])} → {plain(m['pred'])} ({m['prob']:.0%})"
-                          for m in mistakes])
+        error_analysis(run)
     model_file = run.path / "model.keras"
     left, right = st.columns([1, 4])
     if model_file.exists():
@@ -245,6 +299,109 @@ def run_details(run) -> None:
                 st.session_state["train_notice"] = f"Deleted run {run.name}."
                 st.session_state.pop("train_run_pick", None)
                 st.rerun()
+
+
+# ----- error analysis (run details) ----------------------------------------------------------
+_GALLERY_PX = 96  # stored test images are small (32 px for CIFAR-10): shown at this size
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the run's model for the heatmaps…")
+def run_classifier(path: str, _version: float) -> inference.Classifier:
+    """A run's model, loaded once per (run, model file version)."""
+    return inference.load_classifier(path)
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing Grad-CAM heatmaps…")
+def heatmap_gallery(path: str, version: float, indices: tuple[int, ...]) -> list[np.ndarray]:
+    """The kept test images ``indices`` of a run with their Grad-CAM heatmaps over them, at
+    :data:`_GALLERY_PX` pixels."""
+    saved = runs.predictions(path)
+    classifier = run_classifier(path, version)
+    where = np.searchsorted(saved.kept, indices)
+    shown = [Image.fromarray(saved.images[w]).resize((_GALLERY_PX, _GALLERY_PX), Image.Resampling.BICUBIC)
+             for w in where]
+    cams = classifier.explain([Image.fromarray(saved.images[w]) for w in where])
+    return [np.asarray(explain.overlay(im, explain.place(cam, classifier.preprocessing, im.size)))
+            for im, cam in zip(shown, cams)]
+
+
+def gallery(items: list[dict], run, heatmaps: bool) -> None:
+    """Test images with "true → predicted (confidence)" captions, optionally with heatmaps."""
+    captions = [f"{plain(m['true'])} → {plain(m['pred'])} ({m['prob']:.0%})" for m in items]
+    pictures = [m["image"] for m in items]
+    if heatmaps and items and run.has_model:
+        try:
+            pictures = heatmap_gallery(str(run.path), (run.path / "model.keras").stat().st_mtime,
+                                       tuple(m["index"] for m in items))
+        except Exception as exc:  # a model that cannot run: a message, not a traceback
+            st.error(f"Could not compute heatmaps: {plain(exc)}")
+    st.image(pictures, width=_GALLERY_PX, caption=captions)
+
+
+def error_analysis(run) -> None:
+    """Per-class precision/recall/F1, the confusion matrix (click a cell, or pick a pair, to see
+    its test images), the most-confused pairs and the misclassified gallery."""
+    names = run.class_names or [str(i) for i in range(len(run.confusion))]
+    metrics = evaluation.class_metrics(run.confusion, names)
+    left, right = st.columns([3, 2])
+    event = left.plotly_chart(charts.confusion_figure(run.confusion, names), key="train_confusion",
+                              on_select="rerun", selection_mode="points")
+    rows = charts.class_metrics_rows(metrics)
+    right.dataframe(rows, hide_index=True, key="train_per_class", height=min(35 * len(rows) + 38, 460),
+                    column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                   for c in ("precision", "recall", "f1")})
+    macro = metrics["macro"]
+    right.caption(f"Test split. Macro averages (every class counts the same): precision "
+                  f"{macro['precision']:.3f}, recall {macro['recall']:.3f}, F1 {macro['f1']:.3f}.")
+    pairs = evaluation.most_confused(run.confusion, names)
+    saved = runs.predictions(run.path) if run.status != "running" else None
+    heat = st.toggle("Grad-CAM heatmaps on the test images below", key="train_gallery_cam",
+                     disabled=saved is None or not run.has_model,
+                     help="where the model looked for the class it predicted (bright: raised its "
+                          "score most)")
+    pairs_col, cell_col = st.columns([2, 3])
+    pairs_col.markdown("**Most-confused pairs** (pick a row to see its images)")
+    picked_row = None
+    if pairs:
+        rows = pairs_col.dataframe(
+            pairs, hide_index=True, key="train_pairs", on_select="rerun", selection_mode="single-row",
+            column_config={"share": st.column_config.NumberColumn("share of true class", format="percent")})
+        picked_row = next(iter(rows.selection.rows), None)
+    else:
+        pairs_col.caption("No mistakes on the test split.")
+    # A new click on a cell, or a newly picked pair, fills the pickers (once per click).
+    clicked = charts.selected_cell(event)
+    for seen, choice in (("train_cell_clicked", clicked and (names[clicked[0]], names[clicked[1]])),
+                         ("train_pair_clicked", None if picked_row is None else
+                          (pairs[picked_row]["true"], pairs[picked_row]["pred"]))):
+        if choice and choice != st.session_state.get(seen):
+            st.session_state["train_cell_true"], st.session_state["train_cell_pred"] = choice
+        st.session_state[seen] = choice
+    for key, default in (("train_cell_true", pairs[0]["true"] if pairs else names[0]),
+                         ("train_cell_pred", pairs[0]["pred"] if pairs else names[0])):
+        if st.session_state.get(key) not in names:
+            st.session_state[key] = default
+    with cell_col:
+        st.markdown("**Test images of one cell** (click a cell of the matrix, or pick a pair)")
+        a, b = st.columns(2)
+        true = a.selectbox("True class", names, key="train_cell_true")
+        pred = b.selectbox("Predicted class", names, key="train_cell_pred")
+        if saved is None:
+            st.caption("This run kept no test predictions (it was saved before they were kept, "
+                       "or has not finished).")
+        else:
+            items, total = saved.cell(names.index(true), names.index(pred))
+            st.caption(f"{total} test image(s) are {'correctly ' if true == pred else ''}"
+                       f"{'classified as' if true == pred else 'true'} {plain(true)}"
+                       f"{'' if true == pred else f', predicted {plain(pred)}'}; "
+                       f"{'the ' + str(len(items)) + ' most confident shown' if items else 'none to show'}.")
+            gallery(items, run, heat)
+    mistakes = saved.mistakes() if saved is not None else (
+        runs.misclassified(run.path) if run.status != "running" else [])
+    if mistakes:
+        st.markdown("**Misclassified test images**, most confident mistakes first "
+                    "(true → predicted, confidence)")
+        gallery(mistakes, run, heat and saved is not None)
 
 
 # ----- inputs ---------------------------------------------------------------------------------
@@ -287,6 +444,17 @@ if values.get("validation") == "test":
 if st.button("Start", type="primary", key="train_start", icon=ICONS["Train"]):
     start(values)
 
+with st.expander("Learning-rate finder", icon=":material/search:"):
+    st.caption("Loss against a rising learning rate (1e-6 to 1, 100 batches) for these settings, "
+               "on cached features of up to 100 batches of training images; the suggestion is "
+               "where the loss falls fast, well before it blows up. It queues for the trainer "
+               "like a run.")
+    if st.button("Find a learning rate", key="train_lr_find", icon=":material/search:"):
+        start_lr_find(values)
+    finder = session.my_job("lr_find")
+    st.fragment(lr_finder_panel, run_every=1.0 if finder is not None and finder.snapshot().active
+                else None)()
+
 # ----- render: the live job, then the saved runs ----------------------------------------------
 mine = session.my_job("train")
 polling = mine is not None and mine.snapshot().active
@@ -295,7 +463,7 @@ st.fragment(job_panel, run_every=1.0 if polling else None)()
 st.header("Runs", anchor=False)
 saved = visible_runs()
 if not saved:
-    st.info("No saved runs yet: press Start above (the quick demo preset takes under a minute).")
+    st.info("No saved runs yet: press Start above (the quick demo preset takes about a minute on 2 CPU cores).")
     st.stop()
 st.dataframe(charts.runs_rows(saved.values()), hide_index=True, key="train_runs_table", column_config={
     "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),

@@ -53,12 +53,15 @@ class Preprocessing:
             ImageNet evaluation crop).
         resample: "bilinear" or "bicubic".
         range: Pixel values the model takes; always "0..255" (normalisation is inside models).
+        flip_tta: Predictions average the image's and its mirror image's (flip test-time
+            augmentation), as the run was evaluated.
     """
 
     size: int
     crop: float = 1.0
     resample: str = "bilinear"
     range: str = "0..255"
+    flip_tta: bool = False
 
     def __post_init__(self):
         if not isinstance(self.size, (int, np.integer)) or self.size < 1:
@@ -82,19 +85,22 @@ class Preprocessing:
     def from_dict(cls, values: dict) -> "Preprocessing":
         """The inverse of :meth:`to_dict`; unknown keys are ignored."""
         return cls(int(values["size"]), float(values.get("crop", 1.0)),
-                   str(values.get("resample", "bilinear")))
+                   str(values.get("resample", "bilinear")),
+                   flip_tta=bool(values.get("flip_tta", False)))
 
     def min_side(self) -> int:
         """The shortest source side that still needs no upscaling (JPEG draft decoding target)."""
         return math.ceil(self.size / self.crop)
 
-    def apply(self, image: Image.Image) -> np.ndarray:
-        """Crop and resize an RGB image; returns uint8 (size, size, 3)."""
-        width, height = image.size
+    def box(self, width: float, height: float) -> tuple[float, float, float, float]:
+        """The crop, ``(left, top, right, bottom)``, in an image of ``width`` × ``height``."""
         side = min(width, height) * self.crop
         left, top = (width - side) / 2, (height - side) / 2
-        out = image.resize((self.size, self.size), _RESAMPLE[self.resample],
-                           box=(left, top, left + side, top + side))
+        return left, top, left + side, top + side
+
+    def apply(self, image: Image.Image) -> np.ndarray:
+        """Crop and resize an RGB image; returns uint8 (size, size, 3)."""
+        out = image.resize((self.size, self.size), _RESAMPLE[self.resample], box=self.box(*image.size))
         return np.asarray(out, dtype=np.uint8)
 
     def batch(self, images: list[Image.Image]) -> np.ndarray:
@@ -126,7 +132,9 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_B
     """Decode an image file or bytes to an RGB PIL image, safely.
 
     EXIF orientation is applied; palette, grayscale, alpha (composited on white), CMYK and
-    16-bit images become 8-bit RGB; an animated GIF gives its first frame.
+    16-bit images become 8-bit RGB; an animated GIF gives its first frame. The image's
+    ``info["source_size"]`` is the file's own (width, height), upright, whatever ``min_side``
+    decoded.
 
     Args:
         source: File path or raw bytes.
@@ -160,9 +168,14 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_B
             image.load()
             if min_side:
                 image = _reduce(image, min_side)
+            reduced = image.size
             if "exif" in image.info or image.getexif():
                 image = ImageOps.exif_transpose(image)  # phones store their rotation in EXIF
-            return to_rgb(image)
+            if image.size != reduced:  # turned a quarter: so is the source
+                width, height = height, width
+            image = to_rgb(image)
+            image.info["source_size"] = (width, height)  # before any reduced-scale decoding
+            return image
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -55,7 +55,10 @@ def predict(model, images: list[Image.Image], labels: list[str], preprocessing: 
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         t0 = time.perf_counter()
-        probs = np.asarray(model.predict_on_batch(preprocessing.batch(chunk)), dtype="float64")
+        x = preprocessing.batch(chunk)
+        probs = np.asarray(model.predict_on_batch(x), dtype="float64")
+        if preprocessing.flip_tta:  # as the run was evaluated: with the mirror images too
+            probs = (probs + np.asarray(model.predict_on_batch(x[:, :, ::-1]), dtype="float64")) / 2
         per_image = (time.perf_counter() - t0) / len(chunk)
         for row in probs:
             order = np.argsort(-row)[:top]
@@ -75,12 +78,17 @@ class ClassifiedFile:
         prediction: The top-k result, or None when the file could not be used.
         error: Why the file could not be used (a message for people), else None.
         preview: A small copy of the decoded image for showing, when asked for.
+        cam: When asked for, the Grad-CAM map of the top class (float32 (h, w) in 0..1, over
+            the region the model saw; :func:`core.explain.place` lays it over the image).
+        source_size: The file's own (width, height), upright.
     """
 
     name: str
     prediction: Prediction | None = None
     error: str | None = None
     preview: Image.Image | None = None
+    cam: np.ndarray | None = None
+    source_size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -105,6 +113,7 @@ class Classifier:
     weights: str
     detail: str = ""
     load_seconds: float = 0.0
+    _gradcam: object = field(default=None, repr=False)
 
     @property
     def resolution(self) -> int:
@@ -116,12 +125,26 @@ class Classifier:
         return predict(self.model, images, self.labels, self.preprocessing, top=top,
                        batch_size=batch_size)
 
+    def explain(self, images: list[Image.Image], classes=None) -> np.ndarray:
+        """Grad-CAM maps (N, h, w) of RGB PIL images for ``classes`` (default: the top class);
+        see :mod:`core.explain`."""
+        from core.explain import GradCam
+
+        if self._gradcam is None:
+            self._gradcam = GradCam(self.model)
+        cams = [self._gradcam(self.preprocessing.batch(images[i:i + 16]),
+                              None if classes is None else classes[i:i + 16])[0]
+                for i in range(0, len(images), 16)]  # 16 at a time: gradients take memory
+        return np.concatenate(cams) if cams else np.zeros((0, 1, 1), "float32")
+
     def classify_files(self, files: Iterable[tuple[str, str | Path | bytes]], *, top: int = 5,
-                       batch_size: int = 32, previews: bool = False) -> Iterator[ClassifiedFile]:
+                       batch_size: int = 32, previews: bool = False,
+                       explain: bool = False) -> Iterator[ClassifiedFile]:
         """Decode and classify ``(name, path or bytes)`` inputs, one batch in memory at a time.
 
         Yields one :class:`ClassifiedFile` per input, in input order; an unreadable input gets
-        its ``error`` and never stops the others.
+        its ``error`` and never stops the others. With ``explain``, each also gets the Grad-CAM
+        map of its top class (``cam``).
         """
         pending: list[ClassifiedFile] = []
         images: list[Image.Image] = []
@@ -130,6 +153,10 @@ class Classifier:
             usable = [item for item in pending if item.error is None]
             for item, pred in zip(usable, self.classify(images, top=top, batch_size=batch_size)):
                 item.prediction = pred
+            if explain and usable:
+                cams = self.explain(images, [item.prediction.top[0]["index"] for item in usable])
+                for item, cam in zip(usable, cams):
+                    item.cam = cam
             yield from pending
             pending.clear()
             images.clear()
@@ -144,6 +171,7 @@ class Classifier:
                 item.error = str(exc)
             else:
                 images.append(image)
+                item.source_size = image.info.get("source_size", image.size)
                 if previews:
                     item.preview = thumbnail(image, PREVIEW_SIDE)
             pending.append(item)

@@ -50,6 +50,7 @@ KINDS = {
     "export": ("core.export", "export_job", "export"),
     "sweep": ("core.sweep", "sweep_job", "measure"),
     "search": ("core.search", "search_job", "trainer"),
+    "lr_find": ("core.training.lrfind", "lr_find_job", "trainer"),
 }
 _POLL_S = 0.25
 _KEEP_S = 24 * 3600  # finished job folders older than this are pruned

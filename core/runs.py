@@ -11,11 +11,14 @@ A run folder holds::
     model.keras        the best model so far (rewritten each time it improves, so a killed run
                        still leaves one): a full image → class network taking 0..255 pixels
     confusion.json     test confusion matrix, rows = true class, columns = predicted class
-    results.json       test accuracy, epochs, wall time, device, weights, status, per-class accuracy…
-    misclassified.npz  a few misclassified test images for the UI's grid
+    results.json       validation and test accuracy, how they were chosen (protocol), epochs, wall
+                       time, device, weights, status, per-class precision/recall/F1 and macro averages…
+    predictions.npz    every test image's true and predicted class and probabilities, and a bounded
+                       selection of the test images (see core.evaluation); runs saved before it
+                       have misclassified.npz (a few mistakes) instead
 
 Writers use :class:`RunWriter`; readers use :func:`list_runs`, :func:`load_run`,
-:func:`load_run_model` and :func:`misclassified`. Every write goes through :mod:`core.fileio`
+:func:`load_run_model`, :func:`predictions` and :func:`misclassified`. Every write goes through :mod:`core.fileio`
 (temp file + rename), so a killed process leaves old files or new ones, never half of one; a
 run whose process died reads as "interrupted" (its PID is checked together with the process start
 time and boot id, so a reused PID does not keep it "running"), and its stale temp files are
@@ -40,7 +43,8 @@ from core.fileio import atomic_path, write_json, write_text
 
 STATUSES = ("running", "done", "stopped", "interrupted", "error")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                   "images_per_s")
+                   "images_per_s", "phase")
+_TEXT_COLUMNS = ("phase",)  # two-phase fine-tuning: "head", then "finetune"
 
 
 @dataclass
@@ -57,7 +61,8 @@ class RunInfo:
         created: Start time (seconds since the epoch).
         class_names: Class names in label order.
         history: Per-epoch rows (epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds,
-            images_per_s) as floats (epoch as int).
+            images_per_s) as floats (epoch as int), and the phase ("head", "finetune") of
+            two-phase fine-tuning.
         confusion: Test confusion matrix (rows true, columns predicted), if saved.
         results: The whole ``results.json`` (empty while running).
         error: Why the run failed, for status "error".
@@ -161,13 +166,13 @@ class RunWriter:
         save_model(model, self.path / "model.keras")
 
     def finish(self, results: dict, confusion: list[list[int]] | None = None,
-               misclassified: dict[str, np.ndarray] | None = None) -> None:
-        """Write the final results (and confusion matrix, misclassified examples), then the status."""
+               predictions: dict[str, np.ndarray] | None = None) -> None:
+        """Write the final results (and confusion matrix, test predictions), then the status."""
         if confusion is not None:
             write_json(self.path / "confusion.json", confusion)
-        if misclassified is not None:
-            with atomic_path(self.path / "misclassified.npz", suffix=".npz") as tmp:
-                np.savez_compressed(tmp, **misclassified)
+        if predictions is not None:
+            with atomic_path(self.path / "predictions.npz", suffix=".npz") as tmp:
+                np.savez_compressed(tmp, **predictions)
         write_json(self.path / "results.json", results)
         status = self._status()
         status.update(status=results.get("status", "done"), finished=time.time())
@@ -206,7 +211,10 @@ def _read_history(path: Path) -> list[dict]:
             for key, value in row.items():
                 if value in ("", None):
                     continue
-                clean[key] = int(float(value)) if key == "epoch" else float(value)
+                if key in _TEXT_COLUMNS:
+                    clean[key] = value
+                else:
+                    clean[key] = int(float(value)) if key == "epoch" else float(value)
             rows.append(clean)
     return rows
 
@@ -341,14 +349,36 @@ def load_run_model(path: str | os.PathLike):
     return model, classes, preprocessing
 
 
+def predictions(path: str | os.PathLike):
+    """A run's saved test predictions (:class:`core.evaluation.Predictions`), or None when it
+    has none (unfinished, or saved before predictions were kept)."""
+    from core.evaluation import Predictions
+
+    path = Path(path)
+    file = path / "predictions.npz"
+    if not file.is_file():
+        return None
+    classes = _read_json(path / "classes.json", []) or []
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in ("true", "pred", "prob", "true_prob", "kept", "images")}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"run {path.name} has a damaged predictions.npz: {exc}") from exc
+    return Predictions(**arrays, class_names=list(classes))
+
+
 def misclassified(path: str | os.PathLike, limit: int = 36) -> list[dict]:
     """Misclassified test images saved with a run, most confident mistakes first.
 
     Returns:
         Up to ``limit`` dicts: ``image`` (uint8 H×W×3), ``true`` and ``pred`` (class names),
-        ``prob`` (the model's probability for ``pred``).
+        ``prob`` (the model's probability for ``pred``); from ``predictions.npz``, or for runs
+        saved before it, ``misclassified.npz``.
     """
     path = Path(path)
+    saved = predictions(path)
+    if saved is not None:
+        return saved.mistakes(limit)
     file = path / "misclassified.npz"
     if not file.is_file():
         return []

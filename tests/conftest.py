@@ -210,12 +210,15 @@ def make_run(root: Path, name: str, *, created=None, status="done", model=None, 
         status_file.write_text(json.dumps(data))
     if model is not None:
         writer.model(model)
-    if status != "running":
-        images = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
+    if status != "running":  # six test images, one mistake: cat → dog at 0.9
+        from core.evaluation import evaluate
+
+        probs = np.array([[.8, .1, .1], [.05, .9, .05], [.2, .7, .1], [.3, .6, .1],
+                          [.025, .025, .95], [.3, .2, .5]], dtype="float32")
+        images = (np.arange(6 * 8 * 8 * 3) % 256).astype(np.uint8).reshape(6, 8, 8, 3)
+        scores = evaluate(probs, np.array([0, 0, 1, 1, 2, 2]), images, RUN_CLASSES)
         writer.finish({"status": status, "test_accuracy": accuracy, "epochs": 2, **(results or {})},
-                      [[1, 1, 0], [0, 2, 0], [0, 0, 2]],
-                      {"images": images, "true": np.array([0, 2]), "pred": np.array([1, 0]),
-                       "prob": np.array([0.9, 0.6], dtype="float32")})
+                      scores["confusion"], scores["predictions"])
     return root / name
 
 

@@ -18,7 +18,7 @@ from core.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = {"status.json", "config.json", "classes.json", "preprocessing.json", "history.csv",
-             "model.keras", "confusion.json", "results.json", "misclassified.npz"}
+             "model.keras", "confusion.json", "results.json", "predictions.npz"}
 TINY = ["--backbone", "lite0", "--weights", "lite0", "--resolution", "32", "--batch-size", "32"]
 
 
@@ -45,7 +45,8 @@ def test_train_command_end_to_end(mini, tmp_path):
     assert proc.returncode == 0, stderr
     result = last_json(stdout)
     assert len(stdout.strip().splitlines()) == 1  # stdout holds only the JSON line
-    assert {"run_dir", "test_accuracy", "epochs", "wall_s", "device"} <= set(result)
+    assert {"run_dir", "val_accuracy", "test_accuracy", "epochs", "wall_s", "device"} <= set(result)
+    assert "validation split" in result["protocol"] and result["best_epoch"] == 1
     assert result["run_dir"] == str(out) and result["epochs"] == 1 and result["status"] == "done"
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["wall_s"] > 0
     assert set(os.listdir(out)) == RUN_FILES

@@ -5,8 +5,6 @@ Scaling pages and the command line all use."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time

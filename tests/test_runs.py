@@ -119,12 +119,26 @@ def test_delete_run_refuses_other_folders(tmp_path):
 def test_misclassified(tmp_path):
     path = _make_run(tmp_path, "m")
     items = runs.misclassified(path)
-    assert [(i["true"], i["pred"]) for i in items] == [("cat", "dog"), ("bird", "cat")]
+    assert [(i["true"], i["pred"]) for i in items] == [("cat", "dog")]
     assert items[0]["image"].dtype == np.uint8 and items[0]["image"].shape == (8, 8, 3)
     assert items[0]["prob"] == pytest.approx(0.9)
+    saved = runs.predictions(path)
+    assert np.array_equal(items[0]["image"], saved.images[list(saved.kept).index(1)])
+    assert runs.misclassified(path, limit=0) == []
+    (path / "predictions.npz").unlink()
+    assert runs.misclassified(path) == [] and runs.predictions(path) is None
+
+
+def test_runs_saved_before_predictions_still_show_their_mistakes(tmp_path):
+    path = _make_run(tmp_path, "old")
+    (path / "predictions.npz").unlink()
+    images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    np.savez_compressed(path / "misclassified.npz", images=images, true=np.array([0, 2]),
+                        pred=np.array([1, 0]), prob=np.array([0.9, 0.6], dtype="float32"))
+    items = runs.misclassified(path)
+    assert [(i["true"], i["pred"], round(i["prob"], 2)) for i in items] == [
+        ("cat", "dog", 0.9), ("bird", "cat", 0.6)]
     assert len(runs.misclassified(path, limit=1)) == 1
-    (path / "misclassified.npz").unlink()
-    assert runs.misclassified(path) == []
 
 
 def test_model_save_and_load(tmp_path):
@@ -163,5 +177,5 @@ def test_failed_writes_keep_the_old_file(tmp_path):
     assert (path / "results.json").read_text() == results_before
     assert _no_temp_files(path)
     assert sorted(os.listdir(path)) == sorted([
-        "classes.json", "config.json", "confusion.json", "history.csv", "misclassified.npz",
-        "model.keras", "results.json", "status.json"])
+        "classes.json", "config.json", "confusion.json", "history.csv", "model.keras",
+        "predictions.npz", "results.json", "status.json"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from core.training.features import cached_features
 pytestmark = pytest.mark.slow
 
 RUN_FILES = {"status.json", "config.json", "classes.json", "preprocessing.json", "history.csv",
-             "model.keras", "confusion.json", "results.json", "misclassified.npz"}
+             "model.keras", "confusion.json", "results.json", "predictions.npz"}
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +117,14 @@ def test_frozen_run_writes_everything(frozen_run):
     wrong = runs.misclassified(result.run_dir)
     assert len(wrong) == min(36, round((1 - result.test_accuracy) * 100))
     assert all(w["true"] != w["pred"] for w in wrong)
+    # Error analysis: per-class precision/recall/F1 from the same confusion matrix, and every
+    # test image's prediction kept.
+    assert [r["class"] for r in results["class_metrics"]] == info.class_names
+    recalls = {r["class"]: r["recall"] for r in results["class_metrics"]}
+    assert recalls == pytest.approx(results["per_class_accuracy"])
+    assert 0 <= results["macro"]["f1"] <= 1
+    saved = runs.predictions(result.run_dir)
+    assert len(saved.true) == 100 and (saved.true == saved.pred).mean() == pytest.approx(result.test_accuracy)
 
     snap = progress.snapshot()
     assert snap.status == "done" and snap.result["test_accuracy"] == result.test_accuracy
@@ -206,6 +213,76 @@ def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
                                original.get_layer(name).get_weights()[0])
     np.testing.assert_array_equal(backbone.get_layer("top_bn").get_weights()[0],  # BN frozen
                                   original.get_layer("top_bn").get_weights()[0])
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path, augment):
+    from core.weights import load_backbone
+
+    cfg = config(mini, mode="finetune", augment=augment, finetune_blocks=1, head_epochs=2,
+                 epochs=2, lr=3e-3)
+    phases = PhaseLog()
+    result = train(cfg, phases, runs_root=tmp_path)
+    assert phases.phases[-2:] == ["Training the head", "Fine-tuning"]
+    assert phases.phases.count("Extracting features (train)") == 1
+    snap = phases.snapshot()
+    assert snap.marks == ({"epoch": 2, "label": "fine-tuning starts"},)  # drawn on the live curve
+    assert [b["epoch"] for b in snap.batches][-1] == 4  # batches number on across phases
+    info = runs.load_run(result.run_dir)
+    assert [(r["epoch"], r["phase"]) for r in info.history] == [
+        (1, "head"), (2, "head"), (3, "finetune"), (4, "finetune")]  # saved runs show the phases
+    best = max(info.history, key=lambda r: r["val_accuracy"])
+    assert info.results["best_epoch"] == best["epoch"] and result.epochs == 4
+    model, _, _ = runs.load_run_model(result.run_dir)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
+    backbone = model.get_layer("efficientnetlite0")
+    original, _ = load_backbone("lite0", "lite0", input_shape=(32, 32, 3), include_top=False,
+                                pooling="avg")
+    top_trained = not np.allclose(backbone.get_layer("top_conv").get_weights()[0],
+                                  original.get_layer("top_conv").get_weights()[0])
+    assert top_trained == (best["phase"] == "finetune")  # a head-phase best keeps ImageNet's top
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_flip_tta_validates_and_tests_on_images_and_mirrors(mini, tmp_path, mode):
+    from core.inference import load_classifier
+
+    cfg = config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2, flip_tta=True)
+    phases = PhaseLog()
+    result = train(cfg, phases, runs_root=tmp_path)
+    assert {"Extracting features (validation, mirrored)", "Extracting features (test, mirrored)"} \
+        <= set(phases.phases)
+    model, _, prep = runs.load_run_model(result.run_dir)
+    assert prep.flip_tta
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    x = ds.x_test.astype("float32")
+    probs = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
+    assert float((probs.argmax(1) == ds.y_test).mean()) == pytest.approx(result.test_accuracy)
+    # Classifying with the run averages the same two predictions.
+    from PIL import Image
+
+    classifier = load_classifier(str(result.run_dir))
+    [pred] = classifier.classify([Image.fromarray(ds.x_test[0])], top=1)
+    assert pred.top[0]["prob"] == pytest.approx(float(probs[0].max()), abs=1e-5)
+
+
+@pytest.mark.parametrize("mode, head_epochs", [("frozen", 0), ("finetune", 1)])
+def test_flip_augmentation_on_cached_features(mini, tmp_path, mode, head_epochs):
+    cfg = config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2, head_epochs=head_epochs,
+                 flip_features=True)
+    phases = PhaseLog()
+    result = train(cfg, phases, runs_root=tmp_path)
+    assert phases.phases.count("Extracting features (train, mirrored)") == 1
+    if head_epochs:  # the head phase pools both the maps and the mirrored maps
+        assert "Pooling the top blocks' output (train, 2/2)" in phases.phases
+    plain = train(config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2,
+                         head_epochs=head_epochs), runs_root=tmp_path)
+    info, other = runs.load_run(result.run_dir), runs.load_run(plain.run_dir)
+    assert info.history[-1]["loss"] != other.history[-1]["loss"]  # it trained on other inputs
+    model, _, _ = runs.load_run_model(result.run_dir)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
 
 
 class PhaseLog(Progress):

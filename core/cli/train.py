@@ -60,6 +60,20 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="run folder to create (default: a new folder under the runs folder)")
     p.set_defaults(func=run_train)
 
+    lr = subparsers.add_parser(
+        "lr-find", help="learning-rate finder: loss against a rising learning rate",
+        description="Train from the run's starting weights on cached features, one batch per step, "
+                    "while the learning rate rises exponentially; print the suggested rate and one "
+                    "JSON line with the whole curve. Same options as train (it uses at most "
+                    "steps × batch size training images). The Train page draws the curve. Exit 0 "
+                    "done, 2 bad input.")
+    lr.add_argument("--preset", choices=list(PRESETS), help="start from a preset")
+    add_option_flags(lr, [name for name in _options() if name not in ("name", "epochs", "patience")])
+    lr.add_argument("--steps", type=int, default=100, help="learning rates tried (default 100)")
+    lr.add_argument("--start", type=float, default=1e-6, help="first learning rate (default 1e-6)")
+    lr.add_argument("--end", type=float, default=1.0, help="last learning rate (default 1)")
+    lr.set_defaults(func=run_lr_find)
+
     bench = subparsers.add_parser("bench", help="benchmarks: the blog's protocol and the best recipe")
     kinds = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     seed = kinds.add_parser(
@@ -80,6 +94,12 @@ def register(subparsers) -> None:
                       help="which preset (default: gpu when a GPU is present, else cpu)")
     seed.set_defaults(func=run_bench_seed)
     best.set_defaults(func=run_bench_best)
+
+
+def _options() -> list[str]:
+    from core.training import options
+
+    return [name for name, _, _ in options()]
 
 
 def _given(args, names=None) -> dict:
@@ -172,6 +192,7 @@ def run_bench_seed(args) -> int:
     if result.get("stopped") or "speedup" not in result:
         print(json.dumps(result), flush=True)
         raise CliError("benchmark stopped before it finished", status=status or 130)
+    print(f"protocol: {result['protocol']}")
     print(f"our way:  test accuracy {result['test_accuracy']:.4f} after {result['epochs']} epochs, "
           f"{result['wall_s']:.1f} s wall (data loading included)")
     print(f"blog way: {result['blog_way_epoch_s']:.1f} s per epoch × {config.epochs} epochs = "
@@ -193,8 +214,35 @@ def run_bench_best(args) -> int:
     _checked({**PRESETS[f"best-{recipe}"].values, **overrides}, root)
     result, status = _run_job("bench_best", {"recipe": recipe, "overrides": overrides}, root)
     accuracy = "n/a" if result["test_accuracy"] is None else f"{result['test_accuracy']:.4f}"
-    print(f"preset {PRESETS[result['preset']].label!r}: test accuracy {accuracy} in "
+    val = "n/a" if result.get("val_accuracy") is None else f"{result['val_accuracy']:.4f}"
+    print(f"preset {PRESETS[result['preset']].label!r}: test accuracy {accuracy} (validation "
+          f"{val}; {result['protocol']}) in "
           f"{result['wall_s']:.1f} s wall ({result['device']}; weights {result['weights']}); "
           f"phases: {result['timings']}")
     print(json.dumps(result), flush=True)
     return status
+
+
+def run_lr_find(args) -> int:
+    """``python -m core lr-find``: the learning-rate range test as a job."""
+    from core.training import PRESETS
+
+    if not 5 <= args.steps <= 10_000:
+        raise CliError(f"--steps must be from 5 to 10000, got {args.steps}")
+    if not 0 < args.start < args.end <= 100:
+        raise CliError(f"the sweep must rise: 0 < --start < --end <= 100, got {args.start:g} "
+                       f"and {args.end:g}")
+    base = PRESETS[args.preset].values if args.preset else {}
+    config = _checked({**base, **_given(args)}, None)
+    result, status = _run_job("lr_find", {"config": config.to_dict(), "steps": args.steps,
+                                          "start": args.start, "end": args.end}, None)
+    fmt = lambda v: "n/a" if v is None else f"{v:.2g}"  # noqa: E731
+    lrs, smoothed = result["lrs"], result["smoothed"]
+    for i in range(0, len(lrs), max(1, len(lrs) // 12)):  # the curve, coarsely, for people
+        print(f"  lr {lrs[i]:8.2g}  loss {smoothed[i]:.4f}")
+    print(f"suggested learning rate: {fmt(result['suggested'])} (steepest descent "
+          f"{fmt(result['steepest'])}; minimum loss / 10: {fmt(result['min_over_10'])}) from "
+          f"{len(result['lrs'])} steps on {result['images']} images ({result['device']})")
+    print(json.dumps(result), flush=True)
+    return status
+

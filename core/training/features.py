@@ -7,6 +7,12 @@ once, batch by batch with progress, and train only the layers above it.
 - frozen mode: the cut is the backbone's pooled output; only the head trains.
 - finetune mode without augmentation: the cut is where the frozen prefix ends; the top blocks
   and the head train on the cached feature maps.
+- two-phase fine-tuning (``head_epochs``): first the head alone, on pooled features (from the
+  cached maps when there are some), see :func:`head_inputs`.
+
+Mirror images (``flip_features``: flip augmentation on cached features; ``flip_tta``: flip
+test-time augmentation) get features of their own, cached the same way; the inputs are then
+pairs (the images', the mirrors'), see :func:`core.training.fit.as_inputs`.
 
 The cache lives under ``paths.cache_dir() / "features"``, keyed by the images' bytes and
 everything that determines the frozen part's function (weights, resolution, cut, backend, ...).
@@ -36,7 +42,7 @@ from core.progress import Progress
 from core.training.network import TrainNetwork, apply_layers
 from core.training.options import TrainConfig
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: extractors with BatchNorm folded into the convolutions (see fold_batchnorm)
 
 
 class FeatureMemoryError(ValueError):
@@ -180,8 +186,13 @@ def cache_key(net: TrainNetwork, config: TrainConfig, cut: str, storage_size: in
     }
 
 
-def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, on_gpu: bool):
+def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, on_gpu: bool,
+                    train_only: bool = False):
     """The model that trains, and its train/test inputs (images, or cached features).
+
+    Args:
+        train_only: Prepare the training inputs only (``x_val`` and ``x_test`` come back None),
+            e.g. for the learning-rate finder.
 
     Returns:
         ``(train_model, x_train, x_val, x_test)``. ``train_model`` shares its trainable layers
@@ -192,27 +203,148 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
     batch = 512 if on_gpu else 128
     storage = ds.storage_size
     if config.mode == "frozen":
-        extractor = keras.Model(net.model.input, net.features)
-        cut, features_in = "pooled", keras.Input(net.features.shape[1:], name="features")
-        train_model = keras.Model(features_in, apply_layers(net.head, features_in))
+        extractor = pooled_extractor(net, storage)
+        cut, train_model = "pooled", head_model(net)
     elif not config.augment:
         cut_tensor = net.first_trainable.input
-        prefix = keras.Model(net.backbone.input, cut_tensor)
+        prefix = fold_batchnorm(keras.Model(net.backbone.input, cut_tensor))
         suffix = keras.Model(cut_tensor, net.backbone.output)
         image = keras.Input((storage, storage, 3), name="image")
         extractor = keras.Model(image, prefix(apply_layers(net.stem, image)))
         cut, maps_in = net.first_trainable.name, keras.Input(cut_tensor.shape[1:], name="feature_maps")
         train_model = keras.Model(maps_in, apply_layers(net.head, suffix(maps_in)))
     else:
-        return net.model, ds.x_train, ds.x_val, ds.x_test
+        if train_only:
+            return net.model, ds.x_train, None, None
+        return (net.model, ds.x_train) + _evaluation_pair(ds, config, lambda x, name: x)
     key = cache_key(net, config, cut, storage)
 
     def features(x, name):
         return cached_features(extractor, x, key, progress, f"Extracting features ({name})",
                                batch, config.cache_features)
 
-    x_train = features(ds.x_train, "train")
-    # Under the blog's protocol the test split validates: its features serve both.
-    x_val = None if ds.x_val is ds.x_test else features(ds.x_val, "validation")
-    x_test = features(ds.x_test, "test")
-    return train_model, x_train, x_test if x_val is None else x_val, x_test
+    x_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
+    if train_only:
+        return train_model, x_train, None, None
+    return (train_model, x_train) + _evaluation_pair(ds, config, features)
+
+
+def _evaluation_pair(ds, config: TrainConfig, features) -> tuple:
+    """``(x_val, x_test)`` through ``features(images, name)`` (see :func:`_with_mirror`). Under
+    the blog's protocol the test split validates: its inputs serve both."""
+    if ds.x_val is ds.x_test:
+        x_test = _with_mirror(features, ds.x_test, "test", config.flip_tta)
+        return x_test, x_test
+    return (_with_mirror(features, ds.x_val, "validation", config.flip_tta),
+            _with_mirror(features, ds.x_test, "test", config.flip_tta))
+
+
+def _with_mirror(features, x, name: str, mirrored: bool):
+    """``features(x)``; with ``mirrored`` (flip augmentation, flip test-time augmentation) the
+    pair (those of the images, those of their mirror images)."""
+    plain = features(x, name)
+    if not mirrored:
+        return plain
+    return plain, features(np.ascontiguousarray(x[:, :, ::-1]), f"{name}, mirrored")
+
+
+def head_model(net: TrainNetwork):
+    """pooled features → class: the head alone (its layers shared with ``net.model``)."""
+    import keras
+
+    features_in = keras.Input(net.features.shape[1:], name="features")
+    return keras.Model(features_in, apply_layers(net.head, features_in))
+
+
+def head_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, on_gpu: bool,
+                maps: tuple | None = None):
+    """The head-only model and its pooled train and validation features: the first phase of
+    two-phase fine-tuning (``config.head_epochs``), while the top blocks still hold their
+    ImageNet weights.
+
+    Args:
+        maps: ``(x_train, x_val)``: the fine-tuning path's cached feature maps, when it has them;
+            the pooled features then come from applying the (still frozen) top blocks to the maps,
+            not from running the whole backbone on the images again.
+
+    Returns:
+        ``(head_model, f_train, f_val)``.
+    """
+    import keras
+
+    batch = 512 if on_gpu else 128
+    if maps is not None:
+        cut_tensor = net.first_trainable.input
+        top = keras.Model(cut_tensor, net.backbone.output)
+
+        def pooled(x, name):
+            if isinstance(x, tuple):  # flip TTA: the maps of the images and of their mirrors
+                return tuple(pooled(part, f"{name}, {i + 1}/2") for i, part in enumerate(x))
+            return extract(top, x, progress, f"Pooling the top blocks' output ({name})", batch)
+
+        return head_model(net), pooled(maps[0], "train"), pooled(maps[1], "validation")
+    # The same function (and cache entries) as frozen mode's features.
+    extractor = pooled_extractor(net, ds.storage_size)
+    key = cache_key(net, config, "pooled", ds.storage_size)
+
+    def features(x, name):
+        return cached_features(extractor, x, key, progress, f"Extracting features ({name})",
+                               batch, config.cache_features)
+
+    f_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
+    return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)
+
+
+def pooled_extractor(net: TrainNetwork, storage: int):
+    """image → the whole (frozen) backbone's pooled features, BatchNorm folded."""
+    import keras
+
+    image = keras.Input((storage, storage, 3), name="image")
+    return keras.Model(image, fold_batchnorm(net.backbone)(apply_layers(net.stem, image)))
+
+
+def fold_batchnorm(model):
+    """The same function as ``model`` at inference, faster: each convolution followed only by a
+    BatchNormalization becomes one convolution with the normalisation folded into its kernel and
+    bias (measured ~40 % more images/s for Lite0's prefix at 160 px on this CPU; outputs agree
+    to ~3e-6 relative). Only for frozen, inference-only parts (e.g. feature extraction); layers
+    not folded are shared with ``model``.
+    """
+    import keras
+    from keras import layers
+
+    # Who reads each tensor (public API: every layer of a built model has .input and .output).
+    readers: dict[int, list] = {}
+    for layer in model.layers:
+        if not isinstance(layer, layers.InputLayer):
+            for tensor in keras.tree.flatten(layer.input):
+                readers.setdefault(id(tensor), []).append(layer)
+    producers = {id(layer.output): layer for layer in model.layers}
+    folded, dropped = {}, set()
+    for bn in model.layers:
+        if not isinstance(bn, layers.BatchNormalization) or not (bn.center and bn.scale):
+            continue
+        conv = producers.get(id(bn.input))
+        if (not isinstance(conv, (layers.Conv2D, layers.DepthwiseConv2D))
+                or readers.get(id(conv.output)) != [bn]
+                or conv.get_config().get("activation") != "linear"
+                or bn.axis not in (-1, 3, [-1], [3])):
+            continue
+        gamma, beta, mean, var = (np.asarray(w, dtype="float64") for w in bn.get_weights())
+        scale = gamma / np.sqrt(var + bn.epsilon)
+        bias = np.asarray(conv.bias, dtype="float64") if conv.use_bias else np.zeros_like(mean)
+        merged = type(conv).from_config({**conv.get_config(), "use_bias": True,
+                                          "name": f"{conv.name}_bnfold"})
+        merged.build(conv.input.shape)
+        depthwise = isinstance(conv, layers.DepthwiseConv2D)  # kernel (h, w, channels, 1)
+        kernel = np.asarray(conv.kernel, dtype="float64") * (scale[:, None] if depthwise else scale)
+        merged.set_weights([kernel.astype("float32"), ((bias - mean) * scale + beta).astype("float32")])
+        folded[conv.name] = merged
+        dropped.add(bn.name)
+
+    def call(layer, *args, **kwargs):
+        if layer.name in dropped:  # already inside the folded convolution
+            return args[0]
+        return folded.get(layer.name, layer)(*args, **kwargs)
+
+    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)

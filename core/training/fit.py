@@ -40,9 +40,10 @@ def _callback_class():
     class ProgressCallback(keras.callbacks.Callback):
         """Counts images, logs batches and turns a stop request into ``stop_training``."""
 
-        def __init__(self, progress: Progress, n: int, batch_size: int):
+        def __init__(self, progress: Progress, n: int, batch_size: int, offset: int = 0):
             super().__init__()
             self.progress, self.n, self.batch_size = progress, n, batch_size
+            self.offset = offset  # epochs done by an earlier phase: batches log run-wide epochs
             steps = math.ceil(n / batch_size)
             self.log_every = max(1, math.ceil(steps / BATCH_POINTS_PER_EPOCH))
             self.epoch = self.seen = 0
@@ -61,7 +62,7 @@ def _callback_class():
             self.seen, self.t_last = done, time.time()
             if logs and (batch // self.log_every != self.logged or done == self.n):
                 self.logged = batch // self.log_every
-                self.progress.log_batch(epoch=self.epoch + 1, step=batch + 1,
+                self.progress.log_batch(epoch=self.offset + self.epoch + 1, step=batch + 1,
                                         loss=float(logs.get("loss", float("nan"))),
                                         accuracy=float(logs.get("accuracy", float("nan"))))
             if self.progress.stop_requested:
@@ -84,47 +85,82 @@ def _batches_class():
         """Batches of ``x[order]`` (and ``y``): the same batches, in the same order, as the
         in-memory path, so both train the same model."""
 
-        def __init__(self, x, y, order, batch_size):
+        def __init__(self, x, y, order, batch_size, mirrored=None, mirror=None):
             super().__init__()
             self.x, self.y, self.order, self.batch_size = x, y, order, batch_size
+            self.mirrored, self.mirror = mirrored, mirror
 
         def __len__(self):
             return math.ceil(len(self.order) / self.batch_size)
 
         def __getitem__(self, i):
-            idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+            part = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            idx = self.order[part]
             xs = np.asarray(self.x[idx], dtype="float32")
+            if self.mirror is not None:
+                pick = self.mirror[part]
+                xs[pick] = self.mirrored[idx[pick]]
             return xs if self.y is None else (xs, self.y[idx])
 
     return Batches
 
 
-def as_inputs(x: np.ndarray, y: np.ndarray | None, batch_size: int, order: np.ndarray | None = None):
+def as_inputs(x, y: np.ndarray | None, batch_size: int, order: np.ndarray | None = None,
+              mirror: np.ndarray | None = None):
     """``(inputs, labels)`` for Keras's ``fit``/``predict``: in-memory arrays as they are (in
     ``order``), a disk-backed ``np.memmap`` as batches read one at a time (labels inside).
 
     A memmap indexed as a whole (``x[order]``) would be copied into memory entirely.
+
+    Args:
+        x: The inputs, or a pair (inputs, the mirror images' inputs): flip augmentation on
+            cached features, where ``mirror[i]`` says that position ``i`` of ``order`` takes the
+            mirror image's.
     """
+    x, mirrored = x if isinstance(x, tuple) else (x, None)
     order = np.arange(len(x)) if order is None else order
-    if isinstance(x, np.memmap):
-        return _batches_class()(x, y, order, batch_size), None
-    return x[order], (None if y is None else y[order])
+    if mirrored is None:
+        mirror = None
+    if isinstance(x, np.memmap) or isinstance(mirrored, np.memmap):
+        return _batches_class()(x, y, order, batch_size, mirrored, mirror), None
+    out = x[order]
+    if mirror is not None:
+        out[mirror] = mirrored[order[mirror]]
+    return out, (None if y is None else y[order])
+
+
+def predict_probs(model, x, batch_size: int) -> np.ndarray:
+    """Class probabilities of ``x``; for a pair ``(x, x_mirrored)`` (flip test-time
+    augmentation: the inputs of the images and of their mirror images) the average of the two."""
+    if isinstance(x, tuple):
+        return (predict(model, x[0], batch_size) + predict(model, x[1], batch_size)) / 2
+    return predict(model, x, batch_size)
+
+
+def loss_and_accuracy(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(loss, accuracy)``: mean cross-entropy (probabilities clipped as Keras does) and the
+    share of top-1 hits."""
+    picked = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+    return float(-np.log(picked).mean()), float((probs.argmax(axis=1) == y).mean())
 
 
 def compile_model(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool,
                   steps_per_execution: int = 1) -> None:
     """Compile for sparse-label classification with ``config``'s optimizer and schedule."""
-    # Weighted accuracy: zero-weight padding (even_validation) must not count.
     model.compile(optimizer=make_optimizer(config, math.ceil(n / config.batch_size) * epochs),
-                  loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"],
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=jit_compile(on_gpu), steps_per_execution=steps_per_execution)
 
 
 def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, progress: Progress,
         *, on_gpu: bool, epochs: int | None = None, on_epoch: Callable[[list[dict]], None] | None = None,
         on_best: Callable[[int], None] | None = None, compile: bool = True,
-        steps_per_execution: int = 1) -> tuple[list[dict], int | None]:
+        steps_per_execution: int = 1, before: tuple[list[dict], int | None] | None = None,
+        phase: str | None = None, label: str = "Training") -> tuple[list[dict], int | None]:
     """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
+
+    ``val`` is ``(inputs, labels)``; the inputs may be a pair (inputs, mirrored inputs) for flip
+    test-time augmentation (see :func:`predict_probs`).
 
     The order of epoch ``e`` is ``default_rng([seed, e]).permutation(n)``, so any two paths
     trained from the same weights on the same inputs see exactly the same batches. The best epoch
@@ -135,86 +171,81 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
         on_epoch: Called with all rows so far after every epoch.
         on_best: Called with the epoch number whenever the model holds a new best (so it can be
             saved at once, and a killed process still leaves the best model so far).
+        before: ``(rows, best_epoch)`` of an earlier phase (two-phase fine-tuning): epochs number
+            on from its rows, and ``model``'s weights now are that phase's best, which this one
+            must beat to replace them. Patience counts from this phase's start.
+        phase: Recorded in each row ("head", "finetune"; None for one-phase runs).
+        label: The progress phase's name.
 
     Returns:
-        ``(rows, best_epoch)``: one metrics dict per epoch, and the epoch whose weights the model
-        now holds (None if no epoch finished).
+        ``(rows, best_epoch)``: one metrics dict per epoch (the earlier phase's first), and the
+        epoch whose weights the model now holds (None if no epoch finished).
     """
     import keras
 
     epochs = epochs or config.epochs
     n, batch = len(y), config.batch_size
     # JAX data parallel splits every batch evenly over the devices (runtime.batch_multiple): the
-    # batch size must divide, the ragged last batch is trimmed, validation is padded.
+    # batch size must divide, the ragged last batch is trimmed, predict pads validation.
     multiple = batch_multiple()
     if batch % multiple:
         raise ValueError(f"batch size {batch} must be a multiple of the {multiple} devices it is "
                          "split over.")
-    val, val_loss_scale = even_validation(val, multiple)
     if compile:
         compile_model(model, config, n, epochs, on_gpu, steps_per_execution)
-    callback = _callback_class()(progress, n, batch)
-    progress.start("Training", n * epochs, "img")
-    rows: list[dict] = []
+    rows: list[dict] = list(before[0]) if before else []
+    first = len(rows)  # epochs already done by an earlier phase
+    callback = _callback_class()(progress, n, batch, first)
+    progress.start(label, n * epochs, "img")
     best, best_weights, best_epoch = -math.inf, None, None
-    val_inputs = val
-    if val is not None and isinstance(val[0], np.memmap):
-        val_inputs = as_inputs(val[0], val[1], batch)[0]  # batches that carry their labels
-    for epoch in range(epochs):
+    if before and before[1]:
+        best_epoch = before[1]
+        best, best_weights = _score(rows[best_epoch - 1]), model.get_weights()
+    for epoch in range(first, first + epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(n)
         order = order[:n - (n % batch) % multiple]  # drops < devices images (none on one device)
         started = time.time()
-        inputs, labels = as_inputs(x, y, batch, order)
+        # Flip augmentation on cached features: each image, each epoch, one or the other.
+        mirror = (np.random.default_rng([config.seed, epoch, 1]).random(n) < 0.5
+                  if isinstance(x, tuple) else None)
+        inputs, labels = as_inputs(x, y, batch, order, mirror)
         history = model.fit(inputs, labels, batch_size=None if labels is None else batch,
-                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
-                            validation_data=val_inputs, callbacks=[callback], verbose=0).history
+                            epochs=epoch + 1 - first, initial_epoch=epoch - first, shuffle=False,
+                            callbacks=[callback], verbose=0).history
         last = {k: float(v[-1]) for k, v in history.items() if v}
+        # Validation by our own predict: the same path as the test split's (and flip TTA's).
+        val_loss = val_accuracy = None
+        if val is not None:
+            val_loss, val_accuracy = loss_and_accuracy(
+                predict_probs(model, val[0], max(batch, 256)), val[1])
         row = {
             "epoch": epoch + 1, "loss": last.get("loss"), "accuracy": last.get("accuracy"),
-            "val_loss": (None if last.get("val_loss") is None
-                         else last["val_loss"] * val_loss_scale),
-            "val_accuracy": last.get("val_accuracy"),
+            "val_loss": val_loss, "val_accuracy": val_accuracy,
             "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
             "seconds": round(time.time() - started, 3),
             "images_per_s": round(callback.images_per_s, 1),
         }
+        if phase:
+            row["phase"] = phase
         rows.append(row)
         progress.log_epoch(**row)
         if on_epoch is not None:
             on_epoch(rows)
-        score = row["val_accuracy"] if row["val_accuracy"] is not None else -row["loss"]
+        score = _score(row)
         if score > best:
             best, best_weights, best_epoch = score, model.get_weights(), epoch + 1
             if on_best is not None:
                 on_best(best_epoch)
         if progress.stop_requested:
             break
-        if config.patience and epoch + 1 - best_epoch >= config.patience and epoch + 1 < epochs:
+        since = max(best_epoch, first)
+        if config.patience and epoch + 1 - since >= config.patience and epoch + 1 < first + epochs:
             progress.message(f"Early stop: no better validation accuracy for {config.patience} "
-                             f"epoch(s) since epoch {best_epoch}")
+                             f"epoch(s) since epoch {since}")
             break
     if best_weights is not None:
         model.set_weights(best_weights)
     return rows, best_epoch
-
-
-def even_validation(val: tuple | None, multiple: int) -> tuple[tuple | None, float]:
-    """Pad validation data to a multiple of ``multiple`` with zero-weight copies.
-
-    The padding does not count: accuracy is a weighted mean, and Keras divides the loss by all
-    samples, pads included, so the epoch's ``val_loss`` times the returned scale is the loss over
-    the real samples.
-
-    Returns:
-        ``(val, scale)``: ``val`` unchanged and 1.0 when nothing needs padding.
-    """
-    if val is None or len(val[1]) % multiple == 0:
-        return val, 1.0
-    x, y = val[0], val[1]
-    pad = -len(y) % multiple
-    weights = np.concatenate([np.ones(len(y)) if len(val) < 3 else val[2], np.zeros(pad)])
-    return ((np.concatenate([x, x[:pad]]), np.concatenate([y, y[:pad]]), weights.astype("float32")),
-            (len(y) + pad) / len(y))
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -229,3 +260,8 @@ def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     if isinstance(x, np.memmap):  # batches of their own
         return np.asarray(model.predict(inputs, verbose=0))[:len(x)]
     return np.asarray(model.predict(inputs, batch_size=step, verbose=0))[:len(x)]
+
+
+def _score(row: dict) -> float:
+    """What picks the best epoch: validation accuracy (training loss only without validation)."""
+    return row["val_accuracy"] if row.get("val_accuracy") is not None else -row["loss"]

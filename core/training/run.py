@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-
-import numpy as np
 
 from core import paths
 from core.jobs import error_kind, error_message
@@ -20,12 +18,11 @@ from core.measure import per_image_latency_ms
 from core.progress import Progress, Stopped
 from core.runs import RunWriter
 from core.runtime import backend, device_context, device_plan
-from core.training.features import training_inputs
-from core.training.fit import fit, predict
+from core.training.features import head_inputs, training_inputs
+from core.training.fit import fit, predict_probs
 from core.training.network import build_network
 from core.training.options import TrainConfig
 
-_MISCLASSIFIED_KEEP = 36
 # A head on cached features takes ~1 ms a step, so Keras's per-step overhead dominates: run steps
 # in groups (progress and stop requests then act every group, ~0.1 s).
 _HEAD_STEPS_PER_EXECUTION = 32
@@ -46,6 +43,8 @@ class RunResult:
         device: :func:`core.runtime.describe_device` text.
         weights: Which weights the backbone started from (e.g. ``lite0: ImageNet (offline ...)``).
         stopped: True when a stop request ended the run early.
+        protocol: How the accuracies were chosen, in words (:attr:`TrainConfig.protocol`).
+        best_epoch: The epoch whose weights were saved (None when nothing trained).
     """
 
     run_dir: Path
@@ -56,6 +55,8 @@ class RunResult:
     device: str
     weights: str
     stopped: bool
+    protocol: str = ""
+    best_epoch: int | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the path as a string)."""
@@ -102,26 +103,11 @@ def load_data(config: TrainConfig, progress: Progress):
 
 
 def evaluate(model, x_test, ds, batch_size: int) -> dict:
-    """Test accuracy, confusion matrix, per-class accuracy and the worst mistakes."""
-    probs = predict(model, x_test, batch_size)  # evenly split; disk-backed arrays a batch at a time
-    pred = probs.argmax(axis=1)
-    y = ds.y_test
-    k = ds.num_classes
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y, pred), 1)
-    totals = confusion.sum(axis=1)
-    per_class = {name: (float(confusion[i, i] / totals[i]) if totals[i] else None)
-                 for i, name in enumerate(ds.class_names)}
-    wrong = np.flatnonzero(pred != y)
-    confidence = probs[wrong, pred[wrong]]
-    keep = wrong[np.argsort(-confidence, kind="stable")][:_MISCLASSIFIED_KEEP]
-    return {
-        "accuracy": float((pred == y).mean()),
-        "confusion": confusion.tolist(),
-        "per_class": per_class,
-        "misclassified": {"images": ds.x_test[keep], "true": y[keep], "pred": pred[keep],
-                          "prob": probs[keep, pred[keep]].astype("float32")},
-    }
+    """Score the model on the test split (see :func:`core.evaluation.evaluate`)."""
+    from core.evaluation import evaluate as score
+
+    probs = predict_probs(model, x_test, batch_size)  # evenly split, a batch at a time
+    return score(probs, ds.y_test, ds.x_test, ds.class_names)
 
 
 def train(config: TrainConfig, progress: Progress | None = None,
@@ -192,8 +178,9 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, start
     timings["load_s"] = round(time.time() - started, 2)
     progress.message("Building the model")
     net = build_network(config, ds.num_classes, ds.storage_size)
-    writer.start(config.to_dict(), ds.class_names, storage_preprocessing(ds.storage_size).to_dict(),
-                 owner=owner)
+    # Classifying with the run forms predictions as its evaluation did (flip TTA or not).
+    preprocessing = replace(storage_preprocessing(ds.storage_size), flip_tta=config.flip_tta)
+    writer.start(config.to_dict(), ds.class_names, preprocessing.to_dict(), owner=owner)
     t = time.time()
     try:
         train_model, x_train, x_val, x_test = training_inputs(net, config, ds, progress, on_gpu)
@@ -201,11 +188,30 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, start
         return _stopped_early(writer, net.weights.label, device, started, timings)
     timings["features_s"] = round(time.time() - t, 2)
     t = time.time()
-    group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
     # Each new best is saved at once (atomically): a killed run still leaves its best model.
-    rows, best_epoch = fit(train_model, x_train, ds.y_train, (x_val, ds.y_val), config,
-                           progress, on_gpu=on_gpu, on_epoch=writer.history,
-                           on_best=lambda epoch: writer.model(net.model), steps_per_execution=group)
+    common = dict(on_gpu=on_gpu, on_epoch=writer.history, on_best=lambda epoch: writer.model(net.model))
+    before = None
+    two_phase = config.mode == "finetune" and config.head_epochs > 0
+    if two_phase:  # first the head alone, on frozen features (the head's layers are shared)
+        try:
+            head, f_train, f_val = head_inputs(net, config, ds, progress, on_gpu,
+                                               None if config.augment else (x_train, x_val))
+        except Stopped:
+            return _stopped_early(writer, net.weights.label, device, started, timings)
+        before = fit(head, f_train, ds.y_train, (f_val, ds.y_val), config, progress,
+                     epochs=config.head_epochs, steps_per_execution=_HEAD_STEPS_PER_EXECUTION,
+                     phase="head", label="Training the head", **common)
+        del f_train, f_val
+        if before[0]:
+            progress.mark(len(before[0]), "fine-tuning starts")
+    if progress.stop_requested and before is not None:
+        rows, best_epoch = before
+    else:
+        group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
+        rows, best_epoch = fit(train_model, x_train, ds.y_train, (x_val, ds.y_val), config,
+                               progress, steps_per_execution=group, before=before,
+                               phase="finetune" if two_phase else None,
+                               label="Fine-tuning" if two_phase else "Training", **common)
     timings["train_s"] = round(time.time() - t, 2)
     progress.message("Evaluating on the test split")
     scores = evaluate(train_model, x_test, ds, config.batch_size)  # the one look at the test split
@@ -216,19 +222,20 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, start
         "status": "stopped" if stopped else "done", "test_accuracy": scores["accuracy"],
         "val_accuracy": best.get("val_accuracy"), "protocol": config.protocol,
         "epochs": len(rows), "best_epoch": best_epoch,
-        "early_stopped": bool(config.patience and best_epoch and len(rows) < config.epochs
-                              and not stopped),
+        "early_stopped": bool(config.patience and best_epoch and not stopped and len(rows)
+                              < config.epochs + (config.head_epochs if two_phase else 0)),
         "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
-        "per_class_accuracy": scores["per_class"], "wall_s": wall, "timings": timings,
+        "per_class_accuracy": scores["per_class"], "class_metrics": scores["metrics"]["per_class"],
+        "macro": scores["metrics"]["macro"], "wall_s": wall, "timings": timings,
         "device": device, "backend": backend(), "precision": plan.policy,
         "devices": len(plan.devices), "weights": net.weights.label,
         "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
         "skipped": ds.skipped, "train_images": len(ds.y_train), "val_images": len(ds.y_val),
         "test_images": len(ds.y_test),
         "latency_ms": per_image_latency_ms(net.model, skip=stopped),  # batch 1, saved model
-    }, scores["confusion"], scores["misclassified"])
+    }, scores["confusion"], scores["predictions"])
     return RunResult(writer.path, best.get("val_accuracy"), scores["accuracy"], len(rows), wall,
-                     device, net.weights.label, stopped)
+                     device, net.weights.label, stopped, config.protocol, best_epoch)
 
 
 def _stopped_early(writer: RunWriter, weights: str, device: str, started: float,

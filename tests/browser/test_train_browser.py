@@ -20,7 +20,7 @@ def test_start_watch_stop_and_listed(app_url, page, cifar10_dir):
     page.goto(app_url + "/train")
     page.get_by_role("button", name="quick demo").click()
     expect(page.get_by_text("Filled the controls with the quick demo preset")).to_be_visible()
-    expect(page.get_by_label("Training subset (images)", exact=True)).to_have_value("1000")
+    expect(page.get_by_label("Training subset (images)", exact=True)).to_have_value("5000")
     # Frozen quick demo trains a head on cached features in well under a second per epoch: ask for
     # many epochs so that Stop surely lands during training (the run keeps what it learned).
     epochs = page.get_by_label("Epochs", exact=True)
