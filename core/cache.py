@@ -25,14 +25,7 @@ def max_bytes() -> int:
     Raises:
         ValueError: The variable is not a positive number.
     """
-    value = os.environ.get("EFFNET_LAB_CACHE_MAX_GB", str(DEFAULT_MAX_GB))
-    try:
-        gb = float(value)
-    except ValueError:
-        raise ValueError(f"EFFNET_LAB_CACHE_MAX_GB must be a number of gigabytes, got {value!r}") from None
-    if not gb > 0:
-        raise ValueError(f"EFFNET_LAB_CACHE_MAX_GB must be positive, got {value!r}")
-    return int(gb * 1e9)
+    return int(paths.positive_number("EFFNET_LAB_CACHE_MAX_GB", DEFAULT_MAX_GB, "gigabytes") * 1e9)
 
 
 def touch(path: str | os.PathLike) -> None:

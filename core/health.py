@@ -36,7 +36,7 @@ from core import cache, paths, splits
 from core.data import DataError, is_managed, resolve
 from core.fileio import write_json
 from core.images import MAX_FILE_BYTES, load_image
-from core.imagefolder import relative_files, scan
+from core.imagefolder import map_chunks, relative_files, scan
 
 if TYPE_CHECKING:
     from core.progress import Progress
@@ -50,7 +50,6 @@ MAX_IMAGES = 250_000  # images read per check (a larger dataset is checked in pa
 MAX_COMPARISONS = 500_000_000  # hash comparisons in the near-duplicate search (~10 s)
 LIST_LIMIT = 1000
 SAMPLES_PER_CLASS = 8
-_CHUNK = 256
 
 
 def dataset_root(spec: str) -> Path:
@@ -170,7 +169,6 @@ def _read_all(root: Path, entries: list, progress: Progress | None) -> _Facts:
     facts = _Facts(len(entries))
     if progress is not None:
         progress.start("Checking images", len(entries), "img")
-    chunks = [range(i, min(i + _CHUNK, len(entries))) for i in range(0, len(entries), _CHUNK)]
 
     def work(rows: range) -> None:
         for i in rows:
@@ -178,17 +176,7 @@ def _read_all(root: Path, entries: list, progress: Progress | None) -> _Facts:
 
     # PIL releases the GIL while decoding: a few threads keep the cores busy.
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
-        futures = [pool.submit(work, rows) for rows in chunks]
-        try:
-            for future, rows in zip(futures, chunks):
-                future.result()
-                if progress is not None:
-                    progress.advance(len(rows))
-                    progress.check_stop()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        map_chunks(pool, work, len(entries), progress)
     return facts
 
 

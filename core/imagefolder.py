@@ -289,6 +289,27 @@ def storage_preprocessing(size: int) -> Preprocessing:
     return Preprocessing(int(size), 1.0, "bicubic")
 
 
+def map_chunks(pool: ThreadPoolExecutor, work, n: int, progress: Progress | None = None) -> None:
+    """Run ``work(rows)`` on ``pool`` over ``range(n)`` in chunks of :data:`_CHUNK` rows.
+
+    Chunks finish in order for ``progress`` (advanced after each, then a stop request raises
+    :class:`~core.progress.Stopped`); on a stop or an error, the chunks not yet started are
+    cancelled before the exception goes on.
+    """
+    chunks = [range(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
+    futures = [pool.submit(work, rows) for rows in chunks]
+    try:
+        for future, rows in zip(futures, chunks):
+            future.result()
+            if progress is not None:
+                progress.advance(len(rows))
+                progress.check_stop()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
 def _decode_parts(
     parts: dict, class_names: list[str], size: int, progress: Progress | None
 ) -> tuple[dict[str, np.ndarray], int]:
@@ -304,8 +325,6 @@ def _decode_parts(
         for name, (_, files) in parts.items():
             x = np.empty((len(files), size, size, 3), np.uint8)
             ok = np.zeros(len(files), bool)
-            chunks = [range(i, min(i + _CHUNK, len(files))) for i in range(0, len(files), _CHUNK)]
-
             def work(rows: range) -> None:
                 for i in rows:
                     try:
@@ -314,17 +333,7 @@ def _decode_parts(
                     except Exception:  # PIL raises many types for broken files; all mean "skip"
                         pass
 
-            futures = [pool.submit(work, rows) for rows in chunks]
-            try:
-                for future, rows in zip(futures, chunks):
-                    future.result()
-                    if progress is not None:
-                        progress.advance(len(rows))
-                        progress.check_stop()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+            map_chunks(pool, work, len(files), progress)
             labels = np.fromiter((label for label, _ in files), np.int64, len(files))
             arrays[f"x_{name}"], arrays[f"y_{name}"] = x[ok], labels[ok]
             arrays[f"k_{name}"] = np.flatnonzero(ok)

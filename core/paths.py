@@ -70,13 +70,24 @@ def imagenet_samples_dir() -> Path | None:
     return beside if beside.is_dir() else None
 
 
+def positive_number(name: str, default: float | None, unit: str) -> float | None:
+    """The environment variable ``name`` as a positive number (``default`` when it is unset).
+
+    Raises:
+        ValueError: The variable is set but is not a positive number; the message names it.
+    """
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of {unit}, got {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return number
+
+
 def download_timeout() -> float:
     """Seconds an online download may take to start before we fall back to offline sources."""
-    value = os.environ.get("EFFNET_LAB_DOWNLOAD_TIMEOUT", "10")
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"EFFNET_LAB_DOWNLOAD_TIMEOUT must be a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise ValueError(f"EFFNET_LAB_DOWNLOAD_TIMEOUT must be positive, got {value!r}")
-    return seconds
+    return positive_number("EFFNET_LAB_DOWNLOAD_TIMEOUT", 10.0, "seconds")

@@ -55,19 +55,13 @@ def memory_budget() -> int:
     Raises:
         ValueError: The variable is not a positive number.
     """
-    value = os.environ.get("EFFNET_LAB_FEATURE_MEMORY_GB")
-    if value is None:
-        try:
-            return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-        except (ValueError, OSError, AttributeError):
-            return 4 * 10**9
+    gb = paths.positive_number("EFFNET_LAB_FEATURE_MEMORY_GB", None, "gigabytes")
+    if gb is not None:
+        return int(gb * 1e9)
     try:
-        gb = float(value)
-    except ValueError:
-        raise ValueError(f"EFFNET_LAB_FEATURE_MEMORY_GB must be a number of gigabytes, got {value!r}") from None
-    if not gb > 0:
-        raise ValueError(f"EFFNET_LAB_FEATURE_MEMORY_GB must be positive, got {value!r}")
-    return int(gb * 1e9)
+        return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 4 * 10**9
 
 
 def free_disk_bytes(folder: Path) -> int:
