@@ -5,6 +5,8 @@ directory" router never sees it: with ``st.navigation`` the app defines its page
 deep link such as ``/train`` as the first request gets the real navigation.
 """
 
+import re
+
 import streamlit as st
 
 from app_pages import _streamlit_private
@@ -29,6 +31,15 @@ def plain(text) -> str:
     """``text`` escaped so that Streamlit's Markdown shows it literally (user text: file, class,
     dataset and run names), e.g. ``a*b*`` stays ``a*b*`` instead of turning italic."""
     return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in str(text)).replace("\n", " ")
+
+
+_SERVER_PATH = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)*([\w.@+-]+)")
+
+
+def no_paths(text) -> str:
+    """``text`` with each absolute server path cut to its last part (``/srv/x/cifar10`` →
+    ``cifar10``): visitors see what a run used, not where the server keeps it."""
+    return _SERVER_PATH.sub(r"\1", str(text))
 
 
 def run_navigation() -> None:

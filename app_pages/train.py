@@ -9,7 +9,7 @@ started from the command line) to compare, inspect, download and delete.
 
 import streamlit as st
 
-from app_pages import ICONS, analysis, charts, dataset_panel, exports, plain, session
+from app_pages import ICONS, analysis, charts, dataset_panel, exports, no_paths, plain, session
 from core import jobs, runs, training
 from core.progress import JobStatus
 from core.weights import SOURCES, list_weights_files
@@ -254,10 +254,10 @@ def run_details(run) -> None:
               help=f"best epoch: {res['best_epoch']}" if res.get("best_epoch") else None)
     c3.metric("Status", run.status)
     c4.metric("Epochs", len(run.history))
-    c5.metric("Backbone", f"{cfg.get('backbone', '?')} @ {cfg.get('resolution', '?')}px")
+    c5.metric(f"Backbone at {cfg.get('resolution', '?')} px", cfg.get("backbone", "?"))
     facts = [f"weights: {res['weights']}" if res.get("weights") else None,
              f"device: {res['device']}" if res.get("device") else None,
-             f"data: {res['data_source']} ({res.get('split', '')})" if res.get("data_source") else None,
+             f"data: {no_paths(res['data_source'])} ({no_paths(res.get('split', ''))})" if res.get("data_source") else None,
              f"{res['skipped']} unreadable image file(s) skipped" if res.get("skipped") else None,
              f"wall time {fmt_seconds(res['wall_s'])}" if res.get("wall_s") is not None else None]
     st.text(" · ".join(f for f in facts if f))
@@ -266,7 +266,7 @@ def run_details(run) -> None:
                    "accuracy is optimistic.", icon=":material/info:")
     if run.status in ("error", "interrupted"):
         st.error(f"This run {'failed' if run.status == 'error' else 'was interrupted'}: "
-                 f"{plain(run.error)}")
+                 f"{plain(no_paths(run.error))}")
     if run.history:  # the saved curves, with the phase boundary of two-phase fine-tuning
         st.plotly_chart(charts.curves_figure(
             run.history, marks=charts.phase_marks(run.history),

@@ -272,3 +272,14 @@ def test_single_user_mode_keeps_runs_yours_across_sessions(isolated, monkeypatch
     monkeypatch.delenv("EFFNET_LAB_SINGLE_USER")
     other = AppTest.from_file(PAGE, default_timeout=60).run()
     assert list(other.dataframe[0].value["run"]) == ["from-the-cli"]
+
+
+def test_run_details_never_show_server_paths(isolated):
+    """Visitors see which data a run used, not where the server keeps it."""
+    make_run(isolated / "runs", "cli-run", results={
+        "data_source": "local CIFAR-10 copy: image folder /srv/secret/datasets/cifar10 (cache hit)",
+        "split": "45000/5000/10000 train/validation/test"})
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    shown = texts(at.text)
+    assert "image folder cifar10 (cache hit)" in shown and "45000/5000/10000" in shown
+    assert "/srv" not in shown and "secret" not in shown
