@@ -368,18 +368,22 @@ def render_search(job, snap) -> None:
             "resolution": c["resolution"], "MFLOPs": round(c["flops"] / 1e6, 1),
             "starts from": "B0's ImageNet weights" if c["start"] == "imagenet" else "scratch",
             "status": c["status"], "epochs": c.get("epochs_done"),
-            "test accuracy": pct(c.get("test_accuracy")),
+            "validation accuracy": pct(c.get("val_accuracy")),
             "± (1 s.e.)": pct(c.get("stderr")),
-            "another seed": pct(repeats.get(c["index"], {}).get("test_accuracy")),
+            "another seed": pct(repeats.get(c["index"], {}).get("val_accuracy")),
+            "test accuracy (once)": pct(c.get("test_accuracy")),
         } for c in rows]), hide_index=True, key="scaling_search_table")
     st.info(f"How noisy: {result['noise']}", icon=":material/info:")
-    st.caption(f"Data {plain(result['data'])}: {result.get('train_images', '?')} training and "
+    st.caption(f"Data {plain(result['data'])}: {result.get('train_images', '?')} training, "
+               f"{result.get('val_images', '?')} validation and "
                f"{result.get('test_images', '?')} test images at a base of "
                f"{result.get('base_resolution', '?')} px · weights: "
                f"{plain(result.get('weights', '?'))} · {result['device']} · wall "
                f"{result['wall_s']:.0f} s of a {result['budget_s']:g} s budget. Candidates from "
                "ImageNet weights have a head start that a short training does not remove: the "
-               "comparison is between architecture-and-start pairs, not architectures alone.")
+               "comparison is between architecture-and-start pairs, not architectures alone. "
+               "Candidates are ranked on validation; each test accuracy is measured once and "
+               "never used to pick.")
     if result.get("stopped"):
         st.info("Stopped: candidates not trained show as skipped.")
 

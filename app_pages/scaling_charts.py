@@ -136,26 +136,26 @@ def candidate_label(c: dict) -> str:
 
 
 def search_figure(result: dict) -> go.Figure:
-    """Test accuracy per candidate with ±1 standard error, coloured by where it started, and
+    """Validation accuracy per candidate with ±1 standard error, coloured by where it started, and
     the repeats with another seed as diamonds."""
     fig = go.Figure()
-    tested = [c for c in result.get("candidates", []) if c.get("test_accuracy") is not None]
+    tested = [c for c in result.get("candidates", []) if c.get("val_accuracy") is not None]
     for start, color, name in (("imagenet", IMAGENET_COLOR, "from B0's ImageNet weights"),
                                ("scratch", SCRATCH_COLOR, "from scratch")):
         group = [c for c in tested if c["start"] == start]
         if group:
             fig.add_trace(go.Bar(
-                x=[candidate_label(c) for c in group], y=[100 * c["test_accuracy"] for c in group],
+                x=[candidate_label(c) for c in group], y=[100 * c["val_accuracy"] for c in group],
                 error_y={"type": "data", "array": [100 * c["stderr"] for c in group]},
                 marker_color=color, name=name))
     labels = {c["index"]: candidate_label(c) for c in result.get("candidates", [])}
-    repeats = [r for r in result.get("repeats", []) if r.get("test_accuracy") is not None]
+    repeats = [r for r in result.get("repeats", []) if r.get("val_accuracy") is not None]
     if repeats:
         fig.add_trace(go.Scatter(
-            x=[labels[r["candidate"]] for r in repeats], y=[100 * r["test_accuracy"] for r in repeats],
+            x=[labels[r["candidate"]] for r in repeats], y=[100 * r["val_accuracy"] for r in repeats],
             mode="markers", marker={"symbol": "diamond", "size": 12, "color": "black"},
             name="same candidate, another seed"))
-    fig.update_layout(height=380, barmode="group", yaxis={"title": "test accuracy (%)",
+    fig.update_layout(height=380, barmode="group", yaxis={"title": "validation accuracy (%)",
                                                           "rangemode": "tozero"},
                       xaxis={"categoryorder": "array", "categoryarray": list(labels.values())},
                       margin={"t": 20, "b": 40}, legend={"orientation": "h", "y": -0.25})

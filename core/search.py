@@ -23,10 +23,15 @@ budget is planned as one compile plus an equal share of training time per traini
 repeats are dropped first when it is short, and candidates that no longer fit are reported as
 skipped.
 
-Noise: with a few hundred test images one accuracy has a standard error of a few points, and
-another seed moves a briefly trained network by as much. The search reports the binomial
-standard error of each accuracy and retrains the best and the worst candidate with another seed
-when the budget allows; the result's ``noise`` sentence says whether the ranking means anything.
+Honest numbers: candidates are ranked on a **validation** split held out of the training data
+(as many images as the test subset, stratified, seeded); each candidate's test accuracy is
+measured once, after its training, and reported beside it, never used to pick.
+
+Noise: with a few hundred validation images one accuracy has a standard error of a few points,
+and another seed moves a briefly trained network by as much. The search reports the binomial
+standard error of each validation accuracy and retrains the best and the worst candidate with
+another seed when the budget allows; the result's ``noise`` sentence says whether the ranking
+means anything.
 """
 
 from __future__ import annotations
@@ -258,14 +263,17 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
     elapsed = time.monotonic() - started
     status = ("stopped" if progress.stop_requested else
               "done" if seen >= n * config.epochs else "budget")
-    accuracy = stderr = None
-    if status != "stopped":
-        probs = np.asarray(model.predict(ds.x_test, batch_size=256, verbose=0))
-        accuracy = float((probs.argmax(axis=1) == ds.y_test).mean())
-        stderr = math.sqrt(accuracy * (1 - accuracy) / len(ds.y_test))
+    scores = {"val_accuracy": None, "stderr": None, "test_accuracy": None}
+    if status != "stopped":  # validation ranks the candidates; the test split is measured once
+        for key, x, y in (("val_accuracy", ds.x_val, ds.y_val),
+                          ("test_accuracy", ds.x_test, ds.y_test)):
+            probs = np.asarray(model.predict(x, batch_size=256, verbose=0))
+            scores[key] = float((probs.argmax(axis=1) == y).mean())
+        acc = scores["val_accuracy"]
+        scores["stderr"] = math.sqrt(acc * (1 - acc) / len(ds.y_val))
     keras.backend.clear_session()
     compile_s = (callback.first_step_at or time.monotonic()) - started
-    return {"status": status, "test_accuracy": accuracy, "stderr": stderr, "seed": seed,
+    return {"status": status, **scores, "seed": seed,
             "train_s": round(elapsed, 2), "compile_s": round(compile_s, 2),
             "images_seen": int(seen),
             "epochs_done": round(seen / n, 3), "copied_layers": copied,
@@ -274,20 +282,20 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
 
 # ----- the search ---------------------------------------------------------------------------------
 def seed_spread(candidates: list[dict], repeats: list[dict]) -> float | None:
-    """The largest change of test accuracy when a candidate was trained again with another
-    seed (None when nothing was repeated)."""
-    shifts = [abs(r["test_accuracy"] - candidates[r["candidate"]]["test_accuracy"])
-              for r in repeats if r.get("test_accuracy") is not None]
+    """The largest change of validation accuracy when a candidate was trained again with
+    another seed (None when nothing was repeated)."""
+    shifts = [abs(r["val_accuracy"] - candidates[r["candidate"]]["val_accuracy"])
+              for r in repeats if r.get("val_accuracy") is not None]
     return max(shifts) if shifts else None
 
 
 def noise_sentence(candidates: list[dict], repeats: list[dict]) -> str:
     """One honest sentence on how far the ranking can be trusted: the gap between best and
     worst against twice the largest standard error and the seed-to-seed spread."""
-    scored = [c for c in candidates if c.get("test_accuracy") is not None]
+    scored = [c for c in candidates if c.get("val_accuracy") is not None]
     if len(scored) < 2:
         return "Fewer than two candidates were tested: there is nothing to rank."
-    accs = [c["test_accuracy"] for c in scored]
+    accs = [c["val_accuracy"] for c in scored]
     gap = max(accs) - min(accs)
     stderr = max(c["stderr"] for c in scored)
     spread = seed_spread(candidates, repeats)
@@ -335,7 +343,8 @@ def _candidate_rows(candidates: list[Candidate], base: int, classes: int, info) 
                      "constraint": c.constraint, "depth": m.depth, "width": m.width,
                      "resolution": m.resolution, "params": net.params, "flops": net.flops,
                      "start": "imagenet" if imagenet else "scratch", "start_detail": detail,
-                     "status": "skipped", "test_accuracy": None, "stderr": None})
+                     "status": "skipped", "val_accuracy": None, "test_accuracy": None,
+                     "stderr": None})
     return rows
 
 
@@ -357,7 +366,7 @@ def search(args: dict, progress: Progress | None = None) -> dict:
         ValueError: Bad arguments or data (nothing is trained).
         core.weights.WeightsError: Requested ImageNet weights unavailable.
     """
-    from core.data import load_dataset
+    from core.data import load_dataset, subsample
     from core.runtime import accelerators, describe_device, device_context
 
     progress = progress if progress is not None else Progress()
@@ -374,8 +383,17 @@ def search(args: dict, progress: Progress | None = None) -> dict:
     on_gpu = bool(accelerators())
     try:
         progress.message("Loading data")
-        ds = load_dataset(config.data, subset=config.subset, test_subset=config.test_subset,
-                          seed=config.seed, progress=progress)
+        ds = load_dataset(config.data, test_subset=config.test_subset, seed=config.seed,
+                          progress=progress)
+        if not len(ds.y_val):
+            raise ValueError("the search ranks candidates on a validation split, and this "
+                             "dataset has none: add images, or a val/ folder")
+        # Validation as large as the test subset (not shrunk with the training subset): the
+        # ranking's noise is set by it.
+        ds.x_val, ds.y_val = subsample(ds.x_val, ds.y_val, config.test_subset or len(ds.y_val),
+                                       config.seed)
+        if config.subset:
+            ds.x_train, ds.y_train = subsample(ds.x_train, ds.y_train, config.subset, config.seed)
         base = int(base) if base is not None else max(32, ds.storage_size)
         scaling.multipliers(1, 1.0, 1.0, 1.0, base)  # checks the base resolution's range
         if weights == "none":  # every candidate from scratch, Keras's own stem normalisation
@@ -384,7 +402,8 @@ def search(args: dict, progress: Progress | None = None) -> dict:
             progress.message("Loading B0's ImageNet weights")
             with device_context(on_gpu):
                 family, by_name, normalization, info = _source_weights(weights, base)
-        out.update(train_images=len(ds.y_train), test_images=len(ds.y_test),
+        out.update(train_images=len(ds.y_train), val_images=len(ds.y_val),
+                   test_images=len(ds.y_test),
                    base_resolution=base, family=family,
                    weights=info.label if info else "none (every candidate from scratch)",
                    weights_detail=info.detail if info else "")
@@ -428,10 +447,10 @@ def search(args: dict, progress: Progress | None = None) -> dict:
                 if not seconds:
                     break  # not even one more training fits: the rest stay "skipped"
                 run(row, config.seed, seconds)
-            scored = [r for r in rows if r["test_accuracy"] is not None]
+            scored = [r for r in rows if r["val_accuracy"] is not None]
             if scored and all(r["status"] != "skipped" for r in rows):
-                best = max(scored, key=lambda r: r["test_accuracy"])
-                worst = min(scored, key=lambda r: r["test_accuracy"])
+                best = max(scored, key=lambda r: r["val_accuracy"])
+                worst = min(scored, key=lambda r: r["val_accuracy"])
                 picks = [best] if best is worst else [best, worst]
                 for j, row in enumerate(picks):  # the same candidate again, another seed
                     seconds = share(len(picks) - j)
@@ -440,9 +459,9 @@ def search(args: dict, progress: Progress | None = None) -> dict:
                     run(row, config.seed + 1, seconds)
     except Stopped:
         out["stopped"] = True
-    scored = [r for r in out["candidates"] if r.get("test_accuracy") is not None]
-    out["best"] = max(scored, key=lambda r: r["test_accuracy"])["index"] if scored else None
-    out["worst"] = min(scored, key=lambda r: r["test_accuracy"])["index"] if scored else None
+    scored = [r for r in out["candidates"] if r.get("val_accuracy") is not None]
+    out["best"] = max(scored, key=lambda r: r["val_accuracy"])["index"] if scored else None
+    out["worst"] = min(scored, key=lambda r: r["val_accuracy"])["index"] if scored else None
     out["spread"] = seed_spread(out["candidates"], out["repeats"])
     out["noise"] = noise_sentence(out["candidates"], out["repeats"])
     out["wall_s"] = round(time.monotonic() - started, 2)

@@ -193,4 +193,5 @@ def test_search_section_runs_a_small_search(app, tmp_path, monkeypatch, tiny_cif
     assert list(table["candidate"]) == ["α 2 · β 1 · γ 1"]
     assert list(table["α·β²·γ²"]) == [2.0]
     assert list(table["starts from"]) == ["B0's ImageNet weights"]
+    assert table["validation accuracy"][0].endswith("%") and table["test accuracy (once)"][0].endswith("%")
     assert any(i.value.startswith("How noisy") for i in app.info)

@@ -123,8 +123,9 @@ def test_search_json_fields(tiny_cifar):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert {"candidates", "repeats", "best", "worst", "spread", "noise", "device", "weights",
-            "budget_s", "wall_s", "family", "train_images", "test_images"} <= set(data)
+            "budget_s", "wall_s", "family", "train_images", "val_images", "test_images"} <= set(data)
     assert data["budget_s"] == 60 and data["train_images"] == 40
     assert [c["start"] for c in data["candidates"]] == ["scratch"] * 3  # weights none
     assert all(abs(c["constraint"] - 2) < 0.02 for c in data["candidates"])
+    assert data["candidates"][0]["val_accuracy"] is not None
     assert data["candidates"][0]["test_accuracy"] is not None

@@ -47,6 +47,7 @@ def test_sweep_on_cached_head_features(mini_cifar):
     assert all(a < b for a, b in zip(out["lrs"], out["lrs"][1:]))
     assert out["suggested"] and 1e-5 <= out["suggested"] <= 10
     assert out["weights"].startswith("lite0") and not out["stopped"]
+    assert out["trains_on"] == "cached pooled features"
 
 
 @pytest.mark.slow
@@ -62,7 +63,7 @@ def test_lr_find_command(tiny_cifar, tmp_path):
     assert len(out["lrs"]) <= 20 and out["images"] == 90
     assert summary.startswith("suggested learning rate:")
     assert table and table[0].startswith("  lr")
-    assert "Extracting features (train)" in result.stderr  # the top blocks train on cached maps
+    assert out["trains_on"] == "cached feature maps"  # the top blocks, on maps extracted once
     bad = subprocess.run([sys.executable, "-m", "core", "lr-find", "--steps", "2"], cwd=REPO,
                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--steps" in bad.stderr

@@ -81,12 +81,12 @@ def test_cost_figure_plots_latency_against_flops_and_params_and_names_the_device
 def test_search_figure_colours_by_start_and_shows_repeats():
     result = {"candidates": [
         {"index": 0, "alpha": 2.0, "beta": 1.0, "gamma": 1.0, "start": "imagenet",
-         "test_accuracy": 0.6, "stderr": 0.05},
+         "val_accuracy": 0.6, "test_accuracy": 0.58, "stderr": 0.05},
         {"index": 1, "alpha": 1.51, "beta": 1.15, "gamma": 1.0, "start": "scratch",
-         "test_accuracy": 0.3, "stderr": 0.04},
+         "val_accuracy": 0.3, "test_accuracy": 0.33, "stderr": 0.04},
         {"index": 2, "alpha": 1.14, "beta": 1.15, "gamma": 1.15, "start": "scratch",
-         "test_accuracy": None, "stderr": None}],  # skipped: not drawn as a bar
-        "repeats": [{"candidate": 0, "test_accuracy": 0.55}]}
+         "val_accuracy": None, "test_accuracy": None, "stderr": None}],  # skipped: not drawn as a bar
+        "repeats": [{"candidate": 0, "val_accuracy": 0.55, "test_accuracy": 0.5}]}
     fig = charts.search_figure(result)
     bars = {t.name: t for t in fig.data if t.type == "bar"}
     assert list(bars["from B0's ImageNet weights"].y) == [60.0]

@@ -45,10 +45,10 @@ def test_bad_settings_are_refused(args, message):
 
 
 def test_noise_sentence_says_when_the_ranking_is_noise():
-    close = [{"test_accuracy": 0.52, "stderr": 0.05}, {"test_accuracy": 0.48, "stderr": 0.05}]
-    text = search.noise_sentence(close, [{"candidate": 0, "test_accuracy": 0.45}])
+    close = [{"val_accuracy": 0.52, "stderr": 0.05}, {"val_accuracy": 0.48, "stderr": 0.05}]
+    text = search.noise_sentence(close, [{"candidate": 0, "val_accuracy": 0.45}])
     assert "cannot be told apart" in text and "up to 7.0 points" in text
-    apart = [{"test_accuracy": 0.9, "stderr": 0.01}, {"test_accuracy": 0.3, "stderr": 0.01}]
+    apart = [{"val_accuracy": 0.9, "stderr": 0.01}, {"val_accuracy": 0.3, "stderr": 0.01}]
     assert "more than the noise" in search.noise_sentence(apart, [])
     assert "nothing to rank" in search.noise_sentence(apart[:1], [])
 
@@ -115,8 +115,13 @@ def test_search_on_a_tiny_subset_within_a_tiny_budget(tiny_cifar):
     assert [c["resolution"] for c in rows] == [32, scaling.multipliers(1, 1.39, 1.0, 1.2, 32).resolution, 32]
     first = rows[0]
     assert first["status"] in ("done", "budget") and 0 <= first["test_accuracy"] <= 1
-    assert first["stderr"] == pytest.approx(math.sqrt(first["test_accuracy"]
-                                                      * (1 - first["test_accuracy"]) / 30))
+    # Ranked on validation (held out of the training data), the test split measured once.
+    assert result["test_images"] == 30 and 0 < result["val_images"] <= 30
+    assert result["train_images"] == 60
+    assert first["stderr"] == pytest.approx(math.sqrt(first["val_accuracy"]
+                                                      * (1 - first["val_accuracy"]) / result["val_images"]))
+    scored = [c for c in rows if c["val_accuracy"] is not None]
+    assert result["best"] == max(scored, key=lambda c: c["val_accuracy"])["index"]
     assert first["copied_layers"] > 0 and first["images_seen"] > 0
     assert {c["status"] for c in rows} <= {"done", "budget", "skipped"}
     assert result["noise"] and result["best"] is not None

@@ -228,18 +228,21 @@ def run_search(args: argparse.Namespace) -> int:
         print(json.dumps(result), flush=True)
         return status
     print(f"Search at phi = 1 on {result['data']} ({result.get('train_images', '?')} train / "
-          f"{result.get('test_images', '?')} test images, base {result.get('base_resolution', '?')}"
-          f" px) on {result['device']}; weights {result.get('weights', '?')}")
+          f"{result.get('val_images', '?')} validation / {result.get('test_images', '?')} test "
+          f"images, base {result.get('base_resolution', '?')} px) on {result['device']}; "
+          f"weights {result.get('weights', '?')}")
+    print("  ranked on validation; test measured once per candidate, never used to pick")
     print(f"  {'#':>2} {'alpha':>6}{'beta':>6}{'gamma':>6}{'a*b2*g2':>9}{'px':>5}{'GFLOPs':>8}"
-          f"  {'start':<9}{'status':<9}{'epochs':>7}{'accuracy':>16}")
+          f"  {'start':<9}{'status':<9}{'epochs':>7}{'validation':>16}{'test':>8}")
     for c in result["candidates"]:
-        acc = (f"{100 * c['test_accuracy']:.1f} ± {100 * c['stderr']:.1f} %"
-               if c.get("test_accuracy") is not None else "—")
+        val = (f"{100 * c['val_accuracy']:.1f} ± {100 * c['stderr']:.1f} %"
+               if c.get("val_accuracy") is not None else "—")
+        test = "—" if c.get("test_accuracy") is None else f"{100 * c['test_accuracy']:.1f} %"
         print(f"  {c['index'] + 1:>2} {c['alpha']:>6.2f}{c['beta']:>6.2f}{c['gamma']:>6.2f}"
               f"{c['constraint']:>9.3f}{c['resolution']:>5}{c['flops'] / 1e9:>8.3f}  "
-              f"{c['start']:<9}{c['status']:<9}{c.get('epochs_done', 0):>7.2f}{acc:>16}")
+              f"{c['start']:<9}{c['status']:<9}{c.get('epochs_done', 0):>7.2f}{val:>16}{test:>8}")
     for r in result["repeats"]:
-        acc = "—" if r.get("test_accuracy") is None else f"{100 * r['test_accuracy']:.1f} %"
+        acc = "—" if r.get("val_accuracy") is None else f"{100 * r['val_accuracy']:.1f} % validation"
         print(f"  repeat of #{r['candidate'] + 1} with seed {r['seed']}: {acc}")
     print(f"  {result['noise']}")
     print(f"  wall {result['wall_s']:.1f} s (budget {result['budget_s']:g} s)")

@@ -77,7 +77,8 @@ def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int
 
     Returns:
         ``lrs``, ``losses`` (raw, per step), ``smoothed``, the suggestions of :func:`suggest`,
-        ``images`` (training images used), ``device`` and ``weights``.
+        ``images`` (training images used), ``trains_on`` ("images", "cached pooled features" or
+        "cached feature maps"), ``device`` and ``weights``.
 
     Raises:
         ValueError: Bad configuration or data, or ``steps``/``start``/``end`` out of range.
@@ -107,6 +108,8 @@ def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int
         model, x, _, _ = training_inputs(net, sweep, ds, progress, on_gpu, train_only=True)
         y = ds.y_train
         x = x[0] if isinstance(x, tuple) else x  # the sweep needs no flip augmentation
+        trains_on = ("images" if x is ds.x_train else "cached pooled features"
+                     if sweep.mode == "frozen" else "cached feature maps")
         compile_model(model, sweep, len(y), 1, on_gpu)
         lrs = lr_schedule(steps, start, end)
         batch = config.batch_size
@@ -133,8 +136,8 @@ def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int
             best = min(best, smoothed)
     lrs = [float(v) for v in lrs[:len(losses)]]
     return {"lrs": lrs, "losses": losses, "smoothed": [float(v) for v in smooth(losses)],
-            **suggest(lrs, losses), "images": int(len(y)), "device": device,
-            "weights": net.weights.label, "stopped": progress.stop_requested}
+            **suggest(lrs, losses), "images": int(len(y)), "trains_on": trains_on,
+            "device": device, "weights": net.weights.label, "stopped": progress.stop_requested}
 
 
 def lr_find_job(args: dict, progress: Progress) -> dict:
