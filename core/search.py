@@ -230,7 +230,7 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
     import keras
 
     from core.models import build_efficientnet
-    from core.training.fit import compile_model
+    from core.training.fit import compile_model, predict
 
     keras.utils.set_random_seed(seed)
     m = scaling.multipliers(1, c.alpha, c.beta, c.gamma, base_resolution)
@@ -267,8 +267,7 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
     if status != "stopped":  # validation ranks the candidates; the test split is measured once
         for key, x, y in (("val_accuracy", ds.x_val, ds.y_val),
                           ("test_accuracy", ds.x_test, ds.y_test)):
-            probs = np.asarray(model.predict(x, batch_size=256, verbose=0))
-            scores[key] = float((probs.argmax(axis=1) == y).mean())
+            scores[key] = float((predict(model, x, 256).argmax(axis=1) == y).mean())
         acc = scores["val_accuracy"]
         scores["stderr"] = math.sqrt(acc * (1 - acc) / len(ds.y_val))
     keras.backend.clear_session()

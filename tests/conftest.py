@@ -12,6 +12,7 @@ quick inner loop) and ``browser`` (real Chromium; every test under ``tests/brows
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -220,6 +221,11 @@ def make_run(root: Path, name: str, *, created=None, status="done", model=None, 
         writer.finish({"status": status, "test_accuracy": accuracy, "epochs": 2, **(results or {})},
                       scores["confusion"], scores["predictions"])
     return root / name
+
+
+def texts(elements) -> str:
+    """AppTest elements' text as shown (Markdown escapes of user text removed)."""
+    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in elements))
 
 
 def no_temp_files(folder: Path) -> bool:

@@ -1,7 +1,6 @@
 """AppTest for the start page and the Classify page (the real model, no mocks)."""
 
 import io
-import re
 from pathlib import Path
 
 import pytest
@@ -9,12 +8,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from conftest import texts
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
-
-def texts(elements) -> str:
-    """The elements' text as shown (Markdown escapes of user text removed)."""
-    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in elements))
 
 
 def test_home_page_shows_runtime_and_weights():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import time
 import zipfile
 from pathlib import Path
@@ -16,16 +15,14 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from conftest import texts
+
 from core import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "data.py")
 TRAIN = str(ROOT / "app_pages" / "train.py")
 
-
-def texts(elements) -> str:
-    """The elements' text as shown (Markdown escapes of user text removed)."""
-    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in elements))
 
 
 def jpeg(seed: int) -> bytes:

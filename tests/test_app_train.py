@@ -3,7 +3,6 @@ bad values, a real tiny run in a worker process, and two visitors sharing one tr
 
 from __future__ import annotations
 
-import re
 
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import make_run
+from conftest import make_run, texts
 from core import jobs, runs, training
 from core.progress import JobStatus
 
@@ -26,10 +25,6 @@ def widget(at: AppTest, field: str):
     opt = dict((name, o) for name, o, _ in training.options())[field]
     return getattr(at, KINDS[opt.widget])(key=f"train_{field}")
 
-
-def texts(elements) -> str:
-    """The elements' text as shown (Markdown escapes of user text removed)."""
-    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in elements))
 
 
 @pytest.fixture

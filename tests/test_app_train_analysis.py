@@ -4,21 +4,17 @@ gallery with Grad-CAM heatmaps."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import make_run
+from conftest import make_run, texts
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "train.py")
 
-
-def texts(elements) -> str:
-    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in elements))
 
 
 @pytest.fixture

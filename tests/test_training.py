@@ -47,6 +47,23 @@ def test_accuracy(model, ds) -> float:
 test_accuracy.__test__ = False  # a helper, not a test
 
 
+def saved_model(result, mini, cfg):
+    """The run's saved model, checked to give the test accuracy the run reported."""
+    model, _, _ = runs.load_run_model(result.run_dir)
+    ds = load_dataset(str(mini), seed=cfg.seed)
+    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
+    return model
+
+
+def trained_and_imagenet_backbones(model):
+    """A finetuned run's Lite0 backbone, and the ImageNet Lite0 it started from."""
+    from core.weights import load_backbone
+
+    original, _ = load_backbone("lite0", "lite0", input_shape=(32, 32, 3), include_top=False,
+                                pooling="avg")
+    return model.get_layer("efficientnetlite0"), original
+
+
 # ----- configuration ----------------------------------------------------------------------------
 @pytest.mark.parametrize("field, value, message", [
     ("backbone", "b9", "backbone must be one of b0, b1"),
@@ -188,8 +205,6 @@ def test_existing_run_name_is_refused(frozen_run, mini):
 
 # ----- fine-tuning ------------------------------------------------------------------------------
 def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
-    from core.weights import load_backbone
-
     cfg = config(mini, mode="finetune", augment=False, finetune_blocks=1, epochs=1,
                  cache_features=True)
     cached = Path(os.environ["EFFNET_LAB_CACHE"]) / "features"
@@ -199,12 +214,8 @@ def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
     assert phases.phases[-4:] == ["Extracting features (train)", "Extracting features (validation)",
                                   "Extracting features (test)", "Training"]
     assert len(set(cached.glob("*.npy")) - before) == 3  # train, validation and test maps cached
-    model, _, _ = runs.load_run_model(result.run_dir)
-    ds = load_dataset(str(mini), seed=cfg.seed)
-    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
-    backbone = model.get_layer("efficientnetlite0")
-    original, _ = load_backbone("lite0", "lite0", input_shape=(32, 32, 3), include_top=False,
-                                pooling="avg")
+    model = saved_model(result, mini, cfg)
+    backbone, original = trained_and_imagenet_backbones(model)
     for name in ("stem_conv", "block6d_project_conv"):  # frozen: untouched
         np.testing.assert_array_equal(backbone.get_layer(name).get_weights()[0],
                                       original.get_layer(name).get_weights()[0])
@@ -217,8 +228,6 @@ def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path, augment):
-    from core.weights import load_backbone
-
     cfg = config(mini, mode="finetune", augment=augment, finetune_blocks=1, head_epochs=2,
                  epochs=2, lr=3e-3)
     phases = PhaseLog()
@@ -233,12 +242,8 @@ def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path
         (1, "head"), (2, "head"), (3, "finetune"), (4, "finetune")]  # saved runs show the phases
     best = max(info.history, key=lambda r: r["val_accuracy"])
     assert info.results["best_epoch"] == best["epoch"] and result.epochs == 4
-    model, _, _ = runs.load_run_model(result.run_dir)
-    ds = load_dataset(str(mini), seed=cfg.seed)
-    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
-    backbone = model.get_layer("efficientnetlite0")
-    original, _ = load_backbone("lite0", "lite0", input_shape=(32, 32, 3), include_top=False,
-                                pooling="avg")
+    model = saved_model(result, mini, cfg)
+    backbone, original = trained_and_imagenet_backbones(model)
     top_trained = not np.allclose(backbone.get_layer("top_conv").get_weights()[0],
                                   original.get_layer("top_conv").get_weights()[0])
     assert top_trained == (best["phase"] == "finetune")  # a head-phase best keeps ImageNet's top
@@ -280,9 +285,7 @@ def test_flip_augmentation_on_cached_features(mini, tmp_path, mode, head_epochs)
                          head_epochs=head_epochs), runs_root=tmp_path)
     info, other = runs.load_run(result.run_dir), runs.load_run(plain.run_dir)
     assert info.history[-1]["loss"] != other.history[-1]["loss"]  # it trained on other inputs
-    model, _, _ = runs.load_run_model(result.run_dir)
-    ds = load_dataset(str(mini), seed=cfg.seed)
-    assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
+    saved_model(result, mini, cfg)  # the saved model gives the reported test accuracy
 
 
 class PhaseLog(Progress):

@@ -216,8 +216,7 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
         # Validation by our own predict: the same path as the test split's (and flip TTA's).
         val_loss = val_accuracy = None
         if val is not None:
-            val_loss, val_accuracy = loss_and_accuracy(
-                predict_probs(model, val[0], max(batch, 256)), val[1])
+            val_loss, val_accuracy = loss_and_accuracy(predict_probs(model, val[0], batch), val[1])
         row = {
             "epoch": epoch + 1, "loss": last.get("loss"), "accuracy": last.get("accuracy"),
             "val_loss": val_loss, "val_accuracy": val_accuracy,
