@@ -31,6 +31,22 @@ def parity_text(meta: dict) -> str:
     return line
 
 
+def int8_text(meta: dict) -> str:
+    """For an int8 export: which layers stayed float32 and what they were chosen on ("" else)."""
+    chosen = meta.get("int8")
+    if not chosen:
+        return ""
+    kept = chosen["float32_layers"]
+    line = (f" {chosen['int8_layers']} layers int8 ({chosen['int8_weight_share']:.0%} of the "
+            f"weights); ")
+    line += (f"{len(kept)} kept float32 ({', '.join(kept[:4])}{', …' if len(kept) > 4 else ''}), "
+             if kept else "none kept float32, ")
+    line += f"chosen on {chosen['calibration_from']}"
+    if chosen["calibration_agreement"] is not None:
+        line += f" (agreement there {chosen['calibration_agreement']:.1%})"
+    return plain(line + ".")
+
+
 def _progress_text(snap) -> str:
     if snap.status is JobStatus.QUEUED:
         return f"Queued: position {snap.queue_position} (another export is running)"
@@ -66,7 +82,7 @@ def _panel(source: str, name: str, weights: str) -> None:
         text.markdown(f"{':material/check_circle:' if ok else ':material/warning:'} "
                       f"**{plain(meta['format_label'])}**: {parity_text(meta)}")
         text.caption(f"Checked in {plain(meta['parity']['runtime'])} on "
-                     f"{plain(meta['parity']['images_from'])}.")
+                     f"{plain(meta['parity']['images_from'])}." + int8_text(meta))
         top = f"{name}-{meta['format']}"
         button.download_button(
             "Download zip", data=lambda d=meta["dir"], top=top: zip_bytes(d, top),

@@ -1,8 +1,8 @@
 """Models out: export a finished run or the ImageNet model with Keras's own ``model.export``, then
 prove that the file predicts what the Keras model predicts.
 
-Formats (:data:`FORMATS`): ONNX, LiteRT float32, LiteRT with int8 weights (dynamic-range
-quantization: int8 weights, float32 activations) and TensorFlow SavedModel. Every exported graph
+Formats (:data:`FORMATS`): ONNX, LiteRT float32, LiteRT with int8 weights (weight-only int8,
+float32 compute; see :mod:`core.quantize`) and TensorFlow SavedModel. Every exported graph
 takes raw RGB pixels, uint8 (N, H, W, 3) in 0..255, and returns class probabilities:
 normalisation and resizing are inside it; only the crop and resize of the model's saved
 :class:`~core.images.Preprocessing` happen before, and ``model.json`` says how.
@@ -33,7 +33,7 @@ from core import paths
 from core.export_folder import list_exports, load_runner, write_folder, write_model_json
 from core.images import Preprocessing
 from core.models import all_layers, float32_model
-from core.parity_images import run_inputs, sample_photo_inputs
+from core.parity_images import calibration_inputs, run_inputs, sample_photo_inputs
 
 MIN_IMAGES = 200
 FLOAT_TARGET = {"agreement": 1.0, "max_abs_diff": 1e-4}
@@ -73,8 +73,11 @@ FORMATS = {f.key: f for f in (
            "ai-edge-litert"),
     Format("litert-int8", "LiteRT int8 weights (TensorFlow Lite)", "model_int8.tflite",
            "ai-edge-litert", "ai-edge-litert",
-           "dynamic-range: int8 weights (about 4x smaller), float32 activations computed at run "
-           "time; input and output stay uint8 pixels and float32 probabilities"),
+           "weight-only int8: int8 weights with one scale per output channel, turned into "
+           "float32 once when the model loads, float32 compute; the few layers whose int8 "
+           "weights changed the most predictions on calibration images stay float32 (listed "
+           "under int8 in model.json); input and output stay uint8 pixels and float32 "
+           "probabilities"),
     Format("tf_saved_model", "TensorFlow SavedModel", "saved_model", "tensorflow", "tensorflow"),
 )}
 
@@ -183,10 +186,18 @@ def constant_normalization(model):
             layer.mean, layer.variance = mean, variance
 
 
-def write_model_file(fmt: Format, model, path: Path) -> None:
-    """Export ``model`` (an :func:`inference_graph`) to ``path`` with Keras's ``model.export``."""
+def write_model_file(fmt: Format, model, path: Path, calibration: np.ndarray | None = None,
+                     progress=None) -> dict | None:
+    """Export ``model`` (an :func:`inference_graph`) to ``path`` with Keras's ``model.export``.
+
+    For ``litert-int8`` the float32 LiteRT file is written first and :func:`core.quantize.quantize`
+    turns it into the int8 one, choosing on ``calibration`` the layers that stay float32; returns
+    what it chose (None for the other formats).
+    """
     import keras
     import tensorflow as tf
+
+    from core import quantize
 
     # Explicit signature: a freshly loaded model was never called, which export_onnx refuses.
     signature = [keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="uint8", name="image")]
@@ -197,10 +208,14 @@ def write_model_file(fmt: Format, model, path: Path) -> None:
         elif fmt.key.startswith("litert"):
             # Built-in ops only: a graph needing TensorFlow ops fails here, not on a phone.
             options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
-            if fmt.quantization:
-                options["optimizations"] = [tf.lite.Optimize.DEFAULT]
-            model.export(str(path), format="litert", input_signature=signature, verbose=False,
+            written = path.with_name(".float32.tflite") if fmt.quantization else path
+            model.export(str(written), format="litert", input_signature=signature, verbose=False,
                          **options)
+            if fmt.quantization:
+                content, chosen = quantize.quantize(written.read_bytes(), calibration, progress)
+                path.write_bytes(content)
+                written.unlink()
+                return chosen
         else:
             model.export(str(path), format="tf_saved_model", input_signature=signature,
                          verbose=False)
@@ -311,8 +326,10 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
     progress.start(f"Exporting to {fmt.label} (5-60 s)", 0, "")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    calibration, calibration_from = (calibration_inputs(src.path, prep, progress)
+                                     if fmt.quantization else (None, None))
     t0 = time.perf_counter()
-    write_model_file(fmt, inference_graph(model), tmp / fmt.file)
+    chosen = write_model_file(fmt, inference_graph(model), tmp / fmt.file, calibration, progress)
     export_s = time.perf_counter() - t0
     write_folder(tmp, fmt, classifier.labels, prep.size)
     progress.check_stop()
@@ -331,6 +348,7 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
         "classes": list(classifier.labels),
         "preprocessing": {**prep.to_dict(), "notes": _preprocessing_notes(prep)},
         "quantization": fmt.quantization,
+        **({"int8": {**chosen, "calibration_from": calibration_from}} if chosen else {}),
         "compute": "float32" + (" (the model was saved with mixed-precision float16 layers; the "
                                 "export and its Keras reference compute in float32)"
                                 if getattr(model, "saved_with_mixed_precision", False) else ""),

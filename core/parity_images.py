@@ -113,3 +113,61 @@ def run_inputs(run_path: Path, preprocessing: Preprocessing, n: int, progress
                       f"{preprocessing.size}")
     x, text = sample_photo_inputs(preprocessing, n)
     return x, None, f"{text}; not the run's own test split: {reason}"
+
+
+CALIBRATION_IMAGES = 256
+
+
+def calibration_inputs(run_path: Path | None, preprocessing: Preprocessing, progress,
+                       n: int = CALIBRATION_IMAGES) -> tuple[np.ndarray | None, str]:
+    """Images for choosing which layers of an int8 export stay float32 (:mod:`core.quantize`),
+    never the ones the parity check uses.
+
+    A run: a seeded sample of its training and validation images (the parity check uses its
+    test split). The ImageNet model (or a run whose dataset cannot be loaded at the model's size):
+    CIFAR-10 training images, prepared at the model's crop and size. Returns (None, why) when
+    neither is available.
+    """
+    from core import runs
+    from core.progress import Stopped
+    from core.training import TrainConfig
+    from core.training.run import load_data
+
+    cfg = (runs.load_run(run_path).config or {}) if run_path else {}
+    if cfg.get("data"):
+        try:
+            ds = load_data(TrainConfig.from_dict(cfg), progress)
+        except Stopped:
+            raise
+        except Exception:  # noqa: BLE001 - fall back to CIFAR-10 below
+            ds = None
+        if ds is not None and ds.storage_size == preprocessing.size:
+            own_val = len(ds.x_val) and ds.x_val is not ds.x_test
+            pool = np.concatenate([ds.x_train, ds.x_val]) if own_val else ds.x_train
+            keep = np.sort(np.random.default_rng(1).permutation(len(pool))[:n])
+            what = "training and validation splits" if own_val else "training split"
+            return pool[keep], f"{len(keep)} images of the run's {what}"
+    files = _cifar10_train_files(n)
+    if not files:
+        return None, "no calibration images (no CIFAR-10 training folder): every layer is int8"
+    from core.images import ImageError, load_image
+
+    images = []
+    for file in files:
+        try:
+            images.append(preprocessing.apply(load_image(file)))
+        except ImageError:
+            continue
+    return np.stack(images), f"{len(images)} CIFAR-10 training images"
+
+
+def _cifar10_train_files(n: int) -> list[Path]:
+    """Up to ``n`` CIFAR-10 training files, the same share from every class (sorted names)."""
+    root = paths.cifar10_dir()
+    train = root / "train" if root else None
+    if not train or not train.is_dir():
+        return []
+    classes = sorted(p for p in train.iterdir() if p.is_dir())
+    per = -(-n // max(len(classes), 1))
+    files = [f for c in classes for f in sorted(c.iterdir())[:per]]
+    return files[:n]

@@ -198,12 +198,13 @@ def test_trained_run_exports_and_matches(trained_run, fmt, tmp_path):
     check = meta["parity"]
     assert check["images"] >= 200 and "test images" in check["images_from"]
     if spec.quantization:
-        # This two-epoch model is unsure of most images, so int8 flips some near-ties (measured
-        # 94 %); a properly trained run's figure is in docs/benchmarks.md. What must hold: no
-        # confident prediction flips, and the record says whether the 98 % target is met.
-        assert check["agreement"] >= 0.9, check
-        assert check["disagreement_max_margin"] < 0.3, check
-        assert check["meets_target"] == (check["agreement"] >= 0.98)
+        # This two-epoch model is unsure of most images (plain dynamic-range int8 agreed on
+        # 94 %); the layers that flip its near-ties stay float32, chosen on training images.
+        assert check["agreement"] >= 0.98 and check["meets_target"], check
+        chosen = meta["int8"]
+        assert chosen["calibration_from"] == (
+            "200 images of the run's training and validation splits")
+        assert chosen["int8_layers"] > 0 and chosen["int8_weight_share"] >= 0.75, chosen
     else:
         assert check["agreement"] == 1.0 and check["max_abs_diff"] <= 1e-4, check
         assert check["meets_target"] and check["disagreement_max_margin"] is None
@@ -275,11 +276,11 @@ def test_imagenet_model_exports_and_matches(fmt, imagenet_samples_dir, tmp_path)
     assert meta["preprocessing"]["crop"] == 0.875
     assert check["images"] == 200 and "20 ImageNet sample photos" in check["images_from"]
     if export.FORMATS[fmt].quantization:
-        # Measured 97.5 % (195/200): below the 98 % target, recorded as missed in model.json and
-        # docs/benchmarks.md; the 5 disagreements are near-ties (Keras top-2 margin < 9 %).
-        assert check["agreement"] >= 0.95, check
-        assert check["disagreement_max_margin"] < 0.2, check
-        assert check["meets_target"] == (check["agreement"] >= 0.98)
+        # Chosen on CIFAR-10 training photos, never the sample photos the check uses.
+        assert check["agreement"] >= 0.98 and check["meets_target"], check
+        chosen = meta["int8"]
+        assert chosen["calibration_from"] == "256 CIFAR-10 training images"
+        assert chosen["int8_weight_share"] >= 0.75 and meta["size_bytes"] < 10e6, chosen
     else:
         assert check["agreement"] == 1.0 and check["max_abs_diff"] <= 1e-4, check
         assert check["meets_target"]

@@ -29,7 +29,7 @@ def register(sub) -> None:
                    help="a finished run folder, or 'imagenet' (or a backbone name b0..b7, lite0)")
     p.add_argument("--format", required=True, metavar="FORMAT",
                    help="; ".join(f"{f.key}: {f.label}" for f in FORMATS.values())
-                   + " (int8: dynamic-range quantization, int8 weights and float activations)")
+                   + " (int8: int8 weights, float32 compute; the layers int8 hurts most stay float32)")
     p.add_argument("--out", metavar="DIR",
                    help="export folder to write (an earlier export folder is replaced; "
                         "default: RUN_DIR/exports/FORMAT, or "
@@ -76,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
           f"(agreement >= {target['agreement']:.0%}"
           + (f", diff <= {target['max_abs_diff']:g})" if "max_abs_diff" in target else ")"),
           file=sys.stderr)
+    chosen = result.get("int8")
+    if chosen:
+        print(f"int8: {chosen['int8_layers']} layers ({chosen['int8_weight_share']:.1%} of the "
+              f"weights); float32: {', '.join(chosen['float32_layers']) or 'none'}; chosen on "
+              f"{chosen['calibration_from']}", file=sys.stderr)
     summary = {k: result[k] for k in ("dir", "format", "file", "size_bytes", "export_s",
-                                      "quantization", "source", "parity")}
+                                      "quantization", "int8", "source", "parity") if k in result}
     print(json.dumps(summary), flush=True)
     return status or (0 if check["meets_target"] else 1)
