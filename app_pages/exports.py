@@ -44,6 +44,9 @@ def int8_text(meta: dict) -> str:
     line += f"chosen on {chosen['calibration_from']}"
     if chosen["calibration_agreement"] is not None:
         line += f" (agreement there {chosen['calibration_agreement']:.1%})"
+    if chosen.get("budget_reached"):
+        line += (f"; the budget of {chosen['max_float32_share']:.0%} of the weights in float32 "
+                 f"ended the choice before the {chosen['goal']:.0%} goal")
     return plain(line + ".")
 
 

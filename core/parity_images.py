@@ -123,8 +123,8 @@ def calibration_inputs(run_path: Path | None, preprocessing: Preprocessing, prog
     """Images for choosing which layers of an int8 export stay float32 (:mod:`core.quantize`),
     never the ones the parity check uses.
 
-    A run: a seeded sample of its training and validation images (the parity check uses its
-    test split). The ImageNet model (or a run whose dataset cannot be loaded at the model's size):
+    A run: a seeded sample of its validation images, topped up with training images when there
+    are too few (the parity check uses its test split). The ImageNet model (or a run whose dataset cannot be loaded at the model's size):
     CIFAR-10 training images, prepared at the model's crop and size. Returns (None, why) when
     neither is available.
     """
@@ -134,31 +134,43 @@ def calibration_inputs(run_path: Path | None, preprocessing: Preprocessing, prog
     from core.training.run import load_data
 
     cfg = (runs.load_run(run_path).config or {}) if run_path else {}
+    why = ""
     if cfg.get("data"):
         try:
             ds = load_data(TrainConfig.from_dict(cfg), progress)
         except Stopped:
             raise
-        except Exception:  # noqa: BLE001 - fall back to CIFAR-10 below
-            ds = None
-        if ds is not None and ds.storage_size == preprocessing.size:
-            own_val = len(ds.x_val) and ds.x_val is not ds.x_test
-            pool = np.concatenate([ds.x_train, ds.x_val]) if own_val else ds.x_train
-            keep = np.sort(np.random.default_rng(1).permutation(len(pool))[:n])
-            what = "training and validation splits" if own_val else "training split"
-            return pool[keep], f"{len(keep)} images of the run's {what}"
+        except Exception as exc:  # noqa: BLE001 - fall back to CIFAR-10 below, and say why
+            ds, why = None, f"the run's dataset could not be loaded ({exc})"
+        if ds is not None and ds.storage_size != preprocessing.size:
+            ds, why = None, (f"the run's dataset is stored at {ds.storage_size} px, the model "
+                             f"takes {preprocessing.size}")
+        if ds is not None:
+            # Validation images first: the model is surer of the images it trained on, so they
+            # would promise more agreement than held-out images get. Training images top up.
+            own_val = ds.x_val if len(ds.x_val) and ds.x_val is not ds.x_test else ds.x_val[:0]
+            rng = np.random.default_rng(1)
+            from_val = np.sort(rng.permutation(len(own_val))[:n])
+            from_train = np.sort(rng.permutation(len(ds.x_train))[:n - len(from_val)])
+            chosen = np.concatenate([own_val[from_val], ds.x_train[from_train]])
+            what = " and ".join(f"{k} {name}" for k, name in (
+                (len(from_val), "validation"), (len(from_train), "training")) if k)
+            return chosen, f"{what} images of the run"
     files = _cifar10_train_files(n)
-    if not files:
-        return None, "no calibration images (no CIFAR-10 training folder): every layer is int8"
-    from core.images import ImageError, load_image
-
     images = []
-    for file in files:
-        try:
-            images.append(preprocessing.apply(load_image(file)))
-        except ImageError:
-            continue
-    return np.stack(images), f"{len(images)} CIFAR-10 training images"
+    if files:
+        from core.images import ImageError, load_image
+
+        for file in files:
+            try:
+                images.append(preprocessing.apply(load_image(file)))
+            except ImageError:
+                continue
+    if not images:
+        return None, ("no calibration images (no readable CIFAR-10 training folder" +
+                      (f"; {why}" if why else "") + "): every layer is int8")
+    return np.stack(images), (f"{len(images)} CIFAR-10 training images" +
+                              (f" ({why})" if why else ""))
 
 
 def _cifar10_train_files(n: int) -> list[Path]:

@@ -17,11 +17,12 @@ converter to quantize:
    DEQUANTIZE of a constant once, when the model is prepared, so compute stays float32: the file
    is about 3.6x smaller and runs as fast as the float one.
 2. On calibration images that the parity check never sees, each layer's harm is measured alone
-   (the probability change it causes when it is the only int8 layer); then the fewest most harmful
+   (the probability change it causes, on :data:`SENSITIVITY_IMAGES` of them, when it is the
+   only int8 layer); then the fewest most harmful
    layers are kept float32 until the file agrees with the float model on :data:`GOAL` of the
    calibration images, within a budget of :data:`MAX_FLOAT_SHARE` of the weights (the facts
-   returned say when the budget, not the goal, ended the choice). Models that are sure of their
-   images keep every layer int8.
+   returned say, in ``budget_reached``, when the budget, not the goal, ended the choice).
+   Models that are sure of their images keep every layer int8.
 
 The tensors and ops are edited through TensorFlow's own flatbuffer schema
 (``tensorflow.lite.tools.flatbuffer_utils``).
@@ -74,27 +75,39 @@ def layer_name(tensor_name: str) -> str:
     it, e.g. ``…/block2a_project_bn_1/…;…/block2a_project_conv_1/convolution``)."""
     parts = [re.sub(r"_\d+$", "", p) for p in re.split(r"[;/]", tensor_name)]
     for part in reversed(parts):
-        if part.endswith(("conv", "dwconv")) or part in ("predictions", "dense"):
+        if part.endswith(("conv", "_se_reduce", "_se_expand")) or part in ("predictions", "dense"):
             return part
     return tensor_name.split(";")[0][-60:]
 
 
 def weights(content: bytes) -> list[Weight]:
-    """The weight tensors of ``content`` (a float32 .tflite file) that can become int8."""
+    """The weight tensors of ``content`` (a float32 .tflite file) that can become int8.
+
+    Only the main subgraph's; each tensor once, with its own buffer: a tensor that several ops
+    read with different channel axes, or whose buffer another tensor shares (the converter
+    dedupes identical constants), stays float32.
+    """
     model = _read(content)
     graph = model.subgraphs[0]
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    found = []
+    users: dict[int, int] = {}
+    for sub in model.subgraphs:
+        for tensor in sub.tensors:
+            users[tensor.buffer] = users.get(tensor.buffer, 0) + 1
+    axes: dict[int, set[int]] = {}
     for op in graph.operators:
         axis = _CHANNEL_AXIS.get(codes[op.opcodeIndex])
-        if axis is None or len(op.inputs) < 2:
-            continue
-        tensor = graph.tensors[op.inputs[1]]
+        if axis is not None and op.inputs is not None and len(op.inputs) >= 2:
+            axes.setdefault(int(op.inputs[1]), set()).add(axis)
+    found = []
+    for index, kinds in axes.items():
+        tensor = graph.tensors[index]
         elements = int(np.prod(tensor.shape))
-        if (tensor.type == 0 and model.buffers[tensor.buffer].data is not None  # 0: FLOAT32
-                and elements >= MIN_ELEMENTS):
+        if (len(kinds) == 1 and tensor.type == 0  # 0: FLOAT32
+                and model.buffers[tensor.buffer].data is not None
+                and users.get(tensor.buffer) == 1 and elements >= MIN_ELEMENTS):
             name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-            found.append(Weight(op.inputs[1], layer_name(name), elements, axis))
+            found.append(Weight(index, layer_name(name), elements, kinds.pop()))
     return found
 
 
@@ -172,8 +185,8 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.argmax(1) == b.argmax(1)).mean())
 
 
-def quantize(content: bytes, calibration: np.ndarray | None, progress=None, goal: float = GOAL
-             ) -> tuple[bytes, dict]:
+def quantize(content: bytes, calibration: np.ndarray | None, progress=None, goal: float = GOAL,
+             max_float_share: float = MAX_FLOAT_SHARE) -> tuple[bytes, dict]:
     """Weight-only int8 of a float32 .tflite file, keeping float32 the fewest layers that bring
     the calibration agreement with the float file up to ``goal``.
 
@@ -183,27 +196,30 @@ def quantize(content: bytes, calibration: np.ndarray | None, progress=None, goal
             or empty: every layer becomes int8 (nothing to measure harm on).
         progress: A :class:`core.progress.Progress` (phases, stop requests), or None.
         goal: Top-1 agreement with the float file to reach on ``calibration``.
+        max_float_share: The largest share of the weights that may stay float32.
 
     Returns:
         (the int8 file, facts for model.json: layers int8 and float32, the share of weights
-        stored as int8, the calibration agreement reached, how many images it used, the goal and
-        the float32 budget).
+        stored as int8, the calibration agreement reached, how many images it used, the goal,
+        the float32 budget and ``budget_reached``: True when the budget, not the goal, ended
+        the choice).
     """
     candidates = weights(content)
     every = {w.tensor for w in candidates}
     total = sum(w.elements for w in candidates)
 
-    def facts(kept: list[Weight], agreement: float | None) -> dict:
+    def facts(kept: list[Weight], agreement: float | None, budget_reached: bool = False) -> dict:
         return {"int8_layers": len(candidates) - len(kept),
                 "float32_layers": [w.name for w in kept],
-                "int8_weight_share": round(1 - sum(w.elements for w in kept) / total, 4),
+                "int8_weight_share": round(1 - sum(w.elements for w in kept) / total, 4)
+                if total else 0.0,
                 "calibration_images": 0 if calibration is None else len(calibration),
                 "calibration_agreement": agreement, "goal": goal,
-                "max_float32_share": MAX_FLOAT_SHARE}
+                "max_float32_share": max_float_share, "budget_reached": budget_reached}
 
-    if calibration is None or not len(calibration):
+    if calibration is None or not len(calibration) or not candidates:
         return rewrite(content, every), facts([], None)
-    _phase(progress, "Int8: float reference on calibration images", len(calibration))
+    _phase(progress, "Int8: float reference on calibration images", 0)
     reference = predict(content, calibration)
     _stop(progress)
     first = rewrite(content, every)
@@ -224,28 +240,34 @@ def quantize(content: bytes, calibration: np.ndarray | None, progress=None, goal
         _step(progress, i + 1)
     order = [candidates[i] for i in np.argsort(harm, kind="stable")[::-1]]
 
-    # The fewest most harmful layers to keep float32: a binary search, since agreement grows
-    # with every layer kept. At most MAX_FLOAT_SHARE of the weights stay float32, so the file
-    # stays small even for a model unsure of every calibration image (the ImageNet model on
-    # CIFAR-10 photos); then the budget, not the goal, ends the choice.
+    # The most harmful layers that fit the budget of max_float_share of the weights (a large
+    # layer that does not fit is skipped, not the end of the list), so the file stays small
+    # even for a model unsure of every calibration image (the ImageNet model on CIFAR-10
+    # photos); then the budget, not the goal, ends the choice.
     _phase(progress, "Int8: choosing the layers that stay float32", 0)
-    shares = np.cumsum([w.elements for w in order]) / total
-    cap = int(np.searchsorted(shares, MAX_FLOAT_SHARE, side="right"))
-    if cap == 0:
-        return first, facts([], agreement)
-    capped = rewrite(content, every - {w.tensor for w in order[:cap]})
-    tried = {cap: (capped, _agreement(reference, predict(capped, calibration)))}
-    if tried[cap][1] < goal:
-        return capped, facts(order[:cap], tried[cap][1])
-    low, high = 1, cap
+    fits, used = [], 0
+    for w in order:
+        if used + w.elements <= max_float_share * total:
+            fits.append(w)
+            used += w.elements
+    if not fits:
+        return first, facts([], agreement, budget_reached=True)
+    capped = rewrite(content, every - {w.tensor for w in fits})
+    tried = {len(fits): (capped, _agreement(reference, predict(capped, calibration)))}
+    _stop(progress)
+    if tried[len(fits)][1] < goal:
+        return capped, facts(fits, tried[len(fits)][1], budget_reached=True)
+    # A binary search for a short prefix that reaches the goal: agreement mostly, not strictly,
+    # grows with each layer kept, so this finds a passing prefix, not always the shortest.
+    low, high = 1, len(fits)
     while low < high:
         k = (low + high) // 2
-        candidate = rewrite(content, every - {w.tensor for w in order[:k]})
+        candidate = rewrite(content, every - {w.tensor for w in fits[:k]})
         tried[k] = (candidate, _agreement(reference, predict(candidate, calibration)))
         _stop(progress)
         low, high = (low, k) if tried[k][1] >= goal else (k + 1, high)
     final, reached = tried[low]
-    return final, facts(order[:low], reached)
+    return final, facts(fits[:low], reached)
 
 
 def _phase(progress, text: str, total: int) -> None:

@@ -104,8 +104,9 @@ def test_quantize_keeps_harmful_layers_float_within_the_budget(float_file):
     assert facts["float32_layers"] == [] and facts["int8_layers"] == 4
     assert facts["int8_weight_share"] == 1.0 and facts["calibration_images"] == 64
 
-    # Unreachable: the budget ends the choice, and the facts say what was reached.
+    # Unreachable: the budget ends the choice, and the facts say so and what was reached.
     out, facts = quantize.quantize(content, cal, goal=1.01)
+    assert facts["budget_reached"]
     kept = [w for w in quantize.weights(content) if w.name in facts["float32_layers"]]
     assert sum(w.elements for w in kept) / total <= quantize.MAX_FLOAT_SHARE
     assert facts["int8_weight_share"] >= 1 - quantize.MAX_FLOAT_SHARE
@@ -114,6 +115,27 @@ def test_quantize_keeps_harmful_layers_float_within_the_budget(float_file):
     # The file returned is the one described: its int8 tensors are the layers not kept.
     assert len(quantize.weights(out)) == len(kept)
 
+    # The search itself: no budget, a goal of full agreement. The file returned reaches it, the
+    # facts describe that file, and what stays float32 is a prefix of the harm ranking.
+    out, facts = quantize.quantize(content, cal, goal=1.0, max_float_share=1.0)
+    assert facts["calibration_agreement"] == 1.0 and not facts["budget_reached"]
+    assert quantize._agreement(quantize.predict(content, cal), quantize.predict(out, cal)) == 1.0
+    assert len(quantize.weights(out)) == len(facts["float32_layers"]) == 4 - facts["int8_layers"]
+
     # No calibration images: every layer int8, nothing measured.
     _, facts = quantize.quantize(content, None)
     assert facts["calibration_agreement"] is None and facts["int8_layers"] == 4
+
+
+def test_int8_caption_says_what_stayed_float32():
+    from app_pages.exports import int8_text
+
+    meta = {"int8": {"int8_layers": 37, "float32_layers": ["predictions", "block2a_project_conv"],
+                     "int8_weight_share": 0.928, "calibration_from": "256 CIFAR-10 training images",
+                     "calibration_agreement": 0.945, "goal": 0.99, "max_float32_share": 0.25,
+                     "budget_reached": True}}
+    text = int8_text(meta).replace("\\", "")
+    assert "37 layers int8 (93% of the weights)" in text
+    assert "2 kept float32 (predictions, block2a_project_conv)" in text
+    assert "agreement there 94.5%" in text and "ended the choice before the 99% goal" in text
+    assert int8_text({"format": "onnx"}) == ""

@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     if chosen:
         print(f"int8: {chosen['int8_layers']} layers ({chosen['int8_weight_share']:.1%} of the "
               f"weights); float32: {', '.join(chosen['float32_layers']) or 'none'}; chosen on "
-              f"{chosen['calibration_from']}", file=sys.stderr)
+              f"{chosen['calibration_from']}"
+              + (f" (float32 budget of {chosen['max_float32_share']:.0%} of the weights reached "
+                 f"before the {chosen['goal']:.0%} calibration goal)"
+                 if chosen.get("budget_reached") else ""), file=sys.stderr)
     summary = {k: result[k] for k in ("dir", "format", "file", "size_bytes", "export_s",
                                       "quantization", "int8", "source", "parity") if k in result}
     print(json.dumps(summary), flush=True)
