@@ -33,7 +33,8 @@ from core import paths
 from core.export_folder import list_exports, load_runner, write_folder, write_model_json
 from core.images import Preprocessing
 from core.models import all_layers, float32_model
-from core.parity_images import calibration_inputs, run_inputs, sample_photo_inputs
+from core.parity_images import (calibration_inputs, run_dataset, run_inputs,
+                                 sample_photo_inputs)
 
 MIN_IMAGES = 200
 FLOAT_TARGET = {"agreement": 1.0, "max_abs_diff": 1e-4}
@@ -316,18 +317,22 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
     model, prep = float32_model(classifier.model), classifier.preprocessing
     progress.check_stop()
     if src.kind == "run":
-        x, y, where = run_inputs(src.path, prep, n, progress)
+        data = run_dataset(src.path, prep, progress)
+        x, y, where = run_inputs(data, prep, n)
     else:
+        data = (None, "")
         x, text = sample_photo_inputs(prep, n)
         y, where = None, text
+    # Taken now, so the dataset is loaded once and freed before the export.
+    calibration, calibration_from = (calibration_inputs(data, prep) if fmt.quantization
+                                     else (None, None))
+    del data
     progress.start("Keras reference predictions", len(x), "img")
     reference = _predict(lambda b: model.predict_on_batch(b.astype("float32")), x, progress)
 
     progress.start(f"Exporting to {fmt.label} (5-60 s)", 0, "")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    calibration, calibration_from = (calibration_inputs(src.path, prep, progress)
-                                     if fmt.quantization else (None, None))
     t0 = time.perf_counter()
     chosen = write_model_file(fmt, inference_graph(model), tmp / fmt.file, calibration, progress)
     export_s = time.perf_counter() - t0

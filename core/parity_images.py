@@ -57,18 +57,13 @@ def sample_photo_inputs(preprocessing: Preprocessing, n: int) -> tuple[np.ndarra
     Raises:
         ValueError: No sample photos, or too few for ``n`` views.
     """
-    from core.images import EXTENSIONS, ImageError, load_image
+    from core.images import EXTENSIONS
 
     folder = paths.imagenet_samples_dir()
     files = []
     if folder and folder.is_dir():
         files = sorted(p for p in folder.iterdir() if p.suffix.lower().lstrip(".") in EXTENSIONS)
-    photos = []
-    for file in files:
-        try:
-            photos.append(load_image(file))
-        except ImageError:
-            continue
+    photos = _readable(files)
     per = 2 * len(_crops(preprocessing))
     if len(photos) * per < n:
         raise ValueError(f"not enough held-out images to verify the export: {len(photos)} photos "
@@ -78,99 +73,95 @@ def sample_photo_inputs(preprocessing: Preprocessing, n: int) -> tuple[np.ndarra
                                              f"({_view_text(n, len(photos), preprocessing)})")
 
 
-def run_inputs(run_path: Path, preprocessing: Preprocessing, n: int, progress
-               ) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """``n`` held-out inputs for a run: its dataset's test split (a seeded sample when larger;
-    mirrored and zoomed views added when smaller). Falls back to the ImageNet sample photos when
-    the run's dataset cannot be loaded, and says so."""
-    from PIL import Image
-
+def run_dataset(run_path: Path, preprocessing: Preprocessing, progress):
+    """A run's dataset as stored at the size its model takes: (the Dataset, "") or (None, why
+    not). :func:`run_inputs` and :func:`calibration_inputs` both take this, so an export loads
+    the dataset once."""
     from core import runs
     from core.progress import Stopped
     from core.training import TrainConfig
     from core.training.run import load_data
 
     cfg = runs.load_run(run_path).config or {}
-    reason = "the run records no dataset"
-    if cfg.get("data"):
-        try:
-            ds = load_data(TrainConfig.from_dict(cfg), progress)
-        except Stopped:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure means: use the fallback, say why
-            reason = f"its dataset {cfg['data']!r} could not be loaded ({exc})"
-        else:
-            if ds.storage_size == preprocessing.size:
-                x, y = ds.x_test, ds.y_test
-                if len(y) >= n:
-                    keep = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
-                    return x[keep], y[keep], f"{n} images of the run's test split ({len(y)} images)"
-                stored = Preprocessing(preprocessing.size, 1.0, preprocessing.resample)
-                return (views([Image.fromarray(a) for a in x], stored, n), np.resize(y, n),
-                        f"{n} views of the run's {len(y)} test images "
-                        f"({_view_text(n, len(y), stored)})")
-            reason = (f"its dataset is stored at {ds.storage_size} px, the model takes "
+    if not cfg.get("data"):
+        return None, "the run records no dataset"
+    try:
+        ds = load_data(TrainConfig.from_dict(cfg), progress)
+    except Stopped:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure means: use the fallback, say why
+        return None, f"its dataset {cfg['data']!r} could not be loaded ({exc})"
+    if ds.storage_size != preprocessing.size:
+        return None, (f"its dataset is stored at {ds.storage_size} px, the model takes "
                       f"{preprocessing.size}")
+    return ds, ""
+
+
+def run_inputs(data: tuple, preprocessing: Preprocessing, n: int
+               ) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``n`` held-out inputs for a run, from ``data`` (:func:`run_dataset`): its test split (a
+    seeded sample when larger; mirrored and zoomed views added when smaller). Falls back to the
+    ImageNet sample photos when the run's dataset is not available, and says why."""
+    from PIL import Image
+
+    ds, reason = data
+    if ds is not None:
+        x, y = ds.x_test, ds.y_test
+        if len(y) >= n:
+            keep = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
+            return x[keep], y[keep], f"{n} images of the run's test split ({len(y)} images)"
+        stored = Preprocessing(preprocessing.size, 1.0, preprocessing.resample)
+        return (views([Image.fromarray(a) for a in x], stored, n), np.resize(y, n),
+                f"{n} views of the run's {len(y)} test images "
+                f"({_view_text(n, len(y), stored)})")
     x, text = sample_photo_inputs(preprocessing, n)
     return x, None, f"{text}; not the run's own test split: {reason}"
-
 
 CALIBRATION_IMAGES = 256
 
 
-def calibration_inputs(run_path: Path | None, preprocessing: Preprocessing, progress,
+def calibration_inputs(data: tuple, preprocessing: Preprocessing,
                        n: int = CALIBRATION_IMAGES) -> tuple[np.ndarray | None, str]:
     """Images for choosing which layers of an int8 export stay float32 (:mod:`core.quantize`),
     never the ones the parity check uses.
 
-    A run: a seeded sample of its validation images, topped up with training images when there
-    are too few (the parity check uses its test split). The ImageNet model (or a run whose dataset cannot be loaded at the model's size):
-    CIFAR-10 training images, prepared at the model's crop and size. Returns (None, why) when
-    neither is available.
+    ``data`` is a run's :func:`run_dataset`, or (None, "") for the ImageNet model. A run: a
+    seeded sample of its validation images, topped up with training images when there are too
+    few (the parity check uses its test split). Without a run's dataset: CIFAR-10 training
+    images, prepared at the model's crop and size. Returns (None, why) when neither is there.
     """
-    from core import runs
-    from core.progress import Stopped
-    from core.training import TrainConfig
-    from core.training.run import load_data
-
-    cfg = (runs.load_run(run_path).config or {}) if run_path else {}
-    why = ""
-    if cfg.get("data"):
-        try:
-            ds = load_data(TrainConfig.from_dict(cfg), progress)
-        except Stopped:
-            raise
-        except Exception as exc:  # noqa: BLE001 - fall back to CIFAR-10 below, and say why
-            ds, why = None, f"the run's dataset could not be loaded ({exc})"
-        if ds is not None and ds.storage_size != preprocessing.size:
-            ds, why = None, (f"the run's dataset is stored at {ds.storage_size} px, the model "
-                             f"takes {preprocessing.size}")
-        if ds is not None:
-            # Validation images first: the model is surer of the images it trained on, so they
-            # would promise more agreement than held-out images get. Training images top up.
-            own_val = ds.x_val if len(ds.x_val) and ds.x_val is not ds.x_test else ds.x_val[:0]
-            rng = np.random.default_rng(1)
-            from_val = np.sort(rng.permutation(len(own_val))[:n])
-            from_train = np.sort(rng.permutation(len(ds.x_train))[:n - len(from_val)])
-            chosen = np.concatenate([own_val[from_val], ds.x_train[from_train]])
-            what = " and ".join(f"{k} {name}" for k, name in (
-                (len(from_val), "validation"), (len(from_train), "training")) if k)
-            return chosen, f"{what} images of the run"
-    files = _cifar10_train_files(n)
-    images = []
-    if files:
-        from core.images import ImageError, load_image
-
-        for file in files:
-            try:
-                images.append(preprocessing.apply(load_image(file)))
-            except ImageError:
-                continue
+    ds, why = data
+    if ds is not None:
+        # Validation images first: the model is surer of the images it trained on, so they
+        # would promise more agreement than held-out images get. Training images top up.
+        own_val = ds.x_val if len(ds.x_val) and ds.x_val is not ds.x_test else ds.x_val[:0]
+        rng = np.random.default_rng(1)
+        from_val = np.sort(rng.permutation(len(own_val))[:n])
+        from_train = np.sort(rng.permutation(len(ds.x_train))[:n - len(from_val)])
+        chosen = np.concatenate([own_val[from_val], ds.x_train[from_train]])
+        what = " and ".join(f"{k} {name}" for k, name in (
+            (len(from_val), "validation"), (len(from_train), "training")) if k)
+        return chosen, f"{what} images of the run"
+    images = [preprocessing.apply(image) for image in _readable(_cifar10_train_files(n))]
+    why = f"not the run's own images: {why}" if why else ""
     if not images:
         return None, ("no calibration images (no readable CIFAR-10 training folder" +
                       (f"; {why}" if why else "") + "): every layer is int8")
     return np.stack(images), (f"{len(images)} CIFAR-10 training images" +
                               (f" ({why})" if why else ""))
+
+
+def _readable(files: list[Path]) -> list:
+    """The files that open as images (PIL), in order; damaged or non-image files are skipped."""
+    from core.images import ImageError, load_image
+
+    images = []
+    for file in files:
+        try:
+            images.append(load_image(file))
+        except ImageError:
+            continue
+    return images
 
 
 def _cifar10_train_files(n: int) -> list[Path]:
