@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import plain, session
-from core import export
+from core import export, quantize
 from core.export_folder import zip_bytes
 from core.progress import JobStatus
 
@@ -34,20 +34,7 @@ def parity_text(meta: dict) -> str:
 def int8_text(meta: dict) -> str:
     """For an int8 export: which layers stayed float32 and what they were chosen on ("" else)."""
     chosen = meta.get("int8")
-    if not chosen:
-        return ""
-    kept = chosen["float32_layers"]
-    line = (f" {chosen['int8_layers']} layers int8 ({chosen['int8_weight_share']:.0%} of the "
-            f"weights); ")
-    line += (f"{len(kept)} kept float32 ({', '.join(kept[:4])}{', …' if len(kept) > 4 else ''}), "
-             if kept else "none kept float32, ")
-    line += f"chosen on {chosen['calibration_from']}"
-    if chosen["calibration_agreement"] is not None:
-        line += f" (agreement there {chosen['calibration_agreement']:.1%})"
-    if chosen.get("budget_reached"):
-        line += (f"; the budget of {chosen['max_float32_share']:.0%} of the weights in float32 "
-                 f"ended the choice before the {chosen['goal']:.0%} goal")
-    return plain(line + ".")
+    return plain(f" {quantize.summary(chosen, limit=4)}.") if chosen else ""
 
 
 def _progress_text(snap) -> str:

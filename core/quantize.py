@@ -87,7 +87,11 @@ def weights(content: bytes) -> list[Weight]:
     read with different channel axes, or whose buffer another tensor shares (the converter
     dedupes identical constants), stays float32.
     """
-    model = _read(content)
+    return _weights(_read(content))
+
+
+def _weights(model) -> list[Weight]:
+    """:func:`weights` of a parsed model (``flatbuffer_utils`` object)."""
     graph = model.subgraphs[0]
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     users: dict[int, int] = {}
@@ -131,7 +135,7 @@ def rewrite(content: bytes, int8: set[int]) -> bytes:
 
     model = _read(content)
     graph = model.subgraphs[0]
-    axes = {w.tensor: w.axis for w in weights(content)}
+    axes = {w.tensor: w.axis for w in _weights(model)}
     unknown = set(int8) - set(axes)
     if unknown:
         raise ValueError(f"tensors {sorted(unknown)} are not weights that can become int8")
@@ -268,6 +272,25 @@ def quantize(content: bytes, calibration: np.ndarray | None, progress=None, goal
         low, high = (low, k) if tried[k][1] >= goal else (k + 1, high)
     final, reached = tried[low]
     return final, facts(fits[:low], reached)
+
+
+def summary(chosen: dict, limit: int | None = None) -> str:
+    """One line on what an int8 export chose (``model.json``'s ``int8``), naming at most
+    ``limit`` of the float32 layers (all when None)."""
+    kept = chosen["float32_layers"]
+    shown = kept if limit is None else kept[:limit]
+    line = (f"{chosen['int8_layers']} layers int8 ({chosen['int8_weight_share']:.0%} of the "
+            f"weights); ")
+    more = ", …" if len(kept) > len(shown) else ""
+    line += f"{len(kept)} kept float32 ({', '.join(shown)}{more}), " if kept else (
+        "none kept float32, ")
+    line += f"chosen on {chosen['calibration_from']}"
+    if chosen["calibration_agreement"] is not None:
+        line += f" (agreement there {chosen['calibration_agreement']:.1%})"
+    if chosen.get("budget_reached"):
+        line += (f"; the budget of {chosen['max_float32_share']:.0%} of the weights in float32 "
+                 f"ended the choice before the {chosen['goal']:.0%} goal")
+    return line
 
 
 def _phase(progress, text: str, total: int) -> None:

@@ -29,7 +29,8 @@ def register(sub) -> None:
                    help="a finished run folder, or 'imagenet' (or a backbone name b0..b7, lite0)")
     p.add_argument("--format", required=True, metavar="FORMAT",
                    help="; ".join(f"{f.key}: {f.label}" for f in FORMATS.values())
-                   + " (int8: int8 weights, float32 compute; the layers int8 hurts most stay float32)")
+                   + " (int8: int8 weights, float32 compute; the layers int8 hurts most stay "
+                     "float32)")
     p.add_argument("--out", metavar="DIR",
                    help="export folder to write (an earlier export folder is replaced; "
                         "default: RUN_DIR/exports/FORMAT, or "
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     """Check the arguments here (exit 2 at once), then export in a job and report parity."""
     from pathlib import Path
 
-    from core import export
+    from core import export, quantize
     from core.cli.train import _run_job
 
     try:
@@ -76,14 +77,8 @@ def run(args: argparse.Namespace) -> int:
           f"(agreement >= {target['agreement']:.0%}"
           + (f", diff <= {target['max_abs_diff']:g})" if "max_abs_diff" in target else ")"),
           file=sys.stderr)
-    chosen = result.get("int8")
-    if chosen:
-        print(f"int8: {chosen['int8_layers']} layers ({chosen['int8_weight_share']:.1%} of the "
-              f"weights); float32: {', '.join(chosen['float32_layers']) or 'none'}; chosen on "
-              f"{chosen['calibration_from']}"
-              + (f" (float32 budget of {chosen['max_float32_share']:.0%} of the weights reached "
-                 f"before the {chosen['goal']:.0%} calibration goal)"
-                 if chosen.get("budget_reached") else ""), file=sys.stderr)
+    if result.get("int8"):
+        print(f"int8: {quantize.summary(result['int8'])}", file=sys.stderr)
     summary = {k: result[k] for k in ("dir", "format", "file", "size_bytes", "export_s",
                                       "quantization", "int8", "source", "parity") if k in result}
     print(json.dumps(summary), flush=True)
