@@ -45,6 +45,8 @@ def no_paths(text) -> str:
 def run_navigation() -> None:
     """Set up the app shell (config, navigation) and run the selected page."""
     st.set_page_config(page_title="EffNet Lab", page_icon=":material/science:", layout="wide")
-    pages = [st.Page(script, title=title, icon=icon, url_path=url, default=url is None)
-             for script, title, icon, url in PAGES]
+    pages = [
+        st.Page(script, title=title, icon=icon, url_path=url, default=url is None)
+        for script, title, icon, url in PAGES
+    ]
     st.navigation(pages).run()

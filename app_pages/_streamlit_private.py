@@ -19,8 +19,10 @@ PATCHED = "_clean_problem_modules"
 def install() -> None:
     """Turn Streamlit's per-run Keras ``clear_session`` into a no-op (idempotent)."""
     if not hasattr(script_runner, PATCHED):
-        raise RuntimeError(f"streamlit.runtime.scriptrunner.script_runner.{PATCHED} is gone: "
-                           "check whether Streamlit still clears Keras after every run")
+        raise RuntimeError(
+            f"streamlit.runtime.scriptrunner.script_runner.{PATCHED} is gone: "
+            "check whether Streamlit still clears Keras after every run"
+        )
     setattr(script_runner, PATCHED, _keep_keras_state)
 
 

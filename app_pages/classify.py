@@ -14,7 +14,9 @@ from core import explain, images, inference, runs
 IMAGENET = "ImageNet (1000 classes)"
 
 
-@st.cache_resource(show_spinner="Loading the model (the first start converts the offline weights)…", max_entries=3)
+@st.cache_resource(
+    show_spinner="Loading the model (the first start converts the offline weights)…", max_entries=3
+)
 def get_classifier(model: str, weights: str, _version: float = 0.0) -> inference.Classifier:
     """One loaded model per (model, weights); ``_version`` busts the cache when a run is rewritten."""
     return inference.load_classifier(model, weights)
@@ -31,18 +33,31 @@ def trained_runs() -> dict[str, tuple[str, float]]:
             if (run.config or {}).get("validation") == "test":
                 acc += ", blog protocol: optimistic"
             found[f"Run {run.name} ({len(run.class_names)} classes, test acc {acc})"] = (
-                str(run.path), model_file.stat().st_mtime)
+                str(run.path),
+                model_file.stat().st_mtime,
+            )
     return found
 
 
 def top_chart(top: list[dict]) -> go.Figure:
     """Horizontal bars, best class on top (labels as plain text, never HTML)."""
     rows = list(reversed(top))
-    fig = go.Figure(go.Bar(x=[r["prob"] for r in rows], y=[plotly_text(r["label"]) for r in rows],
-                           orientation="h", text=[f"{r['prob']:.1%}" for r in rows],
-                           textposition="auto", marker_color="#2f6fde", hoverinfo="x"))
-    fig.update_layout(height=60 + 36 * len(rows), margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis=dict(range=[0, 1], tickformat=".0%"))
+    fig = go.Figure(
+        go.Bar(
+            x=[r["prob"] for r in rows],
+            y=[plotly_text(r["label"]) for r in rows],
+            orientation="h",
+            text=[f"{r['prob']:.1%}" for r in rows],
+            textposition="auto",
+            marker_color="#2f6fde",
+            hoverinfo="x",
+        )
+    )
+    fig.update_layout(
+        height=60 + 36 * len(rows),
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis=dict(range=[0, 1], tickformat=".0%"),
+    )
     return fig
 
 
@@ -51,16 +66,25 @@ st.title(f"{ICONS['Classify']} Classify", anchor=False)
 runs_available = trained_runs()
 left, mid, right = st.columns([3, 2, 2])
 choice = left.selectbox("Model", [IMAGENET, *runs_available], key="classify_model")
-weights = mid.selectbox("ImageNet weights", ["auto", "imagenet", "lite0"], key="classify_weights",
-                        disabled=choice != IMAGENET,
-                        help="auto: official Keras B0 if cached or downloadable, else the offline Lite0 weights")
+weights = mid.selectbox(
+    "ImageNet weights",
+    ["auto", "imagenet", "lite0"],
+    key="classify_weights",
+    disabled=choice != IMAGENET,
+    help="auto: official Keras B0 if cached or downloadable, else the offline Lite0 weights",
+)
 top_k = right.slider("Top-k", 1, 10, 5, key="classify_topk")
-uploads = st.file_uploader("Images", type=list(images.EXTENSIONS), accept_multiple_files=True,
-                           key="classify_uploads", max_upload_size=images.MAX_FILE_BYTES // 2**20,
-                           help=f"JPEG, PNG, WebP, BMP, GIF (first frame), TIFF · up to "
-                                f"{images.MAX_FILE_BYTES // 2**20} MB and "
-                                f"{images.MAX_PIXELS // 10**6} megapixels each · at most "
-                                f"{inference.MAX_FILES} files at once")
+uploads = st.file_uploader(
+    "Images",
+    type=list(images.EXTENSIONS),
+    accept_multiple_files=True,
+    key="classify_uploads",
+    max_upload_size=images.MAX_FILE_BYTES // 2**20,
+    help=f"JPEG, PNG, WebP, BMP, GIF (first frame), TIFF · up to "
+    f"{images.MAX_FILE_BYTES // 2**20} MB and "
+    f"{images.MAX_PIXELS // 10**6} megapixels each · at most "
+    f"{inference.MAX_FILES} files at once",
+)
 with st.expander("Export this model", icon=":material/ios_share:"):
     if choice == IMAGENET:
         exports.export_section("imagenet", f"imagenet-{weights}", weights)
@@ -76,9 +100,11 @@ if not uploads:
     st.info("Upload one or more images to classify them.")
     st.stop()
 if len(uploads) > inference.MAX_FILES:
-    st.warning(f"{len(uploads)} files were given; only the first {inference.MAX_FILES} are "
-               "classified. Remove some, or classify the rest in another round.")
-    uploads = uploads[:inference.MAX_FILES]
+    st.warning(
+        f"{len(uploads)} files were given; only the first {inference.MAX_FILES} are "
+        "classified. Remove some, or classify the rest in another round."
+    )
+    uploads = uploads[: inference.MAX_FILES]
 try:
     if choice == IMAGENET:
         classifier = get_classifier("imagenet", weights)
@@ -89,25 +115,34 @@ except ValueError as exc:
     st.error(f"Could not load the model: {plain(exc)}")
     st.stop()
 prep = classifier.preprocessing
-st.caption(f"Model: {plain(choice)} · weights: {plain(classifier.weights)} · input {prep.size}×{prep.size} "
-           f"({'centre crop ' + format(prep.crop, '.3g') if prep.crop < 1 else 'largest centre square'}, "
-           f"{prep.resample})", help=classifier.detail)
+st.caption(
+    f"Model: {plain(choice)} · weights: {plain(classifier.weights)} · input {prep.size}×{prep.size} "
+    f"({'centre crop ' + format(prep.crop, '.3g') if prep.crop < 1 else 'largest centre square'}, "
+    f"{prep.resample})",
+    help=classifier.detail,
+)
 
 # ----- one core call, rendered as results arrive (one batch in memory at a time) --------------
 rows = []
 # Heatmaps cost a backward pass: computed only while some image's toggle is on.
 wants_cam = any(st.session_state.get(f"classify_cam_{i}") for i in range(len(uploads)))
 try:
-    for index, item in enumerate(classifier.classify_files(
-            ((u.name, u.getvalue()) for u in uploads), top=top_k, previews=True, explain=wants_cam)):
+    for index, item in enumerate(
+        classifier.classify_files(
+            ((u.name, u.getvalue()) for u in uploads), top=top_k, previews=True, explain=wants_cam
+        )
+    ):
         with st.container(border=True):
             if item.error:
                 st.error(f"{plain(item.name)}: {plain(item.error)}", icon=":material/warning:")
                 continue
             pic, chart = st.columns([1, 2])
-            show_cam = pic.toggle("Grad-CAM heatmap", key=f"classify_cam_{index}",
-                                  help="where the model looked for its top class (Grad-CAM): "
-                                       "bright = raised the score most")
+            show_cam = pic.toggle(
+                "Grad-CAM heatmap",
+                key=f"classify_cam_{index}",
+                help="where the model looked for its top class (Grad-CAM): "
+                "bright = raised the score most",
+            )
             if show_cam and item.cam is not None:
                 heat = explain.place(item.cam, prep, item.preview.size)
                 pic.image(explain.overlay(item.preview, heat), width="stretch")
@@ -115,12 +150,20 @@ try:
                 pic.image(item.preview, width="stretch")
             pic.text(item.name)
             best = item.prediction.top[0]
-            chart.markdown(f"**{plain(best['label'])}** · {best['prob']:.1%} · "
-                           f"{item.prediction.seconds * 1000:.0f} ms")
+            chart.markdown(
+                f"**{plain(best['label'])}** · {best['prob']:.1%} · "
+                f"{item.prediction.seconds * 1000:.0f} ms"
+            )
             chart.plotly_chart(top_chart(item.prediction.top), key=f"chart_{len(rows)}")
-            rows.append({"file": item.name, "top-1": best["label"], "probability": best["prob"],
-                         "top-5": ", ".join(t["label"] for t in item.prediction.top[:5]),
-                         "ms": round(item.prediction.seconds * 1000, 1)})
+            rows.append(
+                {
+                    "file": item.name,
+                    "top-1": best["label"],
+                    "probability": best["prob"],
+                    "top-5": ", ".join(t["label"] for t in item.prediction.top[:5]),
+                    "ms": round(item.prediction.seconds * 1000, 1),
+                }
+            )
 except Exception as exc:  # e.g. a saved run whose model cannot run: a message, not a traceback
     st.error(f"The model could not classify these images: {plain(exc)}")
     st.stop()

@@ -40,8 +40,10 @@ def used(name: str) -> None:
 def show_import_report(report: dict) -> None:
     """What an import kept, skipped and refused."""
     classes = ", ".join(f"{c} {n}" for c, n in report["classes"].items())
-    st.success(f"Imported {plain(report['name'])}: {report['images']} images in "
-               f"{len(report['classes'])} classes ({plain(classes)}).")
+    st.success(
+        f"Imported {plain(report['name'])}: {report['images']} images in "
+        f"{len(report['classes'])} classes ({plain(classes)})."
+    )
     for key, title in (("skipped", "Skipped entries"), ("invalid", "Not usable images")):
         if report[f"{key}_count"]:
             st.markdown(f"**{title}** ({report[f'{key}_count']})")
@@ -52,12 +54,15 @@ def show_import_report(report: dict) -> None:
 def new_dataset_section() -> None:
     zip_tab, empty_tab = st.tabs(["Import a zip", "Start an empty dataset"])
     with zip_tab:
-        st.caption(f"One folder per class (or train/, val/ and test/ folders of class folders), "
-                   f"optionally inside one folder. Up to {ZIP_UPLOAD_MB} MB; hidden files, "
-                   "__MACOSX and non-images are skipped and listed; every image is checked.")
+        st.caption(
+            f"One folder per class (or train/, val/ and test/ folders of class folders), "
+            f"optionally inside one folder. Up to {ZIP_UPLOAD_MB} MB; hidden files, "
+            "__MACOSX and non-images are skipped and listed; every image is checked."
+        )
         name = st.text_input("Name of the new dataset", key="data_zip_name", max_chars=64)
-        upload = st.file_uploader("Zip file", type=["zip"], key=fresh_key("data_zip"),
-                                  max_upload_size=ZIP_UPLOAD_MB)
+        upload = st.file_uploader(
+            "Zip file", type=["zip"], key=fresh_key("data_zip"), max_upload_size=ZIP_UPLOAD_MB
+        )
         if st.button("Import", key="data_import", type="primary", disabled=upload is None):
             try:
                 with st.spinner("Importing and checking every image…"):
@@ -101,14 +106,18 @@ def add_images(name: str, class_name: str, files, widget: str) -> None:
     used(widget)
     for item in report["rejected"]:
         st.session_state.setdefault("data_rejected", []).append(item)
-    notice(f"Added {len(report['added'])} image(s) to {class_name}"
-           + (f"; {len(report['rejected'])} refused (see below)." if report["rejected"] else "."))
+    notice(
+        f"Added {len(report['added'])} image(s) to {class_name}"
+        + (f"; {len(report['rejected'])} refused (see below)." if report["rejected"] else ".")
+    )
 
 
 def edit_section(name: str, info: datasets.DatasetInfo) -> None:
     st.subheader("Classes and images", anchor=False)
     left, right = st.columns(2)
-    new_class = left.text_input("New class", key="data_new_class", max_chars=datasets.MAX_CLASS_NAME)
+    new_class = left.text_input(
+        "New class", key="data_new_class", max_chars=datasets.MAX_CLASS_NAME
+    )
     if left.button("Add class", key="data_add_class", disabled=not new_class.strip()):
         call(datasets.add_class, name, new_class, done=f"Added class {new_class.strip()}.")
     if not info.classes:
@@ -119,10 +128,16 @@ def edit_section(name: str, info: datasets.DatasetInfo) -> None:
     class_name = right.selectbox("Class", list(info.classes), key="data_class")
 
     upload_tab, camera_tab, files_tab, class_tab = st.tabs(
-        ["Upload images", "Camera", "Images of this class", "Rename or delete the class"])
+        ["Upload images", "Camera", "Images of this class", "Rename or delete the class"]
+    )
     with upload_tab:
-        files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True,
-                                 key=fresh_key("data_upload"), max_upload_size=IMAGE_UPLOAD_MB)
+        files = st.file_uploader(
+            "Images",
+            type=IMAGE_TYPES,
+            accept_multiple_files=True,
+            key=fresh_key("data_upload"),
+            max_upload_size=IMAGE_UPLOAD_MB,
+        )
         if st.button("Add images", key="data_add_images", disabled=not files):
             add_images(name, class_name, [(f.name, f.getvalue()) for f in files], "data_upload")
     with camera_tab:
@@ -139,8 +154,13 @@ def edit_section(name: str, info: datasets.DatasetInfo) -> None:
     with class_tab:
         renamed = st.text_input("New name", key="data_rename_to", max_chars=datasets.MAX_CLASS_NAME)
         if st.button("Rename class", key="data_rename", disabled=not renamed.strip()):
-            call(datasets.rename_class, name, class_name, renamed,
-                 done=f"Renamed class {class_name} to {renamed.strip()}.")
+            call(
+                datasets.rename_class,
+                name,
+                class_name,
+                renamed,
+                done=f"Renamed class {class_name} to {renamed.strip()}.",
+            )
         with st.popover("Delete class…"):
             st.text(f"Delete class {class_name} and its {info.classes[class_name]} image(s)?")
             if st.button("Yes, delete the class", key="data_delete_class", type="primary"):
@@ -156,10 +176,12 @@ def edit_section(name: str, info: datasets.DatasetInfo) -> None:
 
 # ----- the page -----------------------------------------------------------------------------------
 st.title(f"{ICONS['Data']} Data", anchor=False)
-st.caption("Import a zip or build a dataset here, check it, then pick it on the Train page. "
-           "Datasets you make are yours, like your runs: only this browser session sees, trains "
-           "on and changes them (a new session, e.g. after a reload, starts without them). "
-           "Datasets added by the server's operator are open to everyone, read-only.")
+st.caption(
+    "Import a zip or build a dataset here, check it, then pick it on the Train page. "
+    "Datasets you make are yours, like your runs: only this browser session sees, trains "
+    "on and changes them (a new session, e.g. after a reload, starts without them). "
+    "Datasets added by the server's operator are open to everyone, read-only."
+)
 if "data_notice" in st.session_state:
     st.success(plain(st.session_state.pop("data_notice")))
 last_import = st.session_state.pop("data_last_import", None)
@@ -183,12 +205,20 @@ except datasets.DatasetError as exc:  # deleted meanwhile
     st.error(plain(exc))
     st.stop()
 mine = session.is_mine(info.owner)
-st.caption(("Yours: you can change it." if mine else
-            "Read-only: added on the server, not in this session; anyone may train on it.")
-           + (f" Split folders: {', '.join(info.splits)}." if info.splits else ""))
+st.caption(
+    (
+        "Yours: you can change it."
+        if mine
+        else "Read-only: added on the server, not in this session; anyone may train on it."
+    )
+    + (f" Split folders: {', '.join(info.splits)}." if info.splits else "")
+)
 if info.classes:
-    st.dataframe([{"class": c, "images": n} for c, n in info.classes.items()], hide_index=True,
-                 key="data_classes")
+    st.dataframe(
+        [{"class": c, "images": n} for c, n in info.classes.items()],
+        hide_index=True,
+        key="data_classes",
+    )
 if mine:
     edit_section(name, info)
 

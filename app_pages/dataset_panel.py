@@ -25,8 +25,9 @@ MAX_CLASSES_SHOWN = 20  # classes in the sample grid
 
 def visible_datasets() -> list[str]:
     """Names of the datasets this session may see: its own, and those without an owner."""
-    return [name for name, owner in datasets.owners().items()
-            if owner is None or session.is_mine(owner)]
+    return [
+        name for name, owner in datasets.owners().items() if owner is None or session.is_mine(owner)
+    ]
 
 
 def check_section(spec: str) -> None:
@@ -51,19 +52,29 @@ def _panel(spec: str, key: str) -> None:
     job = _my_check(spec)
     snap = job.snapshot() if job is not None else None
     busy = snap is not None and snap.active
-    if st.button("Check again" if snap else "Check this dataset", key=f"{key}_start", icon=ICON,
-                 disabled=busy, help="Reads every image once: duplicates, leaks between splits, "
-                                     "unreadable files, odd sizes"):
+    if st.button(
+        "Check again" if snap else "Check this dataset",
+        key=f"{key}_start",
+        icon=ICON,
+        disabled=busy,
+        help="Reads every image once: duplicates, leaks between splits, "
+        "unreadable files, odd sizes",
+    ):
         session.start_job("data_check", {"data": spec})
         st.rerun()  # the whole page: the panel starts polling
     if snap is None:
         return
     if snap.status is JobStatus.QUEUED:
-        st.info(f"Waiting for another check to end (position {snap.queue_position}).",
-                icon=":material/hourglass_top:")
+        st.info(
+            f"Waiting for another check to end (position {snap.queue_position}).",
+            icon=":material/hourglass_top:",
+        )
     elif busy:
-        text = (f"{snap.phase}: {snap.done}/{snap.total} {snap.unit}" if snap.total
-                else f"{snap.message or 'Starting'}…")
+        text = (
+            f"{snap.phase}: {snap.done}/{snap.total} {snap.unit}"
+            if snap.total
+            else f"{snap.message or 'Starting'}…"
+        )
         st.progress(snap.fraction, text=text)
         if st.button("Stop", key=f"{key}_stop"):
             job.stop()
@@ -87,26 +98,39 @@ def render_report(spec: str, r: dict, key: str) -> None:
     cols = st.columns(7)
     cols[0].metric("Images", r["images"])
     cols[1].metric("Classes", len(r["classes"]))
-    cols[2].metric("Imbalance", "—" if r["imbalance"] is None else f"{r['imbalance']:g}×",
-                   help="Largest class over smallest class")
+    cols[2].metric(
+        "Imbalance",
+        "—" if r["imbalance"] is None else f"{r['imbalance']:g}×",
+        help="Largest class over smallest class",
+    )
     cols[3].metric("Unreadable", r["unreadable_count"])
     cols[4].metric("Duplicates", r["duplicates_count"], help="Same bytes (SHA-256)")
-    cols[5].metric("Near duplicates", r["near_duplicates_count"],
-                   help=f"Perceptual hash within {r['settings']['near_bits']} bits, thumbnails "
-                        f"correlated ≥ {r['settings']['near_correlation']}")
-    cols[6].metric("Leaks", r["leaks_count"], help="Duplicates in different splits: the model "
-                                                   "would be tested on what it trained on")
+    cols[5].metric(
+        "Near duplicates",
+        r["near_duplicates_count"],
+        help=f"Perceptual hash within {r['settings']['near_bits']} bits, thumbnails "
+        f"correlated ≥ {r['settings']['near_correlation']}",
+    )
+    cols[6].metric(
+        "Leaks",
+        r["leaks_count"],
+        help="Duplicates in different splits: the model would be tested on what it trained on",
+    )
     for line in r["problems"]:
         st.warning(plain(line), icon=":material/warning:")
     if r["leaks_count"]:
-        st.warning(f"{r['leaks_count']} duplicate pair(s) sit in different splits: test accuracy "
-                   "will be optimistic. Remove one image of each pair.", icon=":material/warning:")
+        st.warning(
+            f"{r['leaks_count']} duplicate pair(s) sit in different splits: test accuracy "
+            "will be optimistic. Remove one image of each pair.",
+            icon=":material/warning:",
+        )
     for line in r["notes"]:
         st.caption(plain(line))
     again = " (unchanged since the last check)" if r["cached"] else ""
     st.caption(f"{r['layout']}; checked in {r['seconds']} s{again}")
-    tabs = st.tabs(["Per class", "Samples", "Augmentation", "Duplicates and leaks",
-                    "Unreadable and odd sizes"])
+    tabs = st.tabs(
+        ["Per class", "Samples", "Augmentation", "Duplicates and leaks", "Unreadable and odd sizes"]
+    )
     with tabs[0]:
         st.plotly_chart(class_chart(r), key=f"{key}_chart")
     with tabs[1]:
@@ -114,22 +138,46 @@ def render_report(spec: str, r: dict, key: str) -> None:
     with tabs[2]:
         _augmentation(spec, r, key)
     with tabs[3]:
-        _table(f"Leaks ({r['leaks_count']})", [
-            {"image": x["a"], "split": x["splits"][0], "duplicate": x["b"],
-             "its split": x["splits"][1], "kind": x["kind"]} for x in r["leaks"]], f"{key}_leaks")
-        _table(f"Exact duplicates ({r['duplicates_count']})",
-               [{"image": a, "same bytes as": b} for a, b in r["duplicates"]], f"{key}_dups")
-        _table(f"Near duplicates ({r['near_duplicates_count']})",
-               [{"image": a, "looks like": b} for a, b in r["near_duplicates"]], f"{key}_near")
+        _table(
+            f"Leaks ({r['leaks_count']})",
+            [
+                {
+                    "image": x["a"],
+                    "split": x["splits"][0],
+                    "duplicate": x["b"],
+                    "its split": x["splits"][1],
+                    "kind": x["kind"],
+                }
+                for x in r["leaks"]
+            ],
+            f"{key}_leaks",
+        )
+        _table(
+            f"Exact duplicates ({r['duplicates_count']})",
+            [{"image": a, "same bytes as": b} for a, b in r["duplicates"]],
+            f"{key}_dups",
+        )
+        _table(
+            f"Near duplicates ({r['near_duplicates_count']})",
+            [{"image": a, "looks like": b} for a, b in r["near_duplicates"]],
+            f"{key}_near",
+        )
     with tabs[4]:
         _table(f"Unreadable ({r['unreadable_count']})", r["unreadable"], f"{key}_unreadable")
         size = r["settings"]
-        _table(f"Tiny: shorter side under {size['tiny_side']} px ({r['tiny_count']})",
-               [{"file": x["file"], "width": x["size"][0], "height": x["size"][1]}
-                for x in r["tiny"]], f"{key}_tiny")
-        _table(f"Extreme aspect: over {size['extreme_aspect']:g}:1 ({r['extreme_aspect_count']})",
-               [{"file": x["file"], "width": x["size"][0], "height": x["size"][1]}
-                for x in r["extreme_aspect"]], f"{key}_aspect")
+        _table(
+            f"Tiny: shorter side under {size['tiny_side']} px ({r['tiny_count']})",
+            [{"file": x["file"], "width": x["size"][0], "height": x["size"][1]} for x in r["tiny"]],
+            f"{key}_tiny",
+        )
+        _table(
+            f"Extreme aspect: over {size['extreme_aspect']:g}:1 ({r['extreme_aspect_count']})",
+            [
+                {"file": x["file"], "width": x["size"][0], "height": x["size"][1]}
+                for x in r["extreme_aspect"]
+            ],
+            f"{key}_aspect",
+        )
 
 
 def class_chart(r: dict) -> go.Figure:
@@ -137,10 +185,21 @@ def class_chart(r: dict) -> go.Figure:
     fig = go.Figure()
     names = list(r["classes"])
     for split, counts in r["splits"].items():
-        fig.add_trace(go.Bar(x=[plotly_text(c) for c in names], y=[counts.get(c, 0) for c in names],
-                             name=split, marker_color=SPLIT_COLORS.get(split, "#888888")))
-    fig.update_layout(barmode="stack", height=320, margin={"t": 30, "b": 40},
-                      yaxis={"title": "images"}, legend={"orientation": "h", "y": -0.25})
+        fig.add_trace(
+            go.Bar(
+                x=[plotly_text(c) for c in names],
+                y=[counts.get(c, 0) for c in names],
+                name=split,
+                marker_color=SPLIT_COLORS.get(split, "#888888"),
+            )
+        )
+    fig.update_layout(
+        barmode="stack",
+        height=320,
+        margin={"t": 30, "b": 40},
+        yaxis={"title": "images"},
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
@@ -175,9 +234,11 @@ def _augmented(spec: str, files: tuple[str, ...]):
 
 
 def _augmentation(spec: str, r: dict, key: str) -> None:
-    st.caption("What training shows the network in fine-tune mode with augmentation on: random "
-               "horizontal flips and shifts of up to 10 % (the same Keras layers). Each row: one "
-               "image, five draws.")
+    st.caption(
+        "What training shows the network in fine-tune mode with augmentation on: random "
+        "horizontal flips and shifts of up to 10 % (the same Keras layers). Each row: one "
+        "image, five draws."
+    )
     if not st.toggle("Show the preview", key=f"{key}_augment"):
         return
     files = tuple(f for fs in list(r["samples"].values())[:6] for f in fs[:1])

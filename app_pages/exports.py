@@ -18,15 +18,20 @@ def parity_text(meta: dict) -> str:
     """One line on an export's parity (Markdown-safe: only numbers and our own labels)."""
     check = meta["parity"]
     target = check["target"]
-    line = (f"{check['agree']}/{check['images']} held-out images agree at top-1 "
-            f"({check['agreement']:.2%}) · max |prob diff| {check['max_abs_diff']:.1e} · "
-            f"{meta['size_bytes'] / 1e6:.1f} MB · exported in {meta['export_s']:.0f} s")
+    line = (
+        f"{check['agree']}/{check['images']} held-out images agree at top-1 "
+        f"({check['agreement']:.2%}) · max |prob diff| {check['max_abs_diff']:.1e} · "
+        f"{meta['size_bytes'] / 1e6:.1f} MB · exported in {meta['export_s']:.0f} s"
+    )
     if check.get("disagreement_max_margin") is not None:
-        line += (f" · the disagreements are all where the Keras model's top two classes are "
-                 f"within {check['disagreement_max_margin']:.1%}")
+        line += (
+            f" · the disagreements are all where the Keras model's top two classes are "
+            f"within {check['disagreement_max_margin']:.1%}"
+        )
     if not check["meets_target"]:
         wanted = f"{target['agreement']:.0%} agreement" + (
-            f" and diff ≤ {target['max_abs_diff']:g}" if "max_abs_diff" in target else "")
+            f" and diff ≤ {target['max_abs_diff']:g}" if "max_abs_diff" in target else ""
+        )
         line += f" · **below the target** ({wanted})"
     return line
 
@@ -54,10 +59,20 @@ def _panel(source: str, name: str, weights: str) -> None:
     busy = snap is not None and snap.active
     here = job is not None and job.args.get("source") == source
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    fmt = left.selectbox("Format", list(export.FORMATS), key="export_format",
-                         format_func=lambda k: export.FORMATS[k].label)
-    if right.button("Export", key="export_start", icon=":material/ios_share:", disabled=busy,
-                    width="stretch", help="Your other export is still running" if busy else None):
+    fmt = left.selectbox(
+        "Format",
+        list(export.FORMATS),
+        key="export_format",
+        format_func=lambda k: export.FORMATS[k].label,
+    )
+    if right.button(
+        "Export",
+        key="export_start",
+        icon=":material/ios_share:",
+        disabled=busy,
+        width="stretch",
+        help="Your other export is still running" if busy else None,
+    ):
         session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
         st.rerun()  # the whole page: the section polls from now on
     if export.FORMATS[fmt].quantization:
@@ -69,15 +84,24 @@ def _panel(source: str, name: str, weights: str) -> None:
     for meta in export.source_exports(source, weights):
         ok = meta["parity"]["meets_target"]
         text, button = st.columns([4, 1], vertical_alignment="center")
-        text.markdown(f"{':material/check_circle:' if ok else ':material/warning:'} "
-                      f"**{plain(meta['format_label'])}**: {parity_text(meta)}")
-        text.caption(f"Checked in {plain(meta['parity']['runtime'])} on "
-                     f"{plain(meta['parity']['images_from'])}." + int8_text(meta))
+        text.markdown(
+            f"{':material/check_circle:' if ok else ':material/warning:'} "
+            f"**{plain(meta['format_label'])}**: {parity_text(meta)}"
+        )
+        text.caption(
+            f"Checked in {plain(meta['parity']['runtime'])} on "
+            f"{plain(meta['parity']['images_from'])}." + int8_text(meta)
+        )
         top = f"{name}-{meta['format']}"
         button.download_button(
-            "Download zip", data=lambda d=meta["dir"], top=top: zip_bytes(d, top),
-            file_name=f"{top}.zip", mime="application/zip",
-            key=f"export_download_{meta['format']}", on_click="ignore", icon=":material/download:")
+            "Download zip",
+            data=lambda d=meta["dir"], top=top: zip_bytes(d, top),
+            file_name=f"{top}.zip",
+            mime="application/zip",
+            key=f"export_download_{meta['format']}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
     # The job just ended: rerun the page once, to stop polling.
     if here and not busy and st.session_state.get("export_polling"):
         st.session_state["export_polling"] = False
@@ -88,9 +112,11 @@ def _panel(source: str, name: str, weights: str) -> None:
 def export_section(source: str, name: str, weights: str = "auto") -> None:
     """Export ``source`` (a finished run's folder, or "imagenet" with ``weights``) from the page."""
     st.markdown("**Export**")
-    st.caption("ONNX, LiteRT or SavedModel, checked in its own runtime right after export. Raw "
-               "RGB uint8 pixels go in (cropped and resized as model.json says), class "
-               "probabilities come out; predict.py in the zip shows how.")
+    st.caption(
+        "ONNX, LiteRT or SavedModel, checked in its own runtime right after export. Raw "
+        "RGB uint8 pixels go in (cropped and resized as model.json says), class "
+        "probabilities come out; predict.py in the zip shows how."
+    )
     try:
         export.resolve_source(source)
     except ValueError as exc:

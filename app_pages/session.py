@@ -20,7 +20,6 @@ import streamlit as st
 
 from core import jobs
 
-
 SINGLE_USER_TAG = "local"
 
 

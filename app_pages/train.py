@@ -21,8 +21,11 @@ CONTROL_KEYS = [f"train_{name}" for name, _, _ in training.options()]
 # ----- widget state ↔ TrainConfig values ------------------------------------------------------
 def control_state(values: dict) -> dict:
     """TrainConfig-style ``values`` → the session-state values of this page's widgets."""
-    return {f"train_{name}": ("" if value is None and name == "name" else value)
-            for name, value in values.items() if name in training.DEFAULTS}
+    return {
+        f"train_{name}": ("" if value is None and name == "name" else value)
+        for name, value in values.items()
+        if name in training.DEFAULTS
+    }
 
 
 def apply_preset(key: str) -> None:
@@ -43,7 +46,9 @@ def _choices(name: str, opt: training.Option) -> list:
 def render_option(col, name: str, opt: training.Option):
     """One control, drawn from its Option; returns its TrainConfig value."""
     key = f"train_{name}"
-    disabled = bool(opt.only_for) and st.session_state.get(f"train_{opt.only_for[0]}") != opt.only_for[1]
+    disabled = (
+        bool(opt.only_for) and st.session_state.get(f"train_{opt.only_for[0]}") != opt.only_for[1]
+    )
     common = dict(key=key, help=opt.help, disabled=disabled)
     if opt.widget in ("select", "data", "weights"):
         choices = _choices(name, opt)
@@ -62,8 +67,14 @@ def render_option(col, name: str, opt: training.Option):
         bounds["min_value"] = opt.kind(opt.low)
     if opt.high is not None and not opt.high_open:
         bounds["max_value"] = opt.kind(opt.high)
-    return col.number_input(opt.label, step=opt.kind(opt.step or 1), placeholder=opt.none_means or None,
-                            format="%g" if opt.kind is float else None, **bounds, **common)
+    return col.number_input(
+        opt.label,
+        step=opt.kind(opt.step or 1),
+        placeholder=opt.none_means or None,
+        format="%g" if opt.kind is float else None,
+        **bounds,
+        **common,
+    )
 
 
 def controls() -> dict:
@@ -89,15 +100,21 @@ def fmt_seconds(seconds) -> str:
     """``75`` → ``"1:15"``; unknown → ``"…"``."""
     if seconds is None:
         return "…"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+    minutes, secs = divmod(round(seconds), 60)
+    return (
+        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+        if minutes >= 60
+        else f"{minutes}:{secs:02d}"
+    )
 
 
 def step_text(snap) -> str:
     """What the job does now: the counted phase while it runs, else the latest message."""
     if snap.status is JobStatus.STOPPING:
         return "Stopping at the end of this batch…"
-    if snap.phase and snap.total and snap.done < snap.total:  # a finished phase: the message is newer
+    if (
+        snap.phase and snap.total and snap.done < snap.total
+    ):  # a finished phase: the message is newer
         text = f"{snap.phase}: {snap.done}/{snap.total} {snap.unit}"
         if snap.rate:
             text += f" · {snap.rate:.0f} {snap.unit}/s · ETA {fmt_seconds(snap.eta_s)}"
@@ -110,9 +127,12 @@ def trainer_notice() -> None:
     info = jobs.slot_info("trainer")
     if info.running and not session.is_mine(info.owner):
         waiting = len(info.queued)
-        st.info(f"The trainer is busy with another visitor's run"
-                f"{f' ({waiting} waiting)' if waiting else ''}. Start joins the queue and begins "
-                "on its own when the trainer is free.", icon=":material/hourglass_top:")
+        st.info(
+            f"The trainer is busy with another visitor's run"
+            f"{f' ({waiting} waiting)' if waiting else ''}. Start joins the queue and begins "
+            "on its own when the trainer is free.",
+            icon=":material/hourglass_top:",
+        )
 
 
 def job_panel() -> None:
@@ -123,8 +143,11 @@ def job_panel() -> None:
         return
     snap = job.snapshot()
     if snap.status is JobStatus.QUEUED:
-        st.info(f"Queued: position {snap.queue_position} for the trainer. It starts on its own "
-                "when the runs ahead of it end.", icon=":material/hourglass_top:")
+        st.info(
+            f"Queued: position {snap.queue_position} for the trainer. It starts on its own "
+            "when the runs ahead of it end.",
+            icon=":material/hourglass_top:",
+        )
         if st.button("Cancel", key="train_cancel"):
             job.stop()
     elif snap.active:
@@ -141,22 +164,32 @@ def job_panel() -> None:
         elif result.get("test_accuracy") is not None:
             verb = "Stopped early" if result["stopped"] else "Finished"
             val = result.get("val_accuracy")
-            st.success(f"{verb}: test accuracy {result['test_accuracy']:.2%}"
-                       f"{f' (validation {val:.2%})' if val is not None else ''} after "
-                       f"{result['epochs']} epoch(s) in {fmt_seconds(result['wall_s'])} · saved as "
-                       f"{plain(result['run_dir'].rsplit('/', 1)[-1])}")
+            st.success(
+                f"{verb}: test accuracy {result['test_accuracy']:.2%}"
+                f"{f' (validation {val:.2%})' if val is not None else ''} after "
+                f"{result['epochs']} epoch(s) in {fmt_seconds(result['wall_s'])} · saved as "
+                f"{plain(result['run_dir'].rsplit('/', 1)[-1])}"
+            )
         else:
             st.warning("Stopped before training began: no model was saved.")
         trainer_notice()
     if snap.device:
         elapsed = f" · elapsed {fmt_seconds(snap.elapsed_s)}" if snap.active else ""
-        weights = f" · weights: {snap.result['weights']}" if (snap.result or {}).get("weights") else ""
+        weights = (
+            f" · weights: {snap.result['weights']}" if (snap.result or {}).get("weights") else ""
+        )
         st.caption(f"Device: {snap.device}{weights}{elapsed}")
     if snap.epochs or snap.batches:
         on_test = job.args.get("config", {}).get("validation") == "test"
-        st.plotly_chart(charts.curves_figure(snap.epochs, snap.batches, marks=snap.marks,
-                                             val_name="test (blog protocol)" if on_test else "validation"),
-                        key="train_live_chart")
+        st.plotly_chart(
+            charts.curves_figure(
+                snap.epochs,
+                snap.batches,
+                marks=snap.marks,
+                val_name="test (blog protocol)" if on_test else "validation",
+            ),
+            key="train_live_chart",
+        )
     # The job just ended: rerun the whole page once, to list the new run and stop polling.
     if not snap.active and st.session_state.get("train_polling"):
         st.session_state["train_polling"] = False
@@ -168,8 +201,10 @@ def start(values: dict) -> None:
     """Validate the options and start this session's job; problems become messages."""
     current = session.my_job("train")
     if current is not None and current.snapshot().active:
-        st.warning("Your run is still going: stop it or wait for it before starting another.",
-                   icon=":material/hourglass_top:")
+        st.warning(
+            "Your run is still going: stop it or wait for it before starting another.",
+            icon=":material/hourglass_top:",
+        )
         return
     try:
         config = training.TrainConfig(**values)
@@ -208,7 +243,10 @@ def lr_finder_panel() -> None:
         return
     snap = job.snapshot()
     if snap.status is JobStatus.QUEUED:
-        st.info(f"Queued: position {snap.queue_position} for the trainer.", icon=":material/hourglass_top:")
+        st.info(
+            f"Queued: position {snap.queue_position} for the trainer.",
+            icon=":material/hourglass_top:",
+        )
     elif snap.active:
         st.progress(snap.fraction, text=step_text(snap))
     elif snap.status is JobStatus.ERROR:
@@ -216,19 +254,28 @@ def lr_finder_panel() -> None:
     result = snap.result or {}
     if result.get("lrs"):
         suggested = result.get("suggested")
-        st.plotly_chart(charts.lr_figure(result["lrs"], result["losses"], result["smoothed"],
-                                         suggested), key="train_lr_chart")
+        st.plotly_chart(
+            charts.lr_figure(result["lrs"], result["losses"], result["smoothed"], suggested),
+            key="train_lr_chart",
+        )
         if suggested:
             value = float(f"{suggested:.2g}")
-            st.button(f"Use learning rate {value:g}", key="train_lr_use", on_click=use_lr,
-                      args=(value,), icon=":material/check:",
-                      help=f"steepest descent {result['steepest'] or 0:.2g}; minimum loss / 10 "
-                           f"{result['min_over_10']:.2g}: the lower of the two")
+            st.button(
+                f"Use learning rate {value:g}",
+                key="train_lr_use",
+                on_click=use_lr,
+                args=(value,),
+                icon=":material/check:",
+                help=f"steepest descent {result['steepest'] or 0:.2g}; minimum loss / 10 "
+                f"{result['min_over_10']:.2g}: the lower of the two",
+            )
         else:
             st.warning("The sweep was too short to suggest a learning rate: try more steps.")
     elif snap.batches:  # live: the raw loss so far
-        st.plotly_chart(charts.lr_figure([b["lr"] for b in snap.batches],
-                                         [b["loss"] for b in snap.batches]), key="train_lr_chart")
+        st.plotly_chart(
+            charts.lr_figure([b["lr"] for b in snap.batches], [b["loss"] for b in snap.batches]),
+            key="train_lr_chart",
+        )
     if not snap.active and st.session_state.get("train_lr_polling"):
         st.session_state["train_lr_polling"] = False
         st.rerun()  # the whole page once: the button and the runs see the end
@@ -238,8 +285,9 @@ def lr_finder_panel() -> None:
 # ----- saved runs ------------------------------------------------------------------------------
 def visible_runs() -> dict:
     """This session's runs and runs started outside the app (command line), by name."""
-    return {run.name: run for run in runs.list_runs()
-            if run.owner is None or session.is_mine(run.owner)}
+    return {
+        run.name: run for run in runs.list_runs() if run.owner is None or session.is_mine(run.owner)
+    }
 
 
 def run_details(run) -> None:
@@ -248,45 +296,72 @@ def run_details(run) -> None:
     res = run.results
     val = res.get("val_accuracy")
     c1, c2, c3, c4, c5 = st.columns(5)
-    c1.metric("Test accuracy", "—" if run.test_accuracy is None else f"{run.test_accuracy:.2%}",
-              help=res.get("protocol"))
-    c2.metric("Validation accuracy", "—" if val is None else f"{val:.2%}",
-              help=f"best epoch: {res['best_epoch']}" if res.get("best_epoch") else None)
+    c1.metric(
+        "Test accuracy",
+        "—" if run.test_accuracy is None else f"{run.test_accuracy:.2%}",
+        help=res.get("protocol"),
+    )
+    c2.metric(
+        "Validation accuracy",
+        "—" if val is None else f"{val:.2%}",
+        help=f"best epoch: {res['best_epoch']}" if res.get("best_epoch") else None,
+    )
     c3.metric("Status", run.status)
     c4.metric("Epochs", len(run.history))
     c5.metric(f"Backbone at {cfg.get('resolution', '?')} px", cfg.get("backbone", "?"))
-    facts = [f"weights: {res['weights']}" if res.get("weights") else None,
-             f"device: {res['device']}" if res.get("device") else None,
-             f"data: {no_paths(res['data_source'])} ({no_paths(res.get('split', ''))})" if res.get("data_source") else None,
-             f"{res['skipped']} unreadable image file(s) skipped" if res.get("skipped") else None,
-             f"wall time {fmt_seconds(res['wall_s'])}" if res.get("wall_s") is not None else None]
+    facts = [
+        f"weights: {res['weights']}" if res.get("weights") else None,
+        f"device: {res['device']}" if res.get("device") else None,
+        f"data: {no_paths(res['data_source'])} ({no_paths(res.get('split', ''))})"
+        if res.get("data_source")
+        else None,
+        f"{res['skipped']} unreadable image file(s) skipped" if res.get("skipped") else None,
+        f"wall time {fmt_seconds(res['wall_s'])}" if res.get("wall_s") is not None else None,
+    ]
     st.text(" · ".join(f for f in facts if f))
     if cfg.get("validation") == "test":
-        st.warning("The blog's protocol: the test split picked the best epoch, so this test "
-                   "accuracy is optimistic.", icon=":material/info:")
+        st.warning(
+            "The blog's protocol: the test split picked the best epoch, so this test "
+            "accuracy is optimistic.",
+            icon=":material/info:",
+        )
     if run.status in ("error", "interrupted"):
-        st.error(f"This run {'failed' if run.status == 'error' else 'was interrupted'}: "
-                 f"{plain(no_paths(run.error))}")
+        st.error(
+            f"This run {'failed' if run.status == 'error' else 'was interrupted'}: "
+            f"{plain(no_paths(run.error))}"
+        )
     if run.history:  # the saved curves, with the phase boundary of two-phase fine-tuning
-        st.plotly_chart(charts.curves_figure(
-            run.history, marks=charts.phase_marks(run.history),
-            val_name="test (blog protocol)" if cfg.get("validation") == "test" else "validation"),
-            key="train_run_curves")
+        st.plotly_chart(
+            charts.curves_figure(
+                run.history,
+                marks=charts.phase_marks(run.history),
+                val_name="test (blog protocol)"
+                if cfg.get("validation") == "test"
+                else "validation",
+            ),
+            key="train_run_curves",
+        )
     if run.confusion:
         analysis.error_analysis(run)
     model_file = run.path / "model.keras"
     left, right = st.columns([1, 4])
     if model_file.exists():
-        left.download_button("Download model.keras", data=model_file.read_bytes,  # read on click
-                             file_name=f"{run.name}.keras", mime="application/octet-stream",
-                             key="train_download", on_click="ignore")
+        left.download_button(
+            "Download model.keras",
+            data=model_file.read_bytes,  # read on click
+            file_name=f"{run.name}.keras",
+            mime="application/octet-stream",
+            key="train_download",
+            on_click="ignore",
+        )
         exports.export_section(str(run.path), run.name)
     if not session.is_mine(run.owner):
         right.caption("Started from the command line: read-only here.")
         return
     busy = run.status == "running"
-    with right.popover("Delete run…", disabled=busy,
-                       help="Stop the run before deleting it" if busy else None):
+    with right.popover(
+        "Delete run…", disabled=busy, help="Stop the run before deleting it" if busy else None
+    ):
         st.text(f"Delete {run.name} and all its files? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key="train_delete"):
             try:
@@ -301,19 +376,31 @@ def run_details(run) -> None:
 
 # ----- inputs ---------------------------------------------------------------------------------
 st.title(f"{ICONS['Train']} Train", anchor=False)
-st.caption("Transfer learning: an ImageNet EfficientNet backbone with a new classifier head, trained "
-           "on CIFAR-10 or a dataset from the data folder. Training runs in a background process; "
-           "switch pages freely.")
+st.caption(
+    "Transfer learning: an ImageNet EfficientNet backbone with a new classifier head, trained "
+    "on CIFAR-10 or a dataset from the data folder. Training runs in a background process; "
+    "switch pages freely."
+)
 # Streamlit forgets widget values when another page is shown; "train_kept" brings them back.
-for key, value in {**control_state(training.DEFAULTS), **st.session_state.get("train_kept", {})}.items():
+for key, value in {
+    **control_state(training.DEFAULTS),
+    **st.session_state.get("train_kept", {}),
+}.items():
     st.session_state.setdefault(key, value)
 cols = st.columns(len(training.PRESETS) + 1)
 cols[0].markdown("**Presets**")
 for col, (key, preset) in zip(cols[1:], training.PRESETS.items()):
-    col.button(preset.label, key=f"train_preset_{key}", on_click=apply_preset, args=(key,),
-               help=f"{preset.description}: " + ", ".join(f"{k}={v}" for k, v in preset.values.items()),
-               width="stretch")
-notices = st.container()  # always present, so one-off messages don't shift (and remount) the widgets
+    col.button(
+        preset.label,
+        key=f"train_preset_{key}",
+        on_click=apply_preset,
+        args=(key,),
+        help=f"{preset.description}: " + ", ".join(f"{k}={v}" for k, v in preset.values.items()),
+        width="stretch",
+    )
+notices = (
+    st.container()
+)  # always present, so one-off messages don't shift (and remount) the widgets
 handoff = st.session_state.pop("train_preset", None)  # set once by the Scaling page
 if handoff:
     try:
@@ -323,32 +410,40 @@ if handoff:
     else:
         st.session_state.update(control_state(handoff))
         choice = ", ".join(f"{k} {v}" for k, v in handoff.items())
-        notices.info(f"Applied the Scaling page's choice: {plain(choice)}. Check the rest, then "
-                     "press Start.")
+        notices.info(
+            f"Applied the Scaling page's choice: {plain(choice)}. Check the rest, then press Start."
+        )
 if "train_notice" in st.session_state:
     notices.success(plain(st.session_state.pop("train_notice")))
 values = controls()
 dataset_panel.check_section(values["data"])
-st.session_state["train_kept"] = {k: st.session_state[k] for k in CONTROL_KEYS if k in st.session_state}
+st.session_state["train_kept"] = {
+    k: st.session_state[k] for k in CONTROL_KEYS if k in st.session_state
+}
 
 if values.get("validation") == "test":
-    st.caption("Validation on the test split (the blog's protocol): the test split picks the best "
-               "epoch, so the reported test accuracy will be optimistic.")
+    st.caption(
+        "Validation on the test split (the blog's protocol): the test split picks the best "
+        "epoch, so the reported test accuracy will be optimistic."
+    )
 
 # ----- one core call: start a job (guarded by validation and one job per session) --------------
 if st.button("Start", type="primary", key="train_start", icon=ICONS["Train"]):
     start(values)
 
 with st.expander("Learning-rate finder", icon=":material/search:"):
-    st.caption("Loss against a rising learning rate (1e-6 to 1, 100 batches) for these settings, "
-               "on cached features of up to 100 batches of training images; the suggestion is "
-               "where the loss falls fast, well before it blows up. It queues for the trainer "
-               "like a run.")
+    st.caption(
+        "Loss against a rising learning rate (1e-6 to 1, 100 batches) for these settings, "
+        "on cached features of up to 100 batches of training images; the suggestion is "
+        "where the loss falls fast, well before it blows up. It queues for the trainer "
+        "like a run."
+    )
     if st.button("Find a learning rate", key="train_lr_find", icon=":material/search:"):
         start_lr_find(values)
     finder = session.my_job("lr_find")
-    st.fragment(lr_finder_panel, run_every=1.0 if finder is not None and finder.snapshot().active
-                else None)()
+    st.fragment(
+        lr_finder_panel, run_every=1.0 if finder is not None and finder.snapshot().active else None
+    )()
 
 # ----- render: the live job, then the saved runs ----------------------------------------------
 mine = session.my_job("train")
@@ -358,27 +453,38 @@ st.fragment(job_panel, run_every=1.0 if polling else None)()
 st.header("Runs", anchor=False)
 saved = visible_runs()
 if not saved:
-    st.info("No saved runs yet: press Start above (the quick demo preset takes about a minute on 2 CPU cores).")
+    st.info(
+        "No saved runs yet: press Start above (the quick demo preset takes about a minute on 2 CPU cores)."
+    )
     st.stop()
-st.dataframe(charts.runs_rows(saved.values()), hide_index=True, key="train_runs_table", column_config={
-    "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
-    "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
-})
-st.session_state["train_compare"] = [n for n in st.session_state.get("train_compare", [*saved][:1])
-                                     if n in saved]
+st.dataframe(
+    charts.runs_rows(saved.values()),
+    hide_index=True,
+    key="train_runs_table",
+    column_config={
+        "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
+        "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+        "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+    },
+)
+st.session_state["train_compare"] = [
+    n for n in st.session_state.get("train_compare", [*saved][:1]) if n in saved
+]
 picked = st.multiselect("Compare runs", list(saved), key="train_compare")
 if picked:
-    st.plotly_chart(charts.compare_figure({n: saved[n].history for n in picked}),
-                    key="train_compare_chart")
+    st.plotly_chart(
+        charts.compare_figure({n: saved[n].history for n in picked}), key="train_compare_chart"
+    )
 costed = [run for run in saved.values() if run.test_accuracy is not None]
 if len(costed) >= 2:  # accuracy against cost, with the Pareto front (issue 12)
     st.subheader("Accuracy against cost", anchor=False)
     st.plotly_chart(charts.accuracy_cost_figure(costed), key="train_cost_chart")
     untimed = sum(1 for run in costed if run.results.get("latency_ms") is None)
-    st.caption("Stars: the Pareto front, runs that no other run beats on both accuracy and cost. "
-               "Latency is one image through the saved model (batch 1), timed when training ended"
-               + (f"; {untimed} older or stopped run(s) have none." if untimed else "."))
+    st.caption(
+        "Stars: the Pareto front, runs that no other run beats on both accuracy and cost. "
+        "Latency is one image through the saved model (batch 1), timed when training ended"
+        + (f"; {untimed} older or stopped run(s) have none." if untimed else ".")
+    )
 if st.session_state.get("train_run_pick") not in saved:
     st.session_state.pop("train_run_pick", None)
 st.subheader("Run details", anchor=False)

@@ -25,8 +25,14 @@ SAMPLES = REPO.parent / "shared" / "datasets" / "imagenet-samples"
 def first_prediction(cache: str, photo: Path) -> float:
     env = {**os.environ, "EFFNET_LAB_CACHE": cache, "EFFNET_LAB_DOWNLOAD_TIMEOUT": "2"}
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "core", "classify", "--top", "1", str(photo)],
-                         cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "classify", "--top", "1", str(photo)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     elapsed = time.perf_counter() - t0
     print(f"  -> {json.loads(out.stdout)['top'][0]['label']}", file=sys.stderr)
     return elapsed
@@ -66,8 +72,10 @@ def main() -> None:
     }
     print(f"time to first prediction, fresh (conversion included): {fresh:.1f} s")
     print(f"time to first prediction, cached:                      {cached:.1f} s")
-    print(f"batch classification: {result['images_per_s']} img/s at {classifier.resolution}px, "
-          f"batch {args.batch_size} ({result['device']}, {classifier.weights})")
+    print(
+        f"batch classification: {result['images_per_s']} img/s at {classifier.resolution}px, "
+        f"batch {args.batch_size} ({result['device']}, {classifier.weights})"
+    )
     print(json.dumps(result))
 
 

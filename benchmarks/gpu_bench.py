@@ -41,8 +41,18 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = {"test_accuracy": 0.97, "wall_s": 15 * 60}  # the mission's GPU target, on one H100
 STOP_GRACE_S = 60  # after the stop request: finish the batch, evaluate, save
 # The tiny CPU run: a few images, small, one epoch, the GPU's precision.
-SMOKE_FLAGS = ["--subset", "100", "--test-subset", "50", "--epochs", "1", "--resolution", "48",
-               "--batch-size", "50"]
+SMOKE_FLAGS = [
+    "--subset",
+    "100",
+    "--test-subset",
+    "50",
+    "--epochs",
+    "1",
+    "--resolution",
+    "48",
+    "--batch-size",
+    "50",
+]
 
 ENV_CHECK = r"""
 import json, platform, jax, jaxlib, keras, numpy
@@ -61,12 +71,14 @@ class Failed(Exception):
 
 def timed(result: dict, name: str):
     """Context manager recording the seconds a step took in ``result["setup_s"][name]``."""
+
     class _Timer:
         def __enter__(self):
             self.t = time.time()
 
         def __exit__(self, *exc):
             result.setdefault("setup_s", {})[name] = round(time.time() - self.t, 2)
+
     return _Timer()
 
 
@@ -75,9 +87,25 @@ def install_wheels(wheels: Path, site: Path) -> list[str]:
     files = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
     if not files:
         return []
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                          "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site),
-                          *map(str, files)], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--no-cache-dir",
+            "--upgrade",
+            "--target",
+            str(site),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise Failed(f"installing the wheels in {wheels} failed: {out.stderr.strip()[-2000:]}")
     return [f.name for f in files]
@@ -87,8 +115,10 @@ def unpack_data(archive: Path, dest: Path) -> Path:
     """Unpack the CIFAR-10 archive into ``dest`` after checking it against its manifest."""
     manifest_file = archive.with_name(archive.name.split(".")[0] + ".json")
     if not archive.is_file() or not manifest_file.is_file():
-        raise Failed(f"no data archive at {archive} (with {manifest_file.name}): run "
-                     "benchmarks/gpu_prepare.py here and carry .gpu-data")
+        raise Failed(
+            f"no data archive at {archive} (with {manifest_file.name}): run "
+            "benchmarks/gpu_prepare.py here and carry .gpu-data"
+        )
     manifest = json.loads(manifest_file.read_text())
     digest = hashlib.sha256()
     with archive.open("rb") as f:
@@ -107,22 +137,29 @@ def unpack_data(archive: Path, dest: Path) -> Path:
     return dest / manifest["folder"]
 
 
-def run_bench(cmd: list[str], env: dict, budget_s: float, grace_s: float,
-              log: Path) -> tuple[int, bool]:
+def run_bench(
+    cmd: list[str], env: dict, budget_s: float, grace_s: float, log: Path
+) -> tuple[int, bool]:
     """Run ``cmd``, its progress into ``log``. At ``budget_s`` ask it to stop (SIGINT, as
     Ctrl-C: the run ends at the end of the batch, evaluates and saves); if it has not ended
     ``grace_s`` later, a second SIGINT kills its job (the CLI's own rule), then the CLI.
     Returns (exit status, stopped at the budget)."""
     stdout_file = log.with_suffix(".stdout")
-    with log.open("w") as err, stdout_file.open("w") as out, \
-            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err) as proc:
+    with (
+        log.open("w") as err,
+        stdout_file.open("w") as out,
+        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err) as proc,
+    ):
         stopped = False
         try:
             proc.wait(timeout=budget_s)
         except subprocess.TimeoutExpired:
             stopped = True
-            for signum, wait_s in ((signal.SIGINT, grace_s), (signal.SIGINT, 15),
-                                   (signal.SIGKILL, 15)):
+            for signum, wait_s in (
+                (signal.SIGINT, grace_s),
+                (signal.SIGINT, 15),
+                (signal.SIGKILL, 15),
+            ):
                 proc.send_signal(signum)
                 try:
                     proc.wait(timeout=wait_s)
@@ -149,8 +186,10 @@ def read_history(run_dir: Path) -> list[dict]:
     if not file.is_file():
         return []
     with file.open() as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        return [
+            {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -161,10 +200,16 @@ def tail(path: Path, lines: int = 40) -> str:
 
 def bench(args, result: dict, work: Path) -> None:
     """The steps, filling ``result``; raises :class:`Failed` with a reason."""
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONUNBUFFERED": "1",
-           "EFFNET_LAB_CACHE": str(work / "cache"), "EFFNET_LAB_RUNS": str(work / "runs"),
-           "EFFNET_LAB_DATA": str(work / "data-root"), "EFFNET_LAB_DOWNLOAD_TIMEOUT": "2",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "PYTHONUNBUFFERED": "1",
+        "EFFNET_LAB_CACHE": str(work / "cache"),
+        "EFFNET_LAB_RUNS": str(work / "runs"),
+        "EFFNET_LAB_DATA": str(work / "data-root"),
+        "EFFNET_LAB_DOWNLOAD_TIMEOUT": "2",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     env.pop("EFFNET_LAB_DEVICES", None)
     if args.cpu_smoke:
         env["JAX_PLATFORMS"] = "cpu"
@@ -173,8 +218,9 @@ def bench(args, result: dict, work: Path) -> None:
         installed = install_wheels(args.wheels, work / "site")
     result["wheels"] = installed
     if installed:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(work / "site"),
-                                                          env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(work / "site"), env.get("PYTHONPATH")])
+        )
     with timed(result, "data"):
         data = args.data_dir or unpack_data(args.data_archive, work / "data")
     if not (Path(data) / "train").is_dir():
@@ -182,23 +228,43 @@ def bench(args, result: dict, work: Path) -> None:
     env["EFFNET_LAB_CIFAR10_DIR"] = str(data)
     result["data"] = str(args.data_dir or args.data_archive)
     with timed(result, "env_check"):
-        check = subprocess.run([sys.executable, "-c", ENV_CHECK], cwd=REPO, env=env,
-                               capture_output=True, text=True, timeout=300)
+        check = subprocess.run(
+            [sys.executable, "-c", ENV_CHECK],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if check.returncode != 0:
         raise Failed(f"JAX or Keras does not import: {check.stderr.strip()[-2000:]}")
     result["env"] = json.loads(check.stdout.strip().splitlines()[-1])
     if not args.cpu_smoke and not result["env"]["gpus"]:
         raise Failed(f"JAX sees no GPU ({result['env']['devices']}); --cpu-smoke runs on the CPU")
 
-    cmd = [sys.executable, "-m", "core", "bench", "best", "--recipe", "gpu", "--weights", "lite0",
-           "--data", "cifar10", "--out", str(work / "runs" / "bench-best-gpu")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "core",
+        "bench",
+        "best",
+        "--recipe",
+        "gpu",
+        "--weights",
+        "lite0",
+        "--data",
+        "cifar10",
+        "--out",
+        str(work / "runs" / "bench-best-gpu"),
+    ]
     cmd += SMOKE_FLAGS if args.cpu_smoke else []
     cmd += [str(x) for x in args.extra]
     result["command"] = " ".join(["KERAS_BACKEND=jax", "python3", *cmd[1:]])
     save(args.out, result)  # so far, in case the device call ends before the script does
     t = time.time()
-    status, stopped = run_bench(cmd, env, args.budget_s, 300 if args.cpu_smoke else STOP_GRACE_S,
-                                args.log)
+    status, stopped = run_bench(
+        cmd, env, args.budget_s, 300 if args.cpu_smoke else STOP_GRACE_S, args.log
+    )
     result["bench_s"] = round(time.time() - t, 2)
     result["stopped_at_budget"] = stopped
     bench_result = last_json(args.log.with_suffix(".stdout").read_text())
@@ -223,38 +289,73 @@ def save(path: Path, result: dict) -> str:
 def main(argv=None) -> int:
     out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path.cwd()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=out_dir / "gpu-bench.json",
-                        help="the JSON result (default $OUT/gpu-bench.json, else ./gpu-bench.json); "
-                             "the run's log goes beside it (.log)")
-    parser.add_argument("--wheels", type=Path, default=REPO / ".whl",
-                        help="wheels to install first (default .whl; none: use what is installed)")
-    parser.add_argument("--data-archive", type=Path, default=REPO / ".gpu-data" / "cifar10.tar.xz",
-                        help="the packed CIFAR-10 copy (default .gpu-data/cifar10.tar.xz)")
-    parser.add_argument("--data-dir", type=Path,
-                        help="an unpacked CIFAR-10 image folder to use instead of the archive")
-    parser.add_argument("--budget-s", type=float, default=470,
-                        help="seconds the benchmark may run before it is stopped (default 470: "
-                             "with set-up (~30 s) and a stop (< 60 s), the whole script fits a "
-                             "600 s device call)")
-    parser.add_argument("--cpu-smoke", action="store_true",
-                        help="on the CPU, on a tiny subset (keeps the script working in CI)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=out_dir / "gpu-bench.json",
+        help="the JSON result (default $OUT/gpu-bench.json, else ./gpu-bench.json); "
+        "the run's log goes beside it (.log)",
+    )
+    parser.add_argument(
+        "--wheels",
+        type=Path,
+        default=REPO / ".whl",
+        help="wheels to install first (default .whl; none: use what is installed)",
+    )
+    parser.add_argument(
+        "--data-archive",
+        type=Path,
+        default=REPO / ".gpu-data" / "cifar10.tar.xz",
+        help="the packed CIFAR-10 copy (default .gpu-data/cifar10.tar.xz)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="an unpacked CIFAR-10 image folder to use instead of the archive",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=470,
+        help="seconds the benchmark may run before it is stopped (default 470: "
+        "with set-up (~30 s) and a stop (< 60 s), the whole script fits a "
+        "600 s device call)",
+    )
+    parser.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="on the CPU, on a tiny subset (keeps the script working in CI)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("extra", nargs="*",
-                        help="after --: more bench best flags (e.g. -- --epochs 8)")
+    parser.add_argument(
+        "extra", nargs="*", help="after --: more bench best flags (e.g. -- --epochs 8)"
+    )
     args = parser.parse_args(argv)
     args.log = args.out.with_suffix(".log")
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    result = {"benchmark": "gpu_bench", "mode": "cpu-smoke" if args.cpu_smoke else "gpu",
-              "target": TARGET, "budget_s": args.budget_s, "ok": False, "error": None,
-              "met_target": None, "host": platform.node(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result = {
+        "benchmark": "gpu_bench",
+        "mode": "cpu-smoke" if args.cpu_smoke else "gpu",
+        "target": TARGET,
+        "budget_s": args.budget_s,
+        "ok": False,
+        "error": None,
+        "met_target": None,
+        "host": platform.node(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     result["error"] = "did not finish: the script was ended first (see the .log beside this file)"
     save(args.out, result)
     started = time.time()
     # In memory where there is a RAM disk: 60 000 small files unpack in seconds there.
     shm = Path("/dev/shm")
-    work = Path(tempfile.mkdtemp(prefix="effnet-gpu-bench-",
-                                 dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
+    work = Path(
+        tempfile.mkdtemp(
+            prefix="effnet-gpu-bench-",
+            dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None,
+        )
+    )
     try:
         bench(args, result, work)
         result["error"] = None
@@ -263,7 +364,7 @@ def main(argv=None) -> int:
             result["error"] = "the run produced no test accuracy"
     except Failed as exc:
         result["error"] = str(exc)
-    except Exception as exc:  # noqa: BLE001 - a one-shot run must still write its result
+    except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         result["total_s"] = round(time.time() - started, 2)

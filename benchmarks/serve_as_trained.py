@@ -33,12 +33,31 @@ def main() -> None:
     from core.images import Preprocessing, decode_file
     from core.inference import load_classifier
 
-    files = [f for d in sorted(Path(args.folder).iterdir()) if d.is_dir()
-             for f in sorted(d.iterdir())[:args.per_class]]
+    files = [
+        f
+        for d in sorted(Path(args.folder).iterdir())
+        if d.is_dir()
+        for f in sorted(d.iterdir())[: args.per_class]
+    ]
     truth = [f.parent.name for f in files]
-    out = subprocess.run([sys.executable, "-m", "core", "classify", "--model", args.run,
-                          "--top", "1", *map(str, files)], cwd=REPO, env=dict(os.environ),
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "classify",
+            "--model",
+            args.run,
+            "--top",
+            "1",
+            *map(str, files),
+        ],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     cli = [json.loads(line)["top"][0]["label"] for line in out.stdout.splitlines()]
     classifier = load_classifier(args.run)
     labels = classifier.labels
@@ -53,10 +72,14 @@ def main() -> None:
     cli_acc = float(np.mean([p == t for p, t in zip(cli, truth)]))
     print(f"{len(files)} files; the run's preprocessing: {classifier.preprocessing}")
     print(f"python -m core classify --model RUN: {cli_acc:.2%}")
-    print(f"Keras model on the files decoded as in training: {keras_acc:.2%} "
-          f"(predictions that differ from classify: {sum(a != b for a, b in zip(cli, keras_pred))})")
-    print(f"old behaviour, ImageNet centre crop 0.875: {old_acc:.2%} "
-          f"(predictions that differ: {sum(a != b for a, b in zip(old_pred, keras_pred))})")
+    print(
+        f"Keras model on the files decoded as in training: {keras_acc:.2%} "
+        f"(predictions that differ from classify: {sum(a != b for a, b in zip(cli, keras_pred))})"
+    )
+    print(
+        f"old behaviour, ImageNet centre crop 0.875: {old_acc:.2%} "
+        f"(predictions that differ: {sum(a != b for a, b in zip(old_pred, keras_pred))})"
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,14 @@ from core.training.options import TrainConfig, preset_config
 from core.training.run import load_data, train
 
 
-def fit_blog_way(config: TrainConfig, *, dataset=None, epochs: int | None = None,
-                 progress: Progress | None = None, warmup: bool = False):
+def fit_blog_way(
+    config: TrainConfig,
+    *,
+    dataset=None,
+    epochs: int | None = None,
+    progress: Progress | None = None,
+    warmup: bool = False,
+):
     """Train the full network with the backbone inside every step, as the blog does.
 
     Same seeded model, batch order and optimizer as :func:`core.training.train`, but no cached
@@ -48,10 +54,24 @@ def fit_blog_way(config: TrainConfig, *, dataset=None, epochs: int | None = None
         compile_model(net.model, config, len(ds.y_train), config.epochs, on_gpu)
         if warmup:
             k = 2 * config.batch_size
-            net.model.fit(ds.x_train[:k], ds.y_train[:k], batch_size=config.batch_size,
-                          validation_data=(ds.x_val[:k], ds.y_val[:k]), verbose=0)
-        rows, _ = fit(net.model, ds.x_train, ds.y_train, (ds.x_val, ds.y_val), config, progress,
-                      on_gpu=on_gpu, epochs=epochs, compile=False)
+            net.model.fit(
+                ds.x_train[:k],
+                ds.y_train[:k],
+                batch_size=config.batch_size,
+                validation_data=(ds.x_val[:k], ds.y_val[:k]),
+                verbose=0,
+            )
+        rows, _ = fit(
+            net.model,
+            ds.x_train,
+            ds.y_train,
+            (ds.x_val, ds.y_val),
+            config,
+            progress,
+            on_gpu=on_gpu,
+            epochs=epochs,
+            compile=False,
+        )
     return net.model, rows
 
 
@@ -63,10 +83,17 @@ def bench_seed_job(args: dict, progress: Progress) -> dict:
     """
     config = preset_config("blog", **args.get("overrides", {}))
     result = train(config, progress, args.get("runs_root"), finish=False)
-    out = {"test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
-           "protocol": config.protocol, "wall_s": result.wall_s,
-           "weights": result.weights, "device": result.device, "epochs": result.epochs,
-           "run_dir": str(result.run_dir), "stopped": result.stopped}
+    out = {
+        "test_accuracy": result.test_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "protocol": config.protocol,
+        "wall_s": result.wall_s,
+        "weights": result.weights,
+        "device": result.device,
+        "epochs": result.epochs,
+        "run_dir": str(result.run_dir),
+        "stopped": result.stopped,
+    }
     if result.stopped or result.test_accuracy is None:
         return out
     progress.message("One epoch the blog's way (backbone inside every step)")
@@ -76,8 +103,12 @@ def bench_seed_job(args: dict, progress: Progress) -> dict:
         return {**out, "stopped": True}
     epoch_s = rows[0]["seconds"]
     blog_way_s = epoch_s * config.epochs
-    return {**out, "blog_way_epoch_s": epoch_s, "blog_way_s": round(blog_way_s, 2),
-            "speedup": round(blog_way_s / result.wall_s, 2)}
+    return {
+        **out,
+        "blog_way_epoch_s": epoch_s,
+        "blog_way_s": round(blog_way_s, 2),
+        "speedup": round(blog_way_s / result.wall_s, 2),
+    }
 
 
 def bench_best_job(args: dict, progress: Progress) -> dict:
@@ -91,8 +122,17 @@ def bench_best_job(args: dict, progress: Progress) -> dict:
     started = time.time()
     result = train(config, progress, args.get("runs_root"), finish=False)
     timings = load_run(result.run_dir).results.get("timings", {})
-    return {"test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
-            "protocol": config.protocol, "wall_s": round(time.time() - started, 2),
-            "preset": preset, "recipe": config.to_dict(), "device": result.device,
-            "weights": result.weights, "epochs": result.epochs, "timings": timings,
-            "stopped": result.stopped, "run_dir": str(result.run_dir)}
+    return {
+        "test_accuracy": result.test_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "protocol": config.protocol,
+        "wall_s": round(time.time() - started, 2),
+        "preset": preset,
+        "recipe": config.to_dict(),
+        "device": result.device,
+        "weights": result.weights,
+        "epochs": result.epochs,
+        "timings": timings,
+        "stopped": result.stopped,
+        "run_dir": str(result.run_dir),
+    }

@@ -38,7 +38,16 @@ if TYPE_CHECKING:
     from core.progress import Progress
 
 CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 ]
 # What keras.datasets.cifar10 downloads; we only probe its host to fail fast when offline.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -104,17 +113,22 @@ def list_datasets() -> list[str]:
         found = list(paths.data_dir().iterdir())
     except OSError:  # an unreadable data root offers nothing (and must not break a page)
         return []
-    return sorted(p.name for p in found
-                  if p.is_dir() and DATASET_NAME_RE.match(p.name) and p.name not in _RESERVED_NAMES)
+    return sorted(
+        p.name
+        for p in found
+        if p.is_dir() and DATASET_NAME_RE.match(p.name) and p.name not in _RESERVED_NAMES
+    )
 
 
 def is_managed(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` is a dataset directly under the data root (it may store its split)."""
     folder = Path(folder)
     try:
-        return (DATASET_NAME_RE.match(folder.name) is not None
-                and folder.name not in _RESERVED_NAMES
-                and folder.resolve().parent == paths.data_dir().resolve())
+        return (
+            DATASET_NAME_RE.match(folder.name) is not None
+            and folder.name not in _RESERVED_NAMES
+            and folder.resolve().parent == paths.data_dir().resolve()
+        )
     except OSError:
         return False
 
@@ -132,7 +146,6 @@ def resolve(spec: str) -> str | Path:
         if managed.is_dir():
             return managed
     return Path(spec).expanduser()
-
 
 
 def load_dataset(
@@ -179,15 +192,23 @@ def load_dataset(
     if target == "cifar10":
         ds = _load_cifar10(storage_size or 32, val_fraction, progress, use_cache)
     else:
-        ds = load_image_folder(target, storage_size=storage_size, val_fraction=val_fraction,
-                               test_fraction=test_fraction, progress=progress, use_cache=use_cache)
+        ds = load_image_folder(
+            target,
+            storage_size=storage_size,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            progress=progress,
+            use_cache=use_cache,
+        )
     if subset is not None and subset < len(ds.y_train):
         n_val = len(ds.y_val)
         if n_val:  # keep validation in proportion, so a quick demo validates quickly too
             keep = max(ds.num_classes, round(n_val * subset / len(ds.y_train)))
             ds.x_val, ds.y_val = subsample(ds.x_val, ds.y_val, keep, seed)
         ds.x_train, ds.y_train = subsample(ds.x_train, ds.y_train, subset, seed)
-        ds.split += f"; train subset of {subset}" + (f", validation {len(ds.y_val)}" if n_val else "")
+        ds.split += f"; train subset of {subset}" + (
+            f", validation {len(ds.y_val)}" if n_val else ""
+        )
     if test_subset is not None and test_subset < len(ds.y_test):
         ds.x_test, ds.y_test = subsample(ds.x_test, ds.y_test, test_subset, seed)
         ds.split += f"; test subset of {test_subset}"
@@ -230,11 +251,13 @@ def load_image_folder(
     rng = np.random.default_rng(SPLIT_SEED)
     notes = []
     carved = splits.carved_part(parts)
-    stored = carved and splits.stored_assignment(root, folder.files[carved], splits.missing(parts),
-                                                 store=is_managed(root))
+    stored = carved and splits.stored_assignment(
+        root, folder.files[carved], splits.missing(parts), store=is_managed(root)
+    )
     if stored:
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = _stored_split(
-            folder, carved, stored, rng, notes)
+            folder, carved, stored, rng, notes
+        )
     else:
         if "all" in parts:
             x, y = arrays["x_all"], arrays["y_all"]
@@ -260,19 +283,28 @@ def load_image_folder(
         else:
             x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train, val_fraction, rng)
             if val_fraction:
-                notes.append(f"validation: stratified {round(val_fraction * 100)} % of the "
-                             "training images")
+                notes.append(
+                    f"validation: stratified {round(val_fraction * 100)} % of the training images"
+                )
     return Dataset(
-        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
-        class_names=class_names, source=f"image folder {root} ({folder.how})",
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        class_names=class_names,
+        source=f"image folder {root} ({folder.how})",
         split=f"{len(y_train)}/{len(y_val)}/{len(y_test)} train/validation/test; "
-              + "; ".join(notes) + f" (split seed {SPLIT_SEED})",
+        + "; ".join(notes)
+        + f" (split seed {SPLIT_SEED})",
         skipped=folder.skipped,
     )
 
 
-def _stored_split(folder, carved: str, stored: dict[str, str], rng: np.random.Generator,
-                  notes: list[str]):
+def _stored_split(
+    folder, carved: str, stored: dict[str, str], rng: np.random.Generator, notes: list[str]
+):
     """``((x, y) train, validation, test)``: folder parts as they are, the rest as stored."""
     from core import splits
 
@@ -287,11 +319,14 @@ def _stored_split(folder, carved: str, stored: dict[str, str], rng: np.random.Ge
             continue
         out[name] = _shuffled(x[rows[name]], y[rows[name]], rng)
         if name == "test":
-            notes.append(f"test: stored split, {round(splits.TEST_FRACTION * 100)} % "
-                         f"({splits.SPLITS_FILE})")
+            notes.append(
+                f"test: stored split, {round(splits.TEST_FRACTION * 100)} % ({splits.SPLITS_FILE})"
+            )
         elif name == "val":
-            notes.append(f"validation: stored split, {round(splits.VAL_FRACTION * 100)} % of "
-                         f"the training images ({splits.SPLITS_FILE})")
+            notes.append(
+                f"validation: stored split, {round(splits.VAL_FRACTION * 100)} % of "
+                f"the training images ({splits.SPLITS_FILE})"
+            )
     return out["train"], out["val"], out["test"]
 
 
@@ -327,9 +362,9 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarr
     leftover = n - take.sum()
     take[np.argsort(-(quota - take), kind="stable")[:leftover]] += 1
     rng = np.random.default_rng(seed)
-    idx = np.concatenate([
-        rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in zip(classes, take)
-    ])
+    idx = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in zip(classes, take)]
+    )
     idx = rng.permutation(idx)
     return x[idx], y[idx]
 
@@ -349,12 +384,18 @@ def _load_cifar10(
         rng = np.random.default_rng(SPLIT_SEED)
         x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train, val_fraction, rng)
         return Dataset(
-            x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
-            y_test=y_test, class_names=list(CIFAR10_CLASSES),
+            x_train=x_train,
+            y_train=y_train,
+            x_val=x_val,
+            y_val=y_val,
+            x_test=x_test,
+            y_test=y_test,
+            class_names=list(CIFAR10_CLASSES),
             source=f"keras.datasets.cifar10 ({how})",
             split=f"{len(y_train)}/{len(y_val)}/{len(y_test)} train/validation/test; the "
-                  f"standard test split; validation: stratified {round(val_fraction * 100)} % "
-                  f"of train (split seed {SPLIT_SEED})", skipped=0,
+            f"standard test split; validation: stratified {round(val_fraction * 100)} % "
+            f"of train (split seed {SPLIT_SEED})",
+            skipped=0,
         )
 
     local = paths.cifar10_dir()
@@ -369,15 +410,21 @@ def _load_cifar10(
             f"no local copy is configured. {fix}"
         )
     try:
-        ds = load_image_folder(local, storage_size=storage_size, val_fraction=val_fraction,
-                               progress=progress, use_cache=use_cache)
+        ds = load_image_folder(
+            local,
+            storage_size=storage_size,
+            val_fraction=val_fraction,
+            progress=progress,
+            use_cache=use_cache,
+        )
     except DataError as exc:
         raise DataError(
             f"Could not load CIFAR-10: the keras.datasets download failed ({download_error}) and "
             f"the local copy at {local} (EFFNET_LAB_CIFAR10_DIR) is unusable: {exc} {fix}"
         ) from exc
-    ds.source = (f"local CIFAR-10 copy: {ds.source}; keras.datasets was unavailable "
-                 f"({download_error})")
+    ds.source = (
+        f"local CIFAR-10 copy: {ds.source}; keras.datasets was unavailable ({download_error})"
+    )
     return ds
 
 
@@ -390,9 +437,13 @@ def _keras_cifar10() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, st
 
     (x_train, y_train), (x_test, y_test) = cifar10.load_data()
     # keras gives uint8 (N, 32, 32, 3) images and (N, 1) uint8 labels.
-    return (np.ascontiguousarray(x_train, dtype=np.uint8), y_train.reshape(-1).astype(np.int64),
-            np.ascontiguousarray(x_test, dtype=np.uint8), y_test.reshape(-1).astype(np.int64),
-            "Keras cache" if cached else "downloaded")
+    return (
+        np.ascontiguousarray(x_train, dtype=np.uint8),
+        y_train.reshape(-1).astype(np.int64),
+        np.ascontiguousarray(x_test, dtype=np.uint8),
+        y_test.reshape(-1).astype(np.int64),
+        "Keras cache" if cached else "downloaded",
+    )
 
 
 def _keras_cifar10_cached() -> bool:
@@ -429,7 +480,7 @@ def held_out(n: int, fraction: float) -> int:
     on each side when the class has two or more."""
     if not fraction:
         return 0
-    k = int(round(n * fraction))
+    k = round(n * fraction)
     return min(max(k, 1), n - 1) if n >= 2 else k
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from core import paths, splits
 from core.data import _RESERVED_NAMES, DATASET_NAME_RE, DataError, list_datasets
 from core.fileio import write_json
-from core.images import ImageError, load_image
 from core.imagefolder import IMAGE_EXTENSIONS, relative_files, scan
+from core.images import ImageError, load_image
 
 META_FILE = "dataset.json"
 MAX_CLASS_NAME = 64  # characters
@@ -43,8 +43,15 @@ MIN_FREE_BYTES = 1 << 30  # refuse to fill the disk: keep at least this much fre
 RESERVED_CLASS_NAMES = {"train", "val", "test", META_FILE, splits.SPLITS_FILE}
 _TEMP_PREFIX = ".tmp-"  # hidden: never listed as a dataset, never scanned as a class
 _STALE_S = 3600  # a temporary folder this old was left by a killed process
-_EXTENSION_OF = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp",
-                 "GIF": ".gif", "TIFF": ".tif"}
+_EXTENSION_OF = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "GIF": ".gif",
+    "TIFF": ".tif",
+}
 
 
 class DatasetError(ValueError):
@@ -84,7 +91,8 @@ def check_new_name(name: str) -> str:
     if not DATASET_NAME_RE.match(name) or name.lower() in _RESERVED_NAMES:
         raise DatasetError(
             f"{name!r} cannot name a dataset: use 1 to 64 letters, digits, '.', '_', '+' or '-', "
-            "starting with a letter or digit (and not 'cifar10' or 'weights').")
+            "starting with a letter or digit (and not 'cifar10' or 'weights')."
+        )
     if (paths.data_dir() / name).exists():
         raise DatasetError(f"A dataset named {name!r} already exists: choose another name.")
     return name
@@ -114,8 +122,10 @@ def clean_class_name(name: str) -> str:
     the dataset's own file names are refused."""
     name = clean_component(name, "Class name", MAX_CLASS_NAME)
     if name.lower() in RESERVED_CLASS_NAMES:
-        raise DatasetError(f"{name!r} cannot name a class: it is reserved for the dataset's "
-                           "split folders and files.")
+        raise DatasetError(
+            f"{name!r} cannot name a class: it is reserved for the dataset's "
+            "split folders and files."
+        )
     return name
 
 
@@ -123,13 +133,16 @@ def clean_file_name(name: str, image_format: str) -> str:
     """An uploaded image's file name: its last path part, cleaned, with an image extension
     (the decoded format's when the name has none), shortened to :data:`MAX_FILE_NAME`."""
     base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(c for c in unicodedata.normalize("NFC", base)
-                   if unicodedata.category(c)[0] != "C").strip().lstrip(".")
+    base = (
+        "".join(c for c in unicodedata.normalize("NFC", base) if unicodedata.category(c)[0] != "C")
+        .strip()
+        .lstrip(".")
+    )
     stem, ext = os.path.splitext(base)
     if ext.lower() not in IMAGE_EXTENSIONS:
         stem, ext = base, _EXTENSION_OF.get(image_format, ".png")
     stem = stem.strip() or "image"
-    stem = stem[:MAX_FILE_NAME - len(ext)]
+    stem = stem[: MAX_FILE_NAME - len(ext)]
     while len((stem + ext).encode()) > 255:
         stem = stem[:-1]
     return clean_component(stem + ext, "File name", MAX_FILE_NAME)
@@ -185,8 +198,14 @@ def info(name: str) -> DatasetInfo:
         for label, _ in files:
             counts[class_names[label]] += 1
     created = meta.get("created")
-    return DatasetInfo(name, owner_of(name), created if isinstance(created, (int, float)) else None,
-                       str(meta.get("source", "")), tuple(_split_dirs(folder)), counts)
+    return DatasetInfo(
+        name,
+        owner_of(name),
+        created if isinstance(created, (int, float)) else None,
+        str(meta.get("source", "")),
+        tuple(_split_dirs(folder)),
+        counts,
+    )
 
 
 def list_images(name: str, class_name: str) -> list[str]:
@@ -196,8 +215,12 @@ def list_images(name: str, class_name: str) -> list[str]:
     if class_name not in class_names:
         raise DatasetError(f"Dataset {name!r} has no class {class_name!r}.")
     label = class_names.index(class_name)
-    return [path for files in relative_files(folder, parts).values()
-            for path, lab in files if lab == label]
+    return [
+        path
+        for files in relative_files(folder, parts).values()
+        for path, lab in files
+        if lab == label
+    ]
 
 
 def can_edit(name: str, owner: str | None) -> bool:
@@ -250,8 +273,16 @@ def rename_class(name: str, old: str, new: str, owner: str | None) -> None:
         raise DatasetError(f"Dataset {name!r} already has a class {new!r}.")
     for d in olds:
         d.rename(d.with_name(new))
-    splits.move(folder, [(d.relative_to(folder).as_posix() + "/",
-                          d.with_name(new).relative_to(folder).as_posix() + "/") for d in olds])
+    splits.move(
+        folder,
+        [
+            (
+                d.relative_to(folder).as_posix() + "/",
+                d.with_name(new).relative_to(folder).as_posix() + "/",
+            )
+            for d in olds
+        ],
+    )
     _refresh_splits(folder)
 
 
@@ -334,8 +365,9 @@ def temp_dir(name: str) -> Path:
 
 def write_meta(folder: Path, owner: str | None, source: str) -> None:
     """Write ``dataset.json``: owner tag (None: read-only in the app), time and source."""
-    write_json(Path(folder) / META_FILE, {"owner": owner, "created": time.time(),
-                                          "source": source[:200]})
+    write_json(
+        Path(folder) / META_FILE, {"owner": owner, "created": time.time(), "source": source[:200]}
+    )
 
 
 def publish(tmp: Path, name: str) -> Path:
@@ -369,7 +401,8 @@ def _editable(name: str, owner: str | None) -> Path:
     if not can_edit(name, owner):
         raise DatasetError(
             f"Dataset {name!r} can only be changed by the browser session that created it "
-            "(datasets from the command line or the data folder are read-only in the app).")
+            "(datasets from the command line or the data folder are read-only in the app)."
+        )
     return folder
 
 
@@ -401,8 +434,9 @@ def require_space(nbytes: int) -> None:
     """Raise DatasetError unless writing ``nbytes`` leaves :data:`MIN_FREE_BYTES` free."""
     free = shutil.disk_usage(paths.data_dir()).free
     if free - nbytes < MIN_FREE_BYTES:
-        raise DatasetError(f"The data disk is almost full ({free / 2**30:.1f} GB free): "
-                           "nothing was written.")
+        raise DatasetError(
+            f"The data disk is almost full ({free / 2**30:.1f} GB free): nothing was written."
+        )
 
 
 def _write_new(folder: Path, file_name: str, data: bytes) -> Path:

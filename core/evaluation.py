@@ -47,16 +47,30 @@ def class_metrics(confusion: Sequence[Sequence[int]], class_names: Sequence[str]
     recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
     total = precision + recall
     f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(hits), where=total > 0)
-    rows = [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
-             "support": int(s)} for name, p, r, f, s in zip(names, precision, recall, f1, support)]
-    return {"per_class": rows,
-            "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()),
-                      "f1": float(f1.mean())},
-            "accuracy": float(hits.sum() / m.sum()) if m.sum() else 0.0}
+    rows = [
+        {
+            "class": name,
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+        }
+        for name, p, r, f, s in zip(names, precision, recall, f1, support)
+    ]
+    return {
+        "per_class": rows,
+        "macro": {
+            "precision": float(precision.mean()),
+            "recall": float(recall.mean()),
+            "f1": float(f1.mean()),
+        },
+        "accuracy": float(hits.sum() / m.sum()) if m.sum() else 0.0,
+    }
 
 
-def most_confused(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
-                  top: int = 10) -> list[dict]:
+def most_confused(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], top: int = 10
+) -> list[dict]:
     """The off-diagonal cells with the most images, largest first.
 
     Returns:
@@ -73,19 +87,32 @@ def most_confused(confusion: Sequence[Sequence[int]], class_names: Sequence[str]
         i, j = divmod(int(flat), len(m))
         if off[i, j] == 0:
             break
-        rows.append({"true": names[i], "pred": names[j], "count": int(off[i, j]),
-                     "share": float(off[i, j] / m[i].sum())})
+        rows.append(
+            {
+                "true": names[i],
+                "pred": names[j],
+                "count": int(off[i, j]),
+                "share": float(off[i, j] / m[i].sum()),
+            }
+        )
     return rows
 
 
-def keep_indices(true: np.ndarray, pred: np.ndarray, prob: np.ndarray, *, per_cell: int = PER_CELL,
-                 top_mistakes: int = TOP_MISTAKES, max_kept: int = MAX_KEPT) -> np.ndarray:
+def keep_indices(
+    true: np.ndarray,
+    pred: np.ndarray,
+    prob: np.ndarray,
+    *,
+    per_cell: int = PER_CELL,
+    top_mistakes: int = TOP_MISTAKES,
+    max_kept: int = MAX_KEPT,
+) -> np.ndarray:
     """Which test images to keep (sorted indices): the ``top_mistakes`` most confident mistakes,
     then up to ``per_cell`` of each cell, most confident first, the quota lowered until at most
     ``max_kept`` are kept."""
     true, pred, prob = np.asarray(true), np.asarray(pred), np.asarray(prob)
     wrong = np.flatnonzero(true != pred)
-    first = wrong[np.argsort(-prob[wrong], kind="stable")][:min(top_mistakes, max_kept)]
+    first = wrong[np.argsort(-prob[wrong], kind="stable")][: min(top_mistakes, max_kept)]
     # Each cell's images, most confident first: sort by (cell, -prob), cut where the cell changes.
     cell = true.astype(np.int64) * (max(true.max(initial=0), pred.max(initial=0)) + 1) + pred
     order = np.lexsort((-prob, cell))
@@ -98,8 +125,9 @@ def keep_indices(true: np.ndarray, pred: np.ndarray, prob: np.ndarray, *, per_ce
     return np.unique(np.concatenate(chosen)).astype(np.int64)
 
 
-def evaluate(probs: np.ndarray, true: np.ndarray, images: np.ndarray,
-             class_names: Sequence[str]) -> dict:
+def evaluate(
+    probs: np.ndarray, true: np.ndarray, images: np.ndarray, class_names: Sequence[str]
+) -> dict:
     """Score test-split probabilities and pick what to keep for error analysis.
 
     Args:
@@ -124,10 +152,17 @@ def evaluate(probs: np.ndarray, true: np.ndarray, images: np.ndarray,
         "accuracy": float((pred == true).mean()) if len(true) else 0.0,
         "confusion": confusion.tolist(),
         "metrics": metrics,
-        "per_class": {r["class"]: (r["recall"] if r["support"] else None) for r in metrics["per_class"]},
-        "predictions": {"true": true.astype("int32"), "pred": pred.astype("int32"), "prob": prob,
-                        "true_prob": probs[rows, true].astype("float32"),
-                        "kept": kept.astype("int32"), "images": images[kept]},
+        "per_class": {
+            r["class"]: (r["recall"] if r["support"] else None) for r in metrics["per_class"]
+        },
+        "predictions": {
+            "true": true.astype("int32"),
+            "pred": pred.astype("int32"),
+            "prob": prob,
+            "true_prob": probs[rows, true].astype("float32"),
+            "kept": kept.astype("int32"),
+            "images": images[kept],
+        },
     }
 
 
@@ -157,9 +192,17 @@ class Predictions:
 
     def _items(self, indices: np.ndarray) -> list[dict]:
         where = np.searchsorted(self.kept, indices)
-        return [{"index": int(i), "image": self.images[w], "true": self.name(int(self.true[i])),
-                 "pred": self.name(int(self.pred[i])), "prob": float(self.prob[i]),
-                 "true_prob": float(self.true_prob[i])} for i, w in zip(indices, where)]
+        return [
+            {
+                "index": int(i),
+                "image": self.images[w],
+                "true": self.name(int(self.true[i])),
+                "pred": self.name(int(self.pred[i])),
+                "prob": float(self.prob[i]),
+                "true_prob": float(self.true_prob[i]),
+            }
+            for i, w in zip(indices, where)
+        ]
 
     def _with_image(self, indices: np.ndarray) -> np.ndarray:
         return indices[np.isin(indices, self.kept)]

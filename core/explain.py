@@ -33,8 +33,9 @@ from core.images import Preprocessing
 MIN_SIDE = 4
 _BLOCK_RE = re.compile(r"^(block\d+[a-z])_")
 # A small perceptual colormap (inferno's stops), so the overlay needs no matplotlib.
-_STOPS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
-                  dtype=np.float32)
+_STOPS = np.array(
+    [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
+)
 
 
 @dataclass
@@ -83,8 +84,10 @@ def _pick(candidates: list, layer: str | None):
         for cand in candidates:
             if cand.name == layer:
                 return cand
-        raise ValueError(f"layer {layer!r} is not a block output of this model; choose one of "
-                         + ", ".join(c.name for c in candidates))
+        raise ValueError(
+            f"layer {layer!r} is not a block output of this model; choose one of "
+            + ", ".join(c.name for c in candidates)
+        )
     big = [c for c in candidates if min(c.output.shape[1:3]) >= MIN_SIDE]
     return (big or candidates)[-1]
 
@@ -108,8 +111,14 @@ def cam_model(model, layer: str | None = None) -> CamModel:
         cut = _pick(own, layer)
         features = keras.Model(model.inputs, cut.output)
         head = keras.Model(cut.output, last.input if dense else model.outputs)
-        return CamModel(features, head, last.kernel if dense else None,
-                        last.bias if dense else None, cut.name, tuple(cut.output.shape[1:3]))
+        return CamModel(
+            features,
+            head,
+            last.kernel if dense else None,
+            last.bias if dense else None,
+            cut.name,
+            tuple(cut.output.shape[1:3]),
+        )
     for i, inner in enumerate(model.layers):
         blocks = _block_outputs(inner) if isinstance(inner, keras.Model) else []
         if not blocks:
@@ -122,11 +131,16 @@ def cam_model(model, layer: str | None = None) -> CamModel:
         maps = keras.Model(inner.input, cut.output)(x)
         maps_in = keras.Input(maps.shape[1:], name="feature_maps")
         y = keras.Model(cut.output, inner.output)(maps_in)
-        for outer in model.layers[i + 1:len(model.layers) - (1 if dense else 0)]:
+        for outer in model.layers[i + 1 : len(model.layers) - (1 if dense else 0)]:
             y = outer(y)
-        return CamModel(keras.Model(image, maps), keras.Model(maps_in, y),
-                        last.kernel if dense else None, last.bias if dense else None,
-                        cut.name, tuple(cut.output.shape[1:3]))
+        return CamModel(
+            keras.Model(image, maps),
+            keras.Model(maps_in, y),
+            last.kernel if dense else None,
+            last.bias if dense else None,
+            cut.name,
+            tuple(cut.output.shape[1:3]),
+        )
     raise ValueError("no EfficientNet block found in this model: Grad-CAM needs its feature maps")
 
 
@@ -216,7 +230,8 @@ def place(cam: np.ndarray, preprocessing: Preprocessing, size: tuple[int, int]) 
     if right > left and bottom > top:
         small = Image.fromarray(np.clip(cam * 255 + 0.5, 0, 255).astype(np.uint8), "L")
         out[top:bottom, left:right] = np.asarray(
-            small.resize((right - left, bottom - top), Image.Resampling.BICUBIC))
+            small.resize((right - left, bottom - top), Image.Resampling.BICUBIC)
+        )
     return out
 
 

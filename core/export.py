@@ -33,8 +33,7 @@ from core import paths
 from core.export_folder import list_exports, load_runner, write_folder, write_model_json
 from core.images import Preprocessing
 from core.models import all_layers, float32_model
-from core.parity_images import (calibration_inputs, run_dataset, run_inputs,
-                                 sample_photo_inputs)
+from core.parity_images import calibration_inputs, run_dataset, run_inputs, sample_photo_inputs
 
 MIN_IMAGES = 200
 FLOAT_TARGET = {"agreement": 1.0, "max_abs_diff": 1e-4}
@@ -68,19 +67,34 @@ class Format:
         return INT8_TARGET if self.quantization else FLOAT_TARGET
 
 
-FORMATS = {f.key: f for f in (
-    Format("onnx", "ONNX", "model.onnx", "onnxruntime", "onnxruntime"),
-    Format("litert", "LiteRT float32 (TensorFlow Lite)", "model.tflite", "ai-edge-litert",
-           "ai-edge-litert"),
-    Format("litert-int8", "LiteRT int8 weights (TensorFlow Lite)", "model_int8.tflite",
-           "ai-edge-litert", "ai-edge-litert",
-           "weight-only int8: int8 weights with one scale per output channel, turned into "
-           "float32 once when the model loads, float32 compute; the few layers whose int8 "
-           "weights changed the most predictions on calibration images stay float32 (listed "
-           "under int8 in model.json); input and output stay uint8 pixels and float32 "
-           "probabilities"),
-    Format("tf_saved_model", "TensorFlow SavedModel", "saved_model", "tensorflow", "tensorflow"),
-)}
+FORMATS = {
+    f.key: f
+    for f in (
+        Format("onnx", "ONNX", "model.onnx", "onnxruntime", "onnxruntime"),
+        Format(
+            "litert",
+            "LiteRT float32 (TensorFlow Lite)",
+            "model.tflite",
+            "ai-edge-litert",
+            "ai-edge-litert",
+        ),
+        Format(
+            "litert-int8",
+            "LiteRT int8 weights (TensorFlow Lite)",
+            "model_int8.tflite",
+            "ai-edge-litert",
+            "ai-edge-litert",
+            "weight-only int8: int8 weights with one scale per output channel, turned into "
+            "float32 once when the model loads, float32 compute; the few layers whose int8 "
+            "weights changed the most predictions on calibration images stay float32 (listed "
+            "under int8 in model.json); input and output stay uint8 pixels and float32 "
+            "probabilities",
+        ),
+        Format(
+            "tf_saved_model", "TensorFlow SavedModel", "saved_model", "tensorflow", "tensorflow"
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -127,8 +141,11 @@ def exports_root(source: Source, weights: str = "auto") -> Path:
     ``<runs folder>/.exports/<model>-<weights>`` (a weights file: ``…-file-<hash>``)."""
     if source.kind == "run":
         return source.path / "exports"
-    tag = weights if weights in ("auto", "imagenet", "lite0") else (
-        "file-" + hashlib.sha256(str(weights).encode()).hexdigest()[:10])
+    tag = (
+        weights
+        if weights in ("auto", "imagenet", "lite0")
+        else ("file-" + hashlib.sha256(str(weights).encode()).hexdigest()[:10])
+    )
     return paths.runs_dir() / ".exports" / f"{source.name}-{tag}"
 
 
@@ -142,8 +159,10 @@ def check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"export folder {out} is a file: name a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
-        raise ValueError(f"export folder {out} holds other files: name a new or empty "
-                         "folder (an earlier export folder is replaced)")
+        raise ValueError(
+            f"export folder {out} holds other files: name a new or empty "
+            "folder (an earlier export folder is replaced)"
+        )
 
 
 # ----- the two Keras 3.15 export faults ---------------------------------------------------------
@@ -187,8 +206,9 @@ def constant_normalization(model):
             layer.mean, layer.variance = mean, variance
 
 
-def write_model_file(fmt: Format, model, path: Path, calibration: np.ndarray | None = None,
-                     progress=None) -> dict | None:
+def write_model_file(
+    fmt: Format, model, path: Path, calibration: np.ndarray | None = None, progress=None
+) -> dict | None:
     """Export ``model`` (an :func:`inference_graph`) to ``path`` with Keras's ``model.export``.
 
     For ``litert-int8`` the float32 LiteRT file is written first and :func:`core.quantize.quantize`
@@ -204,22 +224,25 @@ def write_model_file(fmt: Format, model, path: Path, calibration: np.ndarray | N
     signature = [keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="uint8", name="image")]
     with constant_normalization(model):
         if fmt.key == "onnx":
-            model.export(str(path), format="onnx", input_signature=signature, opset_version=17,
-                         verbose=False)
+            model.export(
+                str(path), format="onnx", input_signature=signature, opset_version=17, verbose=False
+            )
         elif fmt.key.startswith("litert"):
             # Built-in ops only: a graph needing TensorFlow ops fails here, not on a phone.
             options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
             written = path.with_name(".float32.tflite") if fmt.quantization else path
-            model.export(str(written), format="litert", input_signature=signature, verbose=False,
-                         **options)
+            model.export(
+                str(written), format="litert", input_signature=signature, verbose=False, **options
+            )
             if fmt.quantization:
                 content, chosen = quantize.quantize(written.read_bytes(), calibration, progress)
                 path.write_bytes(content)
                 written.unlink()
                 return chosen
         else:
-            model.export(str(path), format="tf_saved_model", input_signature=signature,
-                         verbose=False)
+            model.export(
+                str(path), format="tf_saved_model", input_signature=signature, verbose=False
+            )
 
 
 # ----- the export -------------------------------------------------------------------------------
@@ -233,7 +256,7 @@ def _predict(run, x: np.ndarray, progress, batch: int = 32) -> np.ndarray:
     """``run`` over ``x`` a batch at a time, counting images and honouring stop requests."""
     out = []
     for i in range(0, len(x), batch):
-        out.append(np.asarray(run(x[i:i + batch]), np.float64))
+        out.append(np.asarray(run(x[i : i + batch]), np.float64))
         progress.set_done(i + len(out[-1]))
         progress.check_stop()
     return np.concatenate(out)
@@ -252,20 +275,34 @@ def parity(reference: np.ndarray, got: np.ndarray, fmt: Format, labels: np.ndarr
     margin = top2[:, 1] - top2[:, 0]
     diff = np.abs(reference - got)
     agree = int((~differ).sum())
-    result = {"images": len(reference), "agree": agree, "agreement": agree / len(reference),
-              "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-              "disagreement_max_margin": float(margin[differ].max()) if differ.any() else None,
-              "target": fmt.target}
-    result["meets_target"] = bool(result["agreement"] >= fmt.target["agreement"] and (
-        result["max_abs_diff"] <= fmt.target.get("max_abs_diff", np.inf)))
+    result = {
+        "images": len(reference),
+        "agree": agree,
+        "agreement": agree / len(reference),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "disagreement_max_margin": float(margin[differ].max()) if differ.any() else None,
+        "target": fmt.target,
+    }
+    result["meets_target"] = bool(
+        result["agreement"] >= fmt.target["agreement"]
+        and (result["max_abs_diff"] <= fmt.target.get("max_abs_diff", np.inf))
+    )
     if labels is not None:
         result["keras_accuracy"] = float((reference.argmax(1) == labels).mean())
         result["export_accuracy"] = float((got.argmax(1) == labels).mean())
     return result
 
 
-def export(source: str, fmt: str, out: str | os.PathLike | None = None, *, images: int = MIN_IMAGES,
-           weights: str = "auto", progress=None) -> dict:
+def export(
+    source: str,
+    fmt: str,
+    out: str | os.PathLike | None = None,
+    *,
+    images: int = MIN_IMAGES,
+    weights: str = "auto",
+    progress=None,
+) -> dict:
     """Export ``source`` ("imagenet" or a run folder) to ``out`` in ``fmt`` and verify it.
 
     Args:
@@ -308,9 +345,11 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
     from core.runtime import describe_device
 
     if keras.backend.backend() != "tensorflow":
-        raise ValueError(f"{fmt.key} export needs Keras's TensorFlow backend: this process "
-                         f"runs Keras on {keras.backend.backend()}; run it with "
-                         "KERAS_BACKEND=tensorflow")
+        raise ValueError(
+            f"{fmt.key} export needs Keras's TensorFlow backend: this process "
+            f"runs Keras on {keras.backend.backend()}; run it with "
+            "KERAS_BACKEND=tensorflow"
+        )
     progress.begin(device=describe_device())
     progress.start("Loading the model", 0, "")
     classifier = load_classifier(str(src.path) if src.path else src.variant, weights)
@@ -324,8 +363,9 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
         x, text = sample_photo_inputs(prep, n)
         y, where = None, text
     # Taken now, so the dataset is loaded once and freed before the export.
-    calibration, calibration_from = (calibration_inputs(data, prep) if fmt.quantization
-                                     else (None, None))
+    calibration, calibration_from = (
+        calibration_inputs(data, prep) if fmt.quantization else (None, None)
+    )
     del data
     progress.start("Keras reference predictions", len(x), "img")
     reference = _predict(lambda b: model.predict_on_batch(b.astype("float32")), x, progress)
@@ -342,26 +382,47 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
     progress.start(f"Checking parity in {fmt.runtime}", len(x), "img")
     t0 = time.perf_counter()
     got = _predict(load_runner(tmp, fmt.file), x, progress)
-    check = {**parity(reference, got, fmt, y), "runtime": _runtime_version(fmt),
-             "images_from": where, "seconds": round(time.perf_counter() - t0, 2)}
+    check = {
+        **parity(reference, got, fmt, y),
+        "runtime": _runtime_version(fmt),
+        "images_from": where,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     meta = {
-        "format": fmt.key, "format_label": fmt.label, "file": fmt.file,
-        "input": {"name": "image", "shape": [None, prep.size, prep.size, 3], "dtype": "uint8",
-                  "range": "0..255", "layout": "NHWC, RGB"},
-        "output": {"shape": [None, len(classifier.labels)], "dtype": "float32",
-                   "meaning": "class probabilities (softmax), in labels.txt order"},
+        "format": fmt.key,
+        "format_label": fmt.label,
+        "file": fmt.file,
+        "input": {
+            "name": "image",
+            "shape": [None, prep.size, prep.size, 3],
+            "dtype": "uint8",
+            "range": "0..255",
+            "layout": "NHWC, RGB",
+        },
+        "output": {
+            "shape": [None, len(classifier.labels)],
+            "dtype": "float32",
+            "meaning": "class probabilities (softmax), in labels.txt order",
+        },
         "classes": list(classifier.labels),
         "preprocessing": {**prep.to_dict(), "notes": _preprocessing_notes(prep)},
         "quantization": fmt.quantization,
         **({"int8": {**chosen, "calibration_from": calibration_from}} if chosen else {}),
-        "compute": "float32" + (" (the model was saved with mixed-precision float16 layers; the "
-                                "export and its Keras reference compute in float32)"
-                                if getattr(model, "saved_with_mixed_precision", False) else ""),
+        "compute": "float32"
+        + (
+            " (the model was saved with mixed-precision float16 layers; the "
+            "export and its Keras reference compute in float32)"
+            if getattr(model, "saved_with_mixed_precision", False)
+            else ""
+        ),
         "source": _source_facts(src, classifier.weights),
         "parity": check,
-        "export_s": round(export_s, 2), "size_bytes": _size(tmp / fmt.file),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "keras": keras.__version__,
-        "device": describe_device(), "usage": "predict.py",
+        "export_s": round(export_s, 2),
+        "size_bytes": _size(tmp / fmt.file),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "keras": keras.__version__,
+        "device": describe_device(),
+        "usage": "predict.py",
     }
     write_model_json(tmp, meta)
     _replace(tmp, out)
@@ -388,12 +449,17 @@ def _replace(tmp: Path, out: Path) -> None:
 
 
 def _preprocessing_notes(prep: Preprocessing) -> str:
-    crop = ("the largest central square" if prep.crop >= 1 else
-            f"the central square of {prep.crop:g} x the shorter side")
-    return (f"Before feeding an image: take {crop}, resize it to {prep.size}x{prep.size} "
-            f"({prep.resample}), keep RGB uint8 0..255 (predict.py's prepare() does exactly "
-            "this). Normalisation and resizing to the network's working resolution are inside "
-            "the graph.")
+    crop = (
+        "the largest central square"
+        if prep.crop >= 1
+        else f"the central square of {prep.crop:g} x the shorter side"
+    )
+    return (
+        f"Before feeding an image: take {crop}, resize it to {prep.size}x{prep.size} "
+        f"({prep.resample}), keep RGB uint8 0..255 (predict.py's prepare() does exactly "
+        "this). Normalisation and resizing to the network's working resolution are inside "
+        "the graph."
+    )
 
 
 def _source_facts(src: Source, weights: str) -> dict:
@@ -403,9 +469,15 @@ def _source_facts(src: Source, weights: str) -> dict:
     if src.kind != "run":
         return {"kind": src.kind, "name": src.name, "weights": weights}
     run = runs.load_run(src.path)
-    return {"kind": "run", "name": run.name, "test_accuracy": run.test_accuracy,
-            "weights": run.results.get("weights"), "data": run.config.get("data"),
-            "backbone": run.config.get("backbone"), "resolution": run.config.get("resolution")}
+    return {
+        "kind": "run",
+        "name": run.name,
+        "test_accuracy": run.test_accuracy,
+        "weights": run.results.get("weights"),
+        "data": run.config.get("data"),
+        "backbone": run.config.get("backbone"),
+        "resolution": run.config.get("resolution"),
+    }
 
 
 def _runtime_version(fmt: Format) -> str:
@@ -420,6 +492,11 @@ def _runtime_version(fmt: Format) -> str:
 def export_job(args: dict, progress) -> dict:
     """Job entry (see :mod:`core.jobs`): ``args`` holds ``source``, ``format`` and optionally
     ``out``, ``images`` and ``weights``."""
-    return export(args["source"], args["format"], args.get("out"),
-                  images=int(args.get("images") or MIN_IMAGES),
-                  weights=args.get("weights") or "auto", progress=progress)
+    return export(
+        args["source"],
+        args["format"],
+        args.get("out"),
+        images=int(args.get("images") or MIN_IMAGES),
+        weights=args.get("weights") or "auto",
+        progress=progress,
+    )

@@ -122,8 +122,11 @@ if __name__ == "__main__":
 
 def predict_script(fmt, size: int) -> str:
     """The ``predict.py`` text for a :class:`core.export.Format` at input ``size``."""
-    return (_HEADER.format(file=fmt.file, label=fmt.label, pip=fmt.pip, size=size)
-            + _RUNTIMES[fmt.runtime] + _FOOTER)
+    return (
+        _HEADER.format(file=fmt.file, label=fmt.label, pip=fmt.pip, size=size)
+        + _RUNTIMES[fmt.runtime]
+        + _FOOTER
+    )
 
 
 def write_folder(folder: Path, fmt, classes: list[str], size: int) -> None:
@@ -140,8 +143,9 @@ def load_runner(folder: Path, model_file: str):
     Returns:
         A function from a uint8 batch of any size to probabilities, as people will call it.
     """
-    spec = importlib.util.spec_from_file_location(f"effnet_lab_export_{abs(hash(folder))}",
-                                                  folder / "predict.py")
+    spec = importlib.util.spec_from_file_location(
+        f"effnet_lab_export_{abs(hash(folder))}", folder / "predict.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     run = module.load_model(folder / model_file)
@@ -166,9 +170,19 @@ def read_export(folder: str | Path) -> dict | None:
 def list_exports(folder: str | Path, order=()) -> list[dict]:
     """The exports under ``folder`` (one sub-folder each), in ``order`` of their format keys."""
     folder = Path(folder)
-    found = [m for m in (read_export(p) for p in sorted(folder.iterdir())
-                         if p.is_dir() and not p.name.startswith("."))
-             if m] if folder.is_dir() else []
+    found = (
+        [
+            m
+            for m in (
+                read_export(p)
+                for p in sorted(folder.iterdir())
+                if p.is_dir() and not p.name.startswith(".")
+            )
+            if m
+        ]
+        if folder.is_dir()
+        else []
+    )
     rank = {key: i for i, key in enumerate(order)}
     return sorted(found, key=lambda m: (rank.get(m.get("format"), len(rank)), m["dir"]))
 

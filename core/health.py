@@ -35,8 +35,8 @@ from PIL import Image
 from core import cache, paths, splits
 from core.data import DataError, is_managed, resolve
 from core.fileio import write_json
-from core.images import MAX_FILE_BYTES, load_image
 from core.imagefolder import map_chunks, relative_files, scan
+from core.images import MAX_FILE_BYTES, load_image
 
 if TYPE_CHECKING:
     from core.progress import Progress
@@ -63,8 +63,10 @@ def dataset_root(spec: str) -> Path:
         return Path(target)
     local = paths.cifar10_dir()
     if local is None:
-        raise DataError("The health check reads image files, and CIFAR-10 from keras.datasets "
-                        "has none: set EFFNET_LAB_CIFAR10_DIR to a local CIFAR-10 image folder.")
+        raise DataError(
+            "The health check reads image files, and CIFAR-10 from keras.datasets "
+            "has none: set EFFNET_LAB_CIFAR10_DIR to a local CIFAR-10 image folder."
+        )
     return local
 
 
@@ -74,8 +76,9 @@ def check_job(args: dict, progress: Progress) -> dict | None:
     from core.progress import Stopped
 
     try:
-        return check(str(args["data"]), progress=progress,
-                     use_cache=bool(args.get("use_cache", True)))
+        return check(
+            str(args["data"]), progress=progress, use_cache=bool(args.get("use_cache", True))
+        )
     except Stopped:
         return None
 
@@ -94,8 +97,9 @@ def check(spec: str, *, progress: Progress | None = None, use_cache: bool = True
     parts, class_names = scan(root, strict=False)
     files = relative_files(root, parts)
     carved = splits.carved_part(parts)
-    assignment = carved and splits.stored_assignment(root, files[carved], splits.missing(parts),
-                                                     store=is_managed(root))
+    assignment = carved and splits.stored_assignment(
+        root, files[carved], splits.missing(parts), store=is_managed(root)
+    )
     entries = []  # (path relative to root, label, split; None: drawn per run, unknown here)
     for part, listed in files.items():
         for path, label in listed:
@@ -110,8 +114,12 @@ def check(spec: str, *, progress: Progress | None = None, use_cache: bool = True
         try:
             report = json.loads(cached.read_text(encoding="utf-8"))
             cache.touch(cached)
-            return {**report, "dataset": spec, "cached": True,
-                    "seconds": round(time.time() - started, 2)}
+            return {
+                **report,
+                "dataset": spec,
+                "cached": True,
+                "seconds": round(time.time() - started, 2),
+            }
         except (OSError, ValueError):
             pass
     report = _report(root, entries, class_names, parts, carved, assignment, progress)
@@ -135,8 +143,12 @@ def inspect_file(path: str | os.PathLike) -> dict:
         grey = load_image(data, min_side=16).convert("L")
     except Exception as exc:  # ImageError, OSError, PIL's many exception types: all "unreadable"
         return {"error": str(exc) or type(exc).__name__}
-    return {"sha": hashlib.sha256(data).hexdigest(), "dhash": dhash(grey), "size": size,
-            "thumb": np.asarray(grey.resize((16, 16), Image.Resampling.BOX), np.uint8)}
+    return {
+        "sha": hashlib.sha256(data).hexdigest(),
+        "dhash": dhash(grey),
+        "size": size,
+        "thumb": np.asarray(grey.resize((16, 16), Image.Resampling.BOX), np.uint8),
+    }
 
 
 def dhash(grey: Image.Image) -> int:
@@ -193,7 +205,7 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
 
     classes = {c: 0 for c in class_names}
     per_split: dict[str, dict[str, int]] = {}
-    for path, label, where in entries:
+    for _path, label, where in entries:
         classes[class_names[label]] += 1
         bucket = per_split.setdefault(where or "all (split per run)", dict.fromkeys(class_names, 0))
         bucket[class_names[label]] += 1
@@ -203,15 +215,18 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
     if len(class_names) < 2:
         problems.append("A classifier needs at least two classes.")
     if assignment:
-        notes.append(f"The splits this dataset has no folder for are stored with it "
-                     f"({splits.SPLITS_FILE}): every run uses them, whatever its validation share.")
+        notes.append(
+            f"The splits this dataset has no folder for are stored with it "
+            f"({splits.SPLITS_FILE}): every run uses them, whatever its validation share."
+        )
     if carved and not assignment:
         notes.append(
             "This folder stores no split: validation and test images are drawn from it per run, "
             "so duplicates in it may land in different splits (not listed as leaks)."
-            if carved == "all" else
-            "This folder stores no split: validation images are drawn from train/ per run, so "
-            "leaks into validation are not listed; those between split folders are.")
+            if carved == "all"
+            else "This folder stores no split: validation images are drawn from train/ per run, so "
+            "leaks into validation are not listed; those between split folders are."
+        )
 
     unreadable = [{"file": name[i], "reason": why} for i, why in sorted(facts.error.items())]
     groups: dict[bytes, list[int]] = {}
@@ -223,9 +238,12 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
     if note:
         notes.append(note)
     near = [(ok[a], ok[b]) for a, b in near if frozenset((ok[a], ok[b])) not in same]
-    leaks = [{"a": name[a], "b": name[b], "splits": [split[a], split[b]], "kind": kind}
-             for kind, pairs in (("exact", exact), ("near", near)) for a, b in pairs
-             if split[a] and split[b] and split[a] != split[b]]
+    leaks = [
+        {"a": name[a], "b": name[b], "splits": [split[a], split[b]], "kind": kind}
+        for kind, pairs in (("exact", exact), ("near", near))
+        for a, b in pairs
+        if split[a] and split[b] and split[a] != split[b]
+    ]
 
     sizes = {i: tuple(int(v) for v in facts.size[i]) for i in ok}
     tiny = [i for i in ok if min(sizes[i]) < TINY_SIDE]
@@ -234,8 +252,11 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
     samples = {}
     for label, c in enumerate(class_names):
         mine = [i for i in ok if entries[i][1] == label]
-        picks = sorted({int(round(k)) for k in np.linspace(0, len(mine) - 1, SAMPLES_PER_CLASS)}) \
-            if mine else []
+        picks = (
+            sorted({round(k) for k in np.linspace(0, len(mine) - 1, SAMPLES_PER_CLASS)})
+            if mine
+            else []
+        )
         samples[c] = [name[mine[k]] for k in picks]
 
     def cut(items):
@@ -249,11 +270,14 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
         "classes": classes,
         "images": len(entries),
         "readable": len(ok),
-        "unreadable": cut(unreadable), "unreadable_count": len(unreadable),
-        "duplicates": cut([[name[a], name[b]] for a, b in exact]), "duplicates_count": len(exact),
+        "unreadable": cut(unreadable),
+        "unreadable_count": len(unreadable),
+        "duplicates": cut([[name[a], name[b]] for a, b in exact]),
+        "duplicates_count": len(exact),
         "near_duplicates": cut([[name[a], name[b]] for a, b in near]),
         "near_duplicates_count": len(near),
-        "leaks": cut(leaks), "leaks_count": len(leaks),
+        "leaks": cut(leaks),
+        "leaks_count": len(leaks),
         "imbalance": round(max(counts) / min(counts), 2) if counts and min(counts) else None,
         "tiny": cut([{"file": name[i], "size": list(sizes[i])} for i in tiny]),
         "tiny_count": len(tiny),
@@ -262,8 +286,12 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
         "samples": samples,
         "problems": problems,
         "notes": notes,
-        "settings": {"near_bits": NEAR_BITS, "near_correlation": NEAR_CORRELATION,
-                     "tiny_side": TINY_SIDE, "extreme_aspect": EXTREME_ASPECT},
+        "settings": {
+            "near_bits": NEAR_BITS,
+            "near_correlation": NEAR_CORRELATION,
+            "tiny_side": TINY_SIDE,
+            "extreme_aspect": EXTREME_ASPECT,
+        },
     }
 
 
@@ -323,11 +351,13 @@ def _close_hashes(unique: np.ndarray) -> tuple[np.ndarray, str | None]:
                 continue
             comparisons += k * (k - 1) // 2
             if comparisons > MAX_COMPARISONS or len(found) > LIST_LIMIT * 100:
-                return (np.array(sorted(found), dtype=np.int64).reshape(-1, 2),
-                        f"The near-duplicate search stopped after {comparisons:,} comparisons "
-                        "(many very similar images): the list may be incomplete.")
+                return (
+                    np.array(sorted(found), dtype=np.int64).reshape(-1, 2),
+                    f"The near-duplicate search stopped after {comparisons:,} comparisons "
+                    "(many very similar images): the list may be incomplete.",
+                )
             for start in range(0, k, 256):  # rows in blocks: at most 256 × k distances at once
-                rows = bucket[start:start + 256]
+                rows = bucket[start : start + 256]
                 dist = np.bitwise_count(unique[rows, None] ^ unique[None, bucket])
                 r, c = np.nonzero(dist <= NEAR_BITS)
                 found.update((int(a), int(b)) for a, b in zip(rows[r], bucket[c]) if a < b)
@@ -376,7 +406,9 @@ def _key(root: Path, parts: dict, assignment: dict | None) -> str:
                 st = entry.stat()
             except OSError:
                 continue
-            h.update(f"{name}\t{label}\t{entry.path[start:]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            h.update(
+                f"{name}\t{label}\t{entry.path[start:]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode()
+            )
     h.update(json.dumps(assignment or {}, sort_keys=True).encode())
     return h.hexdigest()
 

@@ -60,8 +60,9 @@ class FolderArrays:
     files: dict[str, list[tuple[str, int]]]
 
 
-def read_folder(root: Path, storage_size: int | None, progress: Progress | None,
-                use_cache: bool) -> FolderArrays:
+def read_folder(
+    root: Path, storage_size: int | None, progress: Progress | None, use_cache: bool
+) -> FolderArrays:
     """Scan ``root``'s layout and decode (or load from the cache) every image in it.
 
     Raises:
@@ -96,15 +97,23 @@ def read_folder(root: Path, storage_size: int | None, progress: Progress | None,
                 f"No readable image in class folder(s) {', '.join(map(repr, empty))} under "
                 f"{folder}: every file there failed to decode. Replace or remove those files."
             )
-    return FolderArrays({name: folder for name, (folder, _) in parts.items()}, arrays,
-                        class_names, skipped, how, relative_files(root, parts))
+    return FolderArrays(
+        {name: folder for name, (folder, _) in parts.items()},
+        arrays,
+        class_names,
+        skipped,
+        how,
+        relative_files(root, parts),
+    )
 
 
 def relative_files(root: Path, parts: dict) -> dict[str, list[tuple[str, int]]]:
     """Part name → ``(path relative to root, label)`` of each file :func:`scan` listed."""
     start = len(os.path.join(str(root), ""))  # every entry.path begins with root + separator
-    return {name: [(entry.path[start:], label) for label, entry in files]
-            for name, (_, files) in parts.items()}
+    return {
+        name: [(entry.path[start:], label) for label, entry in files]
+        for name, (_, files) in parts.items()
+    }
 
 
 # ----- folder scanning ----------------------------------------------------------------------------
@@ -186,20 +195,23 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _scan_classes(folder: Path,
-                  strict: bool = True) -> tuple[list[tuple[int, os.DirEntry]], list[str]]:
+def _scan_classes(
+    folder: Path, strict: bool = True
+) -> tuple[list[tuple[int, os.DirEntry]], list[str]]:
     """List (label, file entry) for every image below each class subfolder of ``folder``."""
     exts = "/".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
     class_dirs = _subdirs(folder)
     if not strict:
-        return [(label, entry) for label, d in enumerate(class_dirs)
-                for entry in _walk_images(d)], [d.name for d in class_dirs]
+        return [
+            (label, entry) for label, d in enumerate(class_dirs) for entry in _walk_images(d)
+        ], [d.name for d in class_dirs]
     if not class_dirs:
         loose = any(_is_image(p.name) for p in folder.iterdir())
         raise DataError(
             f"{folder} holds images but no class subfolders: put each class's images in its own "
-            f"subfolder (e.g. {folder / 'cat'}/*.jpg)." if loose else
-            f"No images found in {folder}: expected one subfolder per class, each holding image "
+            f"subfolder (e.g. {folder / 'cat'}/*.jpg)."
+            if loose
+            else f"No images found in {folder}: expected one subfolder per class, each holding image "
             f"files ({exts})."
         )
     files, empty = [], []
@@ -325,7 +337,8 @@ def _decode_parts(
         for name, (_, files) in parts.items():
             x = np.empty((len(files), size, size, 3), np.uint8)
             ok = np.zeros(len(files), bool)
-            def work(rows: range) -> None:
+
+            def work(rows: range, x=x, files=files, ok=ok) -> None:
                 for i in rows:
                     try:
                         x[i] = decode_file(files[i][1].path, preprocessing)
@@ -339,5 +352,3 @@ def _decode_parts(
             arrays[f"k_{name}"] = np.flatnonzero(ok)
             skipped += int((~ok).sum())
     return arrays, skipped
-
-

@@ -65,14 +65,16 @@ class Preprocessing:
 
     def __post_init__(self):
         if not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise ValueError(f"preprocessing size must be a positive whole number, got {self.size!r}")
+            raise ValueError(
+                f"preprocessing size must be a positive whole number, got {self.size!r}"
+            )
         if not 0 < float(self.crop) <= 1:
             raise ValueError(f"preprocessing crop must be in (0, 1], got {self.crop!r}")
         if self.resample not in _RESAMPLE:
             raise ValueError(f"preprocessing resample must be one of {', '.join(_RESAMPLE)}")
 
     @classmethod
-    def imagenet(cls, size: int) -> "Preprocessing":
+    def imagenet(cls, size: int) -> Preprocessing:
         """The ImageNet evaluation preprocessing at ``size`` (bilinear: the Lite0 weights were
         evaluated that way; measured 20/20 top-5 on the samples, bicubic 19/20)."""
         return cls(int(size), IMAGENET_CROP, "bilinear")
@@ -82,11 +84,14 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Preprocessing":
+    def from_dict(cls, values: dict) -> Preprocessing:
         """The inverse of :meth:`to_dict`; unknown keys are ignored."""
-        return cls(int(values["size"]), float(values.get("crop", 1.0)),
-                   str(values.get("resample", "bilinear")),
-                   flip_tta=bool(values.get("flip_tta", False)))
+        return cls(
+            int(values["size"]),
+            float(values.get("crop", 1.0)),
+            str(values.get("resample", "bilinear")),
+            flip_tta=bool(values.get("flip_tta", False)),
+        )
 
     def min_side(self) -> int:
         """The shortest source side that still needs no upscaling (JPEG draft decoding target)."""
@@ -100,7 +105,9 @@ class Preprocessing:
 
     def apply(self, image: Image.Image) -> np.ndarray:
         """Crop and resize an RGB image; returns uint8 (size, size, 3)."""
-        out = image.resize((self.size, self.size), _RESAMPLE[self.resample], box=self.box(*image.size))
+        out = image.resize(
+            (self.size, self.size), _RESAMPLE[self.resample], box=self.box(*image.size)
+        )
         return np.asarray(out, dtype=np.uint8)
 
     def batch(self, images: list[Image.Image]) -> np.ndarray:
@@ -116,19 +123,28 @@ def _read(source, max_bytes: int) -> bytes:
         try:
             size = path.stat().st_size
             if size > max_bytes:
-                raise ImageError(f"file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+                raise ImageError(
+                    f"file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB"
+                )
             data = path.read_bytes()
         except OSError as exc:  # missing, a folder, no permission, I/O error
             raise ImageError(f"cannot read file: {exc.strerror or exc}") from exc
     if not data:
         raise ImageError("file is empty (0 bytes)")
     if len(data) > max_bytes:
-        raise ImageError(f"file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+        raise ImageError(
+            f"file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB"
+        )
     return data
 
 
-def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_BYTES,
-               max_pixels: int = MAX_PIXELS, min_side: int | None = None) -> Image.Image:
+def load_image(
+    source: str | os.PathLike | bytes,
+    *,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int | None = None,
+) -> Image.Image:
     """Decode an image file or bytes to an RGB PIL image, safely.
 
     EXIF orientation is applied; palette, grayscale, alpha (composited on white), CMYK and
@@ -179,7 +195,9 @@ def load_image(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_B
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"image is too large to decode safely (decompression bomb): {exc}") from exc
+        raise ImageError(
+            f"image is too large to decode safely (decompression bomb): {exc}"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError("not an image (or an unsupported format)") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:

@@ -33,8 +33,15 @@ class Prediction:
     extra: dict = field(default_factory=dict)
 
 
-def predict(model, images: list[Image.Image], labels: list[str], preprocessing: Preprocessing, *,
-            top: int = 5, batch_size: int = 32) -> list[Prediction]:
+def predict(
+    model,
+    images: list[Image.Image],
+    labels: list[str],
+    preprocessing: Preprocessing,
+    *,
+    top: int = 5,
+    batch_size: int = 32,
+) -> list[Prediction]:
     """Classify PIL images with a Keras softmax model.
 
     Args:
@@ -53,7 +60,7 @@ def predict(model, images: list[Image.Image], labels: list[str], preprocessing: 
     top = max(1, min(int(top), len(labels)))
     results: list[Prediction] = []
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         t0 = time.perf_counter()
         x = preprocessing.batch(chunk)
         probs = np.asarray(model.predict_on_batch(x), dtype="float64")
@@ -62,10 +69,15 @@ def predict(model, images: list[Image.Image], labels: list[str], preprocessing: 
         per_image = (time.perf_counter() - t0) / len(chunk)
         for row in probs:
             order = np.argsort(-row)[:top]
-            results.append(Prediction(
-                top=[{"index": int(i), "label": labels[int(i)], "prob": float(row[i])} for i in order],
-                seconds=per_image,
-            ))
+            results.append(
+                Prediction(
+                    top=[
+                        {"index": int(i), "label": labels[int(i)], "prob": float(row[i])}
+                        for i in order
+                    ],
+                    seconds=per_image,
+                )
+            )
     return results
 
 
@@ -120,10 +132,13 @@ class Classifier:
         """Side of the square input the model takes."""
         return self.preprocessing.size
 
-    def classify(self, images: list[Image.Image], top: int = 5, batch_size: int = 32) -> list[Prediction]:
+    def classify(
+        self, images: list[Image.Image], top: int = 5, batch_size: int = 32
+    ) -> list[Prediction]:
         """Top-k predictions for RGB PIL images."""
-        return predict(self.model, images, self.labels, self.preprocessing, top=top,
-                       batch_size=batch_size)
+        return predict(
+            self.model, images, self.labels, self.preprocessing, top=top, batch_size=batch_size
+        )
 
     def explain(self, images: list[Image.Image], classes=None) -> np.ndarray:
         """Grad-CAM maps (N, h, w) of RGB PIL images for ``classes`` (default: the top class);
@@ -132,14 +147,24 @@ class Classifier:
 
         if self._gradcam is None:
             self._gradcam = GradCam(self.model)
-        cams = [self._gradcam(self.preprocessing.batch(images[i:i + 16]),
-                              None if classes is None else classes[i:i + 16])[0]
-                for i in range(0, len(images), 16)]  # 16 at a time: gradients take memory
+        cams = [
+            self._gradcam(
+                self.preprocessing.batch(images[i : i + 16]),
+                None if classes is None else classes[i : i + 16],
+            )[0]
+            for i in range(0, len(images), 16)
+        ]  # 16 at a time: gradients take memory
         return np.concatenate(cams) if cams else np.zeros((0, 1, 1), "float32")
 
-    def classify_files(self, files: Iterable[tuple[str, str | Path | bytes]], *, top: int = 5,
-                       batch_size: int = 32, previews: bool = False,
-                       explain: bool = False) -> Iterator[ClassifiedFile]:
+    def classify_files(
+        self,
+        files: Iterable[tuple[str, str | Path | bytes]],
+        *,
+        top: int = 5,
+        batch_size: int = 32,
+        previews: bool = False,
+        explain: bool = False,
+    ) -> Iterator[ClassifiedFile]:
         """Decode and classify ``(name, path or bytes)`` inputs, one batch in memory at a time.
 
         Yields one :class:`ClassifiedFile` per input, in input order; an unreadable input gets
@@ -192,32 +217,54 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
         ValueError: Unknown model or unusable weights (the message says what to do).
     """
     from core import labels as labels_mod
-    from core import models, weights as weights_mod
+    from core import models
+    from core import weights as weights_mod
 
     t0 = time.perf_counter()
     key = model.strip().lower()
     if key == "imagenet" or key in models.VARIANTS:
         variant = "b0" if key == "imagenet" else key
         if weights == "none":
-            raise ValueError("weights 'none' gives random predictions; choose auto, imagenet, lite0 or a file")
+            raise ValueError(
+                "weights 'none' gives random predictions; choose auto, imagenet, lite0 or a file"
+            )
         try:
             net, info = weights_mod.load_backbone(variant, weights, include_top=True)
         except weights_mod.WeightsError as exc:
             raise ValueError(str(exc)) from exc
-        return _warmed(Classifier(net, labels_mod.imagenet_labels(),
-                                  Preprocessing.imagenet(int(net.input_shape[1])), model,
-                                  info.label, info.detail, time.perf_counter() - t0))
+        return _warmed(
+            Classifier(
+                net,
+                labels_mod.imagenet_labels(),
+                Preprocessing.imagenet(int(net.input_shape[1])),
+                model,
+                info.label,
+                info.detail,
+                time.perf_counter() - t0,
+            )
+        )
     path = Path(model).expanduser()
     if not path.exists():
-        raise ValueError(f"model {model!r} is neither 'imagenet', a backbone name, nor an existing run folder or .keras file")
+        raise ValueError(
+            f"model {model!r} is neither 'imagenet', a backbone name, nor an existing run folder or .keras file"
+        )
     from core import runs
 
     try:
         net, class_names, preprocessing = runs.load_run_model(path)
     except Exception as exc:  # a broken run folder must read as a message, not a traceback
         raise ValueError(f"cannot load trained model from {path}: {exc}") from exc
-    return _warmed(Classifier(net, list(class_names), preprocessing, str(path),
-                              f"trained run {path.name}", str(path), time.perf_counter() - t0))
+    return _warmed(
+        Classifier(
+            net,
+            list(class_names),
+            preprocessing,
+            str(path),
+            f"trained run {path.name}",
+            str(path),
+            time.perf_counter() - t0,
+        )
+    )
 
 
 def _warmed(classifier: Classifier) -> Classifier:

@@ -182,14 +182,26 @@ def _died(state: ProgressState, exit_code: int | None) -> ProgressState:
         how = f"exited with status {exit_code}"
     else:
         how = "is no longer running"
-    state.apply({"e": "finish", "status": JobStatus.ERROR.value, "error_kind": "crash",
-                 "error": f"the worker process {how} before the job finished; "
-                          "a training run keeps its best model saved so far"})
+    state.apply(
+        {
+            "e": "finish",
+            "status": JobStatus.ERROR.value,
+            "error_kind": "crash",
+            "error": f"the worker process {how} before the job finished; "
+            "a training run keeps its best model saved so far",
+        }
+    )
     return state
 
 
-def submit(kind: str, args: dict, *, owner: str = "", runs_root: str | os.PathLike | None = None,
-           env: dict | None = None) -> Job:
+def submit(
+    kind: str,
+    args: dict,
+    *,
+    owner: str = "",
+    runs_root: str | os.PathLike | None = None,
+    env: dict | None = None,
+) -> Job:
     """Start a job in a new worker process; it queues for its slot by itself.
 
     Args:
@@ -209,16 +221,28 @@ def submit(kind: str, args: dict, *, owner: str = "", runs_root: str | os.PathLi
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{uuid.uuid4().hex[:8]}"
     job_dir = base / job_id
     job_dir.mkdir()
-    write_json(job_dir / "spec.json", {"kind": kind, "args": args, "owner": owner,
-                                        "submitted": time.time(), "parent": os.getpid()})
+    write_json(
+        job_dir / "spec.json",
+        {
+            "kind": kind,
+            "args": args,
+            "owner": owner,
+            "submitted": time.time(),
+            "parent": os.getpid(),
+        },
+    )
     # The ticket is taken here, before the worker starts, so queue order is submission order.
     _ticket_path(base, KINDS[kind][2], job_id).write_text("", encoding="utf-8")
     with open(job_dir / "worker.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "core", "job", str(job_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-            cwd=str(paths.PROJECT_ROOT), start_new_session=True)
+            cwd=str(paths.PROJECT_ROOT),
+            start_new_session=True,
+        )
     return Job(job_dir, process)
 
 
@@ -241,17 +265,21 @@ def slot_info(slot: str = "trainer", runs_root: str | os.PathLike | None = None)
     running = owner = None
     if holder and procs.alive(holder.get("worker")):
         running, owner = holder.get("job"), holder.get("owner")
-    return SlotInfo(running, owner, tuple(t.name.split("--", 1)[1] for t in _live_tickets(base, slot)))
+    return SlotInfo(
+        running, owner, tuple(t.name.split("--", 1)[1] for t in _live_tickets(base, slot))
+    )
 
 
 def error_message(exc: Exception) -> str:
     """One line for people: the message of a bad-input error, else the type and message."""
     text = str(exc).strip() or exc.__class__.__name__
-    return text if isinstance(exc, (ValueError, RuntimeError)) else f"{exc.__class__.__name__}: {text}"
+    return (
+        text if isinstance(exc, (ValueError, RuntimeError)) else f"{exc.__class__.__name__}: {text}"
+    )
 
 
 def error_kind(exc: Exception) -> str:
-    """"input" for bad data, options or weights (the person can fix it), else "crash"."""
+    """ "input" for bad data, options or weights (the person can fix it), else "crash"."""
     from core.weights import WeightsError
 
     return "input" if isinstance(exc, (ValueError, WeightsError)) else "crash"
@@ -298,7 +326,9 @@ def _prune(base: Path) -> None:
         if not job_dir.is_dir() or job_dir.name == "queue":
             continue
         try:
-            if job_dir.stat().st_mtime < cutoff and not procs.alive(_read_json(job_dir / "worker.json")):
+            if job_dir.stat().st_mtime < cutoff and not procs.alive(
+                _read_json(job_dir / "worker.json")
+            ):
                 shutil.rmtree(job_dir, ignore_errors=True)
         except OSError:
             continue
@@ -377,8 +407,10 @@ def run_worker(job_dir: str | os.PathLike) -> int:
             progress.finish(cancelled=True)
             return 0
         holder = base / f"{slot}.holder"
-        write_json(holder, {"job": job_dir.name, "owner": spec.get("owner", ""),
-                            "worker": procs.identity()})
+        write_json(
+            holder,
+            {"job": job_dir.name, "owner": spec.get("owner", ""), "worker": procs.identity()},
+        )
         try:
             function = getattr(importlib.import_module(module_name), function_name)
             result = function(args, progress)

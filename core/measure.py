@@ -41,15 +41,24 @@ class Timing:
 
     def to_dict(self) -> dict:
         """JSON-ready dict, with the derived rates."""
-        return {"batch": self.batch, "seconds": self.seconds, "runs": self.runs,
-                "flops": self.flops, "images_per_s": self.images_per_s,
-                "gmacs_per_s": self.gmacs_per_s}
+        return {
+            "batch": self.batch,
+            "seconds": self.seconds,
+            "runs": self.runs,
+            "flops": self.flops,
+            "images_per_s": self.images_per_s,
+            "gmacs_per_s": self.gmacs_per_s,
+        }
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Timing":
+    def from_dict(cls, values: dict) -> Timing:
         """The inverse of :meth:`to_dict`."""
-        return cls(int(values["batch"]), float(values["seconds"]), int(values["runs"]),
-                   int(values.get("flops", 0)))
+        return cls(
+            int(values["batch"]),
+            float(values["seconds"]),
+            int(values["runs"]),
+            int(values.get("flops", 0)),
+        )
 
     @property
     def gmacs_per_s(self) -> float:
@@ -65,14 +74,25 @@ def build_model(width: float, depth: float, resolution: int):
     """
     from core.models import build_efficientnet
 
-    return build_efficientnet("b0", width=width, depth=depth,
-                              input_shape=(resolution, resolution, 3),
-                              model_name="efficientnet_scaled")
+    return build_efficientnet(
+        "b0",
+        width=width,
+        depth=depth,
+        input_shape=(resolution, resolution, 3),
+        model_name="efficientnet_scaled",
+    )
 
 
-def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 0,
-                 max_runs: int = 5, budget_s: float = 3.0,
-                 progress: Progress | None = None, phases: bool = True) -> list[Timing]:
+def time_forward(
+    model,
+    batch_sizes: tuple[int, ...] = (1, 32),
+    *,
+    flops: int = 0,
+    max_runs: int = 5,
+    budget_s: float = 3.0,
+    progress: Progress | None = None,
+    phases: bool = True,
+) -> list[Timing]:
     """Time ``model``'s forward pass at each batch size.
 
     Each batch size gets one untimed warm-up pass, then timed passes until ``max_runs`` are done
@@ -105,7 +125,7 @@ def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 
         if progress and phases:
             progress.start(f"forward pass, batch {batch}", total=max_runs + 1, unit="pass")
 
-        def one_pass() -> float:
+        def one_pass(x=x) -> float:
             if progress:
                 progress.check_stop()
             t0 = time.perf_counter()
@@ -117,8 +137,9 @@ def time_forward(model, batch_sizes: tuple[int, ...] = (1, 32), *, flops: int = 
         one_pass()  # warm-up: the first pass per input shape traces and compiles the graph
         durations: list[float] = []
         started = time.perf_counter()
-        while not durations or (len(durations) < max_runs
-                                and time.perf_counter() - started < budget_s):
+        while not durations or (
+            len(durations) < max_runs and time.perf_counter() - started < budget_s
+        ):
             durations.append(one_pass())
         timings.append(Timing(batch, statistics.median(durations), len(durations), flops))
     return timings
@@ -138,7 +159,7 @@ def per_image_latency_ms(model, *, skip: bool = False) -> float | None:
         return None
     try:
         [timing] = time_forward(model, (1,), max_runs=5, budget_s=2.0)
-    except Exception:  # noqa: BLE001 (a timing must never fail the run it describes)
+    except Exception:
         return None
     return round(timing.seconds * 1000, 3)
 
@@ -158,8 +179,9 @@ def measure_job(args: dict, progress: Progress) -> list[dict]:
     timings: list[Timing] = []
     try:
         for batch in args.get("batch_sizes", (1, 32)):
-            timings += time_forward(model, (int(batch),), flops=int(args.get("flops", 0)),
-                                    progress=progress)
+            timings += time_forward(
+                model, (int(batch),), flops=int(args.get("flops", 0)), progress=progress
+            )
     except Stopped:
         pass
     return [t.to_dict() for t in timings]

@@ -10,7 +10,6 @@ from __future__ import annotations
 from core import scaling
 from core.scaling import Variant
 
-
 # The released B0–B7 come from the scaling module's table (one source of truth), plus Lite0:
 # B0's stages without squeeze-excite, relu6 (quantisation-friendly).
 VARIANTS: dict[str, Variant] = {**scaling.OFFICIAL, "lite0": Variant(1.0, 1.0, 224, 0.2, lite=True)}
@@ -20,7 +19,7 @@ def variant(name: str) -> Variant:
     """Look up a variant by name (case-insensitive), with a clear error for unknown names."""
     key = name.strip().lower()
     if key.startswith("efficientnet"):
-        key = key[len("efficientnet"):].lstrip("-_")
+        key = key[len("efficientnet") :].lstrip("-_")
     if key not in VARIANTS:
         raise ValueError(f"Unknown backbone {name!r}: choose one of {', '.join(VARIANTS)}.")
     return VARIANTS[key]
@@ -101,7 +100,6 @@ def set_input_normalization(model, mean, variance) -> None:
         variance: Per-channel variance on the 0..1 scale, or one scalar.
     """
     import numpy as np
-
     from keras import layers
 
     norm = next(layer for layer in model.layers if isinstance(layer, layers.Normalization))
@@ -132,14 +130,17 @@ def float32_model(model):
     policies change. The converted copy has ``saved_with_mixed_precision = True``."""
     import keras
 
-    if not any(layer.dtype_policy.name.startswith("mixed")
-               for layer in all_layers(model, include_self=True)):
+    if not any(
+        layer.dtype_policy.name.startswith("mixed")
+        for layer in all_layers(model, include_self=True)
+    ):
         return model
 
     def float32(node):
         if isinstance(node, dict):
             if node.get("class_name") == "DTypePolicy" and str(
-                    node.get("config", {}).get("name", "")).startswith("mixed"):
+                node.get("config", {}).get("name", "")
+            ).startswith("mixed"):
                 return {**node, "config": {**node["config"], "name": "float32"}}
             return {key: float32(value) for key, value in node.items()}
         return [float32(value) for value in node] if isinstance(node, list) else node

@@ -45,9 +45,11 @@ def _view_text(n: int, count: int, preprocessing: Preprocessing) -> str:
     kinds = -(-n // count)
     text = "each as prepared for the model" + (", mirrored" if kinds > 1 else "")
     if kinds > 2:
-        crops = _crops(preprocessing)[1:(kinds + 1) // 2]
-        text += (f", then central crops of {', '.join(f'{c:g}' for c in crops)} x the shorter "
-                 "side, each also mirrored")
+        crops = _crops(preprocessing)[1 : (kinds + 1) // 2]
+        text += (
+            f", then central crops of {', '.join(f'{c:g}' for c in crops)} x the shorter "
+            "side, each also mirrored"
+        )
     return text
 
 
@@ -66,11 +68,15 @@ def sample_photo_inputs(preprocessing: Preprocessing, n: int) -> tuple[np.ndarra
     photos = _readable(files)
     per = 2 * len(_crops(preprocessing))
     if len(photos) * per < n:
-        raise ValueError(f"not enough held-out images to verify the export: {len(photos)} photos "
-                         f"in {folder or 'EFFNET_LAB_IMAGENET_SAMPLES (unset)'} give at most "
-                         f"{len(photos) * per} views, {n} are needed")
-    return views(photos, preprocessing, n), (f"{n} views of {len(photos)} ImageNet sample photos "
-                                             f"({_view_text(n, len(photos), preprocessing)})")
+        raise ValueError(
+            f"not enough held-out images to verify the export: {len(photos)} photos "
+            f"in {folder or 'EFFNET_LAB_IMAGENET_SAMPLES (unset)'} give at most "
+            f"{len(photos) * per} views, {n} are needed"
+        )
+    return views(photos, preprocessing, n), (
+        f"{n} views of {len(photos)} ImageNet sample photos "
+        f"({_view_text(n, len(photos), preprocessing)})"
+    )
 
 
 def run_dataset(run_path: Path, preprocessing: Preprocessing, progress):
@@ -89,16 +95,18 @@ def run_dataset(run_path: Path, preprocessing: Preprocessing, progress):
         ds = load_data(TrainConfig.from_dict(cfg), progress)
     except Stopped:
         raise
-    except Exception as exc:  # noqa: BLE001 - any failure means: use the fallback, say why
+    except Exception as exc:
         return None, f"its dataset {cfg['data']!r} could not be loaded ({exc})"
     if ds.storage_size != preprocessing.size:
-        return None, (f"its dataset is stored at {ds.storage_size} px, the model takes "
-                      f"{preprocessing.size}")
+        return None, (
+            f"its dataset is stored at {ds.storage_size} px, the model takes {preprocessing.size}"
+        )
     return ds, ""
 
 
-def run_inputs(data: tuple, preprocessing: Preprocessing, n: int
-               ) -> tuple[np.ndarray, np.ndarray | None, str]:
+def run_inputs(
+    data: tuple, preprocessing: Preprocessing, n: int
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """``n`` held-out inputs for a run, from ``data`` (:func:`run_dataset`): its test split (a
     seeded sample when larger; mirrored and zoomed views added when smaller). Falls back to the
     ImageNet sample photos when the run's dataset is not available, and says why."""
@@ -111,17 +119,21 @@ def run_inputs(data: tuple, preprocessing: Preprocessing, n: int
             keep = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
             return x[keep], y[keep], f"{n} images of the run's test split ({len(y)} images)"
         stored = Preprocessing(preprocessing.size, 1.0, preprocessing.resample)
-        return (views([Image.fromarray(a) for a in x], stored, n), np.resize(y, n),
-                f"{n} views of the run's {len(y)} test images "
-                f"({_view_text(n, len(y), stored)})")
+        return (
+            views([Image.fromarray(a) for a in x], stored, n),
+            np.resize(y, n),
+            f"{n} views of the run's {len(y)} test images ({_view_text(n, len(y), stored)})",
+        )
     x, text = sample_photo_inputs(preprocessing, n)
     return x, None, f"{text}; not the run's own test split: {reason}"
+
 
 CALIBRATION_IMAGES = 256
 
 
-def calibration_inputs(data: tuple, preprocessing: Preprocessing,
-                       n: int = CALIBRATION_IMAGES) -> tuple[np.ndarray | None, str]:
+def calibration_inputs(
+    data: tuple, preprocessing: Preprocessing, n: int = CALIBRATION_IMAGES
+) -> tuple[np.ndarray | None, str]:
     """Images for choosing which layers of an int8 export stay float32 (:mod:`core.quantize`),
     never the ones the parity check uses.
 
@@ -137,18 +149,25 @@ def calibration_inputs(data: tuple, preprocessing: Preprocessing,
         own_val = ds.x_val if len(ds.x_val) and ds.x_val is not ds.x_test else ds.x_val[:0]
         rng = np.random.default_rng(1)
         from_val = np.sort(rng.permutation(len(own_val))[:n])
-        from_train = np.sort(rng.permutation(len(ds.x_train))[:n - len(from_val)])
+        from_train = np.sort(rng.permutation(len(ds.x_train))[: n - len(from_val)])
         chosen = np.concatenate([own_val[from_val], ds.x_train[from_train]])
-        what = " and ".join(f"{k} {name}" for k, name in (
-            (len(from_val), "validation"), (len(from_train), "training")) if k)
+        what = " and ".join(
+            f"{k} {name}"
+            for k, name in ((len(from_val), "validation"), (len(from_train), "training"))
+            if k
+        )
         return chosen, f"{what} images of the run"
     images = [preprocessing.apply(image) for image in _readable(_cifar10_train_files(n))]
     why = f"not the run's own images: {why}" if why else ""
     if not images:
-        return None, ("no calibration images (no readable CIFAR-10 training folder" +
-                      (f"; {why}" if why else "") + "): every layer is int8")
-    return np.stack(images), (f"{len(images)} CIFAR-10 training images" +
-                              (f" ({why})" if why else ""))
+        return None, (
+            "no calibration images (no readable CIFAR-10 training folder"
+            + (f"; {why}" if why else "")
+            + "): every layer is int8"
+        )
+    return np.stack(images), (
+        f"{len(images)} CIFAR-10 training images" + (f" ({why})" if why else "")
+    )
 
 
 def _readable(files: list[Path]) -> list:

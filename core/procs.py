@@ -29,7 +29,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     except (OSError, ValueError):
         return None
     # The command name (field 2) is in parentheses and may hold spaces: split after its end.
-    return stat[stat.rfind(")") + 2:].split()
+    return stat[stat.rfind(")") + 2 :].split()
 
 
 def start_time(pid: int) -> int | None:
@@ -67,6 +67,7 @@ def alive(ident: dict | None) -> bool:
         return True  # exists, owned by someone else
     except OSError:
         return False
-    if start_time(pid) is None and ident.get("start") is not None and Path("/proc").is_dir():
-        return False  # /proc works but the process has no entry: gone (or a zombie)
-    return True
+    # /proc works but the process has no entry: gone (or a zombie)
+    return not (
+        start_time(pid) is None and ident.get("start") is not None and Path("/proc").is_dir()
+    )

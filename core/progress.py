@@ -140,7 +140,11 @@ class ProgressState:
         elif kind == "phase":
             if self.status in (JobStatus.IDLE, JobStatus.QUEUED):
                 self.status, self.started_at, self.queue_position = JobStatus.RUNNING, t, None
-            self.phase, self.total, self.unit = str(event.get("phase", "")), int(event.get("total") or 0), str(event.get("unit", ""))
+            self.phase, self.total, self.unit = (
+                str(event.get("phase", "")),
+                int(event.get("total") or 0),
+                str(event.get("unit", "")),
+            )
             self.done, self.rate, self.eta_s, self.phase_started_at = 0, 0.0, None, t
         elif kind == "advance":
             done = int(event.get("done") or 0)
@@ -170,13 +174,24 @@ class ProgressState:
         """An immutable copy (``elapsed_s`` up to ``now``, or to the end once finished)."""
         end = self.ended_at if self.ended_at is not None else (now or time.time())
         return Snapshot(
-            status=self.status, phase=self.phase, done=self.done, total=self.total,
-            unit=self.unit, rate=self.rate, eta_s=self.eta_s,
+            status=self.status,
+            phase=self.phase,
+            done=self.done,
+            total=self.total,
+            unit=self.unit,
+            rate=self.rate,
+            eta_s=self.eta_s,
             elapsed_s=max(0.0, end - self.started_at) if self.started_at else 0.0,
-            message=self.message, error=self.error, error_kind=self.error_kind,
-            device=self.device, result=self.result, epochs=tuple(dict(r) for r in self.epochs),
-            batches=tuple(dict(r) for r in self.batches), queue_position=self.queue_position,
-            marks=tuple(dict(m) for m in self.marks))
+            message=self.message,
+            error=self.error,
+            error_kind=self.error_kind,
+            device=self.device,
+            result=self.result,
+            epochs=tuple(dict(r) for r in self.epochs),
+            batches=tuple(dict(r) for r in self.batches),
+            queue_position=self.queue_position,
+            marks=tuple(dict(m) for m in self.marks),
+        )
 
 
 class Progress:
@@ -238,8 +253,13 @@ class Progress:
         """Set a short human-readable status line."""
         self._emit("message", text=text)
 
-    def finish(self, result: Any = None, error: str | None = None, error_kind: str = "crash",
-               cancelled: bool = False) -> None:
+    def finish(
+        self,
+        result: Any = None,
+        error: str | None = None,
+        error_kind: str = "crash",
+        cancelled: bool = False,
+    ) -> None:
         """End the job: ``error`` set means it failed, a stop request means stopped, else done."""
         if error is not None:
             status = JobStatus.ERROR
@@ -249,8 +269,13 @@ class Progress:
             status = JobStatus.STOPPED
         else:
             status = JobStatus.DONE
-        self._emit("finish", status=status.value, result=result, error=error,
-                   error_kind=error_kind if error is not None else None)
+        self._emit(
+            "finish",
+            status=status.value,
+            result=result,
+            error=error,
+            error_kind=error_kind if error is not None else None,
+        )
 
     # ----- stop ----------------------------------------------------------------------------
     def request_stop(self) -> None:

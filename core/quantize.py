@@ -107,9 +107,13 @@ def _weights(model) -> list[Weight]:
     for index, kinds in axes.items():
         tensor = graph.tensors[index]
         elements = int(np.prod(tensor.shape))
-        if (len(kinds) == 1 and tensor.type == 0  # 0: FLOAT32
-                and model.buffers[tensor.buffer].data is not None
-                and users.get(tensor.buffer) == 1 and elements >= MIN_ELEMENTS):
+        if (
+            len(kinds) == 1
+            and tensor.type == 0  # 0: FLOAT32
+            and model.buffers[tensor.buffer].data is not None
+            and users.get(tensor.buffer) == 1
+            and elements >= MIN_ELEMENTS
+        ):
             name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
             found.append(Weight(index, layer_name(name), elements, kinds.pop()))
     return found
@@ -147,7 +151,8 @@ def rewrite(content: bytes, int8: set[int]) -> bytes:
     for index in sorted(int8):
         tensor = graph.tensors[index]
         w = np.frombuffer(bytes(model.buffers[tensor.buffer].data), np.float32).reshape(
-            tensor.shape)
+            tensor.shape
+        )
         q, scale = int8_grid(w, axes[index])
         buffer = fb.BufferT()
         buffer.data = np.frombuffer(q.tobytes(), np.uint8)
@@ -161,8 +166,11 @@ def rewrite(content: bytes, int8: set[int]) -> bytes:
         graph.tensors.append(stored)
         model.buffers[tensor.buffer].data = None  # now DEQUANTIZE's output
         op = fb.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = len(model.operatorCodes) - 1, [
-            len(graph.tensors) - 1], [index]
+        op.opcodeIndex, op.inputs, op.outputs = (
+            len(model.operatorCodes) - 1,
+            [len(graph.tensors) - 1],
+            [index],
+        )
         dequantize_ops.append(op)
     graph.operators = dequantize_ops + list(graph.operators)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
@@ -176,7 +184,7 @@ def predict(content: bytes, x: np.ndarray, batch: int = 32) -> np.ndarray:
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     result = []
     for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
+        chunk = x[i : i + batch]
         interpreter.resize_tensor_input(inp["index"], chunk.shape)
         interpreter.allocate_tensors()
         interpreter.set_tensor(inp["index"], chunk.astype(inp["dtype"]))
@@ -189,8 +197,13 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.argmax(1) == b.argmax(1)).mean())
 
 
-def quantize(content: bytes, calibration: np.ndarray | None, progress=None, goal: float = GOAL,
-             max_float_share: float = MAX_FLOAT_SHARE) -> tuple[bytes, dict]:
+def quantize(
+    content: bytes,
+    calibration: np.ndarray | None,
+    progress=None,
+    goal: float = GOAL,
+    max_float_share: float = MAX_FLOAT_SHARE,
+) -> tuple[bytes, dict]:
     """Weight-only int8 of a float32 .tflite file, keeping float32 the fewest layers that bring
     the calibration agreement with the float file up to ``goal``.
 
@@ -213,13 +226,18 @@ def quantize(content: bytes, calibration: np.ndarray | None, progress=None, goal
     total = sum(w.elements for w in candidates)
 
     def facts(kept: list[Weight], agreement: float | None, budget_reached: bool = False) -> dict:
-        return {"int8_layers": len(candidates) - len(kept),
-                "float32_layers": [w.name for w in kept],
-                "int8_weight_share": round(1 - sum(w.elements for w in kept) / total, 4)
-                if total else 0.0,
-                "calibration_images": 0 if calibration is None else len(calibration),
-                "calibration_agreement": agreement, "goal": goal,
-                "max_float32_share": max_float_share, "budget_reached": budget_reached}
+        return {
+            "int8_layers": len(candidates) - len(kept),
+            "float32_layers": [w.name for w in kept],
+            "int8_weight_share": round(1 - sum(w.elements for w in kept) / total, 4)
+            if total
+            else 0.0,
+            "calibration_images": 0 if calibration is None else len(calibration),
+            "calibration_agreement": agreement,
+            "goal": goal,
+            "max_float32_share": max_float_share,
+            "budget_reached": budget_reached,
+        }
 
     if calibration is None or not len(calibration) or not candidates:
         return rewrite(content, every), facts([], None)
@@ -279,17 +297,23 @@ def summary(chosen: dict, limit: int | None = None) -> str:
     ``limit`` of the float32 layers (all when None)."""
     kept = chosen["float32_layers"]
     shown = kept if limit is None else kept[:limit]
-    line = (f"{chosen['int8_layers']} layers int8 ({chosen['int8_weight_share']:.0%} of the "
-            f"weights); ")
+    line = (
+        f"{chosen['int8_layers']} layers int8 ({chosen['int8_weight_share']:.0%} of the weights); "
+    )
     more = ", …" if len(kept) > len(shown) else ""
-    line += f"{len(kept)} kept float32 ({', '.join(shown)}{more}), " if kept else (
-        "none kept float32, ")
+    line += (
+        f"{len(kept)} kept float32 ({', '.join(shown)}{more}), "
+        if kept
+        else ("none kept float32, ")
+    )
     line += f"chosen on {chosen['calibration_from']}"
     if chosen["calibration_agreement"] is not None:
         line += f" (agreement there {chosen['calibration_agreement']:.1%})"
     if chosen.get("budget_reached"):
-        line += (f"; the budget of {chosen['max_float32_share']:.0%} of the weights in float32 "
-                 f"ended the choice before the {chosen['goal']:.0%} goal")
+        line += (
+            f"; the budget of {chosen['max_float32_share']:.0%} of the weights in float32 "
+            f"ended the choice before the {chosen['goal']:.0%} goal"
+        )
     return line
 
 
@@ -307,4 +331,3 @@ def _step(progress, done: int) -> None:
 def _stop(progress) -> None:
     if progress is not None:
         progress.check_stop()
-

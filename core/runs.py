@@ -42,8 +42,17 @@ from core import paths, procs
 from core.fileio import atomic_path, write_json, write_text
 
 STATUSES = ("running", "done", "stopped", "interrupted", "error")
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                   "images_per_s", "phase")
+HISTORY_COLUMNS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "seconds",
+    "images_per_s",
+    "phase",
+)
 _TEXT_COLUMNS = ("phase",)  # two-phase fine-tuning: "head", then "finetune"
 
 
@@ -97,7 +106,7 @@ class RunWriter:
         self.path = Path(path)
 
     @classmethod
-    def reserve(cls, root: str | os.PathLike, name: str | None, base: str) -> "RunWriter":
+    def reserve(cls, root: str | os.PathLike, name: str | None, base: str) -> RunWriter:
         """Create a new, empty run folder atomically, so no two runs ever share one.
 
         Args:
@@ -115,8 +124,10 @@ class RunWriter:
                 try:
                     (root / name).mkdir()
                 except FileExistsError:
-                    raise ValueError(f"run folder {root / name} already exists: choose another "
-                                     "name (or delete that run first).") from None
+                    raise ValueError(
+                        f"run folder {root / name} already exists: choose another "
+                        "name (or delete that run first)."
+                    ) from None
                 return cls(root / name)
             for i in range(1, 10_000):
                 path = root / (base if i == 1 else f"{base}-{i}")
@@ -126,7 +137,9 @@ class RunWriter:
                     continue
                 return cls(path)
         except OSError as exc:  # no permission, a read-only disk, a file in the way
-            raise ValueError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from exc
+            raise ValueError(
+                f"cannot create a run folder in {root}: {exc.strerror or exc}"
+            ) from exc
         raise ValueError(f"could not find a free run folder name like {root / base}")
 
     def release(self) -> None:
@@ -141,17 +154,28 @@ class RunWriter:
         """True once :meth:`start` wrote the run's files."""
         return (self.path / "config.json").is_file()
 
-    def start(self, config: dict, class_names: list[str], preprocessing: dict | None = None,
-              owner: str | None = None) -> None:
+    def start(
+        self,
+        config: dict,
+        class_names: list[str],
+        preprocessing: dict | None = None,
+        owner: str | None = None,
+    ) -> None:
         """Write config, classes, preprocessing and a "running" status naming this process."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.path / "config.json", config)
         write_json(self.path / "classes.json", list(class_names))
         if preprocessing is not None:
             write_json(self.path / "preprocessing.json", preprocessing)
-        write_json(self.path / "status.json",
-                   {"status": "running", "worker": procs.identity(), "owner": owner,
-                    "created": time.time()})
+        write_json(
+            self.path / "status.json",
+            {
+                "status": "running",
+                "worker": procs.identity(),
+                "owner": owner,
+                "created": time.time(),
+            },
+        )
 
     def history(self, rows: list[dict]) -> None:
         """Rewrite ``history.csv`` with all epoch rows so far."""
@@ -165,8 +189,12 @@ class RunWriter:
         """Save a Keras model as ``model.keras``."""
         save_model(model, self.path / "model.keras")
 
-    def finish(self, results: dict, confusion: list[list[int]] | None = None,
-               predictions: dict[str, np.ndarray] | None = None) -> None:
+    def finish(
+        self,
+        results: dict,
+        confusion: list[list[int]] | None = None,
+        predictions: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """Write the final results (and confusion matrix, test predictions), then the status."""
         if confusion is not None:
             write_json(self.path / "confusion.json", confusion)
@@ -260,16 +288,27 @@ def load_run(path: str | os.PathLike) -> RunInfo:
     error = results.get("error") or status.get("error")
     if state == "running" and not _worker_alive(status):
         state = "interrupted"
-        error = ("the process running this training ended before it finished; the best model "
-                 "saved so far is kept" if (path / "model.keras").is_file() else
-                 "the process running this training ended before any model was saved")
+        error = (
+            "the process running this training ended before it finished; the best model "
+            "saved so far is kept"
+            if (path / "model.keras").is_file()
+            else "the process running this training ended before any model was saved"
+        )
         clean_temp_files(path)
     created = status.get("created") or path.stat().st_mtime
     accuracy = results.get("test_accuracy")
     return RunInfo(
-        path=path, name=path.name, status=state, config=cfg, created=float(created),
-        test_accuracy=None if accuracy is None else float(accuracy), class_names=list(classes),
-        history=history, confusion=confusion, results=results, error=error,
+        path=path,
+        name=path.name,
+        status=state,
+        config=cfg,
+        created=float(created),
+        test_accuracy=None if accuracy is None else float(accuracy),
+        class_names=list(classes),
+        history=history,
+        confusion=confusion,
+        results=results,
+        error=error,
         owner=status.get("owner"),
     )
 
@@ -327,8 +366,10 @@ def load_run_model(path: str | os.PathLike):
     # A run folder, or a .keras file directly (its classes.json beside it, if any).
     model_file = path if path.suffix == ".keras" else path / "model.keras"
     if not model_file.is_file():
-        raise ValueError(f"run {path.name} has no saved model (it failed or was stopped before "
-                         "training started).")
+        raise ValueError(
+            f"run {path.name} has no saved model (it failed or was stopped before "
+            "training started)."
+        )
     model = keras.saving.load_model(model_file, compile=False)
     from core.models import float32_model
     from core.runtime import accelerators
@@ -345,7 +386,9 @@ def load_run_model(path: str | os.PathLike):
     # Runs saved before preprocessing.json existed stored images exactly this way.
     preprocessing = Preprocessing.from_dict(saved) if saved else storage_preprocessing(size)
     if preprocessing.size != size:
-        raise ValueError(f"preprocessing.json says {preprocessing.size} px but the model takes {size} px")
+        raise ValueError(
+            f"preprocessing.json says {preprocessing.size} px but the model takes {size} px"
+        )
     return model, classes, preprocessing
 
 
@@ -387,7 +430,11 @@ def misclassified(path: str | os.PathLike, limit: int = 36) -> list[dict]:
         images, true, pred, prob = npz["images"], npz["true"], npz["pred"], npz["prob"]
     name = lambda i: classes[i] if 0 <= i < len(classes) else str(i)  # noqa: E731
     return [
-        {"image": images[i], "true": name(int(true[i])), "pred": name(int(pred[i])),
-         "prob": float(prob[i])}
+        {
+            "image": images[i],
+            "true": name(int(true[i])),
+            "pred": name(int(pred[i])),
+            "prob": float(prob[i]),
+        }
         for i in range(min(limit, len(images)))
     ]

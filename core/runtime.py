@@ -47,8 +47,9 @@ def requested_cpu_devices() -> int:
         return 0
     match = re.fullmatch(r"cpu:(\d{1,3})", value)
     if not match or int(match[1]) < 1:
-        raise ValueError(f"{DEVICES_ENV} must be 'auto' or 'cpu:N' (N CPU devices, N ≥ 1), "
-                         f"got {value!r}.")
+        raise ValueError(
+            f"{DEVICES_ENV} must be 'auto' or 'cpu:N' (N CPU devices, N ≥ 1), got {value!r}."
+        )
     return int(match[1])
 
 
@@ -74,7 +75,8 @@ def _split_cpu() -> None:
         cpu = tf.config.list_physical_devices("CPU")[0]
         try:
             tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+                cpu, [tf.config.LogicalDeviceConfiguration()] * n
+            )
         except RuntimeError:  # TensorFlow already initialised: train_devices() says what to do
             pass
 
@@ -137,7 +139,9 @@ def precision(on_gpu: bool) -> str:
     """
     value = os.environ.get(PRECISION_ENV, "auto").strip().lower()
     if value not in ("auto", "", *POLICIES):
-        raise ValueError(f"{PRECISION_ENV} must be auto or one of {', '.join(POLICIES)}, got {value!r}.")
+        raise ValueError(
+            f"{PRECISION_ENV} must be auto or one of {', '.join(POLICIES)}, got {value!r}."
+        )
     if value not in ("auto", ""):
         return value
     if not on_gpu:
@@ -201,17 +205,23 @@ def device_plan() -> DevicePlan:
         devices = _local_devices("gpu")
         if backend() not in ("jax", "tensorflow"):
             devices = devices[:1]
-        return DevicePlan("gpu", tuple(devices), tuple(g.removeprefix("GPU: ") for g in gpus),
-                          precision(True))
+        return DevicePlan(
+            "gpu", tuple(devices), tuple(g.removeprefix("GPU: ") for g in gpus), precision(True)
+        )
     if n < 2:
         return DevicePlan("cpu", ("cpu:0",), ("CPU",), precision(False))
     _split_cpu()
     devices = _local_devices("cpu")
     if len(devices) < n:
-        hint = (f"start Python with XLA_FLAGS={_CPU_COUNT_FLAG}={n}" if backend() == "jax"
-                else "set it before anything uses TensorFlow")
-        raise RuntimeError(f"{DEVICES_ENV}=cpu:{n} asks for {n} CPU devices but {backend()} "
-                           f"shows {len(devices)}: {hint}.")
+        hint = (
+            f"start Python with XLA_FLAGS={_CPU_COUNT_FLAG}={n}"
+            if backend() == "jax"
+            else "set it before anything uses TensorFlow"
+        )
+        raise RuntimeError(
+            f"{DEVICES_ENV}=cpu:{n} asks for {n} CPU devices but {backend()} "
+            f"shows {len(devices)}: {hint}."
+        )
     return DevicePlan("cpu", tuple(devices[:n]), ("CPU",) * n, precision(False))
 
 
@@ -340,21 +350,36 @@ def weights_status() -> list[dict]:
 
     rows = []
     cached = weights.official_cached_path("b0")
-    rows.append({
-        "weights": "official Keras EfficientNet-B0 (imagenet)",
-        "available": bool(cached),
-        "where": str(cached) if cached else "not cached; downloaded by Keras on first use when online",
-    })
+    rows.append(
+        {
+            "weights": "official Keras EfficientNet-B0 (imagenet)",
+            "available": bool(cached),
+            "where": str(cached)
+            if cached
+            else "not cached; downloaded by Keras on first use when online",
+        }
+    )
     try:
         package = weights.lite0_package_path()
         converted = weights.lite0_cache_path()
-        rows.append({
-            "weights": "EfficientNet-Lite0 ImageNet (lite0, offline)",
-            "available": True,
-            "where": f"{package}" + (f" → converted {converted}" if converted.exists()
-                                     else " (converted to Keras on first use)"),
-        })
+        rows.append(
+            {
+                "weights": "EfficientNet-Lite0 ImageNet (lite0, offline)",
+                "available": True,
+                "where": f"{package}"
+                + (
+                    f" → converted {converted}"
+                    if converted.exists()
+                    else " (converted to Keras on first use)"
+                ),
+            }
+        )
     except weights.WeightsError as exc:
-        rows.append({"weights": "EfficientNet-Lite0 ImageNet (lite0, offline)", "available": False,
-                     "where": str(exc)})
+        rows.append(
+            {
+                "weights": "EfficientNet-Lite0 ImageNet (lite0, offline)",
+                "available": False,
+                "where": str(exc),
+            }
+        )
     return rows

@@ -98,10 +98,26 @@ OFFICIAL: dict[str, Variant] = {
 }
 
 # The paper's Table 2: FLOPs (billions of multiply-adds) and ImageNet top-1 (%) of B0-B7.
-PAPER_FLOPS = {"b0": 0.39e9, "b1": 0.70e9, "b2": 1.0e9, "b3": 1.8e9,
-               "b4": 4.2e9, "b5": 9.9e9, "b6": 19e9, "b7": 37e9}
-PAPER_TOP1 = {"b0": 77.1, "b1": 79.1, "b2": 80.1, "b3": 81.6,
-              "b4": 82.9, "b5": 83.6, "b6": 84.0, "b7": 84.3}
+PAPER_FLOPS = {
+    "b0": 0.39e9,
+    "b1": 0.70e9,
+    "b2": 1.0e9,
+    "b3": 1.8e9,
+    "b4": 4.2e9,
+    "b5": 9.9e9,
+    "b6": 19e9,
+    "b7": 37e9,
+}
+PAPER_TOP1 = {
+    "b0": 77.1,
+    "b1": 79.1,
+    "b2": 80.1,
+    "b3": 81.6,
+    "b4": 82.9,
+    "b5": 83.6,
+    "b6": 84.0,
+    "b7": 84.3,
+}
 
 
 @dataclass(frozen=True)
@@ -147,8 +163,11 @@ class ScaledNetwork:
     def to_dict(self) -> dict:
         """A JSON-ready dict: width, depth, resolution, params, flops, stages."""
         return {
-            "width": self.width, "depth": self.depth, "resolution": self.resolution,
-            "params": self.params, "flops": self.flops,
+            "width": self.width,
+            "depth": self.depth,
+            "resolution": self.resolution,
+            "params": self.params,
+            "flops": self.flops,
             "stages": [vars(row).copy() for row in self.stages],
         }
 
@@ -162,10 +181,17 @@ def _check_real(name: str, value: object, minimum: float, maximum: float) -> flo
     return float(value)
 
 
-def _check_resolution(name: str, value: object, minimum: int = 1, maximum: int = RESOLUTION_MAX) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be a whole number of pixels from {minimum} to {maximum}, "
-                         f"got {value!r}.")
+def _check_resolution(
+    name: str, value: object, minimum: int = 1, maximum: int = RESOLUTION_MAX
+) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Integral)
+        or not minimum <= value <= maximum
+    ):
+        raise ValueError(
+            f"{name} must be a whole number of pixels from {minimum} to {maximum}, got {value!r}."
+        )
     return int(value)
 
 
@@ -175,8 +201,13 @@ def constraint(alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA) -
     return alpha * beta**2 * gamma**2
 
 
-def multipliers(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
-                base_resolution: int = BASE_RESOLUTION) -> Multipliers:
+def multipliers(
+    phi: float,
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+    base_resolution: int = BASE_RESOLUTION,
+) -> Multipliers:
     """Depth, width and resolution multipliers for compound coefficient ``phi``.
 
     Args:
@@ -190,15 +221,22 @@ def multipliers(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: flo
         ValueError: If any input is out of range.
     """
     phi = _check_real("phi", phi, *PHI_RANGE)
-    alpha, beta, gamma = (_check_real(n, v, *BASE_RANGE) for n, v in
-                          (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
+    alpha, beta, gamma = (
+        _check_real(n, v, *BASE_RANGE)
+        for n, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma))
+    )
     base_resolution = _check_resolution("base resolution", base_resolution, *BASE_RESOLUTION_RANGE)
     c = constraint(alpha, beta, gamma)
     factor = gamma**phi
     return Multipliers(
-        phi=phi, depth=alpha**phi, width=beta**phi, resolution_factor=factor,
+        phi=phi,
+        depth=alpha**phi,
+        width=beta**phi,
+        resolution_factor=factor,
         resolution=max(1, math.floor(base_resolution * factor + 0.5)),  # halves round up
-        constraint=c, flops_factor=c**phi, ideal_flops_factor=2.0**phi,
+        constraint=c,
+        flops_factor=c**phi,
+        ideal_flops_factor=2.0**phi,
     )
 
 
@@ -218,7 +256,7 @@ def round_filters(filters: int, width: float, divisor: int = DEPTH_DIVISOR) -> i
 def round_repeats(repeats: int, depth: float) -> int:
     """Scale a stage's layer count by ``depth``, rounding up as Keras's EfficientNet does (so a
     depth below 1 still keeps at least one layer per stage)."""
-    return int(math.ceil(depth * repeats))
+    return math.ceil(depth * repeats)
 
 
 # ----- cost of the layers, exactly as Keras builds them ----------------------------------------
@@ -230,8 +268,9 @@ def _bn(c: int) -> int:
     return BN_PARAMS_PER_CHANNEL * c
 
 
-def _mbconv(c_in: int, c_out: int, kernel: int, stride: int, expand: int, se_ratio: float,
-            res_in: int) -> tuple[int, int, int]:
+def _mbconv(
+    c_in: int, c_out: int, kernel: int, stride: int, expand: int, se_ratio: float, res_in: int
+) -> tuple[int, int, int]:
     """Params, multiply-adds and output size of one MBConv block (Keras's ``block``)."""
     hidden = c_in * expand
     res_out = math.ceil(res_in / stride)  # "same" and Keras's correct_pad both give ceil(r / s)
@@ -265,37 +304,90 @@ def network(width: float, depth: float, resolution: int, classes: int = CLASSES)
     width = _check_real("width", width, MULTIPLIER_MIN, MULTIPLIER_MAX)
     depth = _check_real("depth", depth, MULTIPLIER_MIN, MULTIPLIER_MAX)
     resolution = _check_resolution("resolution", resolution)
-    if isinstance(classes, bool) or not isinstance(classes, Integral) or not 1 <= classes <= 100_000:
+    if (
+        isinstance(classes, bool)
+        or not isinstance(classes, Integral)
+        or not 1 <= classes <= 100_000
+    ):
         raise ValueError(f"classes must be a whole number from 1 to 100000, got {classes!r}.")
 
     rows: list[StageRow] = []
     stem = round_filters(STEM_FILTERS, width)
     res = math.ceil(resolution / 2)
-    rows.append(StageRow(1, "Conv3x3", resolution, stem, 1, 3, 2,
-                         INPUT_NORMALIZATION_PARAMS + _conv(3, 3, stem) + _bn(stem),
-                         res**2 * _conv(3, 3, stem)))
+    rows.append(
+        StageRow(
+            1,
+            "Conv3x3",
+            resolution,
+            stem,
+            1,
+            3,
+            2,
+            INPUT_NORMALIZATION_PARAMS + _conv(3, 3, stem) + _bn(stem),
+            res**2 * _conv(3, 3, stem),
+        )
+    )
     for i, base in enumerate(BASE_STAGES, start=2):
         c_in = round_filters(base.channels_in, width)
         c_out = round_filters(base.channels_out, width)
         layers = round_repeats(base.repeats, depth)
         res_in, params, flops = res, 0, 0
         for j in range(layers):  # the first layer strides and changes channels, the rest keep them
-            p, f, res = _mbconv(c_in if j == 0 else c_out, c_out, base.kernel,
-                                base.stride if j == 0 else 1, base.expand, base.se_ratio, res)
+            p, f, res = _mbconv(
+                c_in if j == 0 else c_out,
+                c_out,
+                base.kernel,
+                base.stride if j == 0 else 1,
+                base.expand,
+                base.se_ratio,
+                res,
+            )
             params, flops = params + p, flops + f
-        rows.append(StageRow(i, f"{base.operator}, k{base.kernel}x{base.kernel}", res_in, c_out,
-                             layers, base.kernel, base.stride, params, flops))
+        rows.append(
+            StageRow(
+                i,
+                f"{base.operator}, k{base.kernel}x{base.kernel}",
+                res_in,
+                c_out,
+                layers,
+                base.kernel,
+                base.stride,
+                params,
+                flops,
+            )
+        )
     head = round_filters(HEAD_FILTERS, width)
     c_last = rows[-1].channels
-    rows.append(StageRow(len(rows) + 1, "Conv1x1 & Pooling & FC", res, head, 1, 1, 1,
-                         _conv(1, c_last, head) + _bn(head) + head * classes + classes,
-                         res**2 * c_last * head + head * classes))
-    return ScaledNetwork(width=width, depth=depth, resolution=resolution, stages=tuple(rows),
-                   params=sum(r.params for r in rows), flops=sum(r.flops for r in rows))
+    rows.append(
+        StageRow(
+            len(rows) + 1,
+            "Conv1x1 & Pooling & FC",
+            res,
+            head,
+            1,
+            1,
+            1,
+            _conv(1, c_last, head) + _bn(head) + head * classes + classes,
+            res**2 * c_last * head + head * classes,
+        )
+    )
+    return ScaledNetwork(
+        width=width,
+        depth=depth,
+        resolution=resolution,
+        stages=tuple(rows),
+        params=sum(r.params for r in rows),
+        flops=sum(r.flops for r in rows),
+    )
 
 
-def formula_network(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
-                    base_resolution: int = BASE_RESOLUTION) -> ScaledNetwork:
+def formula_network(
+    phi: float,
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+    base_resolution: int = BASE_RESOLUTION,
+) -> ScaledNetwork:
     """The network compound scaling gives for ``phi`` (see :func:`multipliers`)."""
     m = multipliers(phi, alpha, beta, gamma, base_resolution)
     return network(m.width, m.depth, m.resolution)
@@ -345,8 +437,13 @@ def _log_ratio(value: float, base: float) -> float | None:
     return None if base == 1.0 else math.log(value) / math.log(base)
 
 
-def implied_phi(variant: str, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
-                base_resolution: int = BASE_RESOLUTION) -> ImpliedPhi:
+def implied_phi(
+    variant: str,
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+    base_resolution: int = BASE_RESOLUTION,
+) -> ImpliedPhi:
     """The φ a released network's depth, width and resolution each imply (:class:`ImpliedPhi`).
 
     Raises:
@@ -355,9 +452,16 @@ def implied_phi(variant: str, alpha: float = ALPHA, beta: float = BETA, gamma: f
     key = str(variant).lower()
     if key not in OFFICIAL:
         raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
-    alpha, beta, gamma = (_check_real(n, v, *BASE_RANGE) for n, v in
-                          (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
+    alpha, beta, gamma = (
+        _check_real(n, v, *BASE_RANGE)
+        for n, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma))
+    )
     base_resolution = _check_resolution("base resolution", base_resolution, *BASE_RESOLUTION_RANGE)
     v = OFFICIAL[key]
-    return ImpliedPhi(key, list(OFFICIAL).index(key), _log_ratio(v.depth, alpha),
-                      _log_ratio(v.width, beta), _log_ratio(v.resolution / base_resolution, gamma))
+    return ImpliedPhi(
+        key,
+        list(OFFICIAL).index(key),
+        _log_ratio(v.depth, alpha),
+        _log_ratio(v.width, beta),
+        _log_ratio(v.resolution / base_resolution, gamma),
+    )

@@ -51,8 +51,16 @@ BUDGET_RANGE = (30.0, 24 * 3600.0)
 DEFAULT_BUDGET_S = 600.0
 MAX_CANDIDATES = 12
 WEIGHT_SOURCES = ("auto", "imagenet", "lite0", "none")
-DEFAULTS = {"subset": 1000, "test_subset": 500, "epochs": 3, "batch_size": 32, "lr": 1e-3,
-            "seed": 0, "weights": "auto", "budget_s": DEFAULT_BUDGET_S}
+DEFAULTS = {
+    "subset": 1000,
+    "test_subset": 500,
+    "epochs": 3,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "seed": 0,
+    "weights": "auto",
+    "budget_s": DEFAULT_BUDGET_S,
+}
 # The first training step of each candidate includes compiling it: 30-90 s for these networks
 # with TensorFlow on a (busy) 2-core CPU, and it cannot be cut short. The budget is planned as
 # one compile plus an equal share of training time per training; the compile time is this guess
@@ -99,11 +107,15 @@ def grid(steps=DEFAULT_STEPS, target: float = TARGET) -> list[Candidate]:
             if scaling.BASE_RANGE[0] <= alpha <= scaling.BASE_RANGE[1]:
                 found.append(Candidate(alpha, beta, gamma))
     if not found:
-        raise ValueError(f"no candidate satisfies α·β²·γ² = {target:g} with α from 1 to 2 for "
-                         f"steps {values}: use steps nearer 1.")
+        raise ValueError(
+            f"no candidate satisfies α·β²·γ² = {target:g} with α from 1 to 2 for "
+            f"steps {values}: use steps nearer 1."
+        )
     if len(found) > MAX_CANDIDATES:
-        raise ValueError(f"steps {values} give {len(found)} candidates; at most "
-                         f"{MAX_CANDIDATES} fit a search: use fewer steps.")
+        raise ValueError(
+            f"steps {values} give {len(found)} candidates; at most "
+            f"{MAX_CANDIDATES} fit a search: use fewer steps."
+        )
     return found
 
 
@@ -120,17 +132,31 @@ def settings(args: dict):
 
     values = {**DEFAULTS, **{k: v for k, v in args.items() if v is not None}}
     if values["weights"] not in WEIGHT_SOURCES:
-        raise ValueError(f"weights must be one of {', '.join(WEIGHT_SOURCES)}, "
-                         f"got {values['weights']!r}.")
+        raise ValueError(
+            f"weights must be one of {', '.join(WEIGHT_SOURCES)}, got {values['weights']!r}."
+        )
     budget = values["budget_s"]
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (
-            BUDGET_RANGE[0] <= budget <= BUDGET_RANGE[1]):
-        raise ValueError(f"the search's budget must be from {BUDGET_RANGE[0]:g} to "
-                         f"{BUDGET_RANGE[1]:g} seconds, got {budget!r}.")
-    config = TrainConfig(data=str(values.get("data", "cifar10")), subset=values["subset"],
-                         test_subset=values["test_subset"], epochs=values["epochs"],
-                         batch_size=values["batch_size"], lr=values["lr"], seed=values["seed"],
-                         optimizer="adam", schedule="constant", mode="finetune")
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, float))
+        or not (BUDGET_RANGE[0] <= budget <= BUDGET_RANGE[1])
+    ):
+        raise ValueError(
+            f"the search's budget must be from {BUDGET_RANGE[0]:g} to "
+            f"{BUDGET_RANGE[1]:g} seconds, got {budget!r}."
+        )
+    config = TrainConfig(
+        data=str(values.get("data", "cifar10")),
+        subset=values["subset"],
+        test_subset=values["test_subset"],
+        epochs=values["epochs"],
+        batch_size=values["batch_size"],
+        lr=values["lr"],
+        seed=values["seed"],
+        optimizer="adam",
+        schedule="constant",
+        mode="finetune",
+    )
     config.validate()
     return config, values["weights"], float(budget)
 
@@ -143,8 +169,9 @@ def _source_weights(source: str, resolution: int):
 
     from core.weights import load_backbone
 
-    model, info = load_backbone("b0", source, input_shape=(resolution, resolution, 3),
-                                include_top=False, pooling="avg")
+    model, info = load_backbone(
+        "b0", source, input_shape=(resolution, resolution, 3), include_top=False, pooling="avg"
+    )
     by_name = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
     norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.Normalization))
     normalization = norm.get_weights()
@@ -168,14 +195,17 @@ def _copy_matching(backbone, by_name: dict, normalization, *, imagenet: bool) ->
             continue
         total += 1
         source = by_name.get(layer.name) if imagenet else None
-        if source is not None and [w.shape for w in source] == [tuple(w.shape) for w in layer.weights]:
+        if source is not None and [w.shape for w in source] == [
+            tuple(w.shape) for w in layer.weights
+        ]:
             layer.set_weights(source)
             copied += 1
     return copied, total
 
 
-def _deadline_callback(progress: Progress, train_s: float, deadline: float, batch_size: int,
-                       n: int):
+def _deadline_callback(
+    progress: Progress, train_s: float, deadline: float, batch_size: int, n: int
+):
     """A Keras callback counting images into ``progress`` that ends training ``train_s`` seconds
     after the first step (which includes compiling), at ``deadline`` (``time.monotonic()``) or on
     a stop request; ``.shown`` is the images of this epoch, ``.first_step_at`` when the first
@@ -201,15 +231,30 @@ def _deadline_callback(progress: Progress, train_s: float, deadline: float, batc
 
         def over(self, now: float) -> bool:
             """True once training should end (stop request, its share or the budget spent)."""
-            return (progress.stop_requested or now >= deadline
-                    or (self.first_step_at is not None and now >= self.first_step_at + train_s))
+            return (
+                progress.stop_requested
+                or now >= deadline
+                or (self.first_step_at is not None and now >= self.first_step_at + train_s)
+            )
 
     return Deadline()
 
 
-def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imagenet: bool,
-                    base_resolution: int, seed: int, train_s: float, deadline: float,
-                    on_gpu: bool, progress: Progress) -> dict:
+def train_candidate(
+    c: Candidate,
+    ds,
+    config,
+    family: str,
+    source: dict,
+    *,
+    imagenet: bool,
+    base_resolution: int,
+    seed: int,
+    train_s: float,
+    deadline: float,
+    on_gpu: bool,
+    progress: Progress,
+) -> dict:
     """Build candidate ``c``, train it for ``config.epochs``, or ``train_s`` seconds after its
     first step, or until ``deadline`` (``time.monotonic()``), and test it.
 
@@ -235,18 +280,29 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
     keras.utils.set_random_seed(seed)
     m = scaling.multipliers(1, c.alpha, c.beta, c.gamma, base_resolution)
     size = m.resolution
-    backbone = build_efficientnet(family, width=m.width, depth=m.depth, include_top=False,
-                                  pooling="avg", input_shape=(size, size, 3),
-                                  model_name="candidate_backbone")
-    copied, total = _copy_matching(backbone, source["by_name"], source["normalization"],
-                                   imagenet=imagenet)
+    backbone = build_efficientnet(
+        family,
+        width=m.width,
+        depth=m.depth,
+        include_top=False,
+        pooling="avg",
+        input_shape=(size, size, 3),
+        model_name="candidate_backbone",
+    )
+    copied, total = _copy_matching(
+        backbone, source["by_name"], source["normalization"], imagenet=imagenet
+    )
     for layer in backbone.layers:  # see _BN_MOMENTUM
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = _BN_MOMENTUM
     inputs = keras.Input((ds.storage_size, ds.storage_size, 3), name="image")
     x = inputs if size == ds.storage_size else keras.layers.Resizing(size, size)(inputs)
-    head = keras.layers.Dense(ds.num_classes, activation="softmax", dtype="float32",
-                              kernel_initializer=keras.initializers.GlorotUniform(seed=seed))
+    head = keras.layers.Dense(
+        ds.num_classes,
+        activation="softmax",
+        dtype="float32",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+    )
     model = keras.Model(inputs, head(backbone(x)))
     n = len(ds.y_train)
     compile_model(model, config, n, config.epochs, on_gpu)
@@ -254,37 +310,56 @@ def train_candidate(c: Candidate, ds, config, family: str, source: dict, *, imag
     started, seen = time.monotonic(), 0
     for epoch in range(config.epochs):
         order = np.random.default_rng([seed, epoch]).permutation(n)
-        model.fit(ds.x_train[order], ds.y_train[order], batch_size=config.batch_size,
-                  epochs=epoch + 1, initial_epoch=epoch, shuffle=False, callbacks=[callback],
-                  verbose=0)
+        model.fit(
+            ds.x_train[order],
+            ds.y_train[order],
+            batch_size=config.batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=False,
+            callbacks=[callback],
+            verbose=0,
+        )
         seen += callback.shown
         if callback.over(time.monotonic()):
             break
     elapsed = time.monotonic() - started
-    status = ("stopped" if progress.stop_requested else
-              "done" if seen >= n * config.epochs else "budget")
+    status = (
+        "stopped" if progress.stop_requested else "done" if seen >= n * config.epochs else "budget"
+    )
     scores = {"val_accuracy": None, "stderr": None, "test_accuracy": None}
     if status != "stopped":  # validation ranks the candidates; the test split is measured once
-        for key, x, y in (("val_accuracy", ds.x_val, ds.y_val),
-                          ("test_accuracy", ds.x_test, ds.y_test)):
+        for key, x, y in (
+            ("val_accuracy", ds.x_val, ds.y_val),
+            ("test_accuracy", ds.x_test, ds.y_test),
+        ):
             scores[key] = float((predict(model, x, 256).argmax(axis=1) == y).mean())
         acc = scores["val_accuracy"]
         scores["stderr"] = math.sqrt(acc * (1 - acc) / len(ds.y_val))
     keras.backend.clear_session()
     compile_s = (callback.first_step_at or time.monotonic()) - started
-    return {"status": status, **scores, "seed": seed,
-            "train_s": round(elapsed, 2), "compile_s": round(compile_s, 2),
-            "images_seen": int(seen),
-            "epochs_done": round(seen / n, 3), "copied_layers": copied,
-            "layers_with_weights": total}
+    return {
+        "status": status,
+        **scores,
+        "seed": seed,
+        "train_s": round(elapsed, 2),
+        "compile_s": round(compile_s, 2),
+        "images_seen": int(seen),
+        "epochs_done": round(seen / n, 3),
+        "copied_layers": copied,
+        "layers_with_weights": total,
+    }
 
 
 # ----- the search ---------------------------------------------------------------------------------
 def seed_spread(candidates: list[dict], repeats: list[dict]) -> float | None:
     """The largest change of validation accuracy when a candidate was trained again with
     another seed (None when nothing was repeated)."""
-    shifts = [abs(r["val_accuracy"] - candidates[r["candidate"]]["val_accuracy"])
-              for r in repeats if r.get("val_accuracy") is not None]
+    shifts = [
+        abs(r["val_accuracy"] - candidates[r["candidate"]]["val_accuracy"])
+        for r in repeats
+        if r.get("val_accuracy") is not None
+    ]
     return max(shifts) if shifts else None
 
 
@@ -299,25 +374,33 @@ def noise_sentence(candidates: list[dict], repeats: list[dict]) -> str:
     stderr = max(c["stderr"] for c in scored)
     spread = seed_spread(candidates, repeats)
     noise = max(2 * stderr, spread or 0.0)
-    seeds = (f"another seed moved a candidate by up to {100 * spread:.1f} points"
-             if spread is not None else "no candidate could be repeated with another seed")
-    verdict = ("so the best and the worst cannot be told apart: treat the ranking as noise"
-               if gap <= noise else
-               "so the best beat the worst by more than the noise, but candidates closer than "
-               "that are a tie")
-    return (f"Best minus worst is {100 * gap:.1f} points; one accuracy's standard error is up to "
-            f"±{100 * stderr:.1f} points and {seeds}, {verdict}.")
+    seeds = (
+        f"another seed moved a candidate by up to {100 * spread:.1f} points"
+        if spread is not None
+        else "no candidate could be repeated with another seed"
+    )
+    verdict = (
+        "so the best and the worst cannot be told apart: treat the ranking as noise"
+        if gap <= noise
+        else "so the best beat the worst by more than the noise, but candidates closer than "
+        "that are a tie"
+    )
+    return (
+        f"Best minus worst is {100 * gap:.1f} points; one accuracy's standard error is up to "
+        f"±{100 * stderr:.1f} points and {seeds}, {verdict}."
+    )
 
 
-def training_share(seconds_left: float, trainings: int, compile_s: float, *,
-                   all_of_them: bool = False) -> float:
+def training_share(
+    seconds_left: float, trainings: int, compile_s: float, *, all_of_them: bool = False
+) -> float:
     """Training seconds (after compiling) for the next training when ``trainings`` are to come.
 
     Each training costs one compile (``compile_s``) plus an equal share of what is left. If the
     share falls below ``_MIN_TRAIN_S``, fewer trainings are planned (the last ones will be
     skipped), unless ``all_of_them``; 0 when not even one fits.
     """
-    for k in ([trainings] if all_of_them else range(trainings, 0, -1)):
+    for k in [trainings] if all_of_them else range(trainings, 0, -1):
         seconds = seconds_left / k - compile_s
         if seconds >= _MIN_TRAIN_S:
             return seconds
@@ -338,12 +421,26 @@ def _candidate_rows(candidates: list[Candidate], base: int, classes: int, info) 
             detail = "from scratch (width ≠ 1 changes the convolutions' shapes)"
         else:
             detail = "from scratch (weights: none)"
-        rows.append({"index": i, "alpha": c.alpha, "beta": c.beta, "gamma": c.gamma,
-                     "constraint": c.constraint, "depth": m.depth, "width": m.width,
-                     "resolution": m.resolution, "params": net.params, "flops": net.flops,
-                     "start": "imagenet" if imagenet else "scratch", "start_detail": detail,
-                     "status": "skipped", "val_accuracy": None, "test_accuracy": None,
-                     "stderr": None})
+        rows.append(
+            {
+                "index": i,
+                "alpha": c.alpha,
+                "beta": c.beta,
+                "gamma": c.gamma,
+                "constraint": c.constraint,
+                "depth": m.depth,
+                "width": m.width,
+                "resolution": m.resolution,
+                "params": net.params,
+                "flops": net.flops,
+                "start": "imagenet" if imagenet else "scratch",
+                "start_detail": detail,
+                "status": "skipped",
+                "val_accuracy": None,
+                "test_accuracy": None,
+                "stderr": None,
+            }
+        )
     return rows
 
 
@@ -376,21 +473,34 @@ def search(args: dict, progress: Progress | None = None) -> dict:
     deadline = started + budget
     device = describe_device()
     progress.begin(device)
-    out = {"data": config.data, "budget_s": budget, "epochs": config.epochs,
-           "batch_size": config.batch_size, "lr": config.lr, "seed": config.seed,
-           "device": device, "stopped": False, "candidates": [], "repeats": []}
+    out = {
+        "data": config.data,
+        "budget_s": budget,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": config.seed,
+        "device": device,
+        "stopped": False,
+        "candidates": [],
+        "repeats": [],
+    }
     on_gpu = bool(accelerators())
     try:
         progress.message("Loading data")
-        ds = load_dataset(config.data, test_subset=config.test_subset, seed=config.seed,
-                          progress=progress)
+        ds = load_dataset(
+            config.data, test_subset=config.test_subset, seed=config.seed, progress=progress
+        )
         if not len(ds.y_val):
-            raise ValueError("the search ranks candidates on a validation split, and this "
-                             "dataset has none: add images, or a val/ folder")
+            raise ValueError(
+                "the search ranks candidates on a validation split, and this "
+                "dataset has none: add images, or a val/ folder"
+            )
         # Validation as large as the test subset (not shrunk with the training subset): the
         # ranking's noise is set by it.
-        ds.x_val, ds.y_val = subsample(ds.x_val, ds.y_val, config.test_subset or len(ds.y_val),
-                                       config.seed)
+        ds.x_val, ds.y_val = subsample(
+            ds.x_val, ds.y_val, config.test_subset or len(ds.y_val), config.seed
+        )
         if config.subset:
             ds.x_train, ds.y_train = subsample(ds.x_train, ds.y_train, config.subset, config.seed)
         base = int(base) if base is not None else max(32, ds.storage_size)
@@ -401,11 +511,15 @@ def search(args: dict, progress: Progress | None = None) -> dict:
             progress.message("Loading B0's ImageNet weights")
             with device_context(on_gpu):
                 family, by_name, normalization, info = _source_weights(weights, base)
-        out.update(train_images=len(ds.y_train), val_images=len(ds.y_val),
-                   test_images=len(ds.y_test),
-                   base_resolution=base, family=family,
-                   weights=info.label if info else "none (every candidate from scratch)",
-                   weights_detail=info.detail if info else "")
+        out.update(
+            train_images=len(ds.y_train),
+            val_images=len(ds.y_val),
+            test_images=len(ds.y_test),
+            base_resolution=base,
+            family=family,
+            weights=info.label if info else "none (every candidate from scratch)",
+            weights_detail=info.detail if info else "",
+        )
         rows = _candidate_rows(candidates, base, ds.num_classes, info)
         progress.check_stop()  # before any compiling: a stop request ends the search at once
         out["candidates"] = rows
@@ -413,21 +527,34 @@ def search(args: dict, progress: Progress | None = None) -> dict:
         compile_est = [_COMPILE_GUESS_S]  # the slowest compile seen (a list: updated in run)
 
         def share(trainings: int, all_of_them: bool = False) -> float:
-            return training_share(deadline - time.monotonic(), trainings, compile_est[0],
-                                  all_of_them=all_of_them)
+            return training_share(
+                deadline - time.monotonic(), trainings, compile_est[0], all_of_them=all_of_them
+            )
 
         def run(row: dict, seed: int, train_s: float) -> None:
             """Train one candidate (or repeat it with another seed) and record the outcome."""
             c = candidates[row["index"]]
-            label = (f"{'Repeat with seed ' + str(seed) if seed != config.seed else 'Candidate'}"
-                     f" {row['index'] + 1}/{len(rows)}: α={c.alpha:g}, β={c.beta:g}, "
-                     f"γ={c.gamma:g} ({row['start']})")
+            label = (
+                f"{'Repeat with seed ' + str(seed) if seed != config.seed else 'Candidate'}"
+                f" {row['index'] + 1}/{len(rows)}: α={c.alpha:g}, β={c.beta:g}, "
+                f"γ={c.gamma:g} ({row['start']})"
+            )
             progress.message(label)
             progress.start(label, total=len(ds.y_train) * config.epochs, unit="img")
-            result = train_candidate(c, ds, config, family, source, base_resolution=base,
-                                     imagenet=row["start"] == "imagenet", seed=seed,
-                                     train_s=train_s, deadline=deadline, on_gpu=on_gpu,
-                                     progress=progress)
+            result = train_candidate(
+                c,
+                ds,
+                config,
+                family,
+                source,
+                base_resolution=base,
+                imagenet=row["start"] == "imagenet",
+                seed=seed,
+                train_s=train_s,
+                deadline=deadline,
+                on_gpu=on_gpu,
+                progress=progress,
+            )
             compile_est[0] = max(compile_est[0], result["compile_s"])
             if seed == config.seed:
                 row.update(result)

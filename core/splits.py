@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -64,8 +64,9 @@ def order_key(path: str) -> str:
     return hashlib.sha256(f"{SPLIT_SEED}/{path}".encode()).hexdigest()
 
 
-def assign(files: list[tuple[str, int]], lacking: tuple[str, ...],
-           stored: dict[str, str] | None = None) -> dict[str, str]:
+def assign(
+    files: list[tuple[str, int]], lacking: tuple[str, ...], stored: dict[str, str] | None = None
+) -> dict[str, str]:
     """Assign every file to a split, keeping ``stored`` assignments of files still present.
 
     Args:
@@ -115,8 +116,10 @@ def read(root: Path) -> dict | None:
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict) or not isinstance(data.get("lacking"), list):
         return None
-    return {"lacking": tuple(data["lacking"]),
-            "files": {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}}
+    return {
+        "lacking": tuple(data["lacking"]),
+        "files": {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)},
+    }
 
 
 @contextmanager
@@ -135,8 +138,9 @@ def _locked(root: Path) -> Iterator[bool]:
         os.close(fd)  # closing releases the lock
 
 
-def stored_assignment(root: Path, files: list[tuple[str, int]], lacking: tuple[str, ...],
-                      store: bool) -> dict[str, str] | None:
+def stored_assignment(
+    root: Path, files: list[tuple[str, int]], lacking: tuple[str, ...], store: bool
+) -> dict[str, str] | None:
     """The dataset's stored split of ``files``, brought up to date.
 
     Args:
@@ -178,17 +182,23 @@ def move(root: Path, renames: list[tuple[str, str]]) -> None:
         for path, split in data["files"].items():
             for before, after in renames:
                 if path.startswith(before):
-                    path = after + path[len(before):]
+                    path = after + path[len(before) :]
             moved[path] = split
         _write(root, data["lacking"], moved)
 
 
 def _write(root: Path, lacking, files: dict[str, str]) -> None:
-    write_json(Path(root) / SPLITS_FILE, {
-        "about": "EffNet Lab's split of this dataset: image → train, val or test. Kept across "
-                 "edits; delete this file to draw the split again.",
-        "lacking": list(lacking), "test_fraction": TEST_FRACTION, "val_fraction": VAL_FRACTION,
-        "files": dict(sorted(files.items()))})
+    write_json(
+        Path(root) / SPLITS_FILE,
+        {
+            "about": "EffNet Lab's split of this dataset: image → train, val or test. Kept across "
+            "edits; delete this file to draw the split again.",
+            "lacking": list(lacking),
+            "test_fraction": TEST_FRACTION,
+            "val_fraction": VAL_FRACTION,
+            "files": dict(sorted(files.items())),
+        },
+    )
 
 
 @contextmanager
@@ -207,8 +217,9 @@ def ensure(root: Path) -> dict[str, str] | None:
     return stored_assignment(root, relative_files(root, parts)[part], missing(parts), store=True)
 
 
-def split_rows(assignment: dict[str, str], files: list[tuple[str, int]],
-               kept: np.ndarray) -> dict[str, np.ndarray]:
+def split_rows(
+    assignment: dict[str, str], files: list[tuple[str, int]], kept: np.ndarray
+) -> dict[str, np.ndarray]:
     """Split name → the row indices (into the decoded arrays) of its images.
 
     Args:

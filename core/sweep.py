@@ -46,8 +46,10 @@ class SweepPoint:
 
 def _point(label: str, net: scaling.ScaledNetwork, phi: float | None = None) -> SweepPoint:
     if net.resolution < MIN_RESOLUTION:
-        raise ValueError(f"{label} is {net.resolution} px; Keras builds EfficientNets from "
-                         f"{MIN_RESOLUTION} px up: raise the base resolution.")
+        raise ValueError(
+            f"{label} is {net.resolution} px; Keras builds EfficientNets from "
+            f"{MIN_RESOLUTION} px up: raise the base resolution."
+        )
     return SweepPoint(label, net.width, net.depth, net.resolution, net.params, net.flops, phi)
 
 
@@ -57,26 +59,41 @@ def variant_points(variants=DEFAULT_VARIANTS) -> list[SweepPoint]:
     Raises:
         ValueError: An unknown variant.
     """
-    return [_point(v.upper(), scaling.official_network(v)) for v in (str(v).lower() for v in variants)]
+    return [
+        _point(v.upper(), scaling.official_network(v)) for v in (str(v).lower() for v in variants)
+    ]
 
 
-def phi_points(phis, alpha: float = scaling.ALPHA, beta: float = scaling.BETA,
-               gamma: float = scaling.GAMMA,
-               base_resolution: int = scaling.BASE_RESOLUTION) -> list[SweepPoint]:
+def phi_points(
+    phis,
+    alpha: float = scaling.ALPHA,
+    beta: float = scaling.BETA,
+    gamma: float = scaling.GAMMA,
+    base_resolution: int = scaling.BASE_RESOLUTION,
+) -> list[SweepPoint]:
     """Formula networks for each φ (see :func:`core.scaling.formula_network`).
 
     Raises:
         ValueError: A φ or base out of range, or a network below 32 px.
     """
-    return [_point(f"φ = {phi:g}", scaling.formula_network(phi, alpha, beta, gamma, base_resolution),
-                   float(phi)) for phi in phis]
+    return [
+        _point(
+            f"φ = {phi:g}",
+            scaling.formula_network(phi, alpha, beta, gamma, base_resolution),
+            float(phi),
+        )
+        for phi in phis
+    ]
 
 
 def _batch_sizes(values) -> tuple[int, ...]:
     sizes = tuple(values)
-    if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BATCH
-                        for b in sizes):
-        raise ValueError(f"batch sizes must be whole numbers from 1 to {MAX_BATCH}, got {list(sizes)}.")
+    if not sizes or any(
+        isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BATCH for b in sizes
+    ):
+        raise ValueError(
+            f"batch sizes must be whole numbers from 1 to {MAX_BATCH}, got {list(sizes)}."
+        )
     return tuple(sorted(set(sizes)))
 
 
@@ -97,15 +114,25 @@ def plan(args: dict) -> tuple[list[SweepPoint], tuple[int, ...], float]:
     if not 1 <= len(points) <= MAX_POINTS:
         raise ValueError(f"a sweep times 1 to {MAX_POINTS} networks, got {len(points)}.")
     budget = args.get("budget_s", DEFAULT_BUDGET_S)
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (
-            BUDGET_RANGE[0] <= budget <= BUDGET_RANGE[1]):
-        raise ValueError(f"the sweep's budget must be from {BUDGET_RANGE[0]:g} to "
-                         f"{BUDGET_RANGE[1]:g} seconds, got {budget!r}.")
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, float))
+        or not (BUDGET_RANGE[0] <= budget <= BUDGET_RANGE[1])
+    ):
+        raise ValueError(
+            f"the sweep's budget must be from {BUDGET_RANGE[0]:g} to "
+            f"{BUDGET_RANGE[1]:g} seconds, got {budget!r}."
+        )
     return points, _batch_sizes(args.get("batch_sizes", DEFAULT_BATCH_SIZES)), float(budget)
 
 
-def sweep(points: list[SweepPoint], batch_sizes=DEFAULT_BATCH_SIZES, *,
-          budget_s: float = DEFAULT_BUDGET_S, progress: Progress | None = None) -> dict:
+def sweep(
+    points: list[SweepPoint],
+    batch_sizes=DEFAULT_BATCH_SIZES,
+    *,
+    budget_s: float = DEFAULT_BUDGET_S,
+    progress: Progress | None = None,
+) -> dict:
     """Time each network's forward pass at each batch size, within ``budget_s`` seconds.
 
     Returns:
@@ -133,19 +160,37 @@ def sweep(points: list[SweepPoint], batch_sizes=DEFAULT_BATCH_SIZES, *,
         progress.message(f"{point.label}: building and timing ({point.resolution} px)")
         try:
             model = build_model(point.width, point.depth, point.resolution)
-            timings = time_forward(model, batch_sizes, flops=point.flops, max_runs=_MAX_RUNS,
-                                   budget_s=_PASS_BUDGET_S, progress=progress, phases=False)
+            timings = time_forward(
+                model,
+                batch_sizes,
+                flops=point.flops,
+                max_runs=_MAX_RUNS,
+                budget_s=_PASS_BUDGET_S,
+                progress=progress,
+                phases=False,
+            )
         except Stopped:
             stopped = True
             break
         finally:
             keras.backend.clear_session()  # one network in memory at a time
-        done.append({**asdict(point), "timings": [t.to_dict() for t in timings],
-                     "ms_per_image": {str(t.batch): t.seconds * 1000 / t.batch for t in timings}})
+        done.append(
+            {
+                **asdict(point),
+                "timings": [t.to_dict() for t in timings],
+                "ms_per_image": {str(t.batch): t.seconds * 1000 / t.batch for t in timings},
+            }
+        )
         progress.set_done(len(done))
-    return {"device": describe_device(), "batch_sizes": list(batch_sizes), "budget_s": budget_s,
-            "wall_s": round(time.perf_counter() - started, 2), "stopped": stopped, "points": done,
-            "skipped": [p.label for p in points[len(done):]]}
+    return {
+        "device": describe_device(),
+        "batch_sizes": list(batch_sizes),
+        "budget_s": budget_s,
+        "wall_s": round(time.perf_counter() - started, 2),
+        "stopped": stopped,
+        "points": done,
+        "skipped": [p.label for p in points[len(done) :]],
+    }
 
 
 def sweep_job(args: dict, progress: Progress) -> dict:

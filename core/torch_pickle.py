@@ -85,33 +85,41 @@ class _TensorRef:
         if len(shape) != len(stride) or len(shape) > _MAX_DIMS:
             raise TorchPickleError(f"tensor has shape {shape} but strides {stride}")
         if offset < 0 or any(n < 0 for n in shape) or any(s < 0 for s in stride):
-            raise TorchPickleError(f"tensor view has a negative offset, size or stride "
-                                   f"(offset {offset}, shape {shape}, strides {stride})")
+            raise TorchPickleError(
+                f"tensor view has a negative offset, size or stride "
+                f"(offset {offset}, shape {shape}, strides {stride})"
+            )
         if 0 in shape:
             return np.zeros(shape, dtype=data.dtype)
         last = offset + sum((n - 1) * s for n, s in zip(shape, stride))  # the farthest element
         if last >= len(data):
             raise TorchPickleError(
                 f"tensor view (offset {offset}, shape {shape}, strides {stride}) reaches element "
-                f"{last} of a storage holding {len(data)}: the file is damaged or crafted")
+                f"{last} of a storage holding {len(data)}: the file is damaged or crafted"
+            )
         if not shape:
             return data[offset].copy()
         itemsize = data.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
-            data[offset:], shape=shape, strides=tuple(s * itemsize for s in stride), writeable=False)
+            data[offset:], shape=shape, strides=tuple(s * itemsize for s in stride), writeable=False
+        )
         return np.array(view)  # copy: never alias the raw buffer
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
     """Safe replacement for ``torch._utils._rebuild_tensor_v2``."""
     if not isinstance(storage, _Storage):
         raise UnsafePickleError("tensor rebuilt from something that is not a storage")
     if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)):
         raise TorchPickleError("tensor size and stride must be tuples")
-    return _TensorRef(storage, _whole(storage_offset, "offset"),
-                      tuple(_whole(n, "size") for n in size),
-                      tuple(_whole(s, "stride") for s in stride))
+    return _TensorRef(
+        storage,
+        _whole(storage_offset, "offset"),
+        tuple(_whole(n, "size") for n in size),
+        tuple(_whole(s, "stride") for s in stride),
+    )
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
@@ -188,7 +196,9 @@ def read_torch_legacy(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except OSError as exc:
         raise TorchPickleError(f"cannot read weights file {path}: {exc.strerror or exc}") from exc
     if raw[:2] == b"PK":
-        raise TorchPickleError(f"{path} is a zip-format PyTorch file; only the legacy format is supported")
+        raise TorchPickleError(
+            f"{path} is a zip-format PyTorch file; only the legacy format is supported"
+        )
     f = io.BytesIO(raw)
     storages: dict[str, _Storage] = {}
     try:
@@ -203,8 +213,18 @@ def read_torch_legacy(path: str | os.PathLike) -> dict[str, np.ndarray]:
         keys = _load_restricted(f, storages)
     except TorchPickleError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
-            AttributeError, RecursionError, MemoryError, OverflowError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        RecursionError,
+        MemoryError,
+        OverflowError,
+    ) as exc:
         raise TorchPickleError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
     if not isinstance(state, dict):
         raise TorchPickleError(f"{path} does not hold a state dict")
@@ -217,8 +237,10 @@ def read_torch_legacy(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise TorchPickleError(f"{path} is truncated or inconsistent (storage {key})")
         (count,) = struct.unpack("<q", header)
         if count != storage.size:
-            raise TorchPickleError(f"{path} is inconsistent: storage {key} declares {storage.size} "
-                                   f"elements but holds {count}")
+            raise TorchPickleError(
+                f"{path} is inconsistent: storage {key} declares {storage.size} "
+                f"elements but holds {count}"
+            )
         nbytes = count * storage.dtype.itemsize
         if nbytes > len(raw) - f.tell():
             raise TorchPickleError(f"{path} is truncated (storage {key})")

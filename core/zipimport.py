@@ -34,8 +34,8 @@ from typing import IO
 from core import datasets, splits
 from core.data import DataError
 from core.datasets import DatasetError
-from core.images import MAX_FILE_BYTES, ImageError, load_image
 from core.imagefolder import IMAGE_EXTENSIONS, scan
+from core.images import MAX_FILE_BYTES, ImageError, load_image
 
 MAX_ENTRIES = 100_000  # files and folders in one zip
 MAX_ENTRY_BYTES = MAX_FILE_BYTES  # uncompressed, per image (the image decoder's own limit)
@@ -52,8 +52,14 @@ class ZipImportError(DatasetError):
     """The zip cannot be imported (nothing was written); the message says why."""
 
 
-def import_zip(source: str | os.PathLike | IO[bytes], name: str, owner: str | None, *,
-               label: str | None = None, progress=None) -> dict:
+def import_zip(
+    source: str | os.PathLike | IO[bytes],
+    name: str,
+    owner: str | None,
+    *,
+    label: str | None = None,
+    progress=None,
+) -> dict:
     """Import a zip as the new dataset ``name``.
 
     Args:
@@ -75,7 +81,8 @@ def import_zip(source: str | os.PathLike | IO[bytes], name: str, owner: str | No
     """
     name = datasets.check_new_name(name)
     label = label or (Path(source).name if isinstance(source, (str, os.PathLike)) else "upload")
-    opened = open(source, "rb") if isinstance(source, (str, os.PathLike)) else None
+    # closed in `finally`; a file object the caller passed stays theirs to close
+    opened = open(source, "rb") if isinstance(source, (str, os.PathLike)) else None  # noqa: SIM115
     f = opened or source
     try:
         entries = directory_size(f)
@@ -114,7 +121,7 @@ def directory_size(f: IO[bytes]) -> int:
     if at < 0 or len(tail) - at < 22:
         raise ZipImportError("Not a zip file (no end-of-directory record).")
     eocd = size - tail_len + at
-    _, _, _, _, count, cd_size, _, _ = struct.unpack("<4s4H2LH", tail[at:at + 22])
+    _, _, _, _, count, cd_size, _, _ = struct.unpack("<4s4H2LH", tail[at : at + 22])
     end = eocd
     if count == 0xFFFF or cd_size == 0xFFFFFFFF:  # ZIP64: the real numbers are in its own record
         if eocd < 20 + 56:
@@ -126,8 +133,10 @@ def directory_size(f: IO[bytes]) -> int:
         count, cd_size = struct.unpack("<2Q", record[32:48])
         end = eocd - 20 - 56
     if cd_size > _MAX_DIRECTORY_BYTES or count > MAX_ENTRIES:
-        raise ZipImportError(f"The zip's directory is too large (more than {MAX_ENTRIES} "
-                             "entries, or names too long).")
+        raise ZipImportError(
+            f"The zip's directory is too large (more than {MAX_ENTRIES} "
+            "entries, or names too long)."
+        )
     start = end - cd_size
     if start < 0:
         raise ZipImportError("Not a valid zip file (directory out of bounds).")
@@ -212,17 +221,22 @@ def _plan(infos: list[zipfile.ZipInfo]) -> tuple[list[tuple[zipfile.ZipInfo, lis
         planned.append((info, parts))
     declared = sum(info.file_size for info, _ in planned)
     if declared > MAX_TOTAL_BYTES:
-        raise ZipImportError(f"The zip's images would take {declared / 2**30:.1f} GB "
-                             f"uncompressed; the limit is {MAX_TOTAL_BYTES / 2**30:.0f} GB.")
+        raise ZipImportError(
+            f"The zip's images would take {declared / 2**30:.1f} GB "
+            f"uncompressed; the limit is {MAX_TOTAL_BYTES / 2**30:.0f} GB."
+        )
     return planned, skipped
 
 
 # ----- extracting -----------------------------------------------------------------------------
-def _extract(zf: zipfile.ZipFile, plan, skipped: list, name: str, owner: str | None, label: str,
-             progress) -> dict:
+def _extract(
+    zf: zipfile.ZipFile, plan, skipped: list, name: str, owner: str | None, label: str, progress
+) -> dict:
     if not plan:
-        raise ZipImportError("The zip holds no images in class folders (expected "
-                             "<class>/<image> or train/<class>/<image>).")
+        raise ZipImportError(
+            "The zip holds no images in class folders (expected "
+            "<class>/<image> or train/<class>/<image>)."
+        )
     datasets.require_space(sum(info.file_size for info, _ in plan))
     tmp = datasets.temp_dir(name)
     invalid, total = [], 0
@@ -257,15 +271,22 @@ def _extract(zf: zipfile.ZipFile, plan, skipped: list, name: str, owner: str | N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after publish; after a failure, all of it
     return {
-        "name": name, "classes": classes, "images": sum(classes.values()),
-        "split_folders": kept_splits, "stored_split": dict(Counter((stored or {}).values())),
-        "skipped": skipped[:_REPORT_LIMIT], "skipped_count": len(skipped),
-        "invalid": invalid[:_REPORT_LIMIT], "invalid_count": len(invalid), "bytes": total,
+        "name": name,
+        "classes": classes,
+        "images": sum(classes.values()),
+        "split_folders": kept_splits,
+        "stored_split": dict(Counter((stored or {}).values())),
+        "skipped": skipped[:_REPORT_LIMIT],
+        "skipped_count": len(skipped),
+        "invalid": invalid[:_REPORT_LIMIT],
+        "invalid_count": len(invalid),
+        "bytes": total,
     }
 
 
-def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path,
-            budget: int) -> tuple[int, str | None]:
+def _stream(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int
+) -> tuple[int, str | None]:
     """Copy one entry to a new file, counting bytes; returns ``(bytes, problem or None)``.
 
     Raises:
@@ -287,14 +308,21 @@ def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path,
                 if written > budget:
                     raise ZipImportError(
                         f"The zip expands beyond {MAX_TOTAL_BYTES / 2**30:.0f} GB uncompressed "
-                        "(it claims less in its headers): refused.")
+                        "(it claims less in its headers): refused."
+                    )
                 if written > limit:
                     return written, "expands beyond its declared size (refused)"
                 out.write(chunk)
     except ZipImportError:
         raise
-    except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError,
-            OSError) as exc:  # CRC mismatch, unsupported method, truncated data, zlib errors
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        OSError,
+    ) as exc:  # CRC mismatch, unsupported method, truncated data, zlib errors
         return written, f"damaged in the zip: {exc}"
     except Exception as exc:  # zlib.error and lzma/bz2 errors have no common base
         return written, f"damaged in the zip: {type(exc).__name__}: {exc}"

@@ -90,10 +90,17 @@ def jax_python() -> str:
     made from requirements-jax.txt, without TensorFlow) or this one (requirements-dev.txt
     installs jax[cpu]). Skipped locally without JAX; in CI, where it must exist, a failure."""
     python = os.environ.get("EFFNET_LAB_JAX_PYTHON") or sys.executable
-    check = subprocess.run([python, "-c", "import jax, keras"], capture_output=True, text=True,
-                           env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
+    check = subprocess.run(
+        [python, "-c", "import jax, keras"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        timeout=300,
+    )
     if check.returncode != 0:
-        message = f"JAX with Keras is not importable by {python} (pip install -r requirements-dev.txt)"
+        message = (
+            f"JAX with Keras is not importable by {python} (pip install -r requirements-dev.txt)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -190,8 +197,17 @@ def tiny_model(size: int = 8, classes: int = len(RUN_CLASSES)):
     return keras.Model(inputs, outputs)
 
 
-def make_run(root: Path, name: str, *, created=None, status="done", model=None, accuracy=0.5,
-             owner=None, results: dict | None = None) -> Path:
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    created=None,
+    status="done",
+    model=None,
+    accuracy=0.5,
+    owner=None,
+    results: dict | None = None,
+) -> Path:
     """A hand-made run folder written through core.runs.RunWriter (no training); ``results``
     adds keys to its results.json (e.g. ``wall_s``, ``latency_ms``)."""
     import json
@@ -200,10 +216,12 @@ def make_run(root: Path, name: str, *, created=None, status="done", model=None, 
 
     writer = RunWriter(root / name)
     writer.start({"mode": "frozen", "epochs": 2}, RUN_CLASSES, owner=owner)
-    writer.history([
-        {"epoch": 1, "loss": 1.5, "accuracy": 0.4, "val_loss": 1.4, "val_accuracy": 0.45},
-        {"epoch": 2, "loss": 1.1, "accuracy": 0.6, "val_loss": 1.2, "val_accuracy": 0.5},
-    ])
+    writer.history(
+        [
+            {"epoch": 1, "loss": 1.5, "accuracy": 0.4, "val_loss": 1.4, "val_accuracy": 0.45},
+            {"epoch": 2, "loss": 1.1, "accuracy": 0.6, "val_loss": 1.2, "val_accuracy": 0.5},
+        ]
+    )
     if created is not None:  # fake the start time so listing order is testable
         status_file = root / name / "status.json"
         data = json.loads(status_file.read_text())
@@ -214,12 +232,24 @@ def make_run(root: Path, name: str, *, created=None, status="done", model=None, 
     if status != "running":  # six test images, one mistake: cat → dog at 0.9
         from core.evaluation import evaluate
 
-        probs = np.array([[.8, .1, .1], [.05, .9, .05], [.2, .7, .1], [.3, .6, .1],
-                          [.025, .025, .95], [.3, .2, .5]], dtype="float32")
+        probs = np.array(
+            [
+                [0.8, 0.1, 0.1],
+                [0.05, 0.9, 0.05],
+                [0.2, 0.7, 0.1],
+                [0.3, 0.6, 0.1],
+                [0.025, 0.025, 0.95],
+                [0.3, 0.2, 0.5],
+            ],
+            dtype="float32",
+        )
         images = (np.arange(6 * 8 * 8 * 3) % 256).astype(np.uint8).reshape(6, 8, 8, 3)
         scores = evaluate(probs, np.array([0, 0, 1, 1, 2, 2]), images, RUN_CLASSES)
-        writer.finish({"status": status, "test_accuracy": accuracy, "epochs": 2, **(results or {})},
-                      scores["confusion"], scores["predictions"])
+        writer.finish(
+            {"status": status, "test_accuracy": accuracy, "epochs": 2, **(results or {})},
+            scores["confusion"],
+            scores["predictions"],
+        )
     return root / name
 
 
@@ -246,9 +276,23 @@ def app_url(_isolated_env, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, **_isolated_env}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -285,10 +329,18 @@ def browser():
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage"],
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ],
         )
         yield browser
         browser.close()

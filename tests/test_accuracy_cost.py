@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import make_run
 from streamlit.testing.v1 import AppTest
 
 from app_pages import charts
-from conftest import make_run
 from core import runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,15 +28,18 @@ RUNS = {
 }
 
 
-@pytest.mark.parametrize("points, expected", [
-    ([], []),
-    ([(1.0, 0.5)], [True]),
-    ([(1.0, 0.5), (2.0, 0.4)], [True, False]),  # dearer and worse
-    ([(1.0, 0.5), (2.0, 0.6)], [True, True]),  # a trade-off
-    ([(1.0, 0.5), (1.0, 0.5)], [True, True]),  # identical points do not beat each other
-    ([(1.0, 0.5), (1.0, 0.6)], [False, True]),  # same cost, more accurate
-    ([(1.0, 0.5), (0.5, 0.5)], [False, True]),  # same accuracy, cheaper
-])
+@pytest.mark.parametrize(
+    "points, expected",
+    [
+        ([], []),
+        ([(1.0, 0.5)], [True]),
+        ([(1.0, 0.5), (2.0, 0.4)], [True, False]),  # dearer and worse
+        ([(1.0, 0.5), (2.0, 0.6)], [True, True]),  # a trade-off
+        ([(1.0, 0.5), (1.0, 0.5)], [True, True]),  # identical points do not beat each other
+        ([(1.0, 0.5), (1.0, 0.6)], [False, True]),  # same cost, more accurate
+        ([(1.0, 0.5), (0.5, 0.5)], [False, True]),  # same accuracy, cheaper
+    ],
+)
 def test_pareto_front(points, expected):
     assert charts.pareto_front(points) == expected
 
@@ -47,8 +50,13 @@ def costed_runs(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("EFFNET_LAB_RUNS", str(root))
     monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path / "data"))
     for i, (name, (acc, wall, latency)) in enumerate(RUNS.items()):
-        make_run(root, name, created=1000 + i, accuracy=acc,
-                 results={"wall_s": wall, "latency_ms": latency})
+        make_run(
+            root,
+            name,
+            created=1000 + i,
+            accuracy=acc,
+            results={"wall_s": wall, "latency_ms": latency},
+        )
     make_run(root, "old", created=999, accuracy=0.99)  # before latency was recorded: no costs
     return root
 
@@ -80,8 +88,9 @@ def test_run_names_are_escaped_in_hover_text(tmp_path):
 def test_train_page_shows_the_accuracy_cost_chart(costed_runs):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
-    assert any("Pareto front" in c.value and "1 older or stopped run" in c.value
-               for c in at.caption)
+    assert any(
+        "Pareto front" in c.value and "1 older or stopped run" in c.value for c in at.caption
+    )
 
 
 def test_latency_helper_times_a_model_and_never_fails():
@@ -101,8 +110,12 @@ def test_training_records_per_image_latency(tiny_cifar, tmp_path):
     """A finished run's results.json holds latency_ms, and the chart can use it."""
     from core.training import TrainConfig, train
 
-    result = train(TrainConfig(data=str(tiny_cifar), weights="none", epochs=1, batch_size=32,
-                               cache_features=False), runs_root=tmp_path)
+    result = train(
+        TrainConfig(
+            data=str(tiny_cifar), weights="none", epochs=1, batch_size=32, cache_features=False
+        ),
+        runs_root=tmp_path,
+    )
     info = runs.load_run(result.run_dir)
     assert 0 < info.results["latency_ms"] < 10_000
     assert info.results["wall_s"] > 0

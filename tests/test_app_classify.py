@@ -4,14 +4,11 @@ import io
 from pathlib import Path
 
 import pytest
-
+from conftest import texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import texts
-
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
 
 
 def test_home_page_shows_runtime_and_weights():
@@ -31,12 +28,14 @@ def test_classify_upload_good_and_bad_files(imagenet_samples_dir):
     assert any("Upload" in info.value for info in at.info)
     tench = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()
     swan = (imagenet_samples_dir / "n01860187_black_swan.JPEG").read_bytes()
-    at.file_uploader(key="classify_uploads").set_value([
-        ("tench.jpg", tench, "image/jpeg"),
-        ("broken.jpg", b"not an image", "image/jpeg"),
-        ("empty.png", b"", "image/png"),
-        ("swan.jpg", swan, "image/jpeg"),
-    ]).run()
+    at.file_uploader(key="classify_uploads").set_value(
+        [
+            ("tench.jpg", tench, "image/jpeg"),
+            ("broken.jpg", b"not an image", "image/jpeg"),
+            ("empty.png", b"", "image/png"),
+            ("swan.jpg", swan, "image/jpeg"),
+        ]
+    ).run()
     assert not at.exception
     errors = texts(at.error)
     assert "broken.jpg" in errors and "not an image" in errors
@@ -56,7 +55,9 @@ def test_classify_top_k_and_weights_selector(imagenet_samples_dir):
     at.slider(key="classify_topk").set_value(3)
     buf = io.BytesIO()
     Image.open(imagenet_samples_dir / "n07747607_orange.JPEG").convert("LA").save(buf, "PNG")
-    at.file_uploader(key="classify_uploads").set_value(("orange_gray.png", buf.getvalue(), "image/png")).run()
+    at.file_uploader(key="classify_uploads").set_value(
+        ("orange_gray.png", buf.getvalue(), "image/png")
+    ).run()
     assert not at.exception and not at.error
     assert any("lite0" in c.value for c in at.caption)
     assert len(at.dataframe) == 0  # one image: no results table
@@ -67,7 +68,8 @@ def test_file_names_and_class_names_are_plain_text(tmp_path, monkeypatch, imagen
     at = AppTest.from_file(APP, default_timeout=180).run()
     at.switch_page("app_pages/classify.py").run()
     at.file_uploader(key="classify_uploads").set_value(
-        [("*evil* [x](http://e.x) <b>.jpg", b"not an image", "image/jpeg")]).run()
+        [("*evil* [x](http://e.x) <b>.jpg", b"not an image", "image/jpeg")]
+    ).run()
     assert not at.exception
     [error] = at.error
     assert "\\*evil\\*" in error.value and "\\[x\\]" in error.value and "\\<b\\>" in error.value
@@ -83,7 +85,8 @@ def test_too_many_files_are_cut_with_a_message(imagenet_samples_dir, monkeypatch
     at.switch_page("app_pages/classify.py").run()
     photo = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()
     at.file_uploader(key="classify_uploads").set_value(
-        [(f"{i}.jpg", photo, "image/jpeg") for i in range(3)]).run()
+        [(f"{i}.jpg", photo, "image/jpeg") for i in range(3)]
+    ).run()
     assert not at.exception
     assert "only the first 2" in texts(at.warning)
     assert list(at.dataframe[0].value["file"]) == ["0.jpg", "1.jpg"]

@@ -12,17 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from conftest import texts
 
 from core import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "data.py")
 TRAIN = str(ROOT / "app_pages" / "train.py")
-
 
 
 def jpeg(seed: int) -> bytes:
@@ -97,7 +95,8 @@ def test_build_edit_and_delete_a_dataset_in_the_browser(isolated):
 
     at.selectbox(key="data_class").set_value("*cat*").run()
     at.file_uploader(key="data_upload_0").set_value(
-        [(f"{i}.jpg", jpeg(i), "image/jpeg") for i in range(3)] + [("bad.jpg", b"no", "image/jpeg")])
+        [(f"{i}.jpg", jpeg(i), "image/jpeg") for i in range(3)] + [("bad.jpg", b"no", "image/jpeg")]
+    )
     at.run()
     at.button(key="data_add_images").click().run()
     assert "Added 3 image(s) to *cat*; 1 refused" in texts(at.success)

@@ -61,10 +61,17 @@ def test_official_mode_shows_the_variant_beside_the_formula(app):
     app.slider(key="scaling_phi").set_value(2.6).run()  # nearest integer phi is 3
     assert metrics(app)["Parameters"] == f"{scaling.official_network('b3').params:,}"
     table = table_with(app, "Official B3")
-    assert list(table.columns) == ["Official B3", "Formula φ = 3", "φ implied by the official value"]
+    assert list(table.columns) == [
+        "Official B3",
+        "Formula φ = 3",
+        "φ implied by the official value",
+    ]
     implied = scaling.implied_phi("b3")
-    assert table.loc["resolution"].tolist() == ["300", str(scaling.multipliers(3).resolution),
-                                                f"{implied.resolution:.2f}"]
+    assert table.loc["resolution"].tolist() == [
+        "300",
+        str(scaling.multipliers(3).resolution),
+        f"{implied.resolution:.2f}",
+    ]
     assert table.loc["depth ×"].tolist()[2] == "1.85"  # ln 1.4 / ln 1.2
 
 
@@ -97,7 +104,8 @@ def test_implied_phi_tab_lists_every_released_network(app):
 
 def test_sweep_and_search_refuse_bad_input_without_starting(app):
     app.radio(key="scaling_sweep_over").set_value(
-        "φ values (this page's α, β, γ, base resolution)").run()  # enables the φ picker
+        "φ values (this page's α, β, γ, base resolution)"
+    ).run()  # enables the φ picker
     app.slider(key="scaling_base").set_value(32)
     app.multiselect(key="scaling_sweep_phis").set_value([-3, 0]).run()
     app.button(key="scaling_sweep_start").click().run()
@@ -120,7 +128,9 @@ def test_train_button_hands_over_nearest_variant_and_resolution(app):
     app.button(key="scaling_train").click().run()
     net = scaling.formula_network(3.0)
     assert app.session_state["train_preset"] == {
-        "backbone": scaling.nearest_variant(net.flops), "resolution": net.resolution}
+        "backbone": scaling.nearest_variant(net.flops),
+        "resolution": net.resolution,
+    }
 
 
 def test_train_button_opens_the_train_page_with_the_choice():
@@ -131,8 +141,10 @@ def test_train_button_opens_the_train_page_with_the_choice():
     assert not at.exception
     net = scaling.formula_network(2.0)
     assert any("Train" in t.value for t in at.title)
-    assert any(scaling.nearest_variant(net.flops) in i.value and str(net.resolution) in i.value
-               for i in at.info)
+    assert any(
+        scaling.nearest_variant(net.flops) in i.value and str(net.resolution) in i.value
+        for i in at.info
+    )
 
 
 @pytest.mark.slow
@@ -155,7 +167,8 @@ def test_measure_times_batch_1_and_32(app, tmp_path, monkeypatch):
 def test_sweep_section_times_networks_and_plots_them(app, tmp_path, monkeypatch):
     monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path))
     app.radio(key="scaling_sweep_over").set_value(
-        "φ values (this page's α, β, γ, base resolution)").run()  # enables the φ picker
+        "φ values (this page's α, β, γ, base resolution)"
+    ).run()  # enables the φ picker
     app.slider(key="scaling_base").set_value(64)
     app.multiselect(key="scaling_sweep_phis").set_value([-1, 0])
     app.multiselect(key="scaling_sweep_batches").set_value([1]).run()
@@ -193,5 +206,7 @@ def test_search_section_runs_a_small_search(app, tmp_path, monkeypatch, tiny_cif
     assert list(table["candidate"]) == ["α 2 · β 1 · γ 1"]
     assert list(table["α·β²·γ²"]) == [2.0]
     assert list(table["starts from"]) == ["B0's ImageNet weights"]
-    assert table["validation accuracy"][0].endswith("%") and table["test accuracy (once)"][0].endswith("%")
+    assert table["validation accuracy"][0].endswith("%") and table["test accuracy (once)"][
+        0
+    ].endswith("%")
     assert any(i.value.startswith("How noisy") for i in app.info)

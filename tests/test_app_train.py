@@ -3,28 +3,33 @@ bad values, a real tiny run in a worker process, and two visitors sharing one tr
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 import pytest
+from conftest import make_run, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import make_run, texts
 from core import jobs, runs, training
 from core.progress import JobStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "train.py")
 # Option.widget → the AppTest element kind that draws it.
-KINDS = {"select": "selectbox", "data": "selectbox", "weights": "selectbox", "radio": "radio",
-         "number": "number_input", "toggle": "toggle", "text": "text_input"}
+KINDS = {
+    "select": "selectbox",
+    "data": "selectbox",
+    "weights": "selectbox",
+    "radio": "radio",
+    "number": "number_input",
+    "toggle": "toggle",
+    "text": "text_input",
+}
 
 
 def widget(at: AppTest, field: str):
     opt = dict((name, o) for name, o, _ in training.options())[field]
     return getattr(at, KINDS[opt.widget])(key=f"train_{field}")
-
 
 
 @pytest.fixture
@@ -129,11 +134,14 @@ def test_bad_scaling_page_handoff_is_a_warning(app):
     assert widget(at, "backbone").value == training.DEFAULTS["backbone"]  # nothing applied
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"lr": 0.0}, "learning rate"),
-    ({"dropout": 1.0}, "dropout"),
-    ({"name": "bad name/with slash"}, "run name"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lr": 0.0}, "learning rate"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"name": "bad name/with slash"}, "run name"),
+    ],
+)
 def test_bad_value_gives_an_error_not_an_exception(app, change, message):
     at = app.run()
     for field, value in change.items():
@@ -162,8 +170,15 @@ def test_data_problem_in_the_worker_is_an_error_message(app, isolated):
 
 
 def tiny_settings(at: AppTest, **extra) -> None:
-    values = dict(subset=100, test_subset=100, resolution=32, epochs=1, batch_size=32,
-                  weights="lite0", backbone="lite0")
+    values = dict(
+        subset=100,
+        test_subset=100,
+        resolution=32,
+        epochs=1,
+        batch_size=32,
+        weights="lite0",
+        backbone="lite0",
+    )
     for field, value in {**values, **extra}.items():
         widget(at, field).set_value(value)
 
@@ -271,9 +286,14 @@ def test_single_user_mode_keeps_runs_yours_across_sessions(isolated, monkeypatch
 
 def test_run_details_never_show_server_paths(isolated):
     """Visitors see which data a run used, not where the server keeps it."""
-    make_run(isolated / "runs", "cli-run", results={
-        "data_source": "local CIFAR-10 copy: image folder /srv/secret/datasets/cifar10 (cache hit)",
-        "split": "45000/5000/10000 train/validation/test"})
+    make_run(
+        isolated / "runs",
+        "cli-run",
+        results={
+            "data_source": "local CIFAR-10 copy: image folder /srv/secret/datasets/cifar10 (cache hit)",
+            "split": "45000/5000/10000 train/validation/test",
+        },
+    )
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     shown = texts(at.text)
     assert "image folder cifar10 (cache hit)" in shown and "45000/5000/10000" in shown

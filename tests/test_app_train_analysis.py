@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import make_run, texts
+from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "train.py")
-
 
 
 @pytest.fixture
@@ -34,14 +32,18 @@ def test_metrics_pairs_and_cell_images(runs_root):
     assert not at.exception and not at.error
     table = at.dataframe[1].value  # after the runs table
     assert list(table["class"]) == ["cat", "dog", "bird", "macro average"]
-    assert table["precision"][1] == pytest.approx(2 / 3) and table["recall"][0] == pytest.approx(0.5)
+    assert table["precision"][1] == pytest.approx(2 / 3) and table["recall"][0] == pytest.approx(
+        0.5
+    )
     assert table["support"][3] == 6
     assert "Macro averages" in texts(at.caption)
     pairs = at.dataframe(key="train_pairs").value
     assert list(zip(pairs["true"], pairs["pred"], pairs["count"])) == [("cat", "dog", 1)]
     # The pickers start on the most-confused pair: its one image, in the cell and the gallery.
-    assert (at.selectbox(key="train_cell_true").value, at.selectbox(key="train_cell_pred").value) \
-        == ("cat", "dog")
+    assert (
+        at.selectbox(key="train_cell_true").value,
+        at.selectbox(key="train_cell_pred").value,
+    ) == ("cat", "dog")
     assert "1 test image(s) are true cat, predicted dog" in texts(at.caption)
     assert images_shown(at) == 2  # the cell's image and the misclassified gallery's
     at.selectbox(key="train_cell_true").set_value("dog")
@@ -54,12 +56,20 @@ def test_clicking_a_matrix_cell_picks_it(runs_root):
     make_run(runs_root, "r")
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     # What the browser sends when a cell's marker is clicked (customdata: [true, pred, count]).
-    at.session_state["train_confusion"] = {"selection": {"points": [{"customdata": [2, 2, 2]}],
-                                                         "point_indices": [8], "box": [], "lasso": []}}
+    at.session_state["train_confusion"] = {
+        "selection": {
+            "points": [{"customdata": [2, 2, 2]}],
+            "point_indices": [8],
+            "box": [],
+            "lasso": [],
+        }
+    }
     at.run()
     assert not at.exception
-    assert (at.selectbox(key="train_cell_true").value, at.selectbox(key="train_cell_pred").value) \
-        == ("bird", "bird")
+    assert (
+        at.selectbox(key="train_cell_true").value,
+        at.selectbox(key="train_cell_pred").value,
+    ) == ("bird", "bird")
     # A later pick in the selectboxes is not undone by the old click.
     at.selectbox(key="train_cell_pred").set_value("cat").run()
     assert at.selectbox(key="train_cell_pred").value == "cat"
@@ -70,8 +80,14 @@ def test_clicking_a_matrix_cell_picks_it(runs_root):
 def test_gallery_heatmaps_for_a_trained_run(runs_root, mini_cifar):
     from core.training import TrainConfig, train
 
-    config = TrainConfig(data=str(mini_cifar), backbone="lite0", weights="lite0", epochs=1,
-                         batch_size=32, cache_features=False)
+    config = TrainConfig(
+        data=str(mini_cifar),
+        backbone="lite0",
+        weights="lite0",
+        epochs=1,
+        batch_size=32,
+        cache_features=False,
+    )
     result = train(config, runs_root=runs_root)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception and not at.error

@@ -23,9 +23,14 @@ def test_classify_with_jax_backend_matches_tensorflow(imagenet_samples_dir):
     photos = [str(p) for p in sorted(imagenet_samples_dir.glob("*.JPEG"))[:4]]
     results = {}
     for backend in ("tensorflow", "jax"):
-        out = subprocess.run([sys.executable, "-m", "core", "classify", "--top", "3", *photos],
-                             cwd=REPO, env={**os.environ, "KERAS_BACKEND": backend},
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-m", "core", "classify", "--top", "3", *photos],
+            cwd=REPO,
+            env={**os.environ, "KERAS_BACKEND": backend},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr
         results[backend] = [json.loads(line)["top"] for line in out.stdout.splitlines()]
     for tf_top, jax_top in zip(results["tensorflow"], results["jax"]):
@@ -34,13 +39,20 @@ def test_classify_with_jax_backend_matches_tensorflow(imagenet_samples_dir):
 
 
 @pytest.mark.slow
-def test_every_command_runs_on_jax_without_tensorflow(jax_python, jax_without_tensorflow,
-                                                      tiny_cifar, imagenet_samples_dir, tmp_path):
+def test_every_command_runs_on_jax_without_tensorflow(
+    jax_python, jax_without_tensorflow, tiny_cifar, imagenet_samples_dir, tmp_path
+):
     env = jax_without_tensorflow
 
     def core(*args: str) -> str:
-        out = subprocess.run([jax_python, "-m", "core", *args], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [jax_python, "-m", "core", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         assert "Traceback" not in out.stderr
         return out.stdout
@@ -60,10 +72,30 @@ def test_every_command_runs_on_jax_without_tensorflow(jax_python, jax_without_te
     # A finetune run with augmentation (RandomTranslation: compiled on JAX, see allow_jit),
     # then classification with it.
     run_dir = tmp_path / "jax-run"
-    result = json.loads(core("train", "--data", str(tiny_cifar), "--backbone", "lite0",
-                             "--weights", "lite0", "--mode", "finetune", "--finetune-blocks", "1",
-                             "--augment", "--resolution", "32", "--epochs", "1",
-                             "--batch-size", "32", "--out", str(run_dir)).splitlines()[-1])
+    result = json.loads(
+        core(
+            "train",
+            "--data",
+            str(tiny_cifar),
+            "--backbone",
+            "lite0",
+            "--weights",
+            "lite0",
+            "--mode",
+            "finetune",
+            "--finetune-blocks",
+            "1",
+            "--augment",
+            "--resolution",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--out",
+            str(run_dir),
+        ).splitlines()[-1]
+    )
     assert result["status"] == "done" and 0 <= result["test_accuracy"] <= 1
     results = json.loads((run_dir / "results.json").read_text())
     assert results["backend"] == "jax" and results["precision"] == "float32"

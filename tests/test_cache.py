@@ -51,7 +51,9 @@ def test_dataset_caches_stay_under_the_cap(cache_dir, tmp_path, monkeypatch):
         for cls in ("a", "b"):
             (tmp_path / name / cls).mkdir(parents=True)
             for i in range(4):
-                Image.fromarray(np.full((16, 16, 3), i * 20, np.uint8)).save(tmp_path / name / cls / f"{i}.png")
+                Image.fromarray(np.full((16, 16, 3), i * 20, np.uint8)).save(
+                    tmp_path / name / cls / f"{i}.png"
+                )
     load_dataset(str(tmp_path / "one"))
     [first] = (cache_dir / "datasets").glob("*.npz")
     monkeypatch.setenv("EFFNET_LAB_CACHE_MAX_GB", str(first.stat().st_size * 1.5 / 1e9))

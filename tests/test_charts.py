@@ -3,9 +3,11 @@
 from app_pages import charts
 from core.evaluation import class_metrics
 
-ROWS = [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "phase": "head"},
-        {"epoch": 2, "loss": 0.8, "accuracy": 0.6, "phase": "head"},
-        {"epoch": 3, "loss": 0.5, "accuracy": 0.8, "phase": "finetune"}]
+ROWS = [
+    {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "phase": "head"},
+    {"epoch": 2, "loss": 0.8, "accuracy": 0.6, "phase": "head"},
+    {"epoch": 3, "loss": 0.5, "accuracy": 0.8, "phase": "finetune"},
+]
 
 
 def test_phase_boundary_is_marked_and_drawn_on_both_panels():
@@ -15,8 +17,9 @@ def test_phase_boundary_is_marked_and_drawn_on_both_panels():
     fig = charts.curves_figure(ROWS, marks=marks)
     lines = [s for s in fig.layout.shapes if s.type == "line"]
     assert len(lines) == 2 and {s.x0 for s in lines} == {2}
-    assert [a.text for a in fig.layout.annotations if a.text == "fine-tuning starts"] == \
-        ["fine-tuning starts"] * 2
+    assert [a.text for a in fig.layout.annotations if a.text == "fine-tuning starts"] == [
+        "fine-tuning starts"
+    ] * 2
 
 
 def test_confusion_cells_carry_their_true_and_predicted_class():

@@ -14,8 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -30,8 +36,16 @@ def test_classifies_good_files_and_reports_bad_ones(imagenet_samples_dir, tmp_pa
     huge = tmp_path / "huge.jpg"
     with open(huge, "wb") as f:
         f.truncate(26 * 2**20)
-    files = [str(good[0]), str(empty), str(good[1]), str(text), str(truncated), str(huge),
-             str(tmp_path / "missing.jpg"), str(good[2])]
+    files = [
+        str(good[0]),
+        str(empty),
+        str(good[1]),
+        str(text),
+        str(truncated),
+        str(huge),
+        str(tmp_path / "missing.jpg"),
+        str(good[2]),
+    ]
     result = run_cli("classify", "--top", "3", *files)
     assert result.returncode == 1, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -72,9 +86,11 @@ def test_bad_arguments_exit_two(tmp_path):
         assert "Traceback" not in result.stderr
 
 
-_MEASURED = ("import sys\nfrom core.cli import main\nstatus = main(sys.argv[1:])\n"
-             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
-             "print('VmHWM', hwm.split()[1], file=sys.stderr)\nsys.exit(status)\n")
+_MEASURED = (
+    "import sys\nfrom core.cli import main\nstatus = main(sys.argv[1:])\n"
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+    "print('VmHWM', hwm.split()[1], file=sys.stderr)\nsys.exit(status)\n"
+)
 
 
 def _peak_rss_mb(args: list[str]) -> tuple[int, str, float]:
@@ -83,8 +99,13 @@ def _peak_rss_mb(args: list[str]) -> tuple[int, str, float]:
     The peak is the process's own VmHWM, read at its end: ``ru_maxrss`` would also count the
     pages it shared with this (large) test process between fork and exec.
     """
-    proc = subprocess.run([sys.executable, "-c", _MEASURED, *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *args],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     kb = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("VmHWM ")]
     assert kb, proc.stderr[-2000:]
     return proc.returncode, proc.stdout, int(kb[0]) / 1024
@@ -97,8 +118,9 @@ def test_memory_stays_bounded_whatever_the_image_claims(tmp_path):
     Image.new("RGB", (1, 60000), (10, 200, 30)).save(tmp_path / "thin.png")
     h, w = 6600, 6000
     ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :].repeat(h, 0)  # compresses well
-    rgba = np.stack([ramp, ramp[:, ::-1], ramp / 2, np.full((h, w), 200, np.float32)],
-                    -1).astype(np.uint8)
+    rgba = np.stack([ramp, ramp[:, ::-1], ramp / 2, np.full((h, w), 200, np.float32)], -1).astype(
+        np.uint8
+    )
     Image.fromarray(rgba, "RGBA").save(tmp_path / "big.png")
     assert (tmp_path / "thin.png").stat().st_size < 1000
     for name in ("thin.png", "big.png"):

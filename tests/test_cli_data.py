@@ -9,9 +9,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_health import planted, smooth
 
 from core.cli import main
-from test_health import planted, smooth
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,8 +46,15 @@ def test_import_list_check_delete(tmp_path, capsys, data_root):
 
     assert main(["data", "check", "planted", "--json"]) == 0
     check = json.loads(capsys.readouterr().out)
-    for field in ("classes", "images", "unreadable", "duplicates", "near_duplicates", "leaks",
-                  "imbalance"):
+    for field in (
+        "classes",
+        "images",
+        "unreadable",
+        "duplicates",
+        "near_duplicates",
+        "leaks",
+        "imbalance",
+    ):
         assert field in check, field
     assert check["duplicates_count"] == 2 and check["near_duplicates_count"] == 1
     # The two planted across train/ and test/, plus the same-folder pair if the stored split
@@ -68,11 +75,13 @@ def test_import_list_check_delete(tmp_path, capsys, data_root):
 def test_bad_input_is_exit_2_with_one_line(tmp_path, capsys):
     not_zip = tmp_path / "x.zip"
     not_zip.write_text("hello")
-    cases = [(["data", "import", str(not_zip), "--name", "x"], "Not a zip"),
-             (["data", "import", str(tmp_path / "missing.zip"), "--name", "x"], "not found"),
-             (["data", "import", str(not_zip), "--name", "bad name"], "cannot name a dataset"),
-             (["data", "check", str(tmp_path / "nowhere")], "not found"),
-             (["data", "delete", "nothing"], "No dataset named")]
+    cases = [
+        (["data", "import", str(not_zip), "--name", "x"], "Not a zip"),
+        (["data", "import", str(tmp_path / "missing.zip"), "--name", "x"], "not found"),
+        (["data", "import", str(not_zip), "--name", "bad name"], "cannot name a dataset"),
+        (["data", "check", str(tmp_path / "nowhere")], "not found"),
+        (["data", "delete", "nothing"], "No dataset named"),
+    ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -86,8 +95,13 @@ def test_check_as_a_command(tmp_path):
         (folder / c).mkdir(parents=True)
         for i in range(3):
             smooth(base + i).save(folder / c / f"{i}.png")
-    out = subprocess.run([sys.executable, "-m", "core", "data", "check", str(folder), "--json"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "data", "check", str(folder), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["images"] == 6 and report["classes"] == {"x": 3, "y": 3}

@@ -3,6 +3,7 @@
 import json
 
 from conftest import make_run
+
 from core.cli import main
 
 
@@ -16,7 +17,10 @@ def test_runs_lists_each_status(tmp_path, capsys):
     assert main(["runs", "--root", str(tmp_path), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["name"], r["status"]) for r in rows] == [
-        ("finished", "done"), ("halted", "stopped"), ("crashed", "interrupted")]
+        ("finished", "done"),
+        ("halted", "stopped"),
+        ("crashed", "interrupted"),
+    ]
     assert rows[0]["test_accuracy"] == 0.75 and rows[0]["path"] == str(tmp_path / "finished")
     assert main(["runs", "--root", str(tmp_path)]) == 0
     table = capsys.readouterr().out

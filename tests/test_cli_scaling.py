@@ -13,8 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", "scaling", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "core", "scaling", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_phi_json_is_one_object_matching_core():
@@ -25,14 +30,18 @@ def test_phi_json_is_one_object_matching_core():
     expected = scaling.formula_network(1.5)
     assert data["width"] == pytest.approx(1.1**1.5) and data["depth"] == pytest.approx(1.2**1.5)
     assert (data["resolution"], data["params"], data["flops"]) == (
-        expected.resolution, expected.params, expected.flops)
+        expected.resolution,
+        expected.params,
+        expected.flops,
+    )
     assert [s["layers"] for s in data["stages"]] == [r.layers for r in expected.stages]
 
 
 def test_custom_bases_change_the_result():
     default = json.loads(run_cli("--phi", "2", "--json").stdout)
-    custom = json.loads(run_cli("--phi", "2", "--alpha", "1.4", "--beta", "1.05",
-                                "--gamma", "1.1", "--json").stdout)
+    custom = json.loads(
+        run_cli("--phi", "2", "--alpha", "1.4", "--beta", "1.05", "--gamma", "1.1", "--json").stdout
+    )
     assert custom["depth"] == pytest.approx(1.4**2) and custom["resolution"] == round(224 * 1.1**2)
     assert custom["params"] != default["params"]
 
@@ -42,7 +51,8 @@ def test_variant_json_and_text():
     assert (data["width"], data["depth"], data["resolution"]) == (2.0, 3.1, 600)
     assert data["params"] == scaling.official_network("b7").params
     assert data["implied_phi"] == pytest.approx(
-        {"depth": 6.2055, "width": 7.2725, "resolution": 7.0497}, abs=1e-4)
+        {"depth": 6.2055, "width": 7.2725, "resolution": 7.0497}, abs=1e-4
+    )
     text = run_cli("--variant", "b0")
     assert text.returncode == 0
     assert "EfficientNet-B0" in text.stdout and "5,330,571" in text.stdout
@@ -64,29 +74,35 @@ def test_negative_phi_is_a_network_smaller_than_b0():
     assert "implied_phi" not in data  # only released variants imply a φ
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--phi", "-3.5"], "phi must be from -3 to 10"),
-    (["--phi", "100"], "phi must be from -3 to 10, got 100"),
-    (["--phi", "1e6"], "phi must be from -3 to 10"),
-    (["--phi", "1", "--alpha", "0.9"], "alpha must be from 1 to 2"),
-    (["--phi", "1", "--gamma", "inf"], "gamma must be a finite number"),
-    (["--variant", "b3", "--beta", "1.2"], "--beta can only be used with --phi"),
-    (["--phi", "abc"], "invalid float value"),
-    (["--variant", "b9"], "invalid choice"),
-    ([], "one of the arguments --phi --variant is required"),
-    (["--phi", "1", "--variant", "b1"], "not allowed with"),
-    (["--phi", "1", "sweep"], "--phi and --variant belong to the calculator"),
-    (["sweep", "--phis", "-3", "--base-resolution", "32"], "21 px; Keras builds EfficientNets from 32 px up"),
-    (["sweep", "--phis", "-4"], "phi must be from -3 to 10"),
-    (["sweep", "--variants", "b9"], "invalid choice"),
-    (["sweep", "--batch-sizes", "0"], "batch sizes must be whole numbers"),
-    (["sweep", "--budget-s", "1"], "budget must be from 10"),
-    (["sweep", "--alpha", "1.3"], "go with --phis"),
-    (["search", "--data", "/no/such/folder"], "does not exist"),
-    (["search", "--steps", "1.5", "1.6"], "no candidate satisfies"),
-    (["search", "--budget-s", "1"], "budget must be from 30"),
-    (["search", "--weights", "x"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--phi", "-3.5"], "phi must be from -3 to 10"),
+        (["--phi", "100"], "phi must be from -3 to 10, got 100"),
+        (["--phi", "1e6"], "phi must be from -3 to 10"),
+        (["--phi", "1", "--alpha", "0.9"], "alpha must be from 1 to 2"),
+        (["--phi", "1", "--gamma", "inf"], "gamma must be a finite number"),
+        (["--variant", "b3", "--beta", "1.2"], "--beta can only be used with --phi"),
+        (["--phi", "abc"], "invalid float value"),
+        (["--variant", "b9"], "invalid choice"),
+        ([], "one of the arguments --phi --variant is required"),
+        (["--phi", "1", "--variant", "b1"], "not allowed with"),
+        (["--phi", "1", "sweep"], "--phi and --variant belong to the calculator"),
+        (
+            ["sweep", "--phis", "-3", "--base-resolution", "32"],
+            "21 px; Keras builds EfficientNets from 32 px up",
+        ),
+        (["sweep", "--phis", "-4"], "phi must be from -3 to 10"),
+        (["sweep", "--variants", "b9"], "invalid choice"),
+        (["sweep", "--batch-sizes", "0"], "batch sizes must be whole numbers"),
+        (["sweep", "--budget-s", "1"], "budget must be from 10"),
+        (["sweep", "--alpha", "1.3"], "go with --phis"),
+        (["search", "--data", "/no/such/folder"], "does not exist"),
+        (["search", "--steps", "1.5", "1.6"], "no candidate satisfies"),
+        (["search", "--budget-s", "1"], "budget must be from 30"),
+        (["search", "--weights", "x"], "invalid choice"),
+    ],
+)
 def test_invalid_values_exit_2_with_a_clear_message(args, message):
     result = run_cli(*args)
     assert result.returncode == 2
@@ -95,12 +111,20 @@ def test_invalid_values_exit_2_with_a_clear_message(args, message):
 
 
 def test_sweep_json_times_each_network():
-    result = run_cli("sweep", "--phis", "-1", "0", "--base-resolution", "48", "--batch-sizes",
-                     "1", "--json")
+    result = run_cli(
+        "sweep", "--phis", "-1", "0", "--base-resolution", "48", "--batch-sizes", "1", "--json"
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"device", "batch_sizes", "budget_s", "wall_s", "stopped", "points",
-                         "skipped"}
+    assert set(data) == {
+        "device",
+        "batch_sizes",
+        "budget_s",
+        "wall_s",
+        "stopped",
+        "points",
+        "skipped",
+    }
     assert [p["label"] for p in data["points"]] == ["φ = -1", "φ = 0"]
     assert data["points"][1]["flops"] == scaling.formula_network(0, base_resolution=48).flops
     assert all(p["ms_per_image"]["1"] > 0 for p in data["points"])
@@ -117,13 +141,44 @@ def test_sweep_text_names_the_device():
 
 @pytest.mark.slow
 def test_search_json_fields(tiny_cifar):
-    result = run_cli("search", "--data", str(tiny_cifar), "--budget-s", "60", "--steps", "1.0",
-                     "1.2", "--epochs", "1", "--subset", "40", "--test-subset", "20",
-                     "--weights", "none", "--json", timeout=600)  # compiling: ~1 min a candidate
+    result = run_cli(
+        "search",
+        "--data",
+        str(tiny_cifar),
+        "--budget-s",
+        "60",
+        "--steps",
+        "1.0",
+        "1.2",
+        "--epochs",
+        "1",
+        "--subset",
+        "40",
+        "--test-subset",
+        "20",
+        "--weights",
+        "none",
+        "--json",
+        timeout=600,
+    )  # compiling: ~1 min a candidate
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert {"candidates", "repeats", "best", "worst", "spread", "noise", "device", "weights",
-            "budget_s", "wall_s", "family", "train_images", "val_images", "test_images"} <= set(data)
+    assert {
+        "candidates",
+        "repeats",
+        "best",
+        "worst",
+        "spread",
+        "noise",
+        "device",
+        "weights",
+        "budget_s",
+        "wall_s",
+        "family",
+        "train_images",
+        "val_images",
+        "test_images",
+    } <= set(data)
     assert data["budget_s"] == 60 and data["train_images"] == 40
     assert [c["start"] for c in data["candidates"]] == ["scratch"] * 3  # weights none
     assert all(abs(c["constraint"] - 2) < 0.02 for c in data["candidates"])

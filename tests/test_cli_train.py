@@ -17,8 +17,17 @@ from core import runs
 from core.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_FILES = {"status.json", "config.json", "classes.json", "preprocessing.json", "history.csv",
-             "model.keras", "confusion.json", "results.json", "predictions.npz"}
+RUN_FILES = {
+    "status.json",
+    "config.json",
+    "classes.json",
+    "preprocessing.json",
+    "history.csv",
+    "model.keras",
+    "confusion.json",
+    "results.json",
+    "predictions.npz",
+}
 TINY = ["--backbone", "lite0", "--weights", "lite0", "--resolution", "32", "--batch-size", "32"]
 
 
@@ -33,8 +42,14 @@ def last_json(stdout: str) -> dict:
 
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core", *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "core", *args],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
 
 
 @pytest.mark.slow
@@ -64,7 +79,9 @@ def test_train_command_end_to_end(mini, tmp_path):
         assert line["top"][0]["label"] in classes and len(line["top"]) == 2
 
 
-def start_and_wait_for_epoch_1(mini, out, **popen) -> tuple[subprocess.Popen, list[str], threading.Thread]:
+def start_and_wait_for_epoch_1(
+    mini, out, **popen
+) -> tuple[subprocess.Popen, list[str], threading.Thread]:
     proc = cli("train", "--data", str(mini), *TINY, "--epochs", "500", "--out", str(out), **popen)
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(proc.stderr), daemon=True)
@@ -82,11 +99,15 @@ def _ignore_sigint():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, status, said, popen", [
-    (signal.SIGINT, 130, "Ctrl-C: stopping", {}),
-    (signal.SIGTERM, 143, "SIGTERM: stopping", {}),  # docker stop, systemd
-    (signal.SIGINT, 130, "Ctrl-C: stopping", {"preexec_fn": _ignore_sigint}),
-], ids=["ctrl-c", "sigterm", "ctrl-c-when-started-ignoring-it"])
+@pytest.mark.parametrize(
+    "signum, status, said, popen",
+    [
+        (signal.SIGINT, 130, "Ctrl-C: stopping", {}),
+        (signal.SIGTERM, 143, "SIGTERM: stopping", {}),  # docker stop, systemd
+        (signal.SIGINT, 130, "Ctrl-C: stopping", {"preexec_fn": _ignore_sigint}),
+    ],
+    ids=["ctrl-c", "sigterm", "ctrl-c-when-started-ignoring-it"],
+)
 def test_signals_stop_cleanly_and_keep_the_run(mini, tmp_path, signum, status, said, popen):
     out = tmp_path / "interrupted"
     proc, seen, reader = start_and_wait_for_epoch_1(mini, out, **popen)
@@ -107,7 +128,7 @@ def test_signals_stop_cleanly_and_keep_the_run(mini, tmp_path, signum, status, s
 def test_two_commands_with_the_same_out_folder(mini, tmp_path):
     """The second is refused at once (exit 2); the first run's results are intact."""
     out = tmp_path / "shared"
-    first, seen, reader = start_and_wait_for_epoch_1(mini, out)
+    first, _seen, _reader = start_and_wait_for_epoch_1(mini, out)
     second = cli("train", "--data", str(mini), *TINY, "--epochs", "1", "--out", str(out))
     _, err = second.communicate(timeout=120)
     assert second.returncode == 2 and "already exists" in err and "Traceback" not in err
@@ -116,14 +137,17 @@ def test_two_commands_with_the_same_out_folder(mini, tmp_path):
     assert runs.load_run(out).status == "stopped"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "epochs must be"),
-    (["--mode", "sideways"], "mode must be one of"),
-    (["--backbone", "b9"], "backbone must be one of"),
-    (["--lr", "-1"], "lr (learning rate) must be"),
-    (["--data", "/no/such/folder"], "does not exist"),
-    (["--weights", "/no/such.h5"], "weights must be one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "epochs must be"),
+        (["--mode", "sideways"], "mode must be one of"),
+        (["--backbone", "b9"], "backbone must be one of"),
+        (["--lr", "-1"], "lr (learning rate) must be"),
+        (["--data", "/no/such/folder"], "does not exist"),
+        (["--weights", "/no/such.h5"], "weights must be one of"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_message(args, message, capsys):
     assert main(["train", *args]) == 2
     captured = capsys.readouterr()
@@ -142,8 +166,10 @@ def test_unparseable_argument_exits_2(capsys):
 def test_bad_data_layout_and_taken_out_folder(tmp_path, capsys):
     one_class = tmp_path / "one"
     (one_class / "cats").mkdir(parents=True)
-    assert main(["train", "--data", str(one_class), "--weights", "none",
-                 "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(["train", "--data", str(one_class), "--weights", "none", "--out", str(tmp_path / "r")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing is written for bad input
@@ -156,26 +182,64 @@ def test_bad_data_layout_and_taken_out_folder(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bench_seed_on_a_tiny_subset(mini, tmp_path, capsys):
-    status = main(["bench", "seed", "--data", str(mini), "--backbone", "lite0", "--weights", "lite0",
-                   "--epochs", "2", "--subset", "60", "--out", str(tmp_path / "seed")])
+    status = main(
+        [
+            "bench",
+            "seed",
+            "--data",
+            str(mini),
+            "--backbone",
+            "lite0",
+            "--weights",
+            "lite0",
+            "--epochs",
+            "2",
+            "--subset",
+            "60",
+            "--out",
+            str(tmp_path / "seed"),
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0
     result = last_json(out)
     assert set(result) >= {"test_accuracy", "wall_s", "blog_way_s", "speedup", "weights"}
     assert result["weights"].startswith("lite0") and result["epochs"] == 2
     assert result["blog_way_s"] > 0 and result["speedup"] == pytest.approx(
-        result["blog_way_s"] / result["wall_s"], abs=0.006)  # rounded to 2 decimals
+        result["blog_way_s"] / result["wall_s"], abs=0.006
+    )  # rounded to 2 decimals
     assert "blog way:" in out and "speedup:" in out
     config = runs.load_run(tmp_path / "seed").config
     assert (config["mode"], config["resolution"], config["batch_size"], config["optimizer"]) == (
-        "frozen", 32, 64, "adam")
+        "frozen",
+        32,
+        64,
+        "adam",
+    )
 
 
 @pytest.mark.slow
 def test_bench_best_on_a_tiny_subset(mini, tmp_path, capsys):
-    status = main(["bench", "best", "--data", str(mini), "--recipe", "cpu", "--weights", "lite0",
-                   "--epochs", "1", "--subset", "40", "--test-subset", "20",
-                   "--out", str(tmp_path / "best")])
+    status = main(
+        [
+            "bench",
+            "best",
+            "--data",
+            str(mini),
+            "--recipe",
+            "cpu",
+            "--weights",
+            "lite0",
+            "--epochs",
+            "1",
+            "--subset",
+            "40",
+            "--test-subset",
+            "20",
+            "--out",
+            str(tmp_path / "best"),
+        ]
+    )
     result = last_json(capsys.readouterr().out)
     assert status == 0
     assert result["preset"] == "best-cpu" and result["recipe"]["mode"] == "finetune"
@@ -184,8 +248,10 @@ def test_bench_best_on_a_tiny_subset(mini, tmp_path, capsys):
 
 
 def test_permission_denied_paths_are_one_line_errors(unreadable_dir, capsys):
-    for args in (["train", "--data", str(unreadable_dir)],
-                 ["train", "--out", str(unreadable_dir / "run")]):
+    for args in (
+        ["train", "--data", str(unreadable_dir)],
+        ["train", "--out", str(unreadable_dir / "run")],
+    ):
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "Permission denied" in err, err

@@ -11,8 +11,15 @@ import pytest
 from PIL import Image
 
 from core import paths
-from core.data import (CIFAR10_CLASSES, DataError, list_datasets, load_dataset, load_image_folder,
-                       resolve, subsample)
+from core.data import (
+    CIFAR10_CLASSES,
+    DataError,
+    list_datasets,
+    load_dataset,
+    load_image_folder,
+    resolve,
+    subsample,
+)
 from core.progress import Progress, Stopped
 
 # Class i is painted in COLORS[i] (plus a little noise), so decoded pixels reveal their true class.
@@ -55,8 +62,9 @@ def test_train_test_folder_layout(tmp_path):
     ds = load_dataset(str(tmp_path / "d"), storage_size=16, progress=progress)
 
     assert ds.class_names == ["bird", "cat", "dog"]
-    assert ds.split.startswith("27/3/6 train/validation/test; test: the test/ folder; "
-                               "validation: stratified 10 %")
+    assert ds.split.startswith(
+        "27/3/6 train/validation/test; test: the test/ folder; validation: stratified 10 %"
+    )
     assert ds.x_train.shape == (27, 16, 16, 3) and ds.x_train.dtype == np.uint8
     assert ds.x_val.shape == (3, 16, 16, 3) and ds.x_test.shape == (6, 16, 16, 3)
     assert np.bincount(ds.y_train).tolist() == [9, 9, 9]
@@ -77,14 +85,16 @@ def test_val_and_test_folders_are_used_as_given(tmp_path):
     ds = load_dataset(str(tmp_path), storage_size=8)
     # A val/ folder validates; with no test/ folder, the test split is carved from train/.
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 6, 2)
-    assert "validation: the val/ folder" in ds.split and "test: stratified 20 % of train/" in ds.split
+    assert (
+        "validation: the val/ folder" in ds.split and "test: stratified 20 % of train/" in ds.split
+    )
     make_class(tmp_path / "test" / "a", 0, 1, start=80)
     make_class(tmp_path / "test" / "b", 1, 1, start=80)
     ds = load_dataset(str(tmp_path), storage_size=8)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (12, 6, 2)
     (tmp_path / "test" / "c").mkdir()
     make_class(tmp_path / "test" / "c", 2, 1)
-    with pytest.raises(DataError, match="test/ split .* different classes"):
+    with pytest.raises(DataError, match=r"test/ split .* different classes"):
         load_dataset(str(tmp_path), storage_size=8)
 
 
@@ -94,8 +104,9 @@ def test_stratified_splits_are_fixed_and_disjoint(tmp_path):
         make_class(tmp_path / name, i, n)
 
     ds = load_image_folder(tmp_path, storage_size=8, val_fraction=0.25, test_fraction=0.2)
-    assert ds.split.startswith("42/14/14 train/validation/test; test: stratified 20 %; "
-                               "validation: stratified 25 %")
+    assert ds.split.startswith(
+        "42/14/14 train/validation/test; test: stratified 20 %; validation: stratified 25 %"
+    )
     assert np.bincount(ds.y_test).tolist() == [4, 8, 2]
     assert np.bincount(ds.y_val).tolist() == [4, 8, 2]
     assert np.bincount(ds.y_train).tolist() == [12, 24, 6]
@@ -160,8 +171,12 @@ BAD_LAYOUTS = {
         "No images found",
     ),
     "test classes differ": (
-        lambda r: (make_class(r / "train" / "cat", 0, 2), make_class(r / "train" / "dog", 1, 2),
-                   make_class(r / "test" / "cat", 0, 2), make_class(r / "test" / "cow", 1, 2)),
+        lambda r: (
+            make_class(r / "train" / "cat", 0, 2),
+            make_class(r / "train" / "dog", 1, 2),
+            make_class(r / "test" / "cat", 0, 2),
+            make_class(r / "test" / "cow", 1, 2),
+        ),
         "missing in test/: ['dog']; not in train/: ['cow']",
     ),
 }
@@ -192,7 +207,7 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path):
 
     for f in (tmp_path / "b").glob("img*.png"):  # now class b has nothing readable
         f.write_bytes(b"broken")
-    with pytest.raises(DataError, match="No readable image in class folder.*'b'"):
+    with pytest.raises(DataError, match=r"No readable image in class folder.*'b'"):
         load_image_folder(tmp_path, storage_size=8)
 
 
@@ -273,7 +288,9 @@ def test_real_cifar10_images(tiny_cifar):
     assert ds.class_names == CIFAR10_CLASSES
     assert ds.x_train.shape == (90, 32, 32, 3) and ds.x_val.shape == (10, 32, 32, 3)
     assert ds.x_test.shape == (50, 32, 32, 3)
-    assert ds.skipped == 0 and ds.split.startswith("90/10/50 train/validation/test; test: the test/")
+    assert ds.skipped == 0 and ds.split.startswith(
+        "90/10/50 train/validation/test; test: the test/"
+    )
     assert 50 < ds.x_train.mean() < 200 and ds.x_train.std() > 30  # real photos, not blank
 
 
@@ -300,7 +317,7 @@ def test_cifar10_error_says_what_failed_and_how_to_fix(tmp_path, monkeypatch):
     assert "EFFNET_LAB_CIFAR10_DIR" in message and "internet" in message
 
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="nowhere.*unusable: Dataset folder not found"):
+    with pytest.raises(DataError, match=r"nowhere.*unusable: Dataset folder not found"):
         load_dataset("cifar10")
 
 
@@ -334,5 +351,5 @@ def test_datasets_by_name_under_the_data_root(tmp_path, monkeypatch):
 
 
 def test_an_unreadable_folder_is_a_data_error(unreadable_dir):
-    with pytest.raises(DataError, match="cannot read .*Permission denied"):
+    with pytest.raises(DataError, match=r"cannot read .*Permission denied"):
         load_dataset(str(unreadable_dir))

@@ -39,8 +39,9 @@ def build(name="pets", owner="me", n=10, classes=("cat", "dog")) -> None:
     datasets.create(name, owner)
     for c in classes:
         datasets.add_class(name, c, owner)
-        report = datasets.add_images(name, c, [(f"{c}{i}.jpg", jpeg(hash((c, i)) % 10_000))
-                                               for i in range(n)], owner)
+        report = datasets.add_images(
+            name, c, [(f"{c}{i}.jpg", jpeg(hash((c, i)) % 10_000)) for i in range(n)], owner
+        )
         assert len(report["added"]) == n and not report["rejected"]
 
 
@@ -51,7 +52,9 @@ def test_build_a_dataset_step_by_step(data_root):
     assert info.owner == "me" and info.classes == {"cat": 10, "dog": 10} and info.splits == ()
     assert sorted(datasets.list_images("pets", "cat"))[:2] == ["cat/cat0.jpg", "cat/cat1.jpg"]
     ds = load_dataset("pets", use_cache=False)
-    assert ds.class_names == ["cat", "dog"] and len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 20
+    assert (
+        ds.class_names == ["cat", "dog"] and len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 20
+    )
 
     datasets.rename_class("pets", "cat", "kitten", "me")
     assert datasets.info("pets").classes == {"dog": 10, "kitten": 10}
@@ -67,12 +70,14 @@ def test_build_a_dataset_step_by_step(data_root):
 
 def test_only_the_owner_or_the_operator_may_change_a_dataset():
     build(owner="alice")
-    for change in (lambda o: datasets.add_class("pets", "bird", o),
-                   lambda o: datasets.rename_class("pets", "cat", "x", o),
-                   lambda o: datasets.delete_class("pets", "cat", o),
-                   lambda o: datasets.add_images("pets", "cat", [("a.jpg", jpeg(1))], o),
-                   lambda o: datasets.delete_images("pets", ["cat/cat0.jpg"], o),
-                   lambda o: datasets.delete("pets", o)):
+    for change in (
+        lambda o: datasets.add_class("pets", "bird", o),
+        lambda o: datasets.rename_class("pets", "cat", "x", o),
+        lambda o: datasets.delete_class("pets", "cat", o),
+        lambda o: datasets.add_images("pets", "cat", [("a.jpg", jpeg(1))], o),
+        lambda o: datasets.delete_images("pets", ["cat/cat0.jpg"], o),
+        lambda o: datasets.delete("pets", o),
+    ):
         with pytest.raises(DatasetError, match="only be changed by the browser session"):
             change("bob")
     assert datasets.info("pets").classes == {"cat": 10, "dog": 10}
@@ -82,8 +87,23 @@ def test_only_the_owner_or_the_operator_may_change_a_dataset():
     assert list_datasets() == ["shared"]
 
 
-@pytest.mark.parametrize("bad", ["", "  ", ".", "..", "a/b", "a\\b", ".hidden", "tab\there",
-                                 "x" * 65, "train", "Test", "dataset.json"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "  ",
+        ".",
+        "..",
+        "a/b",
+        "a\\b",
+        ".hidden",
+        "tab\there",
+        "x" * 65,
+        "train",
+        "Test",
+        "dataset.json",
+    ],
+)
 def test_browser_class_names_are_cleaned_or_refused(bad):
     datasets.create("pets", "me")
     with pytest.raises(DatasetError):
@@ -94,10 +114,21 @@ def test_browser_class_names_are_cleaned_or_refused(bad):
 
 def test_browser_file_names_are_cleaned():
     build(n=1)
-    report = datasets.add_images("pets", "cat", [
-        ("../../etc/evil.jpg", jpeg(1)), ("C:\\Users\\me\\photo.jpg", jpeg(2)),
-        (".hidden.jpg", jpeg(3)), ("no-extension", jpeg(4)), ("a\x00b.jpg", jpeg(5)),
-        ("x" * 300 + ".jpg", jpeg(6)), ("cat0.jpg", jpeg(7)), ("fake.jpg", b"not an image")], "me")
+    report = datasets.add_images(
+        "pets",
+        "cat",
+        [
+            ("../../etc/evil.jpg", jpeg(1)),
+            ("C:\\Users\\me\\photo.jpg", jpeg(2)),
+            (".hidden.jpg", jpeg(3)),
+            ("no-extension", jpeg(4)),
+            ("a\x00b.jpg", jpeg(5)),
+            ("x" * 300 + ".jpg", jpeg(6)),
+            ("cat0.jpg", jpeg(7)),
+            ("fake.jpg", b"not an image"),
+        ],
+        "me",
+    )
     added = sorted(report["added"])
     assert "cat/evil.jpg" in added and "cat/photo.jpg" in added and "cat/hidden.jpg" in added
     assert "cat/no-extension.jpg" in added and "cat/ab.jpg" in added
@@ -123,8 +154,14 @@ def test_the_stored_split_is_stratified_and_survives_additions(data_root):
     build(n=20)
     first = stored(data_root, "pets")
     per_class = Counter((p.split("/")[0], s) for p, s in first.items())
-    assert per_class == {("cat", "train"): 14, ("cat", "val"): 2, ("cat", "test"): 4,
-                         ("dog", "train"): 14, ("dog", "val"): 2, ("dog", "test"): 4}
+    assert per_class == {
+        ("cat", "train"): 14,
+        ("cat", "val"): 2,
+        ("cat", "test"): 4,
+        ("dog", "train"): 14,
+        ("dog", "val"): 2,
+        ("dog", "test"): 4,
+    }
     datasets.add_images("pets", "cat", [(f"new{i}.jpg", jpeg(900 + i)) for i in range(10)], "me")
     after = stored(data_root, "pets")
     assert {p: after[p] for p in first} == first  # nothing already split has moved

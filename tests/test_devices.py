@@ -23,13 +23,18 @@ PROBE = REPO / "tests" / "train_probe.py"
 TWO_HOST_DEVICES = "--xla_force_host_platform_device_count=2"
 
 
-def probe(python: str, backend: str, data: Path, tmp_path: Path, overrides: dict, modes: list,
-          **env) -> dict:
+def probe(
+    python: str, backend: str, data: Path, tmp_path: Path, overrides: dict, modes: list, **env
+) -> dict:
     """Run the probe; return {mode: what the run did} (see tests/train_probe.py)."""
     out = subprocess.run(
         [python, str(PROBE), str(data), str(tmp_path / "runs"), json.dumps(overrides), *modes],
-        cwd=REPO, env={**os.environ, "KERAS_BACKEND": backend, **env}, capture_output=True,
-        text=True, timeout=900)
+        cwd=REPO,
+        env={**os.environ, "KERAS_BACKEND": backend, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -61,12 +66,20 @@ def test_one_cpu_device_by_default(monkeypatch):
 
 
 @pytest.mark.slow
-def test_jax_data_parallel_splits_every_batch_and_matches_one_device(jax_python, tiny_cifar,
-                                                                     tmp_path):
+def test_jax_data_parallel_splits_every_batch_and_matches_one_device(
+    jax_python, tiny_cifar, tmp_path
+):
     # Finetune with augmentation: the GPU recipe's path (images through the whole model). 49
     # test images: validation and evaluation are padded to split evenly (the pads do not count).
-    runs = probe(jax_python, "jax", tiny_cifar, tmp_path, {"augment": True, "test_subset": 49},
-                 ["cpu:2", "auto"], XLA_FLAGS=TWO_HOST_DEVICES)
+    runs = probe(
+        jax_python,
+        "jax",
+        tiny_cifar,
+        tmp_path,
+        {"augment": True, "test_subset": 49},
+        ["cpu:2", "auto"],
+        XLA_FLAGS=TWO_HOST_DEVICES,
+    )
     multi, single = runs["cpu:2"], runs["auto"]
     assert multi["device"].endswith("; 2 devices, data parallel)") and multi["devices"] == 2
     assert single["device"] == runtime.DevicePlan("cpu", ("cpu:0",), ("CPU",), "float32").describe()
@@ -87,9 +100,15 @@ def test_jax_data_parallel_trims_a_ragged_last_batch(jax_python, tiny_cifar, tmp
     # Frozen mode (the head trains on cached features, 32 steps per execution); 99 images in
     # batches of 32 leave a last batch of 3, which cannot split over 2 devices: one image of it
     # waits for the next epoch's order.
-    run = probe(jax_python, "jax", tiny_cifar, tmp_path,
-                {"mode": "frozen", "subset": 99, "test_subset": 49, "epochs": 2}, ["cpu:2"],
-                XLA_FLAGS=TWO_HOST_DEVICES)["cpu:2"]
+    run = probe(
+        jax_python,
+        "jax",
+        tiny_cifar,
+        tmp_path,
+        {"mode": "frozen", "subset": 99, "test_subset": 49, "epochs": 2},
+        ["cpu:2"],
+        XLA_FLAGS=TWO_HOST_DEVICES,
+    )["cpu:2"]
     assert run["devices"] == 2 and "2 devices, spec ('batch',)" in run["splits"]
     assert len(run["history"]) == 2 and 0 <= run["test_accuracy"] <= 1
     assert all(np.isfinite(losses(run) + losses(run, "val_loss")))
@@ -100,8 +119,14 @@ def test_tensorflow_mirrored_strategy_splits_every_batch(tiny_cifar, tmp_path):
     pytest.importorskip("tensorflow", reason="TensorFlow is not installed (requirements.txt)")
     # No augmentation: the cached-feature-maps path (features extracted under the strategy).
     # Validation on the test split, so all 100 training images train (no validation carved out).
-    runs = probe(sys.executable, "tensorflow", tiny_cifar, tmp_path,
-                 {"augment": False, "dropout": 0.0, "validation": "test"}, ["cpu:2", "auto"])
+    runs = probe(
+        sys.executable,
+        "tensorflow",
+        tiny_cifar,
+        tmp_path,
+        {"augment": False, "dropout": 0.0, "validation": "test"},
+        ["cpu:2", "auto"],
+    )
     multi, single = runs["cpu:2"], runs["auto"]
     assert multi["device"].endswith("; 2 devices, MirroredStrategy)") and multi["devices"] == 2
     assert single["devices"] == 1 and "MirroredStrategy" not in single["device"]
@@ -115,17 +140,22 @@ def test_tensorflow_mirrored_strategy_splits_every_batch(tiny_cifar, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, policy, optimizer", [
-    ("jax", "mixed_bfloat16", "Adam"),  # bfloat16 has float32's range: no loss scaling
-    ("tensorflow", "mixed_float16", "LossScaleOptimizer"),  # compile() adds loss scaling
-])
-def test_mixed_precision_trains_and_is_recorded(backend, policy, optimizer, jax_python,
-                                                tiny_cifar, tmp_path):
+@pytest.mark.parametrize(
+    "backend, policy, optimizer",
+    [
+        ("jax", "mixed_bfloat16", "Adam"),  # bfloat16 has float32's range: no loss scaling
+        ("tensorflow", "mixed_float16", "LossScaleOptimizer"),  # compile() adds loss scaling
+    ],
+)
+def test_mixed_precision_trains_and_is_recorded(
+    backend, policy, optimizer, jax_python, tiny_cifar, tmp_path
+):
     if backend == "tensorflow":
         pytest.importorskip("tensorflow", reason="TensorFlow is not installed (requirements.txt)")
     python = jax_python if backend == "jax" else sys.executable
-    run = probe(python, backend, tiny_cifar, tmp_path, {"epochs": 3}, ["auto"],
-                EFFNET_LAB_PRECISION=policy)["auto"]
+    run = probe(
+        python, backend, tiny_cifar, tmp_path, {"epochs": 3}, ["auto"], EFFNET_LAB_PRECISION=policy
+    )["auto"]
     assert run["precision"] == policy
     assert f"mixed precision, {policy.removeprefix('mixed_')}" in run["device"]
     assert run["optimizer"] == optimizer
@@ -154,6 +184,8 @@ def test_padded_predict_returns_the_real_samples(monkeypatch, tmp_path):
     padded = fit_module.predict(model, x, 4)
     assert padded.shape == (11, 3)
     np.testing.assert_allclose(padded, plain, atol=1e-6)
-    on_disk = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype="float32", shape=x.shape)
+    on_disk = np.lib.format.open_memmap(
+        tmp_path / "x.npy", mode="w+", dtype="float32", shape=x.shape
+    )
     on_disk[:] = x
     np.testing.assert_allclose(fit_module.predict(model, on_disk, 4), plain, atol=1e-6)

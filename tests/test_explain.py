@@ -58,7 +58,9 @@ def test_heat_lies_on_the_side_with_the_object(imagenet, imagenet_samples_dir, p
     assert shares["right"] < 0.2, shares
 
 
-def test_grad_cam_uses_the_last_conv_and_gives_the_models_probabilities(imagenet, imagenet_samples_dir):
+def test_grad_cam_uses_the_last_conv_and_gives_the_models_probabilities(
+    imagenet, imagenet_samples_dir
+):
     cm = explain.cam_model(imagenet.model)
     assert cm.layer == "top_activation" and cm.side == (7, 7)
     x = imagenet.preprocessing.batch([load_image(imagenet_samples_dir / "n01440764_tench.JPEG")])
@@ -73,8 +75,11 @@ def test_trained_runs_nested_backbone_is_found_below_its_top():
     from core.training.options import TrainConfig
 
     for resolution, layer, side in ((96, "block5c_add", (6, 6)), (32, "block3b_add", (4, 4))):
-        net = build_network(TrainConfig(backbone="lite0", weights="none", mode="finetune",
-                                        resolution=resolution), 10, 32)
+        net = build_network(
+            TrainConfig(backbone="lite0", weights="none", mode="finetune", resolution=resolution),
+            10,
+            32,
+        )
         x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
         cm = explain.cam_model(net.model)
         assert (cm.layer, cm.side) == (layer, side)
@@ -111,7 +116,9 @@ def test_source_size_is_the_upright_original_whatever_the_decoding_scale():
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_cli_explain_writes_a_heatmap_at_the_inputs_size(imagenet_samples_dir, tmp_path, backend):
     if backend == "jax":
-        pytest.importorskip("jax", reason="jax is not installed (pip install -r requirements-dev.txt)")
+        pytest.importorskip(
+            "jax", reason="jax is not installed (pip install -r requirements-dev.txt)"
+        )
     left = tmp_path / "left.png"
     canvas_with(imagenet_samples_dir / "n04399382_teddy.JPEG", "left").save(left)
     right = tmp_path / "right.jpg"
@@ -120,14 +127,33 @@ def test_cli_explain_writes_a_heatmap_at_the_inputs_size(imagenet_samples_dir, t
     bad.write_text("not an image")
     out = tmp_path / "cams"
     result = subprocess.run(
-        [sys.executable, "-m", "core", "classify", "--weights", "lite0", "--top", "5",
-         "--explain", str(out), str(left), str(bad), str(right)],
-        cwd=REPO, env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True,
-        timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "classify",
+            "--weights",
+            "lite0",
+            "--top",
+            "5",
+            "--explain",
+            str(out),
+            str(left),
+            str(bad),
+            str(right),
+        ],
+        cwd=REPO,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stderr  # the bad file
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert "teddy bear" in [t["label"] for t in lines[0]["top"]] and "error" in lines[1]
-    assert lines[0]["cam"] == str(out / "left.cam.png") and lines[2]["cam"] == str(out / "right.cam.png")
+    assert lines[0]["cam"] == str(out / "left.cam.png") and lines[2]["cam"] == str(
+        out / "right.cam.png"
+    )
     assert sorted(p.name for p in out.iterdir()) == ["left.cam.png", "right.cam.png"]
     for name, expect_left in (("left", True), ("right", False)):
         with Image.open(out / f"{name}.cam.png") as png:
@@ -146,10 +172,13 @@ def test_classify_page_overlay_toggle_per_image(imagenet_samples_dir):
     canvas_with(imagenet_samples_dir / "n04399382_teddy.JPEG", "left").save(buf, "PNG")
     tench = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()
     at.file_uploader(key="classify_uploads").set_value(
-        [("canvas.png", buf.getvalue(), "image/png"), ("tench.jpg", tench, "image/jpeg")]).run()
+        [("canvas.png", buf.getvalue(), "image/png"), ("tench.jpg", tench, "image/jpeg")]
+    ).run()
     assert not at.exception and not at.error
-    assert [t.key for t in at.toggle if t.key.startswith("classify_cam_")] == \
-        ["classify_cam_0", "classify_cam_1"]
+    assert [t.key for t in at.toggle if t.key.startswith("classify_cam_")] == [
+        "classify_cam_0",
+        "classify_cam_1",
+    ]
     before = [img.proto.imgs[0].url for img in at.get("image")]
     at.toggle(key="classify_cam_0").set_value(True).run()
     assert not at.exception and not at.error

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_run, no_temp_files, tiny_model
+
 from core import export, parity_images
 from core.cli import main as cli_main
 from core.export_folder import list_exports, load_runner, predict_script, zip_bytes
@@ -25,9 +25,14 @@ FLOAT = [k for k, f in export.FORMATS.items() if not f.quantization]
 
 
 def run_cli(*args: str, env=None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # ----- bad input: one line, exit 2, nothing written --------------------------------------------
@@ -39,17 +44,22 @@ def runs_root(tmp_path, monkeypatch) -> Path:
     return root
 
 
-@pytest.mark.parametrize("args, message", [
-    (["imagenet", "--format", "keras2"], "unknown format 'keras2'"),
-    (["imagenet", "--format", "onnx", "--images", "199"], "at least 200"),
-    (["{root}/no-such-run", "--format", "onnx"], "neither 'imagenet' nor a run folder"),
-    (["{root}", "--format", "onnx"], "not a training run folder"),
-    (["{root}/no-model", "--format", "litert"], "has no saved model"),
-    (["{root}/running", "--format", "onnx"], "still training"),
-    (["{root}/with-model", "--format", "onnx", "--out", "{root}"], "holds other files"),
-    (["{root}/with-model", "--format", "onnx", "--out", "{root}/with-model/config.json"],
-     "is a file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["imagenet", "--format", "keras2"], "unknown format 'keras2'"),
+        (["imagenet", "--format", "onnx", "--images", "199"], "at least 200"),
+        (["{root}/no-such-run", "--format", "onnx"], "neither 'imagenet' nor a run folder"),
+        (["{root}", "--format", "onnx"], "not a training run folder"),
+        (["{root}/no-model", "--format", "litert"], "has no saved model"),
+        (["{root}/running", "--format", "onnx"], "still training"),
+        (["{root}/with-model", "--format", "onnx", "--out", "{root}"], "holds other files"),
+        (
+            ["{root}/with-model", "--format", "onnx", "--out", "{root}/with-model/config.json"],
+            "is a file",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_two(runs_root, capsys, args, message):
     make_run(runs_root, "no-model")
     make_run(runs_root, "with-model", model=tiny_model())
@@ -120,8 +130,9 @@ def test_jax_backend_says_tensorflow_is_needed(runs_root):
 
 
 @pytest.mark.slow
-def test_a_gpu_run_saved_with_mixed_precision_exports_in_float32(runs_root, imagenet_samples_dir,
-                                                                 tmp_path):
+def test_a_gpu_run_saved_with_mixed_precision_exports_in_float32(
+    runs_root, imagenet_samples_dir, tmp_path
+):
     """GPU runs save mixed_float16 layers: onnxruntime rejects such a graph and LiteRT cannot
     convert it, so exports compute in float32 (and say so). This run has no dataset recorded,
     so its parity images are the sample photos' views, and model.json says why."""
@@ -151,8 +162,10 @@ def int8_tensors(path: Path) -> int:
     """How many per-channel int8 weight tensors a .tflite file holds (as LiteRT reads it)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    return sum(t["dtype"] == np.int8 and len(t["quantization_parameters"]["scales"]) > 1
-               for t in Interpreter(model_path=str(path)).get_tensor_details())
+    return sum(
+        t["dtype"] == np.int8 and len(t["quantization_parameters"]["scales"]) > 1
+        for t in Interpreter(model_path=str(path)).get_tensor_details()
+    )
 
 
 # ----- a real trained run ------------------------------------------------------------------------
@@ -162,8 +175,17 @@ def trained_run(mini_cifar, tmp_path_factory) -> Path:
     augmentation, dropout and a head BatchNormalization (what trips a plain model.export)."""
     from core.training import TrainConfig, train
 
-    config = TrainConfig(data=str(mini_cifar), backbone="lite0", weights="lite0", mode="finetune",
-                         finetune_blocks=1, resolution=64, epochs=2, batch_size=32, name="ft")
+    config = TrainConfig(
+        data=str(mini_cifar),
+        backbone="lite0",
+        weights="lite0",
+        mode="finetune",
+        finetune_blocks=1,
+        resolution=64,
+        epochs=2,
+        batch_size=32,
+        name="ft",
+    )
     result = train(config, runs_root=tmp_path_factory.mktemp("export-runs"))
     assert result.test_accuracy is not None
     return Path(result.run_dir)
@@ -195,10 +217,16 @@ def test_trained_run_exports_and_matches(trained_run, fmt, tmp_path):
     meta = export.export(str(trained_run), fmt, out)
     spec = export.FORMATS[fmt]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [spec.file, "labels.txt", "model.json", "predict.py"])
+        [spec.file, "labels.txt", "model.json", "predict.py"]
+    )
     assert meta == {**json.loads((out / "model.json").read_text()), "dir": str(out)}
-    assert meta["input"] == {"name": "image", "shape": [None, 32, 32, 3], "dtype": "uint8",
-                             "range": "0..255", "layout": "NHWC, RGB"}
+    assert meta["input"] == {
+        "name": "image",
+        "shape": [None, 32, 32, 3],
+        "dtype": "uint8",
+        "range": "0..255",
+        "layout": "NHWC, RGB",
+    }
     classes = json.loads((trained_run / "classes.json").read_text())
     assert meta["classes"] == classes == (out / "labels.txt").read_text().splitlines()
     assert meta["preprocessing"]["size"] == 32
@@ -235,12 +263,18 @@ def test_export_folder_works_on_its_own(trained_run, mini_cifar, tmp_path):
     assert (out / "model.json").read_text() != first and not list(tmp_path.glob(".onnx*"))
 
     files = sorted((mini_cifar / "test").glob("*/*"))[::10]
-    result = subprocess.run([sys.executable, str(out / "predict.py"), *map(str, files)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(out / "predict.py"), *map(str, files)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     classifier = load_classifier(str(trained_run))
-    keras_top = [p.top[0]["label"] for p in classifier.classify([load_image(f) for f in files],
-                                                                 top=1)]
+    keras_top = [
+        p.top[0]["label"] for p in classifier.classify([load_image(f) for f in files], top=1)
+    ]
     assert [line.split(": ")[1].split(" ")[0] for line in result.stdout.splitlines()] == keras_top
 
     sys.path.insert(0, str(out))
@@ -251,15 +285,20 @@ def test_export_folder_works_on_its_own(trained_run, mini_cifar, tmp_path):
         sys.modules.pop("predict", None)
     prep = classifier.preprocessing
     for f in files:
-        assert np.array_equal(predict.prepare(f, prep.size, prep.crop, prep.resample),
-                              decode_file(f, prep))
+        assert np.array_equal(
+            predict.prepare(f, prep.size, prep.crop, prep.resample), decode_file(f, prep)
+        )
     x = np.stack([decode_file(f, prep) for f in files])
     probs = load_runner(out, "model.onnx")(x)
     assert np.abs(probs - classifier.model.predict(x.astype("float32"), verbose=0)).max() <= 1e-4
 
     names = zipfile.ZipFile(io.BytesIO(zip_bytes(out, "ft-onnx"))).namelist()
-    assert sorted(names) == ["ft-onnx/labels.txt", "ft-onnx/model.json", "ft-onnx/model.onnx",
-                             "ft-onnx/predict.py"]
+    assert sorted(names) == [
+        "ft-onnx/labels.txt",
+        "ft-onnx/model.json",
+        "ft-onnx/model.onnx",
+        "ft-onnx/predict.py",
+    ]
 
 
 @pytest.mark.slow

@@ -11,14 +11,17 @@ def test_folded_batchnorm_computes_the_same_features():
     from core.training.features import fold_batchnorm
     from core.weights import load_backbone
 
-    backbone, _ = load_backbone("lite0", "lite0", input_shape=(64, 64, 3), include_top=False,
-                                pooling="avg")
+    backbone, _ = load_backbone(
+        "lite0", "lite0", input_shape=(64, 64, 3), include_top=False, pooling="avg"
+    )
     cut = backbone.get_layer("block6c_expand_conv").input
     for model in (backbone, keras.Model(backbone.input, cut)):
         folded = fold_batchnorm(model)
         names = {layer.name for layer in folded.layers}
-        assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
-        assert "stem_conv_bnfold" in names and "top_conv_bnfold" in names or model is not backbone
+        assert not any(
+            isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers
+        )
+        assert ("stem_conv_bnfold" in names and "top_conv_bnfold" in names) or model is not backbone
         x = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
         ref, out = model.predict_on_batch(x), folded.predict_on_batch(x)
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())

@@ -21,7 +21,9 @@ def test_mirrored_inputs_are_picked_per_position_in_memory_and_from_disk(tmp_pat
     np.testing.assert_array_equal(inputs, expected)
     np.testing.assert_array_equal(labels, y[order])
     np.testing.assert_array_equal(as_inputs((x, mirrored), y, 4, order)[0], x[order])  # no mask
-    on_disk = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype="float32", shape=x.shape)
+    on_disk = np.lib.format.open_memmap(
+        tmp_path / "x.npy", mode="w+", dtype="float32", shape=x.shape
+    )
     on_disk[:] = x
     batches, none = as_inputs((on_disk, mirrored), y, 4, order, mirror)
     assert none is None and len(batches) == 3

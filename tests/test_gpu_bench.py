@@ -14,22 +14,48 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_gpu_bench_cpu_smoke_runs_the_gpu_recipe_end_to_end(jax_python, jax_without_tensorflow,
-                                                          tiny_cifar, tmp_path):
+def test_gpu_bench_cpu_smoke_runs_the_gpu_recipe_end_to_end(
+    jax_python, jax_without_tensorflow, tiny_cifar, tmp_path
+):
     archive = tmp_path / "data" / "cifar10.tar.xz"
-    packed = subprocess.run([sys.executable, "benchmarks/gpu_prepare.py", "--skip-wheels",
-                             "--data", str(tiny_cifar), "--data-out", str(archive)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    packed = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gpu_prepare.py",
+            "--skip-wheels",
+            "--data",
+            str(tiny_cifar),
+            "--data-out",
+            str(archive),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert packed.returncode == 0, packed.stderr
     manifest = json.loads((archive.parent / "cifar10.json").read_text())
     assert manifest["files"] == 150 and len(manifest["sha256"]) == 64
 
     out = tmp_path / "result" / "gpu-bench.json"
-    run = subprocess.run([jax_python, "benchmarks/gpu_bench.py", "--cpu-smoke",
-                          "--wheels", str(tmp_path / "no-wheels"), "--data-archive", str(archive),
-                          "--out", str(out)],
-                         cwd=REPO, env=jax_without_tensorflow, capture_output=True,
-                         text=True, timeout=1200)
+    run = subprocess.run(
+        [
+            jax_python,
+            "benchmarks/gpu_bench.py",
+            "--cpu-smoke",
+            "--wheels",
+            str(tmp_path / "no-wheels"),
+            "--data-archive",
+            str(archive),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env=jax_without_tensorflow,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     result = json.loads(out.read_text())
     assert run.returncode == 0, result.get("error") or run.stderr[-3000:]
     assert json.loads(run.stdout) == result  # the same JSON on stdout
@@ -47,10 +73,23 @@ def test_gpu_bench_cpu_smoke_runs_the_gpu_recipe_end_to_end(jax_python, jax_with
 
 def test_gpu_bench_reports_a_missing_archive_in_its_json(tmp_path):
     out = tmp_path / "gpu-bench.json"
-    run = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--cpu-smoke",
-                          "--wheels", str(tmp_path / "none"),
-                          "--data-archive", str(tmp_path / "missing.tar.xz"), "--out", str(out)],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gpu_bench.py",
+            "--cpu-smoke",
+            "--wheels",
+            str(tmp_path / "none"),
+            "--data-archive",
+            str(tmp_path / "missing.tar.xz"),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 1
     result = json.loads(out.read_text())
     assert not result["ok"] and "gpu_prepare.py" in result["error"]

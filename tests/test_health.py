@@ -27,7 +27,8 @@ def smooth(seed: int, size: int = 64) -> Image.Image:
     """A photo-like image: smooth colour blobs (random noise has no stable perceptual hash)."""
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).resize(
-        (size, size), Image.Resampling.BICUBIC)
+        (size, size), Image.Resampling.BICUBIC
+    )
 
 
 def near_copy(image: Image.Image) -> Image.Image:
@@ -58,12 +59,16 @@ def test_the_check_finds_what_was_planted(tmp_path):
     assert r["classes"] == {"a": 12, "b": 12} and r["images"] == 24 and r["readable"] == 23
     assert r["splits"]["train"] == {"a": 8, "b": 8} and r["splits"]["test"] == {"a": 4, "b": 4}
     assert [u["file"] for u in r["unreadable"]] == ["train/a/broken.jpg"]
-    assert sorted(map(sorted, r["duplicates"])) == [["test/a/copy.png", "train/a/1.png"],
-                                                    ["train/a/0.png", "train/a/dup.png"]]
+    assert sorted(map(sorted, r["duplicates"])) == [
+        ["test/a/copy.png", "train/a/1.png"],
+        ["train/a/0.png", "train/a/dup.png"],
+    ]
     assert [sorted(p) for p in r["near_duplicates"]] == [["test/b/near.jpg", "train/b/2.png"]]
     leaks = {(frozenset((x["a"], x["b"])), x["kind"]) for x in r["leaks"]}
-    assert leaks == {(frozenset(("train/a/1.png", "test/a/copy.png")), "exact"),
-                     (frozenset(("train/b/2.png", "test/b/near.jpg")), "near")}
+    assert leaks == {
+        (frozenset(("train/a/1.png", "test/a/copy.png")), "exact"),
+        (frozenset(("train/b/2.png", "test/b/near.jpg")), "near"),
+    }
     assert [t["file"] for t in r["tiny"]] == ["train/b/tiny.png"]
     assert [t["file"] for t in r["extreme_aspect"]] == ["train/b/wide.png"]
     assert r["imbalance"] == 1.0 and r["problems"] == []
@@ -76,16 +81,22 @@ def test_leaks_follow_the_stored_split_of_a_managed_dataset(data_root):
     datasets.create("pets", "me")
     for c, base in (("cat", 0), ("dog", 100)):
         datasets.add_class("pets", c, "me")
-        datasets.add_images("pets", c, [(f"{i}.png", png_bytes(smooth(base + i)))
-                                        for i in range(10)], "me")
+        datasets.add_images(
+            "pets", c, [(f"{i}.png", png_bytes(smooth(base + i))) for i in range(10)], "me"
+        )
     assignment = json.loads((data_root / "pets" / splits.SPLITS_FILE).read_text())["files"]
     test_cat = next(p for p, s in sorted(assignment.items()) if s == "test" and p.startswith("cat"))
     val_cat = next(p for p, s in sorted(assignment.items()) if s == "val" and p.startswith("cat"))
     # A copy of a test image and a near copy of a validation image, added to another class.
-    datasets.add_images("pets", "dog", [("copy.png", (data_root / "pets" / test_cat).read_bytes())],
-                        "me")
-    datasets.add_images("pets", "dog", [("near.png", png_bytes(near_copy(
-        Image.open(data_root / "pets" / val_cat))))], "me")
+    datasets.add_images(
+        "pets", "dog", [("copy.png", (data_root / "pets" / test_cat).read_bytes())], "me"
+    )
+    datasets.add_images(
+        "pets",
+        "dog",
+        [("near.png", png_bytes(near_copy(Image.open(data_root / "pets" / val_cat))))],
+        "me",
+    )
     r = health.check("pets", use_cache=False)
     final = json.loads((data_root / "pets" / splits.SPLITS_FILE).read_text())["files"]
     expected = set()
@@ -128,8 +139,9 @@ def test_an_unchanged_dataset_is_answered_from_the_cache(tmp_path):
     first = health.check(str(root))
     second = health.check(str(root))
     assert not first["cached"] and second["cached"]
-    assert {k: v for k, v in second.items() if k not in ("cached", "seconds")} == \
-        {k: v for k, v in first.items() if k not in ("cached", "seconds")}
+    assert {k: v for k, v in second.items() if k not in ("cached", "seconds")} == {
+        k: v for k, v in first.items() if k not in ("cached", "seconds")
+    }
     smooth(999).save(root / "train/a/new.png")
     third = health.check(str(root))
     assert not third["cached"] and third["images"] == first["images"] + 1
@@ -138,8 +150,9 @@ def test_an_unchanged_dataset_is_answered_from_the_cache(tmp_path):
 def test_near_duplicate_search_is_not_quadratic():
     rng = np.random.default_rng(0)
     n = 60_000
-    hashes = (rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2)
-              + rng.integers(0, 2, n, dtype=np.uint64))
+    hashes = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(
+        0, 2, n, dtype=np.uint64
+    )
     thumbs = rng.integers(0, 255, (n, 16, 16), dtype=np.uint8)
     hashes[123], thumbs[123] = hashes[45_678] ^ np.uint64(0b1011), thumbs[45_678]  # 3 bits apart
     started = time.perf_counter()

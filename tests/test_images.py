@@ -35,14 +35,21 @@ def test_full_square_crop_keeps_the_whole_shorter_side():
     array = np.zeros((30, 90, 3), dtype=np.uint8)
     array[:, 30:60] = 255  # exactly the central square of a 3:1 image
     out = Preprocessing(10, 1.0, "bicubic").apply(Image.fromarray(array))
-    assert out.shape == (10, 10, 3) and out[:, 1:-1].min() > 250 and out.min() > 200  # edges: filter support
+    assert (
+        out.shape == (10, 10, 3) and out[:, 1:-1].min() > 250 and out.min() > 200
+    )  # edges: filter support
 
 
 def test_preprocessing_round_trips_and_checks_its_values():
     prep = Preprocessing(96, 0.875, "bicubic")
     assert Preprocessing.from_dict(prep.to_dict()) == prep
     assert prep.min_side() == 110  # ceil(96 / 0.875)
-    for bad in (dict(size=0), dict(size=8, crop=0), dict(size=8, crop=1.5), dict(size=8, resample="nearest")):
+    for bad in (
+        dict(size=0),
+        dict(size=8, crop=0),
+        dict(size=8, crop=1.5),
+        dict(size=8, resample="nearest"),
+    ):
         with pytest.raises(ValueError, match="preprocessing"):
             Preprocessing(**bad)
 
@@ -98,21 +105,33 @@ def _png_with_size(width: int, height: int) -> bytes:
     chunk = b"IHDR" + ihdr
     start = raw.index(b"IHDR") - 4
     end = start + 4 + len(chunk) + 4
-    return raw[:start] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + raw[end:]
+    return (
+        raw[:start]
+        + struct.pack(">I", 13)
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + raw[end:]
+    )
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty"),
-    (b"hello, I am a text file\n" * 20, "not an image"),
-    (_png_with_size(30000, 30000), "decompression bomb"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"hello, I am a text file\n" * 20, "not an image"),
+        (_png_with_size(30000, 30000), "decompression bomb"),
+    ],
+)
 def test_bad_inputs_are_refused_clearly(data, message):
     with pytest.raises(ImageError, match=message):
         load_image(data)
 
 
 def test_truncated_image_is_refused():
-    data = _bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)), "JPEG")
+    data = _bytes(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)),
+        "JPEG",
+    )
     with pytest.raises(ImageError, match="damaged or truncated"):
         load_image(data[: len(data) // 2])
 

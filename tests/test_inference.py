@@ -51,15 +51,18 @@ def test_top_k_and_batching_agree(classifier, imagenet_samples_dir):
     for a, b in zip(one_by_one, batched):
         assert [d["index"] for d in a.top] == [d["index"] for d in b.top]
         assert len(a.top) == 3
-        np.testing.assert_allclose([d["prob"] for d in a.top], [d["prob"] for d in b.top], atol=1e-4)
-
-
+        np.testing.assert_allclose(
+            [d["prob"] for d in a.top], [d["prob"] for d in b.top], atol=1e-4
+        )
 
 
 def test_classify_files_keeps_order_reports_errors_and_batches(classifier, imagenet_samples_dir):
     files = sorted(imagenet_samples_dir.glob("*.JPEG"))[:5]
-    inputs = [(f.name, f) for f in files[:2]] + [("junk.jpg", b"not an image")] + \
-             [(f.name, f.read_bytes()) for f in files[2:]]
+    inputs = (
+        [(f.name, f) for f in files[:2]]
+        + [("junk.jpg", b"not an image")]
+        + [(f.name, f.read_bytes()) for f in files[2:]]
+    )
     out = list(classifier.classify_files(inputs, top=2, batch_size=2, previews=True))
     assert [o.name for o in out] == [name for name, _ in inputs]
     assert out[2].prediction is None and "not an image" in out[2].error

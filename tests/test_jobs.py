@@ -20,9 +20,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def train_args(data: Path, runs_root: Path, name: str, epochs: int = 1000, **extra) -> dict:
-    config = dict(data=str(data), backbone="lite0", weights="lite0", mode="frozen", resolution=32,
-                  epochs=epochs, batch_size=32, schedule="constant", cache_features=False,
-                  name=name, **extra)
+    config = dict(
+        data=str(data),
+        backbone="lite0",
+        weights="lite0",
+        mode="frozen",
+        resolution=32,
+        epochs=epochs,
+        batch_size=32,
+        schedule="constant",
+        cache_features=False,
+        name=name,
+        **extra,
+    )
     return {"config": config, "runs_root": str(runs_root)}
 
 
@@ -37,8 +47,12 @@ def wait_until(predicate, timeout: float = 240.0, what: str = "condition"):
 
 
 def test_measure_job_reports_timings(tmp_path):
-    job = jobs.submit("measure", {"width": 1.0, "depth": 1.0, "resolution": 32, "flops": 123,
-                                  "batch_sizes": [1, 2]}, owner="me", runs_root=tmp_path)
+    job = jobs.submit(
+        "measure",
+        {"width": 1.0, "depth": 1.0, "resolution": 32, "flops": 123, "batch_sizes": [1, 2]},
+        owner="me",
+        runs_root=tmp_path,
+    )
     snap = job.wait(timeout=240)
     assert snap.status is JobStatus.DONE, (snap.error, job.log_tail())
     assert [t["batch"] for t in snap.result] == [1, 2] and snap.result[0]["flops"] == 123
@@ -54,14 +68,20 @@ def test_bad_input_is_an_input_error(tmp_path):
 
 
 def test_queue_is_first_in_first_out_cancel_and_stop(mini_cifar, tmp_path):
-    first = jobs.submit("train", train_args(mini_cifar, tmp_path, "first"), owner="a", runs_root=tmp_path)
+    first = jobs.submit(
+        "train", train_args(mini_cifar, tmp_path, "first"), owner="a", runs_root=tmp_path
+    )
     wait_until(lambda: first.snapshot().epochs, what="the first job's first epoch")
-    second = jobs.submit("train", train_args(mini_cifar, tmp_path, "second", epochs=1), owner="b",
-                         runs_root=tmp_path)
-    third = jobs.submit("train", train_args(mini_cifar, tmp_path, "third", epochs=1), owner="c",
-                        runs_root=tmp_path)
-    wait_until(lambda: second.snapshot().queue_position == 1 and third.snapshot().queue_position == 2,
-               what="both later jobs to queue")
+    second = jobs.submit(
+        "train", train_args(mini_cifar, tmp_path, "second", epochs=1), owner="b", runs_root=tmp_path
+    )
+    third = jobs.submit(
+        "train", train_args(mini_cifar, tmp_path, "third", epochs=1), owner="c", runs_root=tmp_path
+    )
+    wait_until(
+        lambda: second.snapshot().queue_position == 1 and third.snapshot().queue_position == 2,
+        what="both later jobs to queue",
+    )
     info = jobs.slot_info("trainer", tmp_path)
     assert info.running == first.id and info.owner == "a"
     assert info.queued == (second.id, third.id)
@@ -98,15 +118,27 @@ def test_sigkill_mid_run_leaves_a_loadable_model_and_an_interrupted_run(mini_cif
 def test_a_worker_stops_cleanly_when_its_starter_goes_away(mini_cifar, tmp_path):
     """The process that submitted the job exits at once; the worker notices and stops, keeping
     its run (as when the web server or the CLI that started it is killed)."""
-    code = ("import json, sys; from core import jobs\n"
-            "job = jobs.submit('train', json.loads(sys.argv[1]), runs_root=sys.argv[2])\n"
-            "print(job.id, flush=True)\n"
-            "import time\n"
-            "while not job.snapshot().epochs: time.sleep(0.2)\n"
-            "import os; os._exit(0)\n")
-    out = subprocess.run([sys.executable, "-c", code,
-                          json.dumps(train_args(mini_cifar, tmp_path, "orphan")), str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    code = (
+        "import json, sys; from core import jobs\n"
+        "job = jobs.submit('train', json.loads(sys.argv[1]), runs_root=sys.argv[2])\n"
+        "print(job.id, flush=True)\n"
+        "import time\n"
+        "while not job.snapshot().epochs: time.sleep(0.2)\n"
+        "import os; os._exit(0)\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            json.dumps(train_args(mini_cifar, tmp_path, "orphan")),
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     job = jobs.open_job(out.stdout.strip(), tmp_path)
     snap = job.wait(timeout=120)

@@ -33,13 +33,18 @@ def test_suggestion_on_a_textbook_curve():
     assert 3e-4 < out["steepest"] < 5e-3
     assert 1e-4 < out["min_over_10"] < 3e-3
     assert out["suggested"] == min(out["steepest"], out["min_over_10"])
-    assert suggest(lrs[:3], losses[:3]) == {"steepest": None, "min_over_10": None, "suggested": None}
+    assert suggest(lrs[:3], losses[:3]) == {
+        "steepest": None,
+        "min_over_10": None,
+        "suggested": None,
+    }
 
 
 @pytest.mark.slow
 def test_sweep_on_cached_head_features(mini_cifar):
-    config = TrainConfig(data=str(mini_cifar), backbone="lite0", weights="lite0", batch_size=16,
-                         cache_features=False)
+    config = TrainConfig(
+        data=str(mini_cifar), backbone="lite0", weights="lite0", batch_size=16, cache_features=False
+    )
     out = find_lr(config, steps=30, start=1e-5, end=10.0)
     assert out["images"] == 180  # 30 steps × 16 would be 480: the whole training split
     assert len(out["lrs"]) == len(out["losses"]) == len(out["smoothed"]) <= 30
@@ -53,10 +58,33 @@ def test_sweep_on_cached_head_features(mini_cifar):
 @pytest.mark.slow
 def test_lr_find_command(tiny_cifar, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "core", "lr-find", "--data", str(tiny_cifar), "--backbone", "lite0",
-         "--weights", "lite0", "--mode", "finetune", "--finetune-blocks", "1", "--no-augment",
-         "--batch-size", "8", "--steps", "20"],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "lr-find",
+            "--data",
+            str(tiny_cifar),
+            "--backbone",
+            "lite0",
+            "--weights",
+            "lite0",
+            "--mode",
+            "finetune",
+            "--finetune-blocks",
+            "1",
+            "--no-augment",
+            "--batch-size",
+            "8",
+            "--steps",
+            "20",
+        ],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     *table, summary, line = result.stdout.splitlines()
     out = json.loads(line)
@@ -64,8 +92,14 @@ def test_lr_find_command(tiny_cifar, tmp_path):
     assert summary.startswith("suggested learning rate:")
     assert table and table[0].startswith("  lr")
     assert out["trains_on"] == "cached feature maps"  # the top blocks, on maps extracted once
-    bad = subprocess.run([sys.executable, "-m", "core", "lr-find", "--steps", "2"], cwd=REPO,
-                         env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "core", "lr-find", "--steps", "2"],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--steps" in bad.stderr
 
 
@@ -80,7 +114,9 @@ def test_train_page_finder_applies_its_suggestion(tmp_path, monkeypatch, mini_ci
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(mini_cifar))
     at = AppTest.from_file(str(REPO / "app_pages" / "train.py"), default_timeout=60).run()
     for field, value in dict(backbone="lite0", weights="lite0", batch_size=16).items():
-        (at.selectbox if field != "batch_size" else at.number_input)(key=f"train_{field}").set_value(value)
+        (at.selectbox if field != "batch_size" else at.number_input)(
+            key=f"train_{field}"
+        ).set_value(value)
     at.button(key="train_lr_find").click().run()
     assert not at.exception and not at.error
     snap = jobs.open_job(at.session_state["job_lr_find"]).wait(timeout=600)

@@ -12,8 +12,9 @@ from core.progress import Progress
 def tiny_model():
     import keras
 
-    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3),
-                             keras.layers.GlobalAveragePooling2D()])
+    return keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()]
+    )
 
 
 def test_time_forward_reports_each_batch_size(tiny_model):
@@ -50,8 +51,9 @@ def test_timing_excludes_the_warm_up_and_gives_rates():
 
 def test_measure_job_times_each_batch_size_on_this_device():
     progress = Progress()
-    result = measure.measure_job({"width": 1.0, "depth": 1.0, "resolution": 32, "flops": 10,
-                                  "batch_sizes": [2]}, progress)
+    result = measure.measure_job(
+        {"width": 1.0, "depth": 1.0, "resolution": 32, "flops": 10, "batch_sizes": [2]}, progress
+    )
     [timing] = [measure.Timing.from_dict(t) for t in result]
     assert timing.batch == 2 and timing.flops == 10 and timing.seconds > 0
     assert measure.Timing.from_dict(timing.to_dict()) == timing

@@ -11,9 +11,22 @@ from core import keras_private
 
 def test_keras_efficientnet_builder_takes_what_we_pass():
     params = inspect.signature(keras_private.efficientnet_builder()).parameters
-    assert list(params)[:4] == ["width_coefficient", "depth_coefficient", "default_size", "dropout_rate"]
-    assert {"activation", "blocks_args", "name", "include_top", "weights", "input_shape",
-            "pooling", "classes"} <= set(params)
+    assert list(params)[:4] == [
+        "width_coefficient",
+        "depth_coefficient",
+        "default_size",
+        "dropout_rate",
+    ]
+    assert {
+        "activation",
+        "blocks_args",
+        "name",
+        "include_top",
+        "weights",
+        "input_shape",
+        "pooling",
+        "classes",
+    } <= set(params)
 
 
 def test_keras_block_table_is_b0s():
@@ -40,6 +53,8 @@ def test_streamlit_cleanup_hook_is_still_there_and_patched():
 
     assert hasattr(script_runner, _streamlit_private.PATCHED)
     _streamlit_private.install()
-    assert getattr(script_runner, _streamlit_private.PATCHED) is _streamlit_private._keep_keras_state
+    assert (
+        getattr(script_runner, _streamlit_private.PATCHED) is _streamlit_private._keep_keras_state
+    )
     source = inspect.getsource(script_runner.ScriptRunner)
     assert f"_log_if_error({_streamlit_private.PATCHED})" in source  # still called after each run

@@ -47,8 +47,10 @@ def test_phases_counts_rate_and_outcome():
     assert snap.message == "Saving" and snap.error is None
 
 
-@pytest.mark.parametrize("how, status", [("stop", JobStatus.STOPPED), ("error", JobStatus.ERROR),
-                                         ("cancel", JobStatus.CANCELLED)])
+@pytest.mark.parametrize(
+    "how, status",
+    [("stop", JobStatus.STOPPED), ("error", JobStatus.ERROR), ("cancel", JobStatus.CANCELLED)],
+)
 def test_how_a_job_ends(how, status):
     progress = Progress()
     progress.begin()
@@ -57,8 +59,9 @@ def test_how_a_job_ends(how, status):
         assert progress.snapshot().status is JobStatus.STOPPING
         with pytest.raises(Stopped):
             progress.check_stop()
-    progress.finish(error="boom" if how == "error" else None, error_kind="input",
-                    cancelled=how == "cancel")
+    progress.finish(
+        error="boom" if how == "error" else None, error_kind="input", cancelled=how == "cancel"
+    )
     snap = progress.snapshot()
     assert snap.status is status and snap.status.finished
     assert (snap.error, snap.error_kind) == (("boom", "input") if how == "error" else (None, None))
@@ -67,7 +70,9 @@ def test_how_a_job_ends(how, status):
 def test_queue_position_until_the_job_begins():
     progress = Progress()
     progress.queued(3)
-    assert progress.snapshot().status is JobStatus.QUEUED and progress.snapshot().queue_position == 3
+    assert (
+        progress.snapshot().status is JobStatus.QUEUED and progress.snapshot().queue_position == 3
+    )
     progress.queued(1)
     progress.begin()
     snap = progress.snapshot()

@@ -43,11 +43,14 @@ def test_weights_are_the_big_kernels_named_by_layer(float_file):
 
 
 def test_layer_name_reads_fused_tensor_names():
-    fused = ("m_1/block2a_project_bn_1/batchnorm/mul_1;m_1/block2a_project_bn_1/batchnorm/add_1;"
-             "m_1/block2a_project_conv_1/convolution")
+    fused = (
+        "m_1/block2a_project_bn_1/batchnorm/mul_1;m_1/block2a_project_bn_1/batchnorm/add_1;"
+        "m_1/block2a_project_conv_1/convolution"
+    )
     assert quantize.layer_name(fused) == "block2a_project_conv"
     assert quantize.layer_name("m_1/head_bn_1/batchnorm/mul;m_1/predictions_1/MatMul") == (
-        "predictions")
+        "predictions"
+    )
 
 
 def test_int8_grid_is_per_channel_and_keeps_each_channels_largest_value():
@@ -67,8 +70,9 @@ def test_rewrite_stores_int8_and_computes_in_float32(float_file):
     every = {w.tensor for w in quantize.weights(content)}
     int8 = quantize.rewrite(content, every)
     assert len(int8) < len(content) - 3 * 1024 * 6  # ~7 900 weights: 4 bytes -> 1 byte each
-    stored = [t for t in Interpreter(model_content=int8).get_tensor_details()
-              if t["dtype"] == np.int8]
+    stored = [
+        t for t in Interpreter(model_content=int8).get_tensor_details() if t["dtype"] == np.int8
+    ]
     assert sorted(len(t["quantization_parameters"]["scales"]) for t in stored) == [32, 48, 64, 64]
 
     x = images(40)
@@ -130,10 +134,18 @@ def test_quantize_keeps_harmful_layers_float_within_the_budget(float_file):
 def test_int8_caption_says_what_stayed_float32():
     from app_pages.exports import int8_text
 
-    meta = {"int8": {"int8_layers": 37, "float32_layers": ["predictions", "block2a_project_conv"],
-                     "int8_weight_share": 0.928, "calibration_from": "256 CIFAR-10 training images",
-                     "calibration_agreement": 0.945, "goal": 0.99, "max_float32_share": 0.25,
-                     "budget_reached": True}}
+    meta = {
+        "int8": {
+            "int8_layers": 37,
+            "float32_layers": ["predictions", "block2a_project_conv"],
+            "int8_weight_share": 0.928,
+            "calibration_from": "256 CIFAR-10 training images",
+            "calibration_agreement": 0.945,
+            "goal": 0.99,
+            "max_float32_share": 0.25,
+            "budget_reached": True,
+        }
+    }
     text = int8_text(meta).replace("\\", "")
     assert "37 layers int8 (93% of the weights)" in text
     assert "2 kept float32 (predictions, block2a_project_conv)" in text

@@ -9,15 +9,13 @@ import sys
 
 import numpy as np
 import pytest
-
-from core import runs
-from core.runs import RunWriter
-
 from conftest import RUN_CLASSES as CLASSES
 from conftest import make_run as _make_run
 from conftest import no_temp_files as _no_temp_files
 from conftest import tiny_model as _tiny_model
-from core import procs
+
+from core import procs, runs
+from core.runs import RunWriter
 
 
 def test_written_run_reads_back(tmp_path):
@@ -62,8 +60,12 @@ def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
     assert runs.load_run(path).status == "running"  # our own process is alive
     with pytest.raises(ValueError, match="still training"):
         runs.delete_run(path)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     _set_worker(path, {"pid": int(dead.stdout), "start": 1, "boot": procs.boot_id()})
     (path / ".model.abc.tmp.keras").write_bytes(b"half a model")  # what a kill -9 leaves
     info = runs.load_run(path)
@@ -133,11 +135,18 @@ def test_runs_saved_before_predictions_still_show_their_mistakes(tmp_path):
     path = _make_run(tmp_path, "old")
     (path / "predictions.npz").unlink()
     images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
-    np.savez_compressed(path / "misclassified.npz", images=images, true=np.array([0, 2]),
-                        pred=np.array([1, 0]), prob=np.array([0.9, 0.6], dtype="float32"))
+    np.savez_compressed(
+        path / "misclassified.npz",
+        images=images,
+        true=np.array([0, 2]),
+        pred=np.array([1, 0]),
+        prob=np.array([0.9, 0.6], dtype="float32"),
+    )
     items = runs.misclassified(path)
     assert [(i["true"], i["pred"], round(i["prob"], 2)) for i in items] == [
-        ("cat", "dog", 0.9), ("bird", "cat", 0.6)]
+        ("cat", "dog", 0.9),
+        ("bird", "cat", 0.6),
+    ]
     assert len(runs.misclassified(path, limit=1)) == 1
 
 
@@ -176,6 +185,15 @@ def test_failed_writes_keep_the_old_file(tmp_path):
         RunWriter(path).finish({"status": "done", "bad": object()})
     assert (path / "results.json").read_text() == results_before
     assert _no_temp_files(path)
-    assert sorted(os.listdir(path)) == sorted([
-        "classes.json", "config.json", "confusion.json", "history.csv", "model.keras",
-        "predictions.npz", "results.json", "status.json"])
+    assert sorted(os.listdir(path)) == sorted(
+        [
+            "classes.json",
+            "config.json",
+            "confusion.json",
+            "history.csv",
+            "model.keras",
+            "predictions.npz",
+            "results.json",
+            "status.json",
+        ]
+    )

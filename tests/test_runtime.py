@@ -51,8 +51,14 @@ def test_weights_status_lists_both_sources():
 @pytest.mark.slow
 def test_cli_info_prints_json():
     repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "core", "info"], cwd=repo, env=dict(os.environ),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "info"],
+        cwd=repo,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert {"backend", "keras", "device", "weights"} <= set(data)

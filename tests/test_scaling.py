@@ -30,24 +30,33 @@ def test_params_equal_keras_for_official_variants(variant, keras_efficientnet):
     assert scaling.official_network(variant).params == model.count_params()
 
 
-@pytest.mark.parametrize("phi, bases", [
-    (0.5, {}),
-    (2.75, {}),
-    (1.5, {"alpha": 1.3, "beta": 1.25, "gamma": 1.05}),
-])
+@pytest.mark.parametrize(
+    "phi, bases",
+    [
+        (0.5, {}),
+        (2.75, {}),
+        (1.5, {"alpha": 1.3, "beta": 1.25, "gamma": 1.05}),
+    ],
+)
 def test_params_equal_keras_for_formula_networks(phi, bases, keras_efficientnet):
     m = scaling.multipliers(phi, **bases)
     model = keras_efficientnet(m.width, m.depth, m.resolution, weights=None)
     assert scaling.formula_network(phi, **bases).params == model.count_params()
 
 
-@pytest.mark.parametrize("phi, bases", [
-    (-1.0, {}),
-    (-2.5, {}),
-    (-3.0, {}),
-    (-3.0, {"alpha": 2.0, "beta": 2.0, "gamma": 1.0}),  # width and depth 0.125: minimum channels
-    (-1.5, {"alpha": 1.3, "beta": 1.45, "gamma": 1.2}),
-])
+@pytest.mark.parametrize(
+    "phi, bases",
+    [
+        (-1.0, {}),
+        (-2.5, {}),
+        (-3.0, {}),
+        (
+            -3.0,
+            {"alpha": 2.0, "beta": 2.0, "gamma": 1.0},
+        ),  # width and depth 0.125: minimum channels
+        (-1.5, {"alpha": 1.3, "beta": 1.45, "gamma": 1.2}),
+    ],
+)
 def test_params_equal_keras_for_networks_smaller_than_b0(phi, bases, keras_efficientnet):
     """Negative φ: widths and depths below 1, rounded by Keras's own builder."""
     m = scaling.multipliers(phi, **bases)
@@ -64,8 +73,9 @@ def test_build_efficientnet_builds_networks_smaller_than_b0():
     from core.models import build_efficientnet
 
     m = scaling.multipliers(-3)
-    model = build_efficientnet("b0", width=m.width, depth=m.depth,
-                               input_shape=(m.resolution, m.resolution, 3))
+    model = build_efficientnet(
+        "b0", width=m.width, depth=m.depth, input_shape=(m.resolution, m.resolution, 3)
+    )
     net = scaling.formula_network(-3)
     assert model.count_params() == net.params
     blocks = {layer.name.split("_")[0] for layer in model.layers if layer.name.startswith("block")}
@@ -164,39 +174,45 @@ def test_resolution_rounds_halves_up():
 
 
 # ----- rounding, exactly as keras/src/applications/efficientnet.py --------------------------------
-@pytest.mark.parametrize("filters, width, divisor, expected", [
-    (32, 1.0, 8, 32),  # already a multiple
-    (4, 1.0, 8, 8),  # never below one divisor
-    (1, 1.0, 8, 8),
-    (12, 1.0, 8, 16),  # exactly half way rounds up
-    (17, 1.0, 8, 16),  # below half way rounds down (16 >= 0.9 * 17)
-    (19, 1.0, 8, 24),  # rounding down to 16 would lose > 10 % (16 < 17.1): one divisor back
-    (11, 1.0, 8, 16),  # the same rule near the minimum: 8 < 9.9
-    (16, 1.1, 8, 16),  # 17.6 -> 16, within 10 %
-    (32, 1.8, 8, 56),  # 57.6 -> 56
-    (1280, 2.0, 8, 2560),
-    (22, 1.0, 16, 32),  # 22 -> 16 loses > 10 % with divisor 16
-    (32, 0.7513, 8, 24),  # width below 1 (φ = -3): 24.04 -> 24
-    (1280, 0.7513, 8, 960),  # 961.7 -> 960
-    (40, 0.25, 8, 16),  # 10 -> 8 loses > 10 %: one divisor back
-    (16, 0.125, 8, 8),  # never below one divisor
-])
+@pytest.mark.parametrize(
+    "filters, width, divisor, expected",
+    [
+        (32, 1.0, 8, 32),  # already a multiple
+        (4, 1.0, 8, 8),  # never below one divisor
+        (1, 1.0, 8, 8),
+        (12, 1.0, 8, 16),  # exactly half way rounds up
+        (17, 1.0, 8, 16),  # below half way rounds down (16 >= 0.9 * 17)
+        (19, 1.0, 8, 24),  # rounding down to 16 would lose > 10 % (16 < 17.1): one divisor back
+        (11, 1.0, 8, 16),  # the same rule near the minimum: 8 < 9.9
+        (16, 1.1, 8, 16),  # 17.6 -> 16, within 10 %
+        (32, 1.8, 8, 56),  # 57.6 -> 56
+        (1280, 2.0, 8, 2560),
+        (22, 1.0, 16, 32),  # 22 -> 16 loses > 10 % with divisor 16
+        (32, 0.7513, 8, 24),  # width below 1 (φ = -3): 24.04 -> 24
+        (1280, 0.7513, 8, 960),  # 961.7 -> 960
+        (40, 0.25, 8, 16),  # 10 -> 8 loses > 10 %: one divisor back
+        (16, 0.125, 8, 8),  # never below one divisor
+    ],
+)
 def test_round_filters_edge_cases(filters, width, divisor, expected):
     assert scaling.round_filters(filters, width, divisor) == expected
 
 
-@pytest.mark.parametrize("repeats, depth, expected", [
-    (1, 1.0, 1),
-    (4, 0.5787, 3),  # depth below 1 (φ = -3): 2.31 rounds up
-    (1, 0.125, 1),  # never below one layer
-    (2, 1.1, 3),  # 2.2 rounds up
-    (3, 1.4, 5),  # 4.2 rounds up
-    (2, 1.5, 3),  # exact stays
-    (1, 3.1, 4),
-    (4, 1.25, 5),  # exact stays
-    (3, 1.1, 4),  # 3.3 rounds up
-    (10, 1.1, 11),
-])
+@pytest.mark.parametrize(
+    "repeats, depth, expected",
+    [
+        (1, 1.0, 1),
+        (4, 0.5787, 3),  # depth below 1 (φ = -3): 2.31 rounds up
+        (1, 0.125, 1),  # never below one layer
+        (2, 1.1, 3),  # 2.2 rounds up
+        (3, 1.4, 5),  # 4.2 rounds up
+        (2, 1.5, 3),  # exact stays
+        (1, 3.1, 4),
+        (4, 1.25, 5),  # exact stays
+        (3, 1.1, 4),  # 3.3 rounds up
+        (10, 1.1, 11),
+    ],
+)
 def test_round_repeats_edge_cases(repeats, depth, expected):
     assert scaling.round_repeats(repeats, depth) == expected
 
@@ -206,11 +222,28 @@ def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
     filters = [11, 12, 17, 19, 4, 44]
     repeats = [1, 2, 3, 10, 1, 2]
     width, depth = 1.0, 1.1  # width 1 so the filters hit the edge cases as listed
-    blocks = [{"kernel_size": 3, "repeats": r, "filters_in": f_in, "filters_out": f,
-               "expand_ratio": 1, "id_skip": True, "strides": 1, "se_ratio": 0.25}
-              for f_in, f, r in zip([scaling.STEM_FILTERS, *filters], filters, repeats)]
-    model = keras_efficientnet(width, depth, 32, weights=None, include_top=False,
-                               blocks_args=blocks, input_shape=(32, 32, 3))
+    blocks = [
+        {
+            "kernel_size": 3,
+            "repeats": r,
+            "filters_in": f_in,
+            "filters_out": f,
+            "expand_ratio": 1,
+            "id_skip": True,
+            "strides": 1,
+            "se_ratio": 0.25,
+        }
+        for f_in, f, r in zip([scaling.STEM_FILTERS, *filters], filters, repeats)
+    ]
+    model = keras_efficientnet(
+        width,
+        depth,
+        32,
+        weights=None,
+        include_top=False,
+        blocks_args=blocks,
+        input_shape=(32, 32, 3),
+    )
     names = [layer.name for layer in model.layers]
     for i, (f, r) in enumerate(zip(filters, repeats), start=1):
         assert model.get_layer(f"block{i}a_project_conv").filters == scaling.round_filters(f, width)
@@ -219,36 +252,42 @@ def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
 
 
 # ----- invalid inputs -----------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, message", [
-    ({"phi": -3.1}, "phi must be from -3 to 10"),
-    ({"phi": float("nan")}, "phi must be a finite number"),
-    ({"phi": "1"}, "phi must be a finite number"),
-    ({"phi": 1, "alpha": 0.99}, "alpha must be from 1 to 2"),
-    ({"phi": 1, "beta": 0.5}, "beta must be from 1 to 2"),
-    ({"phi": 1, "gamma": 0.9}, "gamma must be from 1 to 2"),
-    ({"phi": 1, "base_resolution": 0}, "from 32 to 1024"),
-    ({"phi": 1, "base_resolution": 224.0}, "whole number of pixels"),
-    ({"phi": 100}, "phi must be from -3 to 10, got 100"),  # would ask for 10^8 layers
-    ({"phi": 1e6}, "phi must be from -3 to 10"),
-    ({"phi": -1e6}, "phi must be from -3 to 10"),
-    ({"phi": 1, "alpha": 1e6}, "alpha must be from 1 to 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"phi": -3.1}, "phi must be from -3 to 10"),
+        ({"phi": float("nan")}, "phi must be a finite number"),
+        ({"phi": "1"}, "phi must be a finite number"),
+        ({"phi": 1, "alpha": 0.99}, "alpha must be from 1 to 2"),
+        ({"phi": 1, "beta": 0.5}, "beta must be from 1 to 2"),
+        ({"phi": 1, "gamma": 0.9}, "gamma must be from 1 to 2"),
+        ({"phi": 1, "base_resolution": 0}, "from 32 to 1024"),
+        ({"phi": 1, "base_resolution": 224.0}, "whole number of pixels"),
+        ({"phi": 100}, "phi must be from -3 to 10, got 100"),  # would ask for 10^8 layers
+        ({"phi": 1e6}, "phi must be from -3 to 10"),
+        ({"phi": -1e6}, "phi must be from -3 to 10"),
+        ({"phi": 1, "alpha": 1e6}, "alpha must be from 1 to 2"),
+    ],
+)
 def test_multipliers_reject_invalid_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         scaling.multipliers(**kwargs)
 
 
-@pytest.mark.parametrize("width, depth, resolution, message", [
-    (0.05, 1.0, 224, "width must be from 0.1 to 10"),
-    (1.0, 0.09, 224, "depth must be from 0.1 to 10"),
-    (1.0, 0.0, 224, "depth must be from 0.1 to 10"),
-    (-1.0, 1.0, 224, "width must be from 0.1 to 10"),
-    (1.0, 1.0, 0, "resolution must be a whole number of pixels"),
-    (1.0, 1.0, -224, "resolution must be a whole number of pixels"),
-    (1.0, 1.0, 224.5, "resolution must be a whole number of pixels"),
-    (1.0, 1.0, "224", "resolution must be a whole number of pixels"),
-    (1.0, 1.0, True, "resolution must be a whole number of pixels"),
-])
+@pytest.mark.parametrize(
+    "width, depth, resolution, message",
+    [
+        (0.05, 1.0, 224, "width must be from 0.1 to 10"),
+        (1.0, 0.09, 224, "depth must be from 0.1 to 10"),
+        (1.0, 0.0, 224, "depth must be from 0.1 to 10"),
+        (-1.0, 1.0, 224, "width must be from 0.1 to 10"),
+        (1.0, 1.0, 0, "resolution must be a whole number of pixels"),
+        (1.0, 1.0, -224, "resolution must be a whole number of pixels"),
+        (1.0, 1.0, 224.5, "resolution must be a whole number of pixels"),
+        (1.0, 1.0, "224", "resolution must be a whole number of pixels"),
+        (1.0, 1.0, True, "resolution must be a whole number of pixels"),
+    ],
+)
 def test_network_rejects_invalid_input(width, depth, resolution, message):
     """(also: width 1e6 or depth 1e6 are refused, not computed for ever)"""
     with pytest.raises(ValueError, match=message):
@@ -270,29 +309,38 @@ def test_nearest_variant_by_flops():
 
 
 def test_importing_scaling_does_not_import_tensorflow_or_keras():
-    code = ("import sys, core.scaling; "
-            "assert not {'tensorflow', 'keras', 'jax'} & set(sys.modules), 'heavy import'")
+    code = (
+        "import sys, core.scaling; "
+        "assert not {'tensorflow', 'keras', 'jax'} & set(sys.modules), 'heavy import'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(scaling.__file__).parents[1])
 
 
 # ----- implied φ ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant, depth, width, resolution", [
-    ("b0", 0.0, 0.0, 0.0),
-    ("b1", 0.5228, 0.0, 0.4936),  # ln 1.1 / ln 1.2; width 1.0; ln(240/224) / ln 1.15
-    ("b2", 1.0, 1.0, 1.0664),  # B2's depth 1.2 and width 1.1 are exactly the paper's φ = 1
-    ("b3", 1.8455, 1.9129, 2.0902),
-    ("b4", 3.2239, 3.5303, 3.7816),
-    ("b5", 4.3245, 4.9313, 5.0861),
-    ("b6", 5.2408, 6.1671, 6.1351),
-    ("b7", 6.2055, 7.2725, 7.0497),  # ln 3.1 / ln 1.2; ln 2 / ln 1.1; ln(600/224) / ln 1.15
-])
+@pytest.mark.parametrize(
+    "variant, depth, width, resolution",
+    [
+        ("b0", 0.0, 0.0, 0.0),
+        ("b1", 0.5228, 0.0, 0.4936),  # ln 1.1 / ln 1.2; width 1.0; ln(240/224) / ln 1.15
+        ("b2", 1.0, 1.0, 1.0664),  # B2's depth 1.2 and width 1.1 are exactly the paper's φ = 1
+        ("b3", 1.8455, 1.9129, 2.0902),
+        ("b4", 3.2239, 3.5303, 3.7816),
+        ("b5", 4.3245, 4.9313, 5.0861),
+        ("b6", 5.2408, 6.1671, 6.1351),
+        ("b7", 6.2055, 7.2725, 7.0497),  # ln 3.1 / ln 1.2; ln 2 / ln 1.1; ln(600/224) / ln 1.15
+    ],
+)
 def test_implied_phi_of_official_variants(variant, depth, width, resolution):
     implied = scaling.implied_phi(variant)
     assert implied.formula == int(variant[1])
     assert (implied.depth, implied.width, implied.resolution) == pytest.approx(
-        (depth, width, resolution), abs=1e-4)
-    assert implied.to_dict() == {"depth": implied.depth, "width": implied.width,
-                                 "resolution": implied.resolution}
+        (depth, width, resolution), abs=1e-4
+    )
+    assert implied.to_dict() == {
+        "depth": implied.depth,
+        "width": implied.width,
+        "resolution": implied.resolution,
+    }
 
 
 def test_implied_phi_inverts_the_formula_and_handles_base_one():

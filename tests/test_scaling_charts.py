@@ -18,8 +18,9 @@ def box(trace) -> tuple[float, float, float]:
     return min(xs), max(xs) - min(xs), max(ys)
 
 
-@pytest.mark.parametrize("net", [scaling.official_network("b3"), scaling.formula_network(-3)],
-                         ids=["b3", "phi-3"])
+@pytest.mark.parametrize(
+    "net", [scaling.official_network("b3"), scaling.formula_network(-3)], ids=["b3", "phi-3"]
+)
 def test_network_figure_draws_each_stage_over_b0s_outline(net):
     b0 = scaling.official_network("b0")
     fig = charts.network_figure(net)
@@ -36,7 +37,7 @@ def test_network_figure_draws_each_stage_over_b0s_outline(net):
         assert f"channels {row.channels}" in trace.hovertext
     # The outline has one rectangle per stage with B0's numbers, starting where the stage does.
     xs, ys = list(outlines[0].x), list(outlines[0].y)
-    rects = [(xs[i:i + 5], ys[i:i + 5]) for i in range(0, len(xs), 6)]
+    rects = [(xs[i : i + 5], ys[i : i + 5]) for i in range(0, len(xs), 6)]
     assert len(rects) == 9
     for (rx, ry), trace, ref in zip(rects, blocks, b0.stages):
         assert min(rx) == box(trace)[0] and max(rx) - min(rx) == pytest.approx(ref.layers)
@@ -62,10 +63,14 @@ def test_implied_phi_figure_has_the_three_coefficients_and_the_formula():
     assert list(depth.y) == [r.depth for r in rows]
 
 
-SWEEP = {"device": "CPU (2 cores, <x86>)", "batch_sizes": [1, 8], "points": [
-    {"label": "B0", "flops": 390e6, "params": 5.3e6, "ms_per_image": {"1": 20.0, "8": 8.0}},
-    {"label": "B1", "flops": 700e6, "params": 7.8e6, "ms_per_image": {"1": 35.0, "8": 14.0}},
-]}
+SWEEP = {
+    "device": "CPU (2 cores, <x86>)",
+    "batch_sizes": [1, 8],
+    "points": [
+        {"label": "B0", "flops": 390e6, "params": 5.3e6, "ms_per_image": {"1": 20.0, "8": 8.0}},
+        {"label": "B1", "flops": 700e6, "params": 7.8e6, "ms_per_image": {"1": 35.0, "8": 14.0}},
+    ],
+}
 
 
 def test_cost_figure_plots_latency_against_flops_and_params_and_names_the_device():
@@ -79,14 +84,41 @@ def test_cost_figure_plots_latency_against_flops_and_params_and_names_the_device
 
 
 def test_search_figure_colours_by_start_and_shows_repeats():
-    result = {"candidates": [
-        {"index": 0, "alpha": 2.0, "beta": 1.0, "gamma": 1.0, "start": "imagenet",
-         "val_accuracy": 0.6, "test_accuracy": 0.58, "stderr": 0.05},
-        {"index": 1, "alpha": 1.51, "beta": 1.15, "gamma": 1.0, "start": "scratch",
-         "val_accuracy": 0.3, "test_accuracy": 0.33, "stderr": 0.04},
-        {"index": 2, "alpha": 1.14, "beta": 1.15, "gamma": 1.15, "start": "scratch",
-         "val_accuracy": None, "test_accuracy": None, "stderr": None}],  # skipped: not drawn as a bar
-        "repeats": [{"candidate": 0, "val_accuracy": 0.55, "test_accuracy": 0.5}]}
+    result = {
+        "candidates": [
+            {
+                "index": 0,
+                "alpha": 2.0,
+                "beta": 1.0,
+                "gamma": 1.0,
+                "start": "imagenet",
+                "val_accuracy": 0.6,
+                "test_accuracy": 0.58,
+                "stderr": 0.05,
+            },
+            {
+                "index": 1,
+                "alpha": 1.51,
+                "beta": 1.15,
+                "gamma": 1.0,
+                "start": "scratch",
+                "val_accuracy": 0.3,
+                "test_accuracy": 0.33,
+                "stderr": 0.04,
+            },
+            {
+                "index": 2,
+                "alpha": 1.14,
+                "beta": 1.15,
+                "gamma": 1.15,
+                "start": "scratch",
+                "val_accuracy": None,
+                "test_accuracy": None,
+                "stderr": None,
+            },
+        ],  # skipped: not drawn as a bar
+        "repeats": [{"candidate": 0, "val_accuracy": 0.55, "test_accuracy": 0.5}],
+    }
     fig = charts.search_figure(result)
     bars = {t.name: t for t in fig.data if t.type == "bar"}
     assert list(bars["from B0's ImageNet weights"].y) == [60.0]

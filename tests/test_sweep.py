@@ -12,32 +12,41 @@ def test_default_plan_is_b0_to_b3_at_their_resolutions():
     points, batches, budget = sweep.plan({})
     assert [p.label for p in points] == ["B0", "B1", "B2", "B3"]
     assert [p.resolution for p in points] == [224, 240, 260, 300]
-    assert [p.flops for p in points] == [scaling.official_network(v).flops for v in ("b0", "b1", "b2", "b3")]
+    assert [p.flops for p in points] == [
+        scaling.official_network(v).flops for v in ("b0", "b1", "b2", "b3")
+    ]
     assert batches == (1, 8) and budget == sweep.DEFAULT_BUDGET_S
 
 
 def test_phi_plan_uses_the_formula_and_the_bases():
-    points, batches, _ = sweep.plan({"phis": [-1, 0.5], "alpha": 1.3, "base_resolution": 64,
-                                     "batch_sizes": [8, 1, 8]})
+    points, batches, _ = sweep.plan(
+        {"phis": [-1, 0.5], "alpha": 1.3, "base_resolution": 64, "batch_sizes": [8, 1, 8]}
+    )
     expected = scaling.formula_network(-1, alpha=1.3, base_resolution=64)
     assert points[0].label == "φ = -1" and points[0].phi == -1
     assert (points[0].depth, points[0].resolution, points[0].params) == (
-        expected.depth, expected.resolution, expected.params)
+        expected.depth,
+        expected.resolution,
+        expected.params,
+    )
     assert batches == (1, 8)  # sorted, without duplicates
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"phis": [-3], "base_resolution": 32}, "21 px; Keras builds EfficientNets from 32 px up"),
-    ({"phis": [-4]}, "phi must be from -3 to 10"),
-    ({"variants": ["b9"]}, "Unknown variant"),
-    ({"phis": [i / 4 for i in range(13)]}, "1 to 12 networks"),
-    ({"phis": []}, "1 to 12 networks"),
-    ({"batch_sizes": [0]}, "batch sizes must be whole numbers from 1 to 64"),
-    ({"batch_sizes": [1000]}, "from 1 to 64"),
-    ({"batch_sizes": []}, "batch sizes"),
-    ({"budget_s": 5}, "budget must be from 10 to 3600 seconds"),
-    ({"budget_s": "fast"}, "budget"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"phis": [-3], "base_resolution": 32}, "21 px; Keras builds EfficientNets from 32 px up"),
+        ({"phis": [-4]}, "phi must be from -3 to 10"),
+        ({"variants": ["b9"]}, "Unknown variant"),
+        ({"phis": [i / 4 for i in range(13)]}, "1 to 12 networks"),
+        ({"phis": []}, "1 to 12 networks"),
+        ({"batch_sizes": [0]}, "batch sizes must be whole numbers from 1 to 64"),
+        ({"batch_sizes": [1000]}, "from 1 to 64"),
+        ({"batch_sizes": []}, "batch sizes"),
+        ({"budget_s": 5}, "budget must be from 10 to 3600 seconds"),
+        ({"budget_s": "fast"}, "budget"),
+    ],
+)
 def test_bad_plans_are_refused_with_a_sentence(args, message):
     with pytest.raises(ValueError, match=message):
         sweep.plan(args)
@@ -75,8 +84,11 @@ def test_budget_skips_the_remaining_networks():
 
 @pytest.mark.slow
 def test_sweep_job_runs_in_a_worker_and_stops(tmp_path):
-    job = jobs.submit("sweep", {"phis": [0, 0.5, 1, 1.5], "base_resolution": 160,
-                                "batch_sizes": [1, 8]}, runs_root=tmp_path)
+    job = jobs.submit(
+        "sweep",
+        {"phis": [0, 0.5, 1, 1.5], "base_resolution": 160, "batch_sizes": [1, 8]},
+        runs_root=tmp_path,
+    )
     assert jobs.KINDS["sweep"][2] == "measure"
     for _ in range(600):  # stop once the first network is timed
         snap = job.wait(timeout=0.5)

@@ -13,8 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.torch_pickle import (LEGACY_MAGIC, TorchPickleError, UnsafePickleError, _Storage,
-                               _TensorRef, read_torch_legacy)
+from core.torch_pickle import (
+    LEGACY_MAGIC,
+    TorchPickleError,
+    UnsafePickleError,
+    _Storage,
+    _TensorRef,
+    read_torch_legacy,
+)
 from core.weights import lite0_package_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,8 +66,10 @@ def test_reads_packaged_lite0_state_dict():
 
 def test_refuses_forbidden_global_and_executes_nothing(tmp_path):
     marker = tmp_path / "pwned"
-    evil = _legacy_file(tmp_path / "evil.pth", pickle.dumps(OrderedDict(x=_Evil(marker)), protocol=2))
-    with pytest.raises(UnsafePickleError, match="posix.system|os.system"):
+    evil = _legacy_file(
+        tmp_path / "evil.pth", pickle.dumps(OrderedDict(x=_Evil(marker)), protocol=2)
+    )
+    with pytest.raises(UnsafePickleError, match=r"posix.system|os.system"):
         read_torch_legacy(evil)
     assert not marker.exists()
 
@@ -109,8 +117,6 @@ def test_reader_handles_offsets_and_strides(tmp_path):
     np.testing.assert_array_equal(ref.to_numpy(), np.arange(2, 8, dtype="float32").reshape(2, 3).T)
 
 
-
-
 def _frag(obj) -> bytes:
     """The pickle opcodes for a plain value (int, str, tuple of ints), without PROTO and STOP."""
     return pickle.dumps(obj, protocol=2)[2:-1]
@@ -119,11 +125,26 @@ def _frag(obj) -> bytes:
 def _crafted(path, offset, shape, stride, declared=4, stored=4):
     """A legacy file whose one tensor is a view (offset, shape, stride) on a small storage,
     written opcode by opcode as torch.save would (torch itself is not needed)."""
-    storage_id = (b"(" + _frag("storage") + b"ctorch\nFloatStorage\n" + _frag("0") + _frag("cpu")
-                  + _frag(declared) + b"tQ")  # MARK ... TUPLE, BINPERSID
-    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage_id + _frag(offset) + _frag(tuple(shape))
-              + _frag(tuple(stride)) + b"tR")  # GLOBAL, MARK args TUPLE, REDUCE
-    state = b"\x80\x02}" + _frag("w") + tensor + b"s."  # PROTO, EMPTY_DICT, key, value, SETITEM, STOP
+    storage_id = (
+        b"("
+        + _frag("storage")
+        + b"ctorch\nFloatStorage\n"
+        + _frag("0")
+        + _frag("cpu")
+        + _frag(declared)
+        + b"tQ"
+    )  # MARK ... TUPLE, BINPERSID
+    tensor = (
+        b"ctorch._utils\n_rebuild_tensor_v2\n("
+        + storage_id
+        + _frag(offset)
+        + _frag(tuple(shape))
+        + _frag(tuple(stride))
+        + b"tR"
+    )  # GLOBAL, MARK args TUPLE, REDUCE
+    state = (
+        b"\x80\x02}" + _frag("w") + tensor + b"s."
+    )  # PROTO, EMPTY_DICT, key, value, SETITEM, STOP
     return _legacy_file(path, state, keys=["0"], storages=[np.arange(stored, dtype="float32")])
 
 
@@ -132,13 +153,16 @@ def test_crafted_file_round_trips_when_honest(tmp_path):
     np.testing.assert_array_equal(state["w"], [1.0, 2.0, 3.0])
 
 
-@pytest.mark.parametrize("offset, shape, stride, message", [
-    (3, (2,), (1,), "reaches element 4"),  # one past the end
-    (0, (2, 2), (2, 1 << 40), "reaches element"),  # a huge stride (segfaulted before)
-    (-1, (2,), (1,), "negative"),
-    (0, (2,), (-1,), "negative"),
-    (0, (2, 2), (1,), "strides"),
-])
+@pytest.mark.parametrize(
+    "offset, shape, stride, message",
+    [
+        (3, (2,), (1,), "reaches element 4"),  # one past the end
+        (0, (2, 2), (2, 1 << 40), "reaches element"),  # a huge stride (segfaulted before)
+        (-1, (2,), (1,), "negative"),
+        (0, (2,), (-1,), "negative"),
+        (0, (2, 2), (1,), "strides"),
+    ],
+)
 def test_views_outside_their_storage_are_refused(tmp_path, offset, shape, stride, message):
     path = _crafted(tmp_path / "bad.pth", offset, shape, stride)
     assert path.stat().st_size < 400  # a few hundred bytes are enough to attack a reader
@@ -154,9 +178,16 @@ def test_storage_size_must_match_its_bytes(tmp_path):
 def test_a_huge_stride_never_crashes_the_process(tmp_path):
     """In a subprocess, so a segfault would show as a signal, not take the test run down."""
     path = _crafted(tmp_path / "stride.pth", 0, (2, 2), (1, 1 << 50))
-    code = ("import sys; from core.torch_pickle import read_torch_legacy, TorchPickleError\n"
-            "try:\n    read_torch_legacy(sys.argv[1])\nexcept TorchPickleError as e:\n"
-            "    print('refused:', e)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True,
-                         text=True, timeout=60)
+    code = (
+        "import sys; from core.torch_pickle import read_torch_legacy, TorchPickleError\n"
+        "try:\n    read_torch_legacy(sys.argv[1])\nexcept TorchPickleError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and out.stdout.startswith("refused:"), out.stderr

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import no_temp_files
+
 from core import runs, training
 from core.bench import fit_blog_way
 from core.data import load_dataset
@@ -23,8 +23,17 @@ from core.training.features import cached_features
 
 pytestmark = pytest.mark.slow
 
-RUN_FILES = {"status.json", "config.json", "classes.json", "preprocessing.json", "history.csv",
-             "model.keras", "confusion.json", "results.json", "predictions.npz"}
+RUN_FILES = {
+    "status.json",
+    "config.json",
+    "classes.json",
+    "preprocessing.json",
+    "history.csv",
+    "model.keras",
+    "confusion.json",
+    "results.json",
+    "predictions.npz",
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +42,19 @@ def mini(mini_cifar) -> Path:
 
 
 def config(mini, **overrides) -> TrainConfig:
-    values = dict(data=str(mini), backbone="lite0", weights="lite0", mode="frozen", resolution=32,
-                  epochs=2, batch_size=32, lr=1e-3, schedule="constant", seed=1,
-                  cache_features=False)
+    values = dict(
+        data=str(mini),
+        backbone="lite0",
+        weights="lite0",
+        mode="frozen",
+        resolution=32,
+        epochs=2,
+        batch_size=32,
+        lr=1e-3,
+        schedule="constant",
+        seed=1,
+        cache_features=False,
+    )
     return TrainConfig(**{**values, **overrides})
 
 
@@ -59,31 +78,35 @@ def trained_and_imagenet_backbones(model):
     """A finetuned run's Lite0 backbone, and the ImageNet Lite0 it started from."""
     from core.weights import load_backbone
 
-    original, _ = load_backbone("lite0", "lite0", input_shape=(32, 32, 3), include_top=False,
-                                pooling="avg")
+    original, _ = load_backbone(
+        "lite0", "lite0", input_shape=(32, 32, 3), include_top=False, pooling="avg"
+    )
     return model.get_layer("efficientnetlite0"), original
 
 
 # ----- configuration ----------------------------------------------------------------------------
-@pytest.mark.parametrize("field, value, message", [
-    ("backbone", "b9", "backbone must be one of b0, b1"),
-    ("weights", "/no/such/file.h5", "weights must be one of"),
-    ("mode", "half", "mode must be one of"),
-    ("resolution", 16, "resolution must be a whole number from 32"),
-    ("resolution", 64.5, "resolution must be a whole number"),
-    ("epochs", 0, "epochs must be"),
-    ("batch_size", -1, "batch_size must be"),
-    ("lr", 0.0, "lr .learning rate. must be"),
-    ("lr", float("nan"), "lr .learning rate. must be"),
-    ("optimizer", "rmsprop", "optimizer must be one of"),
-    ("schedule", "step", "schedule must be one of"),
-    ("subset", 0, "subset must be"),
-    ("finetune_blocks", 0, "finetune_blocks must be"),
-    ("augment", "yes", "augment must be true or false"),
-    ("dropout", 1.0, "dropout must be"),
-    ("name", "../escape", "run name"),
-    ("data", "/no/such/folder", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("backbone", "b9", "backbone must be one of b0, b1"),
+        ("weights", "/no/such/file.h5", "weights must be one of"),
+        ("mode", "half", "mode must be one of"),
+        ("resolution", 16, "resolution must be a whole number from 32"),
+        ("resolution", 64.5, "resolution must be a whole number"),
+        ("epochs", 0, "epochs must be"),
+        ("batch_size", -1, "batch_size must be"),
+        ("lr", 0.0, "lr .learning rate. must be"),
+        ("lr", float("nan"), "lr .learning rate. must be"),
+        ("optimizer", "rmsprop", "optimizer must be one of"),
+        ("schedule", "step", "schedule must be one of"),
+        ("subset", 0, "subset must be"),
+        ("finetune_blocks", 0, "finetune_blocks must be"),
+        ("augment", "yes", "augment must be true or false"),
+        ("dropout", 1.0, "dropout must be"),
+        ("name", "../escape", "run name"),
+        ("data", "/no/such/folder", "does not exist"),
+    ],
+)
 def test_bad_config_values(field, value, message):
     cfg = TrainConfig(**{field: value})
     with pytest.raises(ValueError, match=message):
@@ -97,8 +120,16 @@ def test_defaults_and_presets_are_valid():
         cfg.validate()
         assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     blog = training.preset_config("blog")
-    assert (blog.mode, blog.resolution, blog.epochs, blog.batch_size, blog.lr, blog.optimizer,
-            blog.schedule, blog.head_dropout) == ("frozen", 32, 50, 64, 1e-3, "adam", "constant", 0.0)
+    assert (
+        blog.mode,
+        blog.resolution,
+        blog.epochs,
+        blog.batch_size,
+        blog.lr,
+        blog.optimizer,
+        blog.schedule,
+        blog.head_dropout,
+    ) == ("frozen", 32, 50, 64, 1e-3, "adam", "constant", 0.0)
     with pytest.raises(ValueError, match="Unknown preset"):
         training.preset_config("fastest")
 
@@ -125,11 +156,19 @@ def test_frozen_run_writes_everything(frozen_run):
     assert [row["epoch"] for row in info.history] == [1, 2]
     assert np.array(info.confusion).sum() == 100 and len(info.class_names) == 10
     results = json.loads((result.run_dir / "results.json").read_text())
-    assert (results["train_images"], results["val_images"], results["test_images"]) == (180, 20, 100)
+    assert (results["train_images"], results["val_images"], results["test_images"]) == (
+        180,
+        20,
+        100,
+    )
     # The best epoch is the one with the best validation accuracy; the test split is separate.
     best = max(info.history, key=lambda r: r["val_accuracy"])
-    assert results["best_epoch"] == best["epoch"] and results["val_accuracy"] == best["val_accuracy"]
-    assert result.val_accuracy == results["val_accuracy"] and "validation split" in results["protocol"]
+    assert (
+        results["best_epoch"] == best["epoch"] and results["val_accuracy"] == best["val_accuracy"]
+    )
+    assert (
+        result.val_accuracy == results["val_accuracy"] and "validation split" in results["protocol"]
+    )
     assert set(results["per_class_accuracy"]) == set(info.class_names)
     wrong = runs.misclassified(result.run_dir)
     assert len(wrong) == min(36, round((1 - result.test_accuracy) * 100))
@@ -141,12 +180,16 @@ def test_frozen_run_writes_everything(frozen_run):
     assert recalls == pytest.approx(results["per_class_accuracy"])
     assert 0 <= results["macro"]["f1"] <= 1
     saved = runs.predictions(result.run_dir)
-    assert len(saved.true) == 100 and (saved.true == saved.pred).mean() == pytest.approx(result.test_accuracy)
+    assert len(saved.true) == 100 and (saved.true == saved.pred).mean() == pytest.approx(
+        result.test_accuracy
+    )
 
     snap = progress.snapshot()
     assert snap.status == "done" and snap.result["test_accuracy"] == result.test_accuracy
     assert [e["epoch"] for e in snap.epochs] == [1, 2]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s"} <= set(snap.epochs[0])
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s"} <= set(
+        snap.epochs[0]
+    )
     assert snap.batches and snap.batches[-1]["epoch"] == 2
     assert snap.device == result.device
 
@@ -184,7 +227,9 @@ def test_blog_protocol_validates_on_the_test_split_and_says_so(mini, tmp_path):
     # The test split picked the epoch: the reported test accuracy is that epoch's validation score.
     assert result.test_accuracy == pytest.approx(best["val_accuracy"], abs=1e-6)
     assert info.results["train_images"] == 200 and info.results["val_images"] == 100
-    assert "blog's protocol" in info.results["protocol"] and "optimistic" in info.results["protocol"]
+    assert (
+        "blog's protocol" in info.results["protocol"] and "optimistic" in info.results["protocol"]
+    )
 
 
 def test_early_stopping_ends_patience_epochs_after_the_best(mini, tmp_path):
@@ -193,7 +238,10 @@ def test_early_stopping_ends_patience_epochs_after_the_best(mini, tmp_path):
     epochs, best = len(info.history), info.results["best_epoch"]
     assert epochs < 40 and epochs == best + 2
     assert info.results["early_stopped"] and not result.stopped
-    assert max(r["val_accuracy"] for r in info.history[best:]) <= info.history[best - 1]["val_accuracy"]
+    assert (
+        max(r["val_accuracy"] for r in info.history[best:])
+        <= info.history[best - 1]["val_accuracy"]
+    )
 
 
 def test_existing_run_name_is_refused(frozen_run, mini):
@@ -205,31 +253,41 @@ def test_existing_run_name_is_refused(frozen_run, mini):
 
 # ----- fine-tuning ------------------------------------------------------------------------------
 def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
-    cfg = config(mini, mode="finetune", augment=False, finetune_blocks=1, epochs=1,
-                 cache_features=True)
+    cfg = config(
+        mini, mode="finetune", augment=False, finetune_blocks=1, epochs=1, cache_features=True
+    )
     cached = Path(os.environ["EFFNET_LAB_CACHE"]) / "features"
     before = set(cached.glob("*.npy")) if cached.is_dir() else set()
     phases = PhaseLog()
     result = train(cfg, phases, runs_root=tmp_path)
-    assert phases.phases[-4:] == ["Extracting features (train)", "Extracting features (validation)",
-                                  "Extracting features (test)", "Training"]
+    assert phases.phases[-4:] == [
+        "Extracting features (train)",
+        "Extracting features (validation)",
+        "Extracting features (test)",
+        "Training",
+    ]
     assert len(set(cached.glob("*.npy")) - before) == 3  # train, validation and test maps cached
     model = saved_model(result, mini, cfg)
     backbone, original = trained_and_imagenet_backbones(model)
     for name in ("stem_conv", "block6d_project_conv"):  # frozen: untouched
-        np.testing.assert_array_equal(backbone.get_layer(name).get_weights()[0],
-                                      original.get_layer(name).get_weights()[0])
+        np.testing.assert_array_equal(
+            backbone.get_layer(name).get_weights()[0], original.get_layer(name).get_weights()[0]
+        )
     for name in ("block7a_project_conv", "top_conv"):  # the top stage and top conv trained
-        assert not np.allclose(backbone.get_layer(name).get_weights()[0],
-                               original.get_layer(name).get_weights()[0])
-    np.testing.assert_array_equal(backbone.get_layer("top_bn").get_weights()[0],  # BN frozen
-                                  original.get_layer("top_bn").get_weights()[0])
+        assert not np.allclose(
+            backbone.get_layer(name).get_weights()[0], original.get_layer(name).get_weights()[0]
+        )
+    np.testing.assert_array_equal(
+        backbone.get_layer("top_bn").get_weights()[0],  # BN frozen
+        original.get_layer("top_bn").get_weights()[0],
+    )
 
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path, augment):
-    cfg = config(mini, mode="finetune", augment=augment, finetune_blocks=1, head_epochs=2,
-                 epochs=2, lr=3e-3)
+    cfg = config(
+        mini, mode="finetune", augment=augment, finetune_blocks=1, head_epochs=2, epochs=2, lr=3e-3
+    )
     phases = PhaseLog()
     result = train(cfg, phases, runs_root=tmp_path)
     assert phases.phases[-2:] == ["Training the head", "Fine-tuning"]
@@ -239,13 +297,19 @@ def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path
     assert [b["epoch"] for b in snap.batches][-1] == 4  # batches number on across phases
     info = runs.load_run(result.run_dir)
     assert [(r["epoch"], r["phase"]) for r in info.history] == [
-        (1, "head"), (2, "head"), (3, "finetune"), (4, "finetune")]  # saved runs show the phases
+        (1, "head"),
+        (2, "head"),
+        (3, "finetune"),
+        (4, "finetune"),
+    ]  # saved runs show the phases
     best = max(info.history, key=lambda r: r["val_accuracy"])
     assert info.results["best_epoch"] == best["epoch"] and result.epochs == 4
     model = saved_model(result, mini, cfg)
     backbone, original = trained_and_imagenet_backbones(model)
-    top_trained = not np.allclose(backbone.get_layer("top_conv").get_weights()[0],
-                                  original.get_layer("top_conv").get_weights()[0])
+    top_trained = not np.allclose(
+        backbone.get_layer("top_conv").get_weights()[0],
+        original.get_layer("top_conv").get_weights()[0],
+    )
     assert top_trained == (best["phase"] == "finetune")  # a head-phase best keeps ImageNet's top
 
 
@@ -256,8 +320,10 @@ def test_flip_tta_validates_and_tests_on_images_and_mirrors(mini, tmp_path, mode
     cfg = config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2, flip_tta=True)
     phases = PhaseLog()
     result = train(cfg, phases, runs_root=tmp_path)
-    assert {"Extracting features (validation, mirrored)", "Extracting features (test, mirrored)"} \
-        <= set(phases.phases)
+    assert {
+        "Extracting features (validation, mirrored)",
+        "Extracting features (test, mirrored)",
+    } <= set(phases.phases)
     model, _, prep = runs.load_run_model(result.run_dir)
     assert prep.flip_tta
     ds = load_dataset(str(mini), seed=cfg.seed)
@@ -274,15 +340,26 @@ def test_flip_tta_validates_and_tests_on_images_and_mirrors(mini, tmp_path, mode
 
 @pytest.mark.parametrize("mode, head_epochs", [("frozen", 0), ("finetune", 1)])
 def test_flip_augmentation_on_cached_features(mini, tmp_path, mode, head_epochs):
-    cfg = config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2, head_epochs=head_epochs,
-                 flip_features=True)
+    cfg = config(
+        mini,
+        mode=mode,
+        augment=False,
+        finetune_blocks=1,
+        epochs=2,
+        head_epochs=head_epochs,
+        flip_features=True,
+    )
     phases = PhaseLog()
     result = train(cfg, phases, runs_root=tmp_path)
     assert phases.phases.count("Extracting features (train, mirrored)") == 1
     if head_epochs:  # the head phase pools both the maps and the mirrored maps
         assert "Pooling the top blocks' output (train, 2/2)" in phases.phases
-    plain = train(config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2,
-                         head_epochs=head_epochs), runs_root=tmp_path)
+    plain = train(
+        config(
+            mini, mode=mode, augment=False, finetune_blocks=1, epochs=2, head_epochs=head_epochs
+        ),
+        runs_root=tmp_path,
+    )
     info, other = runs.load_run(result.run_dir), runs.load_run(plain.run_dir)
     assert info.history[-1]["loss"] != other.history[-1]["loss"]  # it trained on other inputs
     saved_model(result, mini, cfg)  # the saved model gives the reported test accuracy
@@ -355,7 +432,9 @@ def test_each_new_best_is_saved_as_it_happens(mini, tmp_path):
         def log_epoch(self, **metrics):
             super().log_epoch(**metrics)
             [run] = [p for p in tmp_path.iterdir() if p.is_dir()]
-            seen.append((run / "model.keras").stat().st_mtime_ns if (run / "model.keras").exists() else None)
+            seen.append(
+                (run / "model.keras").stat().st_mtime_ns if (run / "model.keras").exists() else None
+            )
 
     result = train(config(mini, epochs=3), Spy(), runs_root=tmp_path)
     # Epoch e is logged before its own save: seen[e] shows what epochs before e saved.
@@ -390,15 +469,20 @@ def test_data_errors_are_reported_and_leave_no_run(tmp_path):
     (empty / "only-class").mkdir(parents=True)
     progress = Progress()
     with pytest.raises(ValueError):
-        train(TrainConfig(data=str(empty), weights="none", epochs=1), progress,
-              runs_root=tmp_path / "runs")
+        train(
+            TrainConfig(data=str(empty), weights="none", epochs=1),
+            progress,
+            runs_root=tmp_path / "runs",
+        )
     snap = progress.snapshot()
     assert snap.status == "error" and snap.error
     assert runs.list_runs(tmp_path / "runs") == []
 
 
 # ----- bounded memory: features larger than the budget live on disk ---------------------------
-def test_features_over_the_memory_budget_spill_to_disk_and_train_the_same(mini, tmp_path, monkeypatch):
+def test_features_over_the_memory_budget_spill_to_disk_and_train_the_same(
+    mini, tmp_path, monkeypatch
+):
     cfg = config(mini, mode="finetune", augment=False, finetune_blocks=1, epochs=2)
     in_memory = train(cfg, runs_root=tmp_path / "a")
     monkeypatch.setenv("EFFNET_LAB_FEATURE_MEMORY_GB", "0.000001")  # ~1 KB: everything spills
@@ -419,7 +503,9 @@ def test_features_that_fit_nowhere_are_refused_with_the_numbers(mini, tmp_path, 
     monkeypatch.setenv("EFFNET_LAB_FEATURE_MEMORY_GB", "0.000001")
     monkeypatch.setattr(features, "free_disk_bytes", lambda folder: 1000)  # a nearly full disk
     cfg = config(mini, mode="finetune", augment=False, finetune_blocks=1, epochs=1)
-    with pytest.raises(ValueError, match=r"would take .* GB .*images × .*memory budget.*free on the cache disk"):
+    with pytest.raises(
+        ValueError, match=r"would take .* GB .*images × .*memory budget.*free on the cache disk"
+    ):
         train(cfg, runs_root=tmp_path)
     [run] = runs.list_runs(tmp_path)
     assert run.status == "error" and "Fine-tune fewer blocks" in run.error

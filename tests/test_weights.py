@@ -16,14 +16,23 @@ def test_lite0_conversion_maps_every_tensor():
     state = read_torch_legacy(weights.lite0_package_path())
     model = build_efficientnet("lite0")
     weights.assign_lite0(model, state)
-    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
-                                  np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0)))
-    np.testing.assert_array_equal(model.get_layer("block7a_project_conv").get_weights()[0][0, 0, :, 0],
-                                  state["_blocks.15._project_conv.weight"][0, :, 0, 0])
-    np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[1], state["_fc.bias"])
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").get_weights()[0],
+        np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0)),
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("block7a_project_conv").get_weights()[0][0, 0, :, 0],
+        state["_blocks.15._project_conv.weight"][0, :, 0, 0],
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("predictions").get_weights()[1], state["_fc.bias"]
+    )
     # Every non-BN tensor (one per conv/dense weight) was used exactly once.
-    used = sum(len(layer.get_weights()) for layer in model.layers
-               if not layer.name.startswith("normalization") and layer.weights)
+    used = sum(
+        len(layer.get_weights())
+        for layer in model.layers
+        if not layer.name.startswith("normalization") and layer.weights
+    )
     assert used == len([k for k in state if not k.endswith("num_batches_tracked")])
     # Input normalisation is (x - 127) / 128.
     x = np.array([[[[0.0, 127.0, 255.0]]]], dtype="float32")
@@ -45,7 +54,9 @@ def test_wrong_model_is_refused():
 def test_auto_falls_back_to_lite0_and_says_why():
     info = weights.resolve_source("b0", "auto")
     if info.source == "imagenet":
-        pytest.skip("official B0 weights are cached on this machine; the offline fallback is not exercised")
+        pytest.skip(
+            "official B0 weights are cached on this machine; the offline fallback is not exercised"
+        )
     assert info.source == "lite0" and info.variant == "lite0"
     assert "auto:" in info.detail and "unreachable" in info.detail
     assert os.path.exists(info.path) and info.path.endswith(".weights.h5")
@@ -65,7 +76,7 @@ def test_bad_sources_give_clear_errors(tmp_path):
 
 
 def test_local_weights_file_round_trip(tmp_path):
-    model, info = weights.load_backbone("lite0", "lite0", input_shape=(64, 64, 3))
+    model, _info = weights.load_backbone("lite0", "lite0", input_shape=(64, 64, 3))
     path = tmp_path / "mine.weights.h5"
     model.save_weights(path)
     again, info2 = weights.load_backbone("lite0", str(path), input_shape=(64, 64, 3))
@@ -76,11 +87,13 @@ def test_local_weights_file_round_trip(tmp_path):
 
 def test_notop_backbone_shares_converted_weights():
     full, _ = weights.load_backbone("lite0", "lite0", input_shape=(96, 96, 3))
-    notop, _ = weights.load_backbone("lite0", "lite0", input_shape=(96, 96, 3), include_top=False,
-                                     pooling="avg")
+    notop, _ = weights.load_backbone(
+        "lite0", "lite0", input_shape=(96, 96, 3), include_top=False, pooling="avg"
+    )
     assert notop.output_shape == (None, 1280)
-    np.testing.assert_array_equal(full.get_layer("top_conv").get_weights()[0],
-                                  notop.get_layer("top_conv").get_weights()[0])
+    np.testing.assert_array_equal(
+        full.get_layer("top_conv").get_weights()[0], notop.get_layer("top_conv").get_weights()[0]
+    )
 
 
 def test_unreadable_offline_weights_become_the_weights_error(tmp_path, monkeypatch):
@@ -98,8 +111,9 @@ def test_weights_files_are_listed_only_from_the_weights_root(tmp_path, monkeypat
     for name in ("a.weights.h5", "sub/b.h5", "notes.txt", ".hidden.h5"):
         (tmp_path / "weights" / name).write_bytes(b"x")
     (tmp_path / "elsewhere.h5").write_bytes(b"x")
-    assert [p.relative_to(tmp_path / "weights").as_posix() for p in weights.list_weights_files()] == [
-        "a.weights.h5", "sub/b.h5"]
+    assert [
+        p.relative_to(tmp_path / "weights").as_posix() for p in weights.list_weights_files()
+    ] == ["a.weights.h5", "sub/b.h5"]
 
 
 def test_conversion_leaves_the_random_numbers_of_later_code_alone():

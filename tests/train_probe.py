@@ -69,11 +69,23 @@ def main() -> None:
     for mode in modes:
         os.environ[runtime.DEVICES_ENV] = mode
         SEEN.clear()
-        values = dict(data=data, backbone="lite0", weights="lite0", mode="finetune",
-                      resolution=32, finetune_blocks=2, augment=True, epochs=1, batch_size=32,
-                      lr=1e-3, optimizer="adam", schedule="constant")
-        config = TrainConfig(**{**values, **json.loads(overrides)},
-                             name=f"probe-{mode.replace(':', '')}")
+        values = dict(
+            data=data,
+            backbone="lite0",
+            weights="lite0",
+            mode="finetune",
+            resolution=32,
+            finetune_blocks=2,
+            augment=True,
+            epochs=1,
+            batch_size=32,
+            lr=1e-3,
+            optimizer="adam",
+            schedule="constant",
+        )
+        config = TrainConfig(
+            **{**values, **json.loads(overrides)}, name=f"probe-{mode.replace(':', '')}"
+        )
         result = train(config, runs_root=Path(runs_root))
         info = load_run(result.run_dir)
         model, _, _ = load_run_model(result.run_dir)
@@ -84,10 +96,15 @@ def main() -> None:
             compile_model(probe_model, config, 64, 1, plan.on_gpu)
             optimizer = type(probe_model.optimizer).__name__
         out[mode] = {
-            "device": result.device, "test_accuracy": result.test_accuracy,
-            "precision": info.results.get("precision"), "devices": info.results.get("devices"),
-            "history": info.history, "splits": sorted(set(SEEN)),
-            "output_dtype": str(probs.dtype), "probs": probs.tolist(), "optimizer": optimizer,
+            "device": result.device,
+            "test_accuracy": result.test_accuracy,
+            "precision": info.results.get("precision"),
+            "devices": info.results.get("devices"),
+            "history": info.history,
+            "splits": sorted(set(SEEN)),
+            "output_dtype": str(probs.dtype),
+            "probs": probs.tolist(),
+            "optimizer": optimizer,
             "loaded_jit": bool(model.jit_compile),
             "loaded_policies": sorted({layer.dtype_policy.name for layer in model.layers}),
         }

@@ -13,8 +13,16 @@ import os
 import sys
 
 # Sub-modules, in the order their commands appear in --help.
-_COMMAND_MODULES = ("core.cli.classify", "core.cli.train", "core.cli.scaling", "core.cli.info",
-                    "core.cli.runs", "core.cli.data", "core.cli.export", "core.cli.job")
+_COMMAND_MODULES = (
+    "core.cli.classify",
+    "core.cli.train",
+    "core.cli.scaling",
+    "core.cli.info",
+    "core.cli.runs",
+    "core.cli.data",
+    "core.cli.export",
+    "core.cli.job",
+)
 
 
 class CliError(Exception):

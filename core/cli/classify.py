@@ -12,18 +12,34 @@ from core.cli import CliError
 
 def register(sub) -> None:
     """Add the ``classify`` command."""
-    p = sub.add_parser("classify", help="classify image files with an ImageNet model or a trained run",
-                       description="Prints one JSON object per input file. Exit 0 if every file was "
-                                   "classified, 1 if some were not, 2 for bad arguments.")
-    p.add_argument("--model", default="imagenet",
-                   help="'imagenet' (default), a backbone name (b0..b7, lite0), or a run folder / .keras file")
-    p.add_argument("--weights", default="auto",
-                   help="ImageNet weights: auto (default), imagenet, lite0, or a .h5/.weights.h5 file")
-    p.add_argument("--top", type=int, default=5, help="how many classes to print per image (default 5)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
-    p.add_argument("--explain", metavar="DIR",
-                   help="also write DIR/<file stem>.cam.png: the Grad-CAM heatmap of the top class "
-                        "(grayscale, the input's size; the JSON line names it)")
+    p = sub.add_parser(
+        "classify",
+        help="classify image files with an ImageNet model or a trained run",
+        description="Prints one JSON object per input file. Exit 0 if every file was "
+        "classified, 1 if some were not, 2 for bad arguments.",
+    )
+    p.add_argument(
+        "--model",
+        default="imagenet",
+        help="'imagenet' (default), a backbone name (b0..b7, lite0), or a run folder / .keras file",
+    )
+    p.add_argument(
+        "--weights",
+        default="auto",
+        help="ImageNet weights: auto (default), imagenet, lite0, or a .h5/.weights.h5 file",
+    )
+    p.add_argument(
+        "--top", type=int, default=5, help="how many classes to print per image (default 5)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="images per forward pass (default 32)"
+    )
+    p.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="also write DIR/<file stem>.cam.png: the Grad-CAM heatmap of the top class "
+        "(grayscale, the input's size; the JSON line names it)",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="image files")
     p.set_defaults(func=run)
 
@@ -44,14 +60,22 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     print(f"model: {classifier.name} — {classifier.weights} ({classifier.detail})", file=sys.stderr)
     failed = 0
-    for item in classifier.classify_files(((f, f) for f in args.files), top=args.top,
-                                          batch_size=args.batch_size, explain=out is not None):
+    for item in classifier.classify_files(
+        ((f, f) for f in args.files),
+        top=args.top,
+        batch_size=args.batch_size,
+        explain=out is not None,
+    ):
         if item.error:
             failed += 1
             line = {"file": item.name, "error": item.error}
         else:
-            line = {"file": item.name, "model": classifier.name, "weights": classifier.weights,
-                    "top": item.prediction.top}
+            line = {
+                "file": item.name,
+                "model": classifier.name,
+                "weights": classifier.weights,
+                "top": item.prediction.top,
+            }
             if out is not None:
                 try:
                     line["cam"] = _write_cam(item, classifier.preprocessing, out)

@@ -18,10 +18,13 @@ _SHOWN = 10  # list items printed per section of the text report
 
 def register(sub) -> None:
     """Add the ``data`` command group."""
-    p = sub.add_parser("data", help="datasets under the data root: list, import a zip, check, delete",
-                       description="Managed datasets live under the data root (EFFNET_LAB_DATA, "
-                                   "default <project>/data), one folder each; use them by name "
-                                   "(--data NAME).")
+    p = sub.add_parser(
+        "data",
+        help="datasets under the data root: list, import a zip, check, delete",
+        description="Managed datasets live under the data root (EFFNET_LAB_DATA, "
+        "default <project>/data), one folder each; use them by name "
+        "(--data NAME).",
+    )
     cmds = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     q = cmds.add_parser("list", help="the datasets: classes, images, owner")
@@ -29,20 +32,24 @@ def register(sub) -> None:
     q.set_defaults(func=run_list)
 
     q = cmds.add_parser(
-        "import", help="import a zip of class folders as a new dataset",
+        "import",
+        help="import a zip of class folders as a new dataset",
         description="The zip holds one folder per class (or train/, val/, test/ folders of class "
-                    "folders), optionally inside one wrapper folder. Unsafe entries (.., absolute "
-                    "paths, symlinks, special files) and junk (__MACOSX, hidden files, non-images) "
-                    "are skipped and listed; every image is decoded; the import is all or nothing.")
+        "folders), optionally inside one wrapper folder. Unsafe entries (.., absolute "
+        "paths, symlinks, special files) and junk (__MACOSX, hidden files, non-images) "
+        "are skipped and listed; every image is decoded; the import is all or nothing.",
+    )
     q.add_argument("zip", metavar="ZIP", help="the zip file")
     q.add_argument("--name", required=True, help="the new dataset's name")
     q.add_argument("--json", action="store_true", help="print the report as one JSON object")
     q.set_defaults(func=run_import)
 
     q = cmds.add_parser(
-        "check", help="health check: counts, unreadable files, duplicates, leaks, odd sizes",
+        "check",
+        help="health check: counts, unreadable files, duplicates, leaks, odd sizes",
         description="Reads every image once. A dataset under the data root gets its split stored "
-                    "first, so the leaks listed are those training would meet.")
+        "first, so the leaks listed are those training would meet.",
+    )
     q.add_argument("data", metavar="NAME|PATH", help="a dataset name, an image folder, or cifar10")
     q.add_argument("--json", action="store_true", help="print the report as one JSON object")
     q.add_argument("--no-cache", action="store_true", help="check again even if nothing changed")
@@ -60,9 +67,16 @@ def run_list(args: argparse.Namespace) -> int:
     rows = []
     for name in list_datasets():
         info = datasets.info(name)
-        rows.append({"name": name, "classes": len(info.classes), "images": info.images,
-                     "owner": "app session" if info.owner else "none (read-only in the app)",
-                     "splits": list(info.splits), "source": info.source})
+        rows.append(
+            {
+                "name": name,
+                "classes": len(info.classes),
+                "images": info.images,
+                "owner": "app session" if info.owner else "none (read-only in the app)",
+                "splits": list(info.splits),
+                "source": info.source,
+            }
+        )
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -71,8 +85,10 @@ def run_list(args: argparse.Namespace) -> int:
     else:
         width = max(len(r["name"]) for r in rows)
         for r in rows:
-            print(f"{r['name']:<{width}}  {r['classes']:>4} classes  {r['images']:>7} images  "
-                  f"owner: {r['owner']}")
+            print(
+                f"{r['name']:<{width}}  {r['classes']:>4} classes  {r['images']:>7} images  "
+                f"owner: {r['owner']}"
+            )
     return 0
 
 
@@ -89,8 +105,10 @@ def run_import(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"imported {report['name']}: {report['images']} images in {len(report['classes'])} "
-          f"classes ({', '.join(f'{c} {n}' for c, n in report['classes'].items())})")
+    print(
+        f"imported {report['name']}: {report['images']} images in {len(report['classes'])} "
+        f"classes ({', '.join(f'{c} {n}' for c, n in report['classes'].items())})"
+    )
     for key, what in (("skipped", "skipped"), ("invalid", "not usable images")):
         if report[f"{key}_count"]:
             print(f"{report[f'{key}_count']} {what}:")
@@ -143,20 +161,26 @@ def run_check(args: argparse.Namespace) -> int:
 def print_report(r: dict) -> None:
     """The check as text, the first few items of each list."""
     out = sys.stdout
-    out.write(f"{r['dataset']}: {r['images']} images, {len(r['classes'])} classes "
-              f"({r['layout']}); imbalance {r['imbalance']}; checked in {r['seconds']} s"
-              f"{' (cached)' if r['cached'] else ''}\n")
+    out.write(
+        f"{r['dataset']}: {r['images']} images, {len(r['classes'])} classes "
+        f"({r['layout']}); imbalance {r['imbalance']}; checked in {r['seconds']} s"
+        f"{' (cached)' if r['cached'] else ''}\n"
+    )
     for split, counts in r["splits"].items():
         out.write(f"  {split}: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + "\n")
     for line in r["problems"] + r["notes"]:
         out.write(f"note: {line}\n")
-    sections = (("unreadable", lambda x: f"{x['file']}: {x['reason']}"),
-                ("duplicates", lambda x: f"{x[0]} = {x[1]}"),
-                ("near_duplicates", lambda x: f"{x[0]} ≈ {x[1]}"),
-                ("leaks", lambda x: f"{x['a']} ({x['splits'][0]}) ~ {x['b']} ({x['splits'][1]}), "
-                                    f"{x['kind']}"),
-                ("tiny", lambda x: f"{x['file']}: {x['size'][0]}×{x['size'][1]}"),
-                ("extreme_aspect", lambda x: f"{x['file']}: {x['size'][0]}×{x['size'][1]}"))
+    sections = (
+        ("unreadable", lambda x: f"{x['file']}: {x['reason']}"),
+        ("duplicates", lambda x: f"{x[0]} = {x[1]}"),
+        ("near_duplicates", lambda x: f"{x[0]} ≈ {x[1]}"),
+        (
+            "leaks",
+            lambda x: f"{x['a']} ({x['splits'][0]}) ~ {x['b']} ({x['splits'][1]}), {x['kind']}",
+        ),
+        ("tiny", lambda x: f"{x['file']}: {x['size'][0]}×{x['size'][1]}"),
+        ("extreme_aspect", lambda x: f"{x['file']}: {x['size'][0]}×{x['size'][1]}"),
+    )
     for key, fmt in sections:
         out.write(f"{key.replace('_', ' ')}: {r[f'{key}_count']}\n")
         for item in r[key][:_SHOWN]:

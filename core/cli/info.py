@@ -8,7 +8,9 @@ import json
 
 def register(sub) -> None:
     """Add the ``info`` command."""
-    p = sub.add_parser("info", help="show Keras backend, framework versions, device and available weights")
+    p = sub.add_parser(
+        "info", help="show Keras backend, framework versions, device and available weights"
+    )
     p.set_defaults(func=run)
 
 

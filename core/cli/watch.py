@@ -56,11 +56,16 @@ class Bar:
         if snap.phase != self.phase and snap.phase:
             self.phase, self.last_line = snap.phase, time.time()
             self.line(f"{self.phase} ({snap.total} {snap.unit})" if snap.total else self.phase)
-        for row in snap.epochs[self.epochs_shown:]:
-            val = (f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}"
-                   if row.get("val_accuracy") is not None else "")
-            self.line(f"epoch {row['epoch']}: loss {row['loss']:.4f}  acc {row['accuracy']:.4f}"
-                      f"{val}  {row['seconds']:.1f} s  {row['images_per_s']:.0f} img/s")
+        for row in snap.epochs[self.epochs_shown :]:
+            val = (
+                f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}"
+                if row.get("val_accuracy") is not None
+                else ""
+            )
+            self.line(
+                f"epoch {row['epoch']}: loss {row['loss']:.4f}  acc {row['accuracy']:.4f}"
+                f"{val}  {row['seconds']:.1f} s  {row['images_per_s']:.0f} img/s"
+            )
         self.epochs_shown = len(snap.epochs)
         total, done, unit = snap.total, snap.done, snap.unit
         if not total:
@@ -103,8 +108,10 @@ def watch(job: Job) -> tuple[Snapshot, int | None]:
         else:
             job.stop()
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            bar.line(f"{name}: stopping at the end of the current batch and saving "
-                     "(press Ctrl-C again to abort)")
+            bar.line(
+                f"{name}: stopping at the end of the current batch and saving "
+                "(press Ctrl-C again to abort)"
+            )
         received.append(signum)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

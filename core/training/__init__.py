@@ -21,9 +21,31 @@ Two modes, and where their speed comes from:
   trains.
 """
 
-from core.training.options import (DEFAULTS, MODES, OPTIMIZERS, PRESETS, SCHEDULES, Option,
-                                   Preset, TrainConfig, options, preset_config)
+from core.training.options import (
+    DEFAULTS,
+    MODES,
+    OPTIMIZERS,
+    PRESETS,
+    SCHEDULES,
+    Option,
+    Preset,
+    TrainConfig,
+    options,
+    preset_config,
+)
 from core.training.run import RunResult, train
 
-__all__ = ["DEFAULTS", "MODES", "OPTIMIZERS", "PRESETS", "SCHEDULES", "Option", "Preset",
-           "RunResult", "TrainConfig", "options", "preset_config", "train"]
+__all__ = [
+    "DEFAULTS",
+    "MODES",
+    "OPTIMIZERS",
+    "PRESETS",
+    "SCHEDULES",
+    "Option",
+    "Preset",
+    "RunResult",
+    "TrainConfig",
+    "options",
+    "preset_config",
+    "train",
+]

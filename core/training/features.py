@@ -88,14 +88,21 @@ def _allocate(shape: tuple, dtype, spill_dir: Path) -> np.ndarray:
             f"{per_image} {np.dtype(dtype).name}), more than the memory budget "
             f"({budget / 1e9:.1f} GB, EFFNET_LAB_FEATURE_MEMORY_GB) and the {free / 1e9:.1f} GB "
             "free on the cache disk. Fine-tune fewer blocks, lower the resolution, train on a "
-            "subset, or turn augmentation on (nothing is cached then).")
+            "subset, or turn augmentation on (nothing is cached then)."
+        )
     fd, name = tempfile.mkstemp(prefix=".features.", suffix=".tmp.npy", dir=spill_dir)
     os.close(fd)
     return np.lib.format.open_memmap(name, mode="w+", dtype=dtype, shape=shape)
 
 
-def extract(model, x: np.ndarray, progress: Progress, phase: str, batch_size: int,
-            spill_dir: Path | None = None) -> np.ndarray:
+def extract(
+    model,
+    x: np.ndarray,
+    progress: Progress,
+    phase: str,
+    batch_size: int,
+    spill_dir: Path | None = None,
+) -> np.ndarray:
     """``model`` applied to ``x`` in batches with progress; a stop request raises Stopped.
 
     The result is an in-memory array, or a disk-backed ``np.memmap`` in ``spill_dir`` (default:
@@ -108,12 +115,15 @@ def extract(model, x: np.ndarray, progress: Progress, phase: str, batch_size: in
             progress.check_stop()
             # [:batch]: under TensorFlow's MirroredStrategy, Keras's predict_on_batch runs the
             # whole batch on every replica and returns all the copies (first copy = the right rows).
-            part = np.asarray(model.predict_on_batch(x[i:i + batch_size].astype("float32")))
-            part = part[:min(batch_size, len(x) - i)]
+            part = np.asarray(model.predict_on_batch(x[i : i + batch_size].astype("float32")))
+            part = part[: min(batch_size, len(x) - i)]
             if out is None:  # the first batch tells the size of everything
-                out = _allocate((len(x),) + part.shape[1:], part.dtype,
-                                spill_dir or paths.cache_dir() / "features")
-            out[i:i + len(part)] = part
+                out = _allocate(
+                    (len(x),) + part.shape[1:],
+                    part.dtype,
+                    spill_dir or paths.cache_dir() / "features",
+                )
+            out[i : i + len(part)] = part
             progress.advance(len(part))
     except BaseException:
         _discard(out)
@@ -129,8 +139,15 @@ def _discard(array) -> None:
         Path(array.filename).unlink(missing_ok=True)
 
 
-def cached_features(model, x: np.ndarray, key: dict, progress: Progress, phase: str,
-                    batch_size: int, use_cache: bool) -> np.ndarray:
+def cached_features(
+    model,
+    x: np.ndarray,
+    key: dict,
+    progress: Progress,
+    phase: str,
+    batch_size: int,
+    use_cache: bool,
+) -> np.ndarray:
     """Extract features, reusing a disk cache keyed by ``key`` and the images' bytes."""
     digest = hashlib.blake2b(np.ascontiguousarray(x).data, digest_size=16)
     digest.update(json.dumps(key, sort_keys=True).encode())
@@ -171,17 +188,29 @@ def cache_key(net: TrainNetwork, config: TrainConfig, cut: str, storage_size: in
     info = net.weights
     stat = Path(info.path).stat() if info.path and Path(info.path).is_file() else None
     return {
-        "variant": info.variant, "source": info.source, "weights": info.path,
+        "variant": info.variant,
+        "source": info.source,
+        "weights": info.path,
         "weights_file": [stat.st_size, stat.st_mtime_ns] if stat else None,
         "seed": config.seed if info.path is None else None,  # random init depends on the seed
-        "resolution": config.resolution, "storage": storage_size, "cut": cut,
-        "keras": keras.__version__, "backend": keras.backend.backend(),
-        "policy": keras.config.dtype_policy().name, "version": CACHE_VERSION,
+        "resolution": config.resolution,
+        "storage": storage_size,
+        "cut": cut,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "policy": keras.config.dtype_policy().name,
+        "version": CACHE_VERSION,
     }
 
 
-def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, on_gpu: bool,
-                    train_only: bool = False):
+def training_inputs(
+    net: TrainNetwork,
+    config: TrainConfig,
+    ds,
+    progress: Progress,
+    on_gpu: bool,
+    train_only: bool = False,
+):
     """The model that trains, and its train/test inputs (images, or cached features).
 
     Args:
@@ -205,7 +234,10 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
         suffix = keras.Model(cut_tensor, net.backbone.output)
         image = keras.Input((storage, storage, 3), name="image")
         extractor = keras.Model(image, prefix(apply_layers(net.stem, image)))
-        cut, maps_in = net.first_trainable.name, keras.Input(cut_tensor.shape[1:], name="feature_maps")
+        cut, maps_in = (
+            net.first_trainable.name,
+            keras.Input(cut_tensor.shape[1:], name="feature_maps"),
+        )
         train_model = keras.Model(maps_in, apply_layers(net.head, suffix(maps_in)))
     else:
         if train_only:
@@ -214,8 +246,15 @@ def training_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progre
     key = cache_key(net, config, cut, storage)
 
     def features(x, name):
-        return cached_features(extractor, x, key, progress, f"Extracting features ({name})",
-                               batch, config.cache_features)
+        return cached_features(
+            extractor,
+            x,
+            key,
+            progress,
+            f"Extracting features ({name})",
+            batch,
+            config.cache_features,
+        )
 
     x_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     if train_only:
@@ -229,8 +268,10 @@ def _evaluation_pair(ds, config: TrainConfig, features) -> tuple:
     if ds.x_val is ds.x_test:
         x_test = _with_mirror(features, ds.x_test, "test", config.flip_tta)
         return x_test, x_test
-    return (_with_mirror(features, ds.x_val, "validation", config.flip_tta),
-            _with_mirror(features, ds.x_test, "test", config.flip_tta))
+    return (
+        _with_mirror(features, ds.x_val, "validation", config.flip_tta),
+        _with_mirror(features, ds.x_test, "test", config.flip_tta),
+    )
 
 
 def _with_mirror(features, x, name: str, mirrored: bool):
@@ -250,8 +291,14 @@ def head_model(net: TrainNetwork):
     return keras.Model(features_in, apply_layers(net.head, features_in))
 
 
-def head_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, on_gpu: bool,
-                maps: tuple | None = None):
+def head_inputs(
+    net: TrainNetwork,
+    config: TrainConfig,
+    ds,
+    progress: Progress,
+    on_gpu: bool,
+    maps: tuple | None = None,
+):
     """The head-only model and its pooled train and validation features: the first phase of
     two-phase fine-tuning (``config.head_epochs``), while the top blocks still hold their
     ImageNet weights.
@@ -282,8 +329,15 @@ def head_inputs(net: TrainNetwork, config: TrainConfig, ds, progress: Progress, 
     key = cache_key(net, config, "pooled", ds.storage_size)
 
     def features(x, name):
-        return cached_features(extractor, x, key, progress, f"Extracting features ({name})",
-                               batch, config.cache_features)
+        return cached_features(
+            extractor,
+            x,
+            key,
+            progress,
+            f"Extracting features ({name})",
+            batch,
+            config.cache_features,
+        )
 
     f_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)
@@ -319,20 +373,25 @@ def fold_batchnorm(model):
         if not isinstance(bn, layers.BatchNormalization) or not (bn.center and bn.scale):
             continue
         conv = producers.get(id(bn.input))
-        if (not isinstance(conv, (layers.Conv2D, layers.DepthwiseConv2D))
-                or readers.get(id(conv.output)) != [bn]
-                or conv.get_config().get("activation") != "linear"
-                or bn.axis not in (-1, 3, [-1], [3])):
+        if (
+            not isinstance(conv, (layers.Conv2D, layers.DepthwiseConv2D))
+            or readers.get(id(conv.output)) != [bn]
+            or conv.get_config().get("activation") != "linear"
+            or bn.axis not in (-1, 3, [-1], [3])
+        ):
             continue
         gamma, beta, mean, var = (np.asarray(w, dtype="float64") for w in bn.get_weights())
         scale = gamma / np.sqrt(var + bn.epsilon)
         bias = np.asarray(conv.bias, dtype="float64") if conv.use_bias else np.zeros_like(mean)
-        merged = type(conv).from_config({**conv.get_config(), "use_bias": True,
-                                          "name": f"{conv.name}_bnfold"})
+        merged = type(conv).from_config(
+            {**conv.get_config(), "use_bias": True, "name": f"{conv.name}_bnfold"}
+        )
         merged.build(conv.input.shape)
         depthwise = isinstance(conv, layers.DepthwiseConv2D)  # kernel (h, w, channels, 1)
         kernel = np.asarray(conv.kernel, dtype="float64") * (scale[:, None] if depthwise else scale)
-        merged.set_weights([kernel.astype("float32"), ((bias - mean) * scale + beta).astype("float32")])
+        merged.set_weights(
+            [kernel.astype("float32"), ((bias - mean) * scale + beta).astype("float32")]
+        )
         folded[conv.name] = merged
         dropped.add(bn.name)
 

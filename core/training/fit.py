@@ -62,9 +62,12 @@ def _callback_class():
             self.seen, self.t_last = done, time.time()
             if logs and (batch // self.log_every != self.logged or done == self.n):
                 self.logged = batch // self.log_every
-                self.progress.log_batch(epoch=self.offset + self.epoch + 1, step=batch + 1,
-                                        loss=float(logs.get("loss", float("nan"))),
-                                        accuracy=float(logs.get("accuracy", float("nan"))))
+                self.progress.log_batch(
+                    epoch=self.offset + self.epoch + 1,
+                    step=batch + 1,
+                    loss=float(logs.get("loss", float("nan"))),
+                    accuracy=float(logs.get("accuracy", float("nan"))),
+                )
             if self.progress.stop_requested:
                 self.model.stop_training = True
 
@@ -105,8 +108,13 @@ def _batches_class():
     return Batches
 
 
-def as_inputs(x, y: np.ndarray | None, batch_size: int, order: np.ndarray | None = None,
-              mirror: np.ndarray | None = None):
+def as_inputs(
+    x,
+    y: np.ndarray | None,
+    batch_size: int,
+    order: np.ndarray | None = None,
+    mirror: np.ndarray | None = None,
+):
     """``(inputs, labels)`` for Keras's ``fit``/``predict``: in-memory arrays as they are (in
     ``order``), a disk-backed ``np.memmap`` as batches read one at a time (labels inside).
 
@@ -144,19 +152,37 @@ def loss_and_accuracy(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(-np.log(picked).mean()), float((probs.argmax(axis=1) == y).mean())
 
 
-def compile_model(model, config: TrainConfig, n: int, epochs: int, on_gpu: bool,
-                  steps_per_execution: int = 1) -> None:
+def compile_model(
+    model, config: TrainConfig, n: int, epochs: int, on_gpu: bool, steps_per_execution: int = 1
+) -> None:
     """Compile for sparse-label classification with ``config``'s optimizer and schedule."""
-    model.compile(optimizer=make_optimizer(config, math.ceil(n / config.batch_size) * epochs),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=jit_compile(on_gpu), steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer=make_optimizer(config, math.ceil(n / config.batch_size) * epochs),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit_compile(on_gpu),
+        steps_per_execution=steps_per_execution,
+    )
 
 
-def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, progress: Progress,
-        *, on_gpu: bool, epochs: int | None = None, on_epoch: Callable[[list[dict]], None] | None = None,
-        on_best: Callable[[int], None] | None = None, compile: bool = True,
-        steps_per_execution: int = 1, before: tuple[list[dict], int | None] | None = None,
-        phase: str | None = None, label: str = "Training") -> tuple[list[dict], int | None]:
+def fit(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    val: tuple,
+    config: TrainConfig,
+    progress: Progress,
+    *,
+    on_gpu: bool,
+    epochs: int | None = None,
+    on_epoch: Callable[[list[dict]], None] | None = None,
+    on_best: Callable[[int], None] | None = None,
+    compile: bool = True,
+    steps_per_execution: int = 1,
+    before: tuple[list[dict], int | None] | None = None,
+    phase: str | None = None,
+    label: str = "Training",
+) -> tuple[list[dict], int | None]:
     """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
 
     ``val`` is ``(inputs, labels)``; the inputs may be a pair (inputs, mirrored inputs) for flip
@@ -189,8 +215,9 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
     # batch size must divide, the ragged last batch is trimmed, predict pads validation.
     multiple = batch_multiple()
     if batch % multiple:
-        raise ValueError(f"batch size {batch} must be a multiple of the {multiple} devices it is "
-                         "split over.")
+        raise ValueError(
+            f"batch size {batch} must be a multiple of the {multiple} devices it is split over."
+        )
     if compile:
         compile_model(model, config, n, epochs, on_gpu, steps_per_execution)
     rows: list[dict] = list(before[0]) if before else []
@@ -203,23 +230,36 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
         best, best_weights = _score(rows[best_epoch - 1]), model.get_weights()
     for epoch in range(first, first + epochs):
         order = np.random.default_rng([config.seed, epoch]).permutation(n)
-        order = order[:n - (n % batch) % multiple]  # drops < devices images (none on one device)
+        order = order[: n - (n % batch) % multiple]  # drops < devices images (none on one device)
         started = time.time()
         # Flip augmentation on cached features: each image, each epoch, one or the other.
-        mirror = (np.random.default_rng([config.seed, epoch, 1]).random(n) < 0.5
-                  if isinstance(x, tuple) else None)
+        mirror = (
+            np.random.default_rng([config.seed, epoch, 1]).random(n) < 0.5
+            if isinstance(x, tuple)
+            else None
+        )
         inputs, labels = as_inputs(x, y, batch, order, mirror)
-        history = model.fit(inputs, labels, batch_size=None if labels is None else batch,
-                            epochs=epoch + 1 - first, initial_epoch=epoch - first, shuffle=False,
-                            callbacks=[callback], verbose=0).history
+        history = model.fit(
+            inputs,
+            labels,
+            batch_size=None if labels is None else batch,
+            epochs=epoch + 1 - first,
+            initial_epoch=epoch - first,
+            shuffle=False,
+            callbacks=[callback],
+            verbose=0,
+        ).history
         last = {k: float(v[-1]) for k, v in history.items() if v}
         # Validation by our own predict: the same path as the test split's (and flip TTA's).
         val_loss = val_accuracy = None
         if val is not None:
             val_loss, val_accuracy = loss_and_accuracy(predict_probs(model, val[0], batch), val[1])
         row = {
-            "epoch": epoch + 1, "loss": last.get("loss"), "accuracy": last.get("accuracy"),
-            "val_loss": val_loss, "val_accuracy": val_accuracy,
+            "epoch": epoch + 1,
+            "loss": last.get("loss"),
+            "accuracy": last.get("accuracy"),
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
             "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
             "seconds": round(time.time() - started, 3),
             "images_per_s": round(callback.images_per_s, 1),
@@ -239,8 +279,10 @@ def fit(model, x: np.ndarray, y: np.ndarray, val: tuple, config: TrainConfig, pr
             break
         since = max(best_epoch, first)
         if config.patience and epoch + 1 - since >= config.patience and epoch + 1 < first + epochs:
-            progress.message(f"Early stop: no better validation accuracy for {config.patience} "
-                             f"epoch(s) since epoch {since}")
+            progress.message(
+                f"Early stop: no better validation accuracy for {config.patience} "
+                f"epoch(s) since epoch {since}"
+            )
             break
     if best_weights is not None:
         model.set_weights(best_weights)
@@ -257,8 +299,8 @@ def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     step = batch_size * max(1, 256 // batch_size)
     inputs, _ = as_inputs(x, None, step, order)
     if isinstance(x, np.memmap):  # batches of their own
-        return np.asarray(model.predict(inputs, verbose=0))[:len(x)]
-    return np.asarray(model.predict(inputs, batch_size=step, verbose=0))[:len(x)]
+        return np.asarray(model.predict(inputs, verbose=0))[: len(x)]
+    return np.asarray(model.predict(inputs, batch_size=step, verbose=0))[: len(x)]
 
 
 def _score(row: dict) -> float:

@@ -63,14 +63,23 @@ def suggest(lrs, losses) -> dict:
     skip = max(1, len(lrs) // 10)  # the first steps' average is still settling
     steepest = None
     if low - skip >= 2:
-        slope = np.gradient(smoothed[skip:low + 1], np.log10(lrs[skip:low + 1]))
+        slope = np.gradient(smoothed[skip : low + 1], np.log10(lrs[skip : low + 1]))
         steepest = float(lrs[skip + int(np.argmin(slope))])
-    return {"steepest": steepest, "min_over_10": min_over_10,
-            "suggested": min_over_10 if steepest is None else min(steepest, min_over_10)}
+    return {
+        "steepest": steepest,
+        "min_over_10": min_over_10,
+        "suggested": min_over_10 if steepest is None else min(steepest, min_over_10),
+    }
 
 
-def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int = STEPS,
-            start: float = START, end: float = END) -> dict:
+def find_lr(
+    config: TrainConfig,
+    progress: Progress | None = None,
+    *,
+    steps: int = STEPS,
+    start: float = START,
+    end: float = END,
+) -> dict:
     """Run the range test for ``config`` (its data, model, optimizer and batch size).
 
     Uses at most ``steps × batch_size`` training images (a seeded, stratified subset).
@@ -97,8 +106,14 @@ def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int
     device = describe_device()
     progress.begin(device=device)
     need = steps * config.batch_size
-    sweep = replace(config, subset=min(config.subset or need, need), schedule="constant",
-                    head_epochs=0, flip_features=False, flip_tta=False)
+    sweep = replace(
+        config,
+        subset=min(config.subset or need, need),
+        schedule="constant",
+        head_epochs=0,
+        flip_features=False,
+        flip_tta=False,
+    )
     on_gpu = bool(accelerators())
     with device_context(on_gpu):
         ds = load_data(sweep, progress)
@@ -108,21 +123,32 @@ def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int
         model, x, _, _ = training_inputs(net, sweep, ds, progress, on_gpu, train_only=True)
         y = ds.y_train
         x = x[0] if isinstance(x, tuple) else x  # the sweep needs no flip augmentation
-        trains_on = ("images" if x is ds.x_train else "cached pooled features"
-                     if sweep.mode == "frozen" else "cached feature maps")
+        trains_on = (
+            "images"
+            if x is ds.x_train
+            else "cached pooled features"
+            if sweep.mode == "frozen"
+            else "cached feature maps"
+        )
         compile_model(model, sweep, len(y), 1, on_gpu)
         lrs = lr_schedule(steps, start, end)
         batch = config.batch_size
         # Epochs of seeded shuffles, long enough for every step (a small dataset repeats).
-        stream = np.concatenate([np.random.default_rng([config.seed, e]).permutation(len(y))
-                                 for e in range(math.ceil(steps * batch / len(y)))])
+        stream = np.concatenate(
+            [
+                np.random.default_rng([config.seed, e]).permutation(len(y))
+                for e in range(math.ceil(steps * batch / len(y)))
+            ]
+        )
         progress.start("Sweeping the learning rate", steps, "step")
         losses: list[float] = []
         best = math.inf
         for i, lr in enumerate(lrs):
             if progress.stop_requested:
                 break
-            idx = np.sort(stream[i * batch:(i + 1) * batch])  # sorted: disk-backed reads stay sequential
+            idx = np.sort(
+                stream[i * batch : (i + 1) * batch]
+            )  # sorted: disk-backed reads stay sequential
             model.optimizer.learning_rate.assign(float(lr))
             xb, yb = np.asarray(x[idx], dtype="float32"), y[idx]
             loss = float(model.train_on_batch(xb, yb, return_dict=True)["loss"])
@@ -134,15 +160,28 @@ def find_lr(config: TrainConfig, progress: Progress | None = None, *, steps: int
                 progress.message("The loss diverged: sweep ended")
                 break
             best = min(best, smoothed)
-    lrs = [float(v) for v in lrs[:len(losses)]]
-    return {"lrs": lrs, "losses": losses, "smoothed": [float(v) for v in smooth(losses)],
-            **suggest(lrs, losses), "images": int(len(y)), "trains_on": trains_on,
-            "device": device, "weights": net.weights.label, "stopped": progress.stop_requested}
+    lrs = [float(v) for v in lrs[: len(losses)]]
+    return {
+        "lrs": lrs,
+        "losses": losses,
+        "smoothed": [float(v) for v in smooth(losses)],
+        **suggest(lrs, losses),
+        "images": len(y),
+        "trains_on": trains_on,
+        "device": device,
+        "weights": net.weights.label,
+        "stopped": progress.stop_requested,
+    }
 
 
 def lr_find_job(args: dict, progress: Progress) -> dict:
     """Job entry (see :mod:`core.jobs`): ``args`` holds ``config`` (a :meth:`TrainConfig.to_dict`)
     and optionally ``steps``, ``start`` and ``end``."""
     config = TrainConfig.from_dict(args["config"])
-    return find_lr(config, progress, steps=int(args.get("steps", STEPS)),
-                   start=float(args.get("start", START)), end=float(args.get("end", END)))
+    return find_lr(
+        config,
+        progress,
+        steps=int(args.get("steps", STEPS)),
+        start=float(args.get("start", START)),
+        end=float(args.get("end", END)),
+    )

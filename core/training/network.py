@@ -72,7 +72,7 @@ def freeze(backbone, n_blocks: int):
     from keras import layers
 
     blocks = list(dict.fromkeys(b for b in map(block_of, backbone.layers) if b))  # network order
-    trainable = set(blocks[len(blocks) - min(n_blocks, len(blocks)):]) if n_blocks > 0 else set()
+    trainable = set(blocks[len(blocks) - min(n_blocks, len(blocks)) :]) if n_blocks > 0 else set()
     backbone.trainable = bool(trainable)
     first_layer = None
     for layer in backbone.layers:
@@ -90,9 +90,10 @@ def augmentation_layers(seed: int) -> list:
     10 % (the health check previews it with these same layers)."""
     from keras import layers
 
-    return [layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
-            layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed,
-                                     name="augment_shift")]
+    return [
+        layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed, name="augment_shift"),
+    ]
 
 
 def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> TrainNetwork:
@@ -109,8 +110,13 @@ def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> T
 
     keras.utils.set_random_seed(config.seed)
     size = config.resolution
-    backbone, info = load_backbone(config.backbone, config.weights, input_shape=(size, size, 3),
-                                   include_top=False, pooling="avg")
+    backbone, info = load_backbone(
+        config.backbone,
+        config.weights,
+        input_shape=(size, size, 3),
+        include_top=False,
+        pooling="avg",
+    )
     frozen = config.mode == "frozen"
     first = freeze(backbone, 0 if frozen else config.finetune_blocks)
     stem = []
@@ -125,8 +131,15 @@ def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> T
     # float32 softmax: under mixed precision, probabilities and the loss stay accurate.
     # Seeded explicitly: the head's start must not depend on what else drew random numbers
     # before (e.g. a one-off weights conversion), so two builds of one config are identical.
-    head.append(layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions",
-                             kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed)))
+    head.append(
+        layers.Dense(
+            num_classes,
+            activation="softmax",
+            dtype="float32",
+            name="predictions",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed),
+        )
+    )
 
     inputs = keras.Input((storage_size, storage_size, 3), name="image")
     x = apply_layers(stem, inputs)

@@ -87,14 +87,18 @@ class Option:
             raise ValueError(f"{what} must be text, got {value!r}.")
         allowed = self.allowed()
         if allowed and value not in allowed:
-            raise ValueError(f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}.")
+            raise ValueError(
+                f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}."
+            )
         if self.check is not None:
             self.check(value)
 
     def _in_bounds(self, value) -> bool:
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
-        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+        return not (
+            self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        )
 
     def _range(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
@@ -117,8 +121,11 @@ def _is_int(value) -> bool:
 def _is_number(value) -> bool:
     import numpy as np
 
-    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-            and math.isfinite(float(value)))
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
 
 
 def option(default, **metadata) -> object:
@@ -144,9 +151,11 @@ def _check_data(value: str) -> None:
     except OSError as exc:  # e.g. no permission to look
         raise ValueError(f"cannot read data folder {value!r}: {exc.strerror or exc}") from None
     if missing:
-        raise ValueError(f"data folder {value!r} does not exist: give 'cifar10', the name of a "
-                         "dataset under the data root, or the path of a folder with one "
-                         "subfolder per class.")
+        raise ValueError(
+            f"data folder {value!r} does not exist: give 'cifar10', the name of a "
+            "dataset under the data root, or the path of a folder with one "
+            "subfolder per class."
+        )
 
 
 def _check_weights(value: str) -> None:
@@ -157,14 +166,18 @@ def _check_weights(value: str) -> None:
     except OSError as exc:  # e.g. no permission to look
         raise ValueError(f"cannot read weights file {value!r}: {exc.strerror or exc}") from None
     if missing:
-        raise ValueError(f"weights must be one of {', '.join(SOURCES)} or the path of an "
-                         f"existing .h5 weights file, not {value!r}.")
+        raise ValueError(
+            f"weights must be one of {', '.join(SOURCES)} or the path of an "
+            f"existing .h5 weights file, not {value!r}."
+        )
 
 
 def _check_name(value: str) -> None:
     if not _NAME_RE.match(value):
-        raise ValueError(f"run name {value!r} must be 1–100 letters, digits, '.', '_', '+' "
-                         "or '-', starting with a letter or digit.")
+        raise ValueError(
+            f"run name {value!r} must be 1–100 letters, digits, '.', '_', '+' "
+            "or '-', starting with a letter or digit."
+        )
 
 
 # ----- the configuration ------------------------------------------------------------------------
@@ -178,92 +191,252 @@ class TrainConfig:
     """
 
     data: str = option(
-        "cifar10", label="Dataset", kind=str, widget="data", check=_check_data,
+        "cifar10",
+        label="Dataset",
+        kind=str,
+        widget="data",
+        check=_check_data,
         help="'cifar10', a dataset under the data root (by name) or an image folder path "
-             "(one subfolder per class)")
+        "(one subfolder per class)",
+    )
     backbone: str = option(
-        "b0", label="Backbone", kind=str, widget="select", choices=_backbones,
-        help="EfficientNet variant: b0..b7, or lite0 (the offline ImageNet weights)")
+        "b0",
+        label="Backbone",
+        kind=str,
+        widget="select",
+        choices=_backbones,
+        help="EfficientNet variant: b0..b7, or lite0 (the offline ImageNet weights)",
+    )
     weights: str = option(
-        "auto", label="Weights", kind=str, widget="weights", check=_check_weights,
+        "auto",
+        label="Weights",
+        kind=str,
+        widget="weights",
+        check=_check_weights,
         help="auto (official ImageNet if cached or downloadable, else offline Lite0), imagenet, "
-             "lite0, none (random init) or a .h5 weights file")
+        "lite0, none (random init) or a .h5 weights file",
+    )
     mode: str = option(
-        "frozen", label="Mode", kind=str, widget="radio", choices=MODES,
+        "frozen",
+        label="Mode",
+        kind=str,
+        widget="radio",
+        choices=MODES,
         help="frozen trains only a new head on fixed ImageNet features (fast); finetune also "
-             "trains the top blocks")
+        "trains the top blocks",
+    )
     resolution: int = option(
-        32, label="Resolution (px)", kind=int, widget="number", low=32, high=1024, step=8,
-        unit="pixels", help="input size the backbone sees; images are upscaled inside the model")
-    epochs: int = option(50, label="Epochs", kind=int, widget="number", low=1, high=10_000,
-                         help="training epochs")
-    batch_size: int = option(64, label="Batch size", kind=int, widget="number", low=1, high=8192,
-                             step=16, help="images per training step")
-    lr: float = option(1e-3, label="Learning rate", kind=float, widget="number", low=0,
-                       low_open=True, high=10, step=1e-4, what="lr (learning rate)",
-                       help="peak learning rate")
-    optimizer: str = option("adam", advanced=True, label="Optimizer", kind=str, widget="select",
-                            choices=OPTIMIZERS, help="the optimizer (sgd: momentum 0.9, Nesterov; adamw: weight decay 1e-4)")
-    schedule: str = option("cosine", advanced=True, label="Learning-rate schedule", kind=str, widget="select",
-                           choices=SCHEDULES,
-                           help="the learning-rate schedule (cosine decays to 0 over all steps)")
-    seed: int = option(0, advanced=True, label="Seed", kind=int, widget="number", low=0, high=2**31 - 1,
-                       help="seeds the head's initialisation, batch order, subsets and augmentation")
+        32,
+        label="Resolution (px)",
+        kind=int,
+        widget="number",
+        low=32,
+        high=1024,
+        step=8,
+        unit="pixels",
+        help="input size the backbone sees; images are upscaled inside the model",
+    )
+    epochs: int = option(
+        50, label="Epochs", kind=int, widget="number", low=1, high=10_000, help="training epochs"
+    )
+    batch_size: int = option(
+        64,
+        label="Batch size",
+        kind=int,
+        widget="number",
+        low=1,
+        high=8192,
+        step=16,
+        help="images per training step",
+    )
+    lr: float = option(
+        1e-3,
+        label="Learning rate",
+        kind=float,
+        widget="number",
+        low=0,
+        low_open=True,
+        high=10,
+        step=1e-4,
+        what="lr (learning rate)",
+        help="peak learning rate",
+    )
+    optimizer: str = option(
+        "adam",
+        advanced=True,
+        label="Optimizer",
+        kind=str,
+        widget="select",
+        choices=OPTIMIZERS,
+        help="the optimizer (sgd: momentum 0.9, Nesterov; adamw: weight decay 1e-4)",
+    )
+    schedule: str = option(
+        "cosine",
+        advanced=True,
+        label="Learning-rate schedule",
+        kind=str,
+        widget="select",
+        choices=SCHEDULES,
+        help="the learning-rate schedule (cosine decays to 0 over all steps)",
+    )
+    seed: int = option(
+        0,
+        advanced=True,
+        label="Seed",
+        kind=int,
+        widget="number",
+        low=0,
+        high=2**31 - 1,
+        help="seeds the head's initialisation, batch order, subsets and augmentation",
+    )
     subset: int | None = option(
-        None, advanced=True, label="Training subset (images)", kind=int, widget="number", low=1, high=10**9,
-        step=500, optional=True, none_means="all", unit="images",
-        help="train on a stratified subset of this many images (quick demos)")
+        None,
+        advanced=True,
+        label="Training subset (images)",
+        kind=int,
+        widget="number",
+        low=1,
+        high=10**9,
+        step=500,
+        optional=True,
+        none_means="all",
+        unit="images",
+        help="train on a stratified subset of this many images (quick demos)",
+    )
     test_subset: int | None = option(
-        None, advanced=True, label="Test subset (images)", kind=int, widget="number", low=1, high=10**9,
-        step=500, optional=True, none_means="all", unit="images",
-        help="evaluate on a stratified subset of the test split")
+        None,
+        advanced=True,
+        label="Test subset (images)",
+        kind=int,
+        widget="number",
+        low=1,
+        high=10**9,
+        step=500,
+        optional=True,
+        none_means="all",
+        unit="images",
+        help="evaluate on a stratified subset of the test split",
+    )
     validation: str = option(
-        "split", advanced=True, label="Validation data", kind=str, widget="radio", choices=VALIDATIONS,
+        "split",
+        advanced=True,
+        label="Validation data",
+        kind=str,
+        widget="radio",
+        choices=VALIDATIONS,
         help="split: a held-out part of the training data (or the dataset's val/ folder) picks "
-             "the best epoch and the test split is used once, at the end; test: the test split "
-             "picks the best epoch, as in the blog's protocol (its test accuracy is optimistic)")
+        "the best epoch and the test split is used once, at the end; test: the test split "
+        "picks the best epoch, as in the blog's protocol (its test accuracy is optimistic)",
+    )
     val_fraction: float = option(
-        0.1, advanced=True, label="Validation share", kind=float, widget="number", low=0.01, high=0.5, step=0.05,
+        0.1,
+        advanced=True,
+        label="Validation share",
+        kind=float,
+        widget="number",
+        low=0.01,
+        high=0.5,
+        step=0.05,
         only_for=("validation", "split"),
         help="share of each class's training images held out for validation (when the dataset "
-             "has no val/ folder)")
+        "has no val/ folder)",
+    )
     patience: int | None = option(
-        None, advanced=True, label="Early-stopping patience (epochs)", kind=int, widget="number", low=1,
-        high=10_000, optional=True, none_means="off", unit="epochs",
-        help="stop when validation accuracy has not improved for this many epochs")
+        None,
+        advanced=True,
+        label="Early-stopping patience (epochs)",
+        kind=int,
+        widget="number",
+        low=1,
+        high=10_000,
+        optional=True,
+        none_means="off",
+        unit="epochs",
+        help="stop when validation accuracy has not improved for this many epochs",
+    )
     finetune_blocks: int = option(
-        2, label="Fine-tune top blocks", kind=int, widget="number", low=1, high=100,
-        unit="blocks", only_for=("mode", "finetune"),
-        help="finetune: how many top MBConv blocks train (B0 and Lite0 have 16)")
+        2,
+        label="Fine-tune top blocks",
+        kind=int,
+        widget="number",
+        low=1,
+        high=100,
+        unit="blocks",
+        only_for=("mode", "finetune"),
+        help="finetune: how many top MBConv blocks train (B0 and Lite0 have 16)",
+    )
     head_epochs: int = option(
-        0, label="Head-only epochs first", kind=int, widget="number", low=0, high=10_000,
-        unit="epochs", only_for=("mode", "finetune"),
+        0,
+        label="Head-only epochs first",
+        kind=int,
+        widget="number",
+        low=0,
+        high=10_000,
+        unit="epochs",
+        only_for=("mode", "finetune"),
         help="finetune: first train only the head on frozen (cached) features for this many "
-             "epochs, then fine-tune the top blocks for the given epochs (0: fine-tune from the "
-             "start)")
+        "epochs, then fine-tune the top blocks for the given epochs (0: fine-tune from the "
+        "start)",
+    )
     dropout: float | None = option(
-        None, advanced=True, label="Dropout", kind=float, widget="number", low=0, high=1, high_open=True,
-        step=0.05, optional=True, none_means="auto",
-        help="dropout before the classifier (auto: 0 for frozen, as in the blog's head; 0.2 for finetune)")
+        None,
+        advanced=True,
+        label="Dropout",
+        kind=float,
+        widget="number",
+        low=0,
+        high=1,
+        high_open=True,
+        step=0.05,
+        optional=True,
+        none_means="auto",
+        help="dropout before the classifier (auto: 0 for frozen, as in the blog's head; 0.2 for finetune)",
+    )
     name: str | None = option(
-        None, advanced=True, label="Run name", kind=str, widget="text", optional=True,
-        none_means="automatic: time and settings", check=_check_name, help="the run folder's name")
-    augment: bool = option(True, label="Augment (flip + shift)", kind=bool,
-                           widget="toggle", only_for=("mode", "finetune"),
-                           help="finetune: random flip and small translation inside the model")
+        None,
+        advanced=True,
+        label="Run name",
+        kind=str,
+        widget="text",
+        optional=True,
+        none_means="automatic: time and settings",
+        check=_check_name,
+        help="the run folder's name",
+    )
+    augment: bool = option(
+        True,
+        label="Augment (flip + shift)",
+        kind=bool,
+        widget="toggle",
+        only_for=("mode", "finetune"),
+        help="finetune: random flip and small translation inside the model",
+    )
     flip_features: bool = option(
-        False, label="Flip augmentation on cached features", kind=bool, widget="toggle",
+        False,
+        label="Flip augmentation on cached features",
+        kind=bool,
+        widget="toggle",
         help="also cache the features of every training image's mirror image, and train each "
-             "epoch on one or the other of each, at random (twice the feature extraction; for "
-             "the cached paths: frozen, and finetune without augment)")
+        "epoch on one or the other of each, at random (twice the feature extraction; for "
+        "the cached paths: frozen, and finetune without augment)",
+    )
     flip_tta: bool = option(
-        False, label="Flip test-time augmentation", kind=bool, widget="toggle",
+        False,
+        label="Flip test-time augmentation",
+        kind=bool,
+        widget="toggle",
         help="validate and test on each image and its mirror image, averaging the two "
-             "predictions (they pick the best epoch and give the accuracies; the run classifies "
-             "new images the same way); twice the evaluation cost")
+        "predictions (they pick the best epoch and give the accuracies; the run classifies "
+        "new images the same way); twice the evaluation cost",
+    )
     cache_features: bool = option(
-        True, advanced=True, label="Cache features on disk", kind=bool, widget="toggle",
-        help="reuse extracted features when the same data, backbone and resolution come again")
+        True,
+        advanced=True,
+        label="Cache features on disk",
+        kind=bool,
+        widget="toggle",
+        help="reuse extracted features when the same data, backbone and resolution come again",
+    )
 
     def validate(self) -> None:
         """Check every value against its :class:`Option`.
@@ -282,12 +455,14 @@ class TrainConfig:
     def protocol(self) -> str:
         """How the reported accuracies were chosen, in words (saved with every run)."""
         if self.validation == "test":
-            return ("the blog's protocol: the test split picked the best epoch, so the test "
-                    "accuracy is optimistic")
+            return (
+                "the blog's protocol: the test split picked the best epoch, so the test "
+                "accuracy is optimistic"
+            )
         return "best epoch chosen on the validation split; test split evaluated once, at the end"
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Build a config from a dict (e.g. a run's ``config.json``), ignoring unknown keys."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
@@ -302,8 +477,10 @@ class TrainConfig:
 
 def options() -> list[tuple[str, Option, object]]:
     """``(field name, Option, default)`` for every training option, in display order."""
-    return [(f.name, f.metadata["option"], None if f.default is MISSING else f.default)
-            for f in fields(TrainConfig)]
+    return [
+        (f.name, f.metadata["option"], None if f.default is MISSING else f.default)
+        for f in fields(TrainConfig)
+    ]
 
 
 DEFAULTS: dict = {name: default for name, _, default in options()}
@@ -331,35 +508,85 @@ PRESETS: dict[str, Preset] = {
     # keep the feature extraction, which is nearly all of the time, under a minute on 2 cores
     # (see docs/benchmarks.md).
     "quick": Preset(
-        "quick demo", "about a minute on a 2-core CPU, to see the app work end to end (~72 % "
-                      "on CIFAR-10)",
-        dict(backbone="lite0", weights="auto", mode="frozen", resolution=96, epochs=15,
-             batch_size=64, lr=1e-3, optimizer="adam", schedule="cosine", dropout=0.3,
-             subset=5000, test_subset=2000)),
+        "quick demo",
+        "about a minute on a 2-core CPU, to see the app work end to end (~72 % on CIFAR-10)",
+        dict(
+            backbone="lite0",
+            weights="auto",
+            mode="frozen",
+            resolution=96,
+            epochs=15,
+            batch_size=64,
+            lr=1e-3,
+            optimizer="adam",
+            schedule="cosine",
+            dropout=0.3,
+            subset=5000,
+            test_subset=2000,
+        ),
+    ),
     "blog": Preset(
-        "blog", "the blog's protocol: frozen ImageNet B0 at 32×32, BN + Dense head, Adam 1e-3, "
-                "batch 64, 50 epochs, the test split as validation (so its test accuracy is "
-                "optimistic)",
-        dict(backbone="b0", weights="auto", mode="frozen", resolution=32, epochs=50, batch_size=64,
-             lr=1e-3, optimizer="adam", schedule="constant", validation="test")),
+        "blog",
+        "the blog's protocol: frozen ImageNet B0 at 32×32, BN + Dense head, Adam 1e-3, "
+        "batch 64, 50 epochs, the test split as validation (so its test accuracy is "
+        "optimistic)",
+        dict(
+            backbone="b0",
+            weights="auto",
+            mode="frozen",
+            resolution=32,
+            epochs=50,
+            batch_size=64,
+            lr=1e-3,
+            optimizer="adam",
+            schedule="constant",
+            validation="test",
+        ),
+    ),
     # Lite0 at 160×160, its top 3 blocks (block6c, 6d, 7a) fine-tuned on cached feature maps
     # (5×5×192) of every image and of its mirror image: each epoch sees one or the other of each
     # (flip augmentation), and validation and test average the two (flip TTA). 160 px is worth
     # ~5 points over 96 px; 224 px adds nothing at twice the cost (docs/benchmarks.md).
     "best-cpu": Preset(
-        "best (CPU, 30 min)", "the best recipe found for a 2-core CPU within 30 minutes",
-        dict(backbone="lite0", weights="auto", mode="finetune", resolution=160, finetune_blocks=3,
-             augment=False, flip_features=True, flip_tta=True, epochs=9, batch_size=64, lr=1e-3,
-             optimizer="adam", schedule="cosine")),
+        "best (CPU, 30 min)",
+        "the best recipe found for a 2-core CPU within 30 minutes",
+        dict(
+            backbone="lite0",
+            weights="auto",
+            mode="finetune",
+            resolution=160,
+            finetune_blocks=3,
+            augment=False,
+            flip_features=True,
+            flip_tta=True,
+            epochs=9,
+            batch_size=64,
+            lr=1e-3,
+            optimizer="adam",
+            schedule="cosine",
+        ),
+    ),
     # Fine-tune the whole of B0 at its native 224×224 with augmentation and mixed precision
     # (bfloat16 on JAX). Batch 250 divides CIFAR-10's 50 000 and 10 000 images, so JAX compiles
     # one train and one test step (a ragged last batch costs a compile each); 10 epochs = 2 000
     # steps, about 5 minutes at 2 000 img/s (see docs/benchmarks.md, "GPU").
     "best-gpu": Preset(
-        "best (GPU, 15 min)", "fine-tune all of B0 at 224 px with augmentation, for one GPU",
-        dict(backbone="b0", weights="auto", mode="finetune", resolution=224, finetune_blocks=16,
-             augment=True, epochs=10, batch_size=250, lr=5e-4, optimizer="adamw",
-             schedule="cosine")),
+        "best (GPU, 15 min)",
+        "fine-tune all of B0 at 224 px with augmentation, for one GPU",
+        dict(
+            backbone="b0",
+            weights="auto",
+            mode="finetune",
+            resolution=224,
+            finetune_blocks=16,
+            augment=True,
+            epochs=10,
+            batch_size=250,
+            lr=5e-4,
+            optimizer="adamw",
+            schedule="cosine",
+        ),
+    ),
 }
 
 

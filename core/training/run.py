@@ -79,8 +79,10 @@ def reserve_run_dir(config: TrainConfig, runs_root) -> RunWriter:
         ValueError: ``config.name`` is taken.
     """
     root = Path(runs_root) if runs_root is not None else paths.runs_dir()
-    base = (f"{time.strftime('%Y%m%d-%H%M%S')}-{_data_label(config.data)}-{config.backbone}-"
-            f"{config.mode}-{config.resolution}px")
+    base = (
+        f"{time.strftime('%Y%m%d-%H%M%S')}-{_data_label(config.data)}-{config.backbone}-"
+        f"{config.mode}-{config.resolution}px"
+    )
     return RunWriter.reserve(root, config.name, base)
 
 
@@ -90,15 +92,22 @@ def load_data(config: TrainConfig, progress: Progress):
     from core.data import load_dataset
 
     progress.message("Loading data")
-    ds = load_dataset(config.data, subset=config.subset, test_subset=config.test_subset,
-                      seed=config.seed, progress=progress,
-                      val_fraction=config.val_fraction if config.validation == "split" else 0.0)
+    ds = load_dataset(
+        config.data,
+        subset=config.subset,
+        test_subset=config.test_subset,
+        seed=config.seed,
+        progress=progress,
+        val_fraction=config.val_fraction if config.validation == "split" else 0.0,
+    )
     if config.validation == "test":
         ds.x_val, ds.y_val = ds.x_test, ds.y_test
         ds.split += "; validation: the test split (the blog's protocol)"
     if not len(ds.y_val):
-        raise ValueError("the validation split is empty: raise the validation share, or add "
-                         "images to the dataset's val/ folder")
+        raise ValueError(
+            "the validation split is empty: raise the validation share, or add "
+            "images to the dataset's val/ folder"
+        )
     return ds
 
 
@@ -110,8 +119,14 @@ def evaluate(model, x_test, ds, batch_size: int) -> dict:
     return score(probs, ds.y_test, ds.x_test, ds.class_names)
 
 
-def train(config: TrainConfig, progress: Progress | None = None,
-          runs_root: Path | None = None, *, finish: bool = True, owner: str | None = None) -> RunResult:
+def train(
+    config: TrainConfig,
+    progress: Progress | None = None,
+    runs_root: Path | None = None,
+    *,
+    finish: bool = True,
+    owner: str | None = None,
+) -> RunResult:
     """Train one classifier and save it as a run.
 
     Args:
@@ -147,8 +162,14 @@ def train(config: TrainConfig, progress: Progress | None = None,
         message = error_message(exc)
         if writer is not None and writer.started:
             try:  # the run has files: record why it failed
-                writer.finish({"status": "error", "error": message, "test_accuracy": None,
-                               "wall_s": round(time.time() - started, 2)})
+                writer.finish(
+                    {
+                        "status": "error",
+                        "error": message,
+                        "test_accuracy": None,
+                        "wall_s": round(time.time() - started, 2),
+                    }
+                )
             except OSError:
                 pass
         elif writer is not None:
@@ -161,8 +182,14 @@ def train(config: TrainConfig, progress: Progress | None = None,
     return result
 
 
-def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, started: float,
-         owner: str | None) -> RunResult:
+def _run(
+    config: TrainConfig,
+    progress: Progress,
+    writer: RunWriter,
+    plan,
+    started: float,
+    owner: str | None,
+) -> RunResult:
     """The body of :func:`train` (inside the device context of ``plan``, a
     :class:`core.runtime.DevicePlan`)."""
     from core.imagefolder import storage_preprocessing
@@ -189,18 +216,31 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, start
     timings["features_s"] = round(time.time() - t, 2)
     t = time.time()
     # Each new best is saved at once (atomically): a killed run still leaves its best model.
-    common = dict(on_gpu=on_gpu, on_epoch=writer.history, on_best=lambda epoch: writer.model(net.model))
+    common = dict(
+        on_gpu=on_gpu, on_epoch=writer.history, on_best=lambda epoch: writer.model(net.model)
+    )
     before = None
     two_phase = config.mode == "finetune" and config.head_epochs > 0
     if two_phase:  # first the head alone, on frozen features (the head's layers are shared)
         try:
-            head, f_train, f_val = head_inputs(net, config, ds, progress, on_gpu,
-                                               None if config.augment else (x_train, x_val))
+            head, f_train, f_val = head_inputs(
+                net, config, ds, progress, on_gpu, None if config.augment else (x_train, x_val)
+            )
         except Stopped:
             return _stopped_early(writer, net.weights.label, device, started, timings)
-        before = fit(head, f_train, ds.y_train, (f_val, ds.y_val), config, progress,
-                     epochs=config.head_epochs, steps_per_execution=_HEAD_STEPS_PER_EXECUTION,
-                     phase="head", label="Training the head", **common)
+        before = fit(
+            head,
+            f_train,
+            ds.y_train,
+            (f_val, ds.y_val),
+            config,
+            progress,
+            epochs=config.head_epochs,
+            steps_per_execution=_HEAD_STEPS_PER_EXECUTION,
+            phase="head",
+            label="Training the head",
+            **common,
+        )
         del f_train, f_val
         if before[0]:
             progress.mark(len(before[0]), "fine-tuning starts")
@@ -208,42 +248,92 @@ def _run(config: TrainConfig, progress: Progress, writer: RunWriter, plan, start
         rows, best_epoch = before
     else:
         group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
-        rows, best_epoch = fit(train_model, x_train, ds.y_train, (x_val, ds.y_val), config,
-                               progress, steps_per_execution=group, before=before,
-                               phase="finetune" if two_phase else None,
-                               label="Fine-tuning" if two_phase else "Training", **common)
+        rows, best_epoch = fit(
+            train_model,
+            x_train,
+            ds.y_train,
+            (x_val, ds.y_val),
+            config,
+            progress,
+            steps_per_execution=group,
+            before=before,
+            phase="finetune" if two_phase else None,
+            label="Fine-tuning" if two_phase else "Training",
+            **common,
+        )
     timings["train_s"] = round(time.time() - t, 2)
     progress.message("Evaluating on the test split")
     scores = evaluate(train_model, x_test, ds, config.batch_size)  # the one look at the test split
     best = rows[best_epoch - 1] if best_epoch else {}
     stopped = progress.stop_requested
     wall = round(time.time() - started, 2)
-    writer.finish({
-        "status": "stopped" if stopped else "done", "test_accuracy": scores["accuracy"],
-        "val_accuracy": best.get("val_accuracy"), "protocol": config.protocol,
-        "epochs": len(rows), "best_epoch": best_epoch,
-        "early_stopped": bool(config.patience and best_epoch and not stopped and len(rows)
-                              < config.epochs + (config.head_epochs if two_phase else 0)),
-        "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
-        "per_class_accuracy": scores["per_class"], "class_metrics": scores["metrics"]["per_class"],
-        "macro": scores["metrics"]["macro"], "wall_s": wall, "timings": timings,
-        "device": device, "backend": backend(), "precision": plan.policy,
-        "devices": len(plan.devices), "weights": net.weights.label,
-        "weights_detail": net.weights.detail, "data_source": ds.source, "split": ds.split,
-        "skipped": ds.skipped, "train_images": len(ds.y_train), "val_images": len(ds.y_val),
-        "test_images": len(ds.y_test),
-        "latency_ms": per_image_latency_ms(net.model, skip=stopped),  # batch 1, saved model
-    }, scores["confusion"], scores["predictions"])
-    return RunResult(writer.path, best.get("val_accuracy"), scores["accuracy"], len(rows), wall,
-                     device, net.weights.label, stopped, config.protocol, best_epoch)
+    writer.finish(
+        {
+            "status": "stopped" if stopped else "done",
+            "test_accuracy": scores["accuracy"],
+            "val_accuracy": best.get("val_accuracy"),
+            "protocol": config.protocol,
+            "epochs": len(rows),
+            "best_epoch": best_epoch,
+            "early_stopped": bool(
+                config.patience
+                and best_epoch
+                and not stopped
+                and len(rows) < config.epochs + (config.head_epochs if two_phase else 0)
+            ),
+            "last_epoch_val_accuracy": rows[-1]["val_accuracy"] if rows else None,
+            "per_class_accuracy": scores["per_class"],
+            "class_metrics": scores["metrics"]["per_class"],
+            "macro": scores["metrics"]["macro"],
+            "wall_s": wall,
+            "timings": timings,
+            "device": device,
+            "backend": backend(),
+            "precision": plan.policy,
+            "devices": len(plan.devices),
+            "weights": net.weights.label,
+            "weights_detail": net.weights.detail,
+            "data_source": ds.source,
+            "split": ds.split,
+            "skipped": ds.skipped,
+            "train_images": len(ds.y_train),
+            "val_images": len(ds.y_val),
+            "test_images": len(ds.y_test),
+            "latency_ms": per_image_latency_ms(net.model, skip=stopped),  # batch 1, saved model
+        },
+        scores["confusion"],
+        scores["predictions"],
+    )
+    return RunResult(
+        writer.path,
+        best.get("val_accuracy"),
+        scores["accuracy"],
+        len(rows),
+        wall,
+        device,
+        net.weights.label,
+        stopped,
+        config.protocol,
+        best_epoch,
+    )
 
 
-def _stopped_early(writer: RunWriter, weights: str, device: str, started: float,
-                   timings: dict) -> RunResult:
+def _stopped_early(
+    writer: RunWriter, weights: str, device: str, started: float, timings: dict
+) -> RunResult:
     """Record a run stopped before training began (nothing trained, so no model)."""
     wall = round(time.time() - started, 2)
-    writer.finish({"status": "stopped", "test_accuracy": None, "epochs": 0, "wall_s": wall,
-                   "device": device, "weights": weights, "timings": timings})
+    writer.finish(
+        {
+            "status": "stopped",
+            "test_accuracy": None,
+            "epochs": 0,
+            "wall_s": wall,
+            "device": device,
+            "weights": weights,
+            "timings": timings,
+        }
+    )
     return RunResult(writer.path, None, None, 0, wall, device, weights, True)
 
 

@@ -12,7 +12,8 @@ def test_upload_photo_shows_label(app_url, page, imagenet_samples_dir, tmp_path)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"definitely not a jpeg")
     page.locator("input[type=file]").first.set_input_files(
-        [str(imagenet_samples_dir / "n01860187_black_swan.JPEG"), str(broken)])
+        [str(imagenet_samples_dir / "n01860187_black_swan.JPEG"), str(broken)]
+    )
     # The first prediction converts the offline weights and loads the model: allow time on 2 cores.
     expect(page.get_by_text("black swan ·").first).to_be_visible(timeout=180_000)
     expect(page.get_by_text("broken.jpg: not an image")).to_be_visible()

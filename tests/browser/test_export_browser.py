@@ -31,8 +31,15 @@ def _choose(page, pick, name: str, tries: int = 5) -> None:
 def test_export_a_run_and_download_the_zip(app_url, page, tiny_cifar, _isolated_env, tmp_path):
     from core.training import TrainConfig, train
 
-    config = TrainConfig(data=str(tiny_cifar), backbone="lite0", weights="lite0", mode="frozen",
-                         resolution=32, epochs=1, name=RUN)
+    config = TrainConfig(
+        data=str(tiny_cifar),
+        backbone="lite0",
+        weights="lite0",
+        mode="frozen",
+        resolution=32,
+        epochs=1,
+        name=RUN,
+    )
     train(config, runs_root=Path(_isolated_env["EFFNET_LAB_RUNS"]))
 
     page.goto(app_url + "/train")
@@ -56,8 +63,9 @@ def test_export_a_run_and_download_the_zip(app_url, page, tiny_cifar, _isolated_
     download.save_as(path)
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
-        assert {f"{RUN}-onnx/{n}" for n in ("model.onnx", "labels.txt", "model.json",
-                                            "predict.py")} <= names
+        assert {
+            f"{RUN}-onnx/{n}" for n in ("model.onnx", "labels.txt", "model.json", "predict.py")
+        } <= names
         meta = json.loads(archive.read(f"{RUN}-onnx/model.json"))
         labels = archive.read(f"{RUN}-onnx/labels.txt").decode().splitlines()
     assert meta["format"] == "onnx" and meta["file"] == "model.onnx"

@@ -7,8 +7,11 @@ from core import scaling
 
 def test_moving_phi_changes_parameter_count(app_url, page, tmp_path):
     page.goto(app_url + "/scaling")
-    params = (page.get_by_test_id("stMetric").filter(has_text="Parameters")
-              .get_by_test_id("stMetricValue"))
+    params = (
+        page.get_by_test_id("stMetric")
+        .filter(has_text="Parameters")
+        .get_by_test_id("stMetricValue")
+    )
     expect(params).to_have_text(f"{scaling.official_network('b0').params:,}", timeout=120_000)
 
     slider = page.get_by_test_id("stSlider").filter(has_text="compound coefficient")

@@ -3,9 +3,8 @@
 import os
 from pathlib import Path
 
-from playwright.sync_api import expect
-
 from conftest import make_run
+from playwright.sync_api import expect
 
 
 def test_click_a_confusion_cell_to_see_its_images(app_url, page):
