@@ -9,7 +9,8 @@ import streamlit as st
 from PIL import Image
 
 from app_pages import charts, plain
-from core import evaluation, explain, inference, runs
+from core.serving import explain, inference
+from core.training import evaluation, runs
 
 _GALLERY_PX = 96  # stored test images are small (32 px for CIFAR-10): shown at this size
 

@@ -2,7 +2,7 @@
 
 Per-epoch rows look like ``{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", ...}`` and
 per-batch rows like ``{"epoch", "step", "loss", "accuracy"}``, as logged by ``core.training``
-into ``core.progress.Progress`` and saved in a run's ``history.csv``.
+into ``core.platform.progress.Progress`` and saved in a run's ``history.csv``.
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def selected_cell(event) -> tuple[int, int] | None:
 
 
 def class_metrics_rows(metrics: dict) -> list[dict]:
-    """The per-class precision/recall/F1 table (``core.evaluation.class_metrics``), with the
+    """The per-class precision/recall/F1 table (``core.training.evaluation.class_metrics``), with the
     macro averages as a last row."""
     rows = [dict(row) for row in metrics["per_class"]]
     macro = metrics["macro"]
@@ -321,7 +321,7 @@ def class_metrics_rows(metrics: dict) -> list[dict]:
 
 
 def runs_rows(runs) -> list[dict]:
-    """The runs table: one row per ``core.runs.RunInfo`` (newest first, as given)."""
+    """The runs table: one row per ``core.training.runs.RunInfo`` (newest first, as given)."""
     rows = []
     for run in runs:
         cfg = run.config or {}
@@ -362,7 +362,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 def accuracy_cost_figure(runs) -> go.Figure:
     """Test accuracy against training time and against per-image latency, one point per run
-    (``core.runs.RunInfo``) that has both numbers, with each panel's Pareto front marked."""
+    (``core.training.runs.RunInfo``) that has both numbers, with each panel's Pareto front marked."""
     fig = make_subplots(
         rows=1,
         cols=2,

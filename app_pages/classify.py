@@ -9,7 +9,9 @@ import streamlit as st
 
 from app_pages import ICONS, exports, plain, session
 from app_pages.charts import plotly_text
-from core import explain, images, inference, runs
+from core.data import images
+from core.serving import explain, inference
+from core.training import runs
 
 IMAGENET = "ImageNet (1000 classes)"
 

@@ -1,7 +1,7 @@
 """Data page: import a zip or build a dataset in the browser (classes, uploads, camera), edit it,
 and check its health before training.
 
-Datasets live under the data root, one folder each (:mod:`core.datasets`). A dataset made here is
+Datasets live under the data root, one folder each (:mod:`core.data.datasets`). A dataset made here is
 this session's, like its runs: only this session sees it, trains on it and may change or delete
 it. Datasets without an owner (from the command line, or placed in the data folder) are shown to
 everyone, read-only.
@@ -12,8 +12,8 @@ import time
 import streamlit as st
 
 from app_pages import ICONS, dataset_panel, plain, session
-from core import datasets, images
-from core.zipimport import ZipImportError, import_zip
+from core.data import datasets, images
+from core.data.zipimport import ZipImportError, import_zip
 
 # Streamlit keeps an upload in the server's memory: this is also the most one import costs.
 # server.maxUploadSize in .streamlit/config.toml must be at least this (it caps every upload).

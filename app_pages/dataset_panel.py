@@ -15,8 +15,8 @@ import streamlit as st
 
 from app_pages import plain, session
 from app_pages.charts import plotly_text
-from core import datasets, health
-from core.progress import JobStatus
+from core.data import augment, datasets, health
+from core.platform.progress import JobStatus
 
 ICON = ":material/health_and_safety:"
 SPLIT_COLORS = {"train": "#2f6fde", "val": "#ff7f0e", "test": "#2ca02c"}
@@ -230,7 +230,7 @@ def _samples(spec: str, r: dict) -> None:
 @st.cache_data(max_entries=8, ttl=600, show_spinner="Applying the augmentation…")
 def _augmented(spec: str, files: tuple[str, ...]):
     images = health.load_samples(health.dataset_root(spec), list(files), 96)
-    return health.augmentation_preview(images, variants=5, seed=0) if images else None
+    return augment.augmentation_preview(images, variants=5, seed=0) if images else None
 
 
 def _augmentation(spec: str, r: dict, key: str) -> None:

@@ -1,5 +1,5 @@
 """The Export section (Train page for a run, Classify page for the ImageNet model): pick a format,
-export in a background job (:mod:`core.export`, kind "export") owned by this session, then see
+export in a background job (:mod:`core.export.exporter`, kind "export") owned by this session, then see
 each export's parity with the Keras model and download its folder as a zip."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import plain, session
-from core import export, quantize
-from core.export_folder import zip_bytes
-from core.progress import JobStatus
+from core.export import exporter as export
+from core.export import quantize
+from core.export.folder import zip_bytes
+from core.platform.progress import JobStatus
 
 KIND = "export"
 

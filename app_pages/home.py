@@ -3,12 +3,13 @@
 import streamlit as st
 
 from app_pages import ICONS
-from core import runtime
+from core.models import weights
+from core.platform import runtime
 
 
 @st.cache_data(ttl=60, show_spinner="Checking the runtime…")
 def _runtime():
-    return runtime.runtime_info(), runtime.weights_status()
+    return runtime.runtime_info(), weights.status()
 
 
 st.title(":material/science: EffNet Lab", anchor=False)
@@ -38,7 +39,7 @@ col3.page_link(
     icon=ICONS["Scaling"],
 )
 
-info, weights = _runtime()
+info, weight_rows = _runtime()
 st.subheader("Runtime")
 c1, c2, c3 = st.columns(3)
 c1.metric("Keras backend", info["backend"], help=f"Keras {info['keras']}")
@@ -55,7 +56,7 @@ if not info["gpus"]:
 
 st.subheader("ImageNet weights")
 st.dataframe(
-    weights,
+    weight_rows,
     hide_index=True,
     column_config={"available": st.column_config.CheckboxColumn("available")},
 )

@@ -2,11 +2,11 @@
 meets reality.
 
 Inputs (phi from -3, alpha, beta, gamma, base resolution, formula or official) -> one core
-computation (:mod:`core.scaling`) -> metrics, stage table, the network drawn over B0's outline,
+computation (:mod:`core.models.scaling`) -> metrics, stage table, the network drawn over B0's outline,
 charts, and the phi the released networks imply. On demand, as background jobs of this session:
-a forward-pass timing of this network (:mod:`core.measure`), a measured-cost sweep over several
-networks (:mod:`core.sweep`) and the paper's alpha/beta/gamma search at small scale
-(:mod:`core.search`).
+a forward-pass timing of this network (:mod:`core.experiments.measure`), a measured-cost sweep over several
+networks (:mod:`core.experiments.sweep`) and the paper's alpha/beta/gamma search at small scale
+(:mod:`core.experiments.search`).
 """
 
 import pandas as pd
@@ -15,10 +15,11 @@ import streamlit as st
 
 from app_pages import ICONS, plain, session
 from app_pages import scaling_charts as charts
-from core import scaling, search, sweep
-from core.data import list_datasets
-from core.measure import Timing
-from core.progress import JobStatus
+from core.data.catalog import list_datasets
+from core.experiments import search, sweep
+from core.models import scaling
+from core.models.timing import Timing
+from core.platform.progress import JobStatus
 
 PHI_MIN, PHI_MAX = -3.0, 7.0
 PHI_GRID = [i / 20 for i in range(int(PHI_MIN * 20), int(PHI_MAX * 20) + 1)]  # the slider's steps

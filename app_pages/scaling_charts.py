@@ -12,7 +12,7 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core import scaling
+from core.models import scaling
 
 B0_OUTLINE = "B0 outline"
 OUTLINE_STYLE = {"color": "#444", "width": 1.5, "dash": "dash"}

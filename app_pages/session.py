@@ -18,7 +18,7 @@ import uuid
 
 import streamlit as st
 
-from core import jobs
+from core.jobs import runner as jobs
 
 SINGLE_USER_TAG = "local"
 

@@ -1,7 +1,7 @@
 """Train page: train an EfficientNet classifier in a background worker process and watch it learn.
 
 Controls (generated from :mod:`core.training.options`, or a preset) → ``TrainConfig`` → a job
-(:mod:`core.jobs`) owned by this browser session. Jobs queue for the one trainer, first in,
+(:mod:`core.jobs.runner`) owned by this browser session. Jobs queue for the one trainer, first in,
 first out; other visitors see that it is busy but can neither see nor stop this session's run.
 A fragment polls the job once a second while it runs. Below: this session's runs (and runs
 started from the command line) to compare, inspect, download and delete.
@@ -10,9 +10,11 @@ started from the command line) to compare, inspect, download and delete.
 import streamlit as st
 
 from app_pages import ICONS, analysis, charts, dataset_panel, exports, no_paths, plain, session
-from core import jobs, runs, training
-from core.progress import JobStatus
-from core.weights import SOURCES, list_weights_files
+from core import training
+from core.jobs import runner as jobs
+from core.models.weights import SOURCES, list_weights_files
+from core.platform.progress import JobStatus
+from core.training import runs
 
 CIFAR10 = "cifar10"
 CONTROL_KEYS = [f"train_{name}" for name, _, _ in training.options()]

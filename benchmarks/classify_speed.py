@@ -50,8 +50,9 @@ def main() -> None:
         os.environ["EFFNET_LAB_CACHE"] = cache
         os.environ["EFFNET_LAB_DOWNLOAD_TIMEOUT"] = "2"
         sys.path.insert(0, str(REPO))
-        from core import inference, runtime
-        from core.images import load_image
+        from core.data.images import load_image
+        from core.platform import runtime
+        from core.serving import inference
 
         classifier = inference.load_classifier("imagenet", "auto")
         images = [load_image(p) for p in photos]

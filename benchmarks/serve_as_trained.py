@@ -30,8 +30,8 @@ def main() -> None:
     parser.add_argument("folder")
     parser.add_argument("--per-class", type=int, default=100)
     args = parser.parse_args()
-    from core.images import Preprocessing, decode_file
-    from core.inference import load_classifier
+    from core.data.images import Preprocessing, decode_file
+    from core.serving.inference import load_classifier
 
     files = [
         f

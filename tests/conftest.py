@@ -208,11 +208,11 @@ def make_run(
     owner=None,
     results: dict | None = None,
 ) -> Path:
-    """A hand-made run folder written through core.runs.RunWriter (no training); ``results``
+    """A hand-made run folder written through core.training.runs.RunWriter (no training); ``results``
     adds keys to its results.json (e.g. ``wall_s``, ``latency_ms``)."""
     import json
 
-    from core.runs import RunWriter
+    from core.training.runs import RunWriter
 
     writer = RunWriter(root / name)
     writer.start({"mode": "frozen", "epochs": 2}, RUN_CLASSES, owner=owner)
@@ -230,7 +230,7 @@ def make_run(
     if model is not None:
         writer.model(model)
     if status != "running":  # six test images, one mistake: cat → dog at 0.9
-        from core.evaluation import evaluate
+        from core.training.evaluation import evaluate
 
         probs = np.array(
             [

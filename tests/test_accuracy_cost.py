@@ -10,7 +10,7 @@ from conftest import make_run
 from streamlit.testing.v1 import AppTest
 
 from app_pages import charts
-from core import runs
+from core.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "train.py")
@@ -96,7 +96,7 @@ def test_train_page_shows_the_accuracy_cost_chart(costed_runs):
 def test_latency_helper_times_a_model_and_never_fails():
     import keras
 
-    from core.measure import per_image_latency_ms
+    from core.models.timing import per_image_latency_ms
 
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()])
     ms = per_image_latency_ms(model)

@@ -78,7 +78,7 @@ def test_file_names_and_class_names_are_plain_text(tmp_path, monkeypatch, imagen
 
 @pytest.mark.slow
 def test_too_many_files_are_cut_with_a_message(imagenet_samples_dir, monkeypatch):
-    from core import inference
+    from core.serving import inference
 
     monkeypatch.setattr(inference, "MAX_FILES", 2)
     at = AppTest.from_file(APP, default_timeout=180).run()

@@ -16,7 +16,7 @@ from conftest import texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import datasets
+from core.data import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "data.py")

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, scaling
-from core.progress import JobStatus
+from core.jobs import runner as jobs
+from core.models import scaling
+from core.platform.progress import JobStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "scaling.py")

@@ -10,8 +10,10 @@ from conftest import make_run, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, runs, training
-from core.progress import JobStatus
+from core import training
+from core.jobs import runner as jobs
+from core.platform.progress import JobStatus
+from core.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "train.py")

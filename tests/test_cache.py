@@ -1,4 +1,4 @@
-"""core.cache: the cache folder's size cap, least recently used entries pruned first."""
+"""core.platform.cache: the cache folder's size cap, least recently used entries pruned first."""
 
 import os
 import time
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import cache
-from core.data import load_dataset
+from core.data.loading import load_dataset
+from core.platform import cache
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """app_pages/charts.py: phase marks on the curves, the clickable confusion matrix, metric rows."""
 
 from app_pages import charts
-from core.evaluation import class_metrics
+from core.training.evaluation import class_metrics
 
 ROWS = [
     {"epoch": 1, "loss": 1.0, "accuracy": 0.5, "phase": "head"},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core import scaling
+from core.models import scaling
 
 ROOT = Path(__file__).resolve().parents[1]
 

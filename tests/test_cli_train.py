@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from core import runs
 from core.cli import main
+from core.training import runs
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = {

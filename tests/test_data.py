@@ -1,4 +1,4 @@
-"""Tests for core.data: layouts, the stratified split, errors, skipping, the cache, CIFAR-10."""
+"""Tests for core.data.loading: layouts, the stratified split, errors, skipping, the cache, CIFAR-10."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import paths
-from core.data import (
+from core.data.loading import (
     CIFAR10_CLASSES,
     DataError,
     list_datasets,
@@ -20,7 +19,8 @@ from core.data import (
     resolve,
     subsample,
 )
-from core.progress import Progress, Stopped
+from core.platform import paths
+from core.platform.progress import Progress, Stopped
 
 # Class i is painted in COLORS[i] (plus a little noise), so decoded pixels reveal their true class.
 COLORS = [(230, 30, 30), (30, 230, 30), (30, 30, 230), (230, 230, 30), (30, 230, 230)]

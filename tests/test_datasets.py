@@ -1,4 +1,4 @@
-"""core.datasets and core.splits: managed datasets built step by step, owners, browser names, and
+"""core.data.datasets and core.data.splits: managed datasets built step by step, owners, browser names, and
 splits stored once that stay put when images come and go."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import datasets, splits
-from core.data import list_datasets, load_dataset
-from core.datasets import DatasetError
+from core.data import datasets, splits
+from core.data.datasets import DatasetError
+from core.data.loading import list_datasets, load_dataset
 
 
 @pytest.fixture(autouse=True)

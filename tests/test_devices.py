@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import runtime
+from core.platform import runtime
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "tests" / "train_probe.py"
@@ -163,7 +163,7 @@ def test_mixed_precision_trains_and_is_recorded(
     assert all(np.isfinite(train_loss + losses(run, "val_loss")))
     assert train_loss[-1] < train_loss[0]
     # Trained in 16 bits, the run loads in float32 on a machine without an accelerator
-    # (core.runs.load_run_model: a CPU has no fast float16), and so are the probabilities.
+    # (core.training.runs.load_run_model: a CPU has no fast float16), and so are the probabilities.
     assert run["loaded_policies"] == ["float32"]
     assert run["output_dtype"] == "float32"
     assert np.allclose(np.sum(run["probs"], axis=1), 1, atol=1e-3)

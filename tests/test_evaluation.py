@@ -1,4 +1,4 @@
-"""Error analysis (core/evaluation.py): metrics from the confusion matrix, the most-confused pairs,
+"""Error analysis (core/training/evaluation.py): metrics from the confusion matrix, the most-confused pairs,
 the bounded selection of kept test images, and reading them back by cell."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import evaluation
-from core.evaluation import Predictions, class_metrics, keep_indices, most_confused
+from core.training import evaluation
+from core.training.evaluation import Predictions, class_metrics, keep_indices, most_confused
 
 NAMES = ["cat", "dog", "bird"]
 # rows true, columns predicted

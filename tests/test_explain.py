@@ -1,4 +1,4 @@
-"""Grad-CAM (core/explain.py): the heat lies on the object, for the ImageNet model and a trained
+"""Grad-CAM (core/serving/explain.py): the heat lies on the object, for the ImageNet model and a trained
 run's nested model, on TensorFlow and (through the CLI) on JAX; heatmaps at the input's size."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import explain
-from core.images import Preprocessing, load_image
+from core.data.images import Preprocessing, load_image
+from core.serving import explain
 
 REPO = Path(__file__).resolve().parents[1]
 CANVAS = (480, 400)  # wider than tall: the centre crop cuts the sides, the map must say where
@@ -40,7 +40,7 @@ def left_share(heat: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def imagenet():
-    from core.inference import load_classifier
+    from core.serving.inference import load_classifier
 
     return load_classifier("imagenet", "lite0")
 

@@ -1,5 +1,5 @@
 """Models out: classify serves exactly what a run was trained on, and every export format writes a
-complete folder whose file agrees with the Keras model in its own runtime (core/export.py,
+complete folder whose file agrees with the Keras model in its own runtime (core/export/exporter.py,
 ``python -m core export``)."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from conftest import make_run, no_temp_files, tiny_model
 
-from core import export, parity_images
 from core.cli import main as cli_main
-from core.export_folder import list_exports, load_runner, predict_script, zip_bytes
+from core.export import exporter as export
+from core.export import parity_images
+from core.export.folder import list_exports, load_runner, predict_script, zip_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 FLOAT = [k for k, f in export.FORMATS.items() if not f.quantization]
@@ -73,7 +74,7 @@ def test_bad_input_is_one_line_and_exit_two(runs_root, capsys, args, message):
 
 
 def test_a_hostile_class_name_cannot_shift_labels(tmp_path):
-    from core.export_folder import write_folder
+    from core.export.folder import write_folder
 
     write_folder(tmp_path, export.FORMATS["onnx"], ["cat", "evil\nname", "dog"], 8)
     assert (tmp_path / "labels.txt").read_text().splitlines() == ["cat", "evil name", "dog"]
@@ -101,7 +102,7 @@ def test_parity_figures():
 def test_views_make_enough_distinct_held_out_inputs():
     from PIL import Image
 
-    from core.images import Preprocessing
+    from core.data.images import Preprocessing
 
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)) for _ in range(20)]
@@ -113,7 +114,7 @@ def test_views_make_enough_distinct_held_out_inputs():
 
 
 def test_sample_photos_cannot_be_stretched_past_their_views(imagenet_samples_dir):
-    from core.images import Preprocessing
+    from core.data.images import Preprocessing
 
     with pytest.raises(ValueError, match="not enough held-out images"):
         parity_images.sample_photo_inputs(Preprocessing.imagenet(32), 10_000)
@@ -250,8 +251,8 @@ def test_trained_run_exports_and_matches(trained_run, fmt, tmp_path):
 def test_export_folder_works_on_its_own(trained_run, mini_cifar, tmp_path):
     """predict.py, run as people run it, prepares photos exactly as the app does and gives the
     Keras model's probabilities; a second export replaces the first; the app's zip holds it all."""
-    from core.images import decode_file, load_image
-    from core.inference import load_classifier
+    from core.data.images import decode_file, load_image
+    from core.serving.inference import load_classifier
 
     out = tmp_path / "onnx"
     stale = tmp_path / ".onnx.tmp-999999999"  # what a killed export leaves (no such process)
@@ -340,7 +341,7 @@ def test_imagenet_model_exports_and_matches(fmt, imagenet_samples_dir, request, 
 def test_export_section_runs_a_job_and_offers_the_zip(runs_root, imagenet_samples_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from core import jobs
+    from core.jobs import runner as jobs
 
     monkeypatch.setenv("EFFNET_LAB_DATA", str(runs_root.parent / "data"))
     make_run(runs_root, "cli-run", model=tiny_model())

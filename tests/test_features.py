@@ -8,8 +8,8 @@ import numpy as np
 def test_folded_batchnorm_computes_the_same_features():
     import keras
 
+    from core.models.weights import load_backbone
     from core.training.features import fold_batchnorm
-    from core.weights import load_backbone
 
     backbone, _ = load_backbone(
         "lite0", "lite0", input_shape=(64, 64, 3), include_top=False, pooling="avg"

@@ -1,4 +1,4 @@
-"""core.health: the check finds planted exact and near duplicates, leaks across splits (folder and
+"""core.data.health: the check finds planted exact and near duplicates, leaks across splits (folder and
 stored), unreadable, tiny and extreme-aspect images; bounded near-duplicate search; the cache."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from core import datasets, health, splits
-from core.data import DataError
+from core.data import augment, datasets, health, splits
+from core.data.catalog import DataError
 
 
 @pytest.fixture(autouse=True)
@@ -174,7 +174,7 @@ def test_many_identical_hashes_pair_with_the_first_and_a_cap_says_so(monkeypatch
 
 
 def test_the_check_job_stops_on_request(tmp_path):
-    from core.progress import JobStatus, Progress
+    from core.platform.progress import JobStatus, Progress
 
     root = planted(tmp_path / "planted")
     progress = Progress()
@@ -188,7 +188,7 @@ def test_augmentation_preview_uses_the_training_layers(tmp_path):
     root = planted(tmp_path / "planted")
     images = np.stack(health.load_samples(root, ["train/a/0.png", "train/b/1.png", "../x.png"], 32))
     assert images.shape == (2, 32, 32, 3)  # the file outside the dataset was refused
-    grid = health.augmentation_preview(images, variants=6, seed=0)
+    grid = augment.augmentation_preview(images, variants=6, seed=0)
     assert grid.shape == (2, 6, 32, 32, 3) and grid.dtype == np.uint8
     assert any(not np.array_equal(v, images[0]) for v in grid[0])  # flipped or shifted
-    assert np.array_equal(grid, health.augmentation_preview(images, variants=6, seed=0))
+    assert np.array_equal(grid, augment.augmentation_preview(images, variants=6, seed=0))

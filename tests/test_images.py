@@ -1,4 +1,4 @@
-"""core.images: every mode becomes 8-bit RGB, the crop-then-resize geometry, bounded memory, and
+"""core.data.images: every mode becomes 8-bit RGB, the crop-then-resize geometry, bounded memory, and
 bad inputs refused with a message."""
 
 import io
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import images
-from core.images import ImageError, Preprocessing, decode_file, load_image
+from core.data import images
+from core.data.images import ImageError, Preprocessing, decode_file, load_image
 
 
 def _bytes(image: Image.Image, fmt: str, **kw) -> bytes:

@@ -4,9 +4,9 @@ files a batch at a time (the path the CLI and the Classify page share)."""
 import numpy as np
 import pytest
 
-from core import inference
-from core.images import IMAGENET_CROP, load_image
-from core.labels import imagenet_labels, imagenet_synsets
+from core.data.images import IMAGENET_CROP, load_image
+from core.models.labels import imagenet_labels, imagenet_synsets
+from core.serving import inference
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""core.jobs: jobs in real worker processes — progress, stop, the first-in-first-out queue,
+"""core.jobs.runner: jobs in real worker processes — progress, stop, the first-in-first-out queue,
 cancel, SIGKILL mid-run, and a worker whose starter went away. These are the paths the Train and
 Scaling pages and the command line all use."""
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs, runs
-from core.progress import JobStatus
+from core.jobs import runner as jobs
+from core.platform.progress import JobStatus
+from core.training import runs
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_a_worker_stops_cleanly_when_its_starter_goes_away(mini_cifar, tmp_path)
     """The process that submitted the job exits at once; the worker notices and stops, keeping
     its run (as when the web server or the CLI that started it is killed)."""
     code = (
-        "import json, sys; from core import jobs\n"
+        "import json, sys; from core.jobs import runner as jobs\n"
         "job = jobs.submit('train', json.loads(sys.argv[1]), runs_root=sys.argv[2])\n"
         "print(job.id, flush=True)\n"
         "import time\n"

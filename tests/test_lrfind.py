@@ -107,8 +107,8 @@ def test_lr_find_command(tiny_cifar, tmp_path):
 def test_train_page_finder_applies_its_suggestion(tmp_path, monkeypatch, mini_cifar):
     from streamlit.testing.v1 import AppTest
 
-    from core import jobs
-    from core.progress import JobStatus
+    from core.jobs import runner as jobs
+    from core.platform.progress import JobStatus
 
     monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(mini_cifar))

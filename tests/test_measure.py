@@ -1,11 +1,11 @@
-"""core.measure: forward-pass timing, its stop and error paths (on a tiny model to stay fast)."""
+"""core.experiments.measure: forward-pass timing, its stop and error paths (on a tiny model to stay fast)."""
 
 import time
 
 import pytest
 
-from core import measure
-from core.progress import Progress
+from core.experiments import measure
+from core.platform.progress import Progress
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
-"""Where things live on disk (core.paths): defaults, environment overrides and clear errors."""
+"""Where things live on disk (core.platform.paths): defaults, environment overrides and clear errors."""
 
 import pytest
 
-from core import paths
+from core.platform import paths
 
 
 def test_download_timeout(monkeypatch):

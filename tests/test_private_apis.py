@@ -1,12 +1,12 @@
 """The private framework APIs EffNet Lab relies on still exist in the installed versions.
 
-Each lives in one module (core/keras_private.py, app_pages/_streamlit_private.py) with the reason
+Each lives in one module (core/platform/_keras_private.py, app_pages/_streamlit_private.py) with the reason
 it is needed; these tests fail as soon as an upgrade moves or changes one of them.
 """
 
 import inspect
 
-from core import keras_private
+from core.platform import _keras_private as keras_private
 
 
 def test_keras_efficientnet_builder_takes_what_we_pass():

@@ -1,4 +1,4 @@
-"""core.progress: events folded into frozen snapshots, the same in the worker and in a watcher
+"""core.platform.progress: events folded into frozen snapshots, the same in the worker and in a watcher
 reading the event file."""
 
 import dataclasses
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from core.progress import EventLog, EventReader, JobStatus, Progress, Snapshot, Stopped
+from core.platform.progress import EventLog, EventReader, JobStatus, Progress, Snapshot, Stopped
 
 
 def run_a_job(progress: Progress, stop_after: int | None = None) -> None:

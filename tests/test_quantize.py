@@ -1,4 +1,4 @@
-"""Weight-only int8 LiteRT files (core/quantize.py): int8 weights, float32 compute, and the
+"""Weight-only int8 LiteRT files (core/export/quantize.py): int8 weights, float32 compute, and the
 layers int8 hurts most kept float32 within a budget."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import quantize
+from core.export import quantize
 
 
 @pytest.fixture(scope="module")

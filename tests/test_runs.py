@@ -14,8 +14,9 @@ from conftest import make_run as _make_run
 from conftest import no_temp_files as _no_temp_files
 from conftest import tiny_model as _tiny_model
 
-from core import procs, runs
-from core.runs import RunWriter
+from core.platform import procs
+from core.training import runs
+from core.training.runs import RunWriter
 
 
 def test_written_run_reads_back(tmp_path):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core import runtime
+from core.models import weights
+from core.platform import runtime
 
 
 def test_runtime_info_names_backend_and_device():
@@ -43,7 +44,7 @@ def test_device_context_sets_and_restores_the_precision(on_gpu, inside):
 
 
 def test_weights_status_lists_both_sources():
-    rows = runtime.weights_status()
+    rows = weights.status()
     assert [r["weights"].split()[0] for r in rows] == ["official", "EfficientNet-Lite0"]
     assert rows[1]["available"] is True and "efficientnet" in rows[1]["where"]
 

@@ -1,4 +1,4 @@
-"""core.scaling: exact parameter counts against Keras, FLOPs against the paper, rounding, errors."""
+"""core.models.scaling: exact parameter counts against Keras, FLOPs against the paper, rounding, errors."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core import scaling
+from core.models import scaling
 
 PHI_GRID = [i / 20 for i in range(141)]
 
@@ -67,10 +67,10 @@ def test_params_equal_keras_for_networks_smaller_than_b0(phi, bases, keras_effic
 
 
 def test_build_efficientnet_builds_networks_smaller_than_b0():
-    """core.models builds width/depth below 1, with the layers core.scaling predicts."""
+    """core.models.efficientnet builds width/depth below 1, with the layers core.models.scaling predicts."""
     import keras
 
-    from core.models import build_efficientnet
+    from core.models.efficientnet import build_efficientnet
 
     m = scaling.multipliers(-3)
     model = build_efficientnet(
@@ -310,10 +310,10 @@ def test_nearest_variant_by_flops():
 
 def test_importing_scaling_does_not_import_tensorflow_or_keras():
     code = (
-        "import sys, core.scaling; "
+        "import sys, core.models.scaling; "
         "assert not {'tensorflow', 'keras', 'jax'} & set(sys.modules), 'heavy import'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(scaling.__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(scaling.__file__).parents[2])
 
 
 # ----- implied φ ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app_pages import scaling_charts as charts
-from core import scaling
+from core.models import scaling
 
 
 def stage_traces(fig, axis: str = "y") -> list:

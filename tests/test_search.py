@@ -1,4 +1,4 @@
-"""core.search: candidates on α·β²·γ² ≈ 2, where each starts, the budget, and honest noise."""
+"""core.experiments.search: candidates on α·β²·γ² ≈ 2, where each starts, the budget, and honest noise."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from core import scaling, search
-from core.progress import Progress
+from core.experiments import search
+from core.models import scaling
+from core.platform.progress import Progress
 
 
 def test_grid_solves_alpha_on_the_constraint_surface():
@@ -86,7 +87,7 @@ def test_width_one_candidates_copy_b0s_blocks_by_name():
     """Depth only adds blocks: every B0 layer is copied; the new blocks are not."""
     import keras
 
-    from core.models import build_efficientnet
+    from core.models.efficientnet import build_efficientnet
 
     b0 = build_efficientnet("b0", include_top=False, pooling="avg", input_shape=(32, 32, 3))
     by_name = {layer.name: layer.get_weights() for layer in b0.layers if layer.weights}

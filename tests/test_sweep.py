@@ -1,11 +1,13 @@
-"""core.sweep: the measured-cost sweep — its plan, timings for each point, budget and Stop."""
+"""core.experiments.sweep: the measured-cost sweep — its plan, timings for each point, budget and Stop."""
 
 from __future__ import annotations
 
 import pytest
 
-from core import jobs, scaling, sweep
-from core.progress import JobStatus, Progress
+from core.experiments import sweep
+from core.jobs import runner as jobs
+from core.models import scaling
+from core.platform.progress import JobStatus, Progress
 
 
 def test_default_plan_is_b0_to_b3_at_their_resolutions():

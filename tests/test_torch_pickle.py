@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.torch_pickle import (
+from core.models.torch_pickle import (
     LEGACY_MAGIC,
     TorchPickleError,
     UnsafePickleError,
@@ -21,7 +21,7 @@ from core.torch_pickle import (
     _TensorRef,
     read_torch_legacy,
 )
-from core.weights import lite0_package_path
+from core.models.weights import lite0_package_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,7 +179,7 @@ def test_a_huge_stride_never_crashes_the_process(tmp_path):
     """In a subprocess, so a segfault would show as a signal, not take the test run down."""
     path = _crafted(tmp_path / "stride.pth", 0, (2, 2), (1, 1 << 50))
     code = (
-        "import sys; from core.torch_pickle import read_torch_legacy, TorchPickleError\n"
+        "import sys; from core.models.torch_pickle import read_torch_legacy, TorchPickleError\n"
         "try:\n    read_torch_legacy(sys.argv[1])\nexcept TorchPickleError as e:\n"
         "    print('refused:', e)\n"
     )

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from conftest import no_temp_files
 
-from core import runs, training
-from core.bench import fit_blog_way
-from core.data import load_dataset
-from core.progress import Progress
-from core.training import TrainConfig, train
+from core import training
+from core.data.loading import load_dataset
+from core.experiments.bench import fit_blog_way
+from core.platform.progress import Progress
+from core.training import TrainConfig, runs, train
 from core.training.features import cached_features
 
 pytestmark = pytest.mark.slow
@@ -76,7 +76,7 @@ def saved_model(result, mini, cfg):
 
 def trained_and_imagenet_backbones(model):
     """A finetuned run's Lite0 backbone, and the ImageNet Lite0 it started from."""
-    from core.weights import load_backbone
+    from core.models.weights import load_backbone
 
     original, _ = load_backbone(
         "lite0", "lite0", input_shape=(32, 32, 3), include_top=False, pooling="avg"
@@ -315,7 +315,7 @@ def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
 def test_flip_tta_validates_and_tests_on_images_and_mirrors(mini, tmp_path, mode):
-    from core.inference import load_classifier
+    from core.serving.inference import load_classifier
 
     cfg = config(mini, mode=mode, augment=False, finetune_blocks=1, epochs=2, flip_tta=True)
     phases = PhaseLog()

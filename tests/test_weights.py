@@ -5,13 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from core import weights
-from core.torch_pickle import read_torch_legacy
-from core.weights import WeightsError
+from core.models import weights
+from core.models.torch_pickle import read_torch_legacy
+from core.models.weights import WeightsError
 
 
 def test_lite0_conversion_maps_every_tensor():
-    from core.models import build_efficientnet
+    from core.models.efficientnet import build_efficientnet
 
     state = read_torch_legacy(weights.lite0_package_path())
     model = build_efficientnet("lite0")
@@ -44,7 +44,7 @@ def test_lite0_conversion_maps_every_tensor():
 
 
 def test_wrong_model_is_refused():
-    from core.models import build_efficientnet
+    from core.models.efficientnet import build_efficientnet
 
     state = read_torch_legacy(weights.lite0_package_path())
     with pytest.raises(WeightsError):

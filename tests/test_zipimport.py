@@ -1,4 +1,4 @@
-"""Hostile and ordinary zips through core.zipimport: nothing outside the dataset, no symlinks,
+"""Hostile and ordinary zips through core.data.zipimport: nothing outside the dataset, no symlinks,
 bombs refused with bounded memory, junk listed, corrupt images counted, all or nothing."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import zipimport
-from core.data import load_dataset
-from core.datasets import DatasetError, info, read_meta
-from core.zipimport import ZipImportError, directory_size, import_zip
+from core.data import zipimport
+from core.data.datasets import DatasetError, info, read_meta
+from core.data.loading import load_dataset
+from core.data.zipimport import ZipImportError, directory_size, import_zip
 
 
 @pytest.fixture(autouse=True)

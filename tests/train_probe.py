@@ -58,12 +58,12 @@ def main() -> None:
 
     keras.Model.train_step = probed
 
-    from core import runtime
-    from core.data import load_dataset
-    from core.runs import load_run, load_run_model
+    from core.data.loading import load_dataset
+    from core.platform import runtime
     from core.training import TrainConfig
     from core.training.fit import compile_model
     from core.training.run import train
+    from core.training.runs import load_run, load_run_model
 
     out = {}
     for mode in modes:

@@ -47,7 +47,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the model once, then decode and classify the files a batch at a time, printing one
     JSON line per file in the order given; unreadable files get an error line."""
-    from core.inference import load_classifier
+    from core.serving.inference import load_classifier
 
     if not 1 <= args.top <= 1000:
         raise CliError(f"--top must be from 1 to 1000, got {args.top}")
@@ -100,8 +100,8 @@ def _write_cam(item, preprocessing, folder: Path) -> str:
     """Write one heatmap as ``<stem>.cam.png`` at the input's own size; returns its path."""
     from PIL import Image
 
-    from core.explain import place
-    from core.fileio import atomic_path
+    from core.platform.fileio import atomic_path
+    from core.serving.explain import place
 
     heat = place(item.cam, preprocessing, item.source_size)
     path = folder / f"{Path(item.name).stem}.cam.png"

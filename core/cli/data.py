@@ -61,8 +61,8 @@ def register(sub) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from core import datasets
-    from core.data import list_datasets
+    from core.data import datasets
+    from core.data.catalog import list_datasets
 
     rows = []
     for name in list_datasets():
@@ -93,8 +93,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from core.datasets import DatasetError
-    from core.zipimport import import_zip
+    from core.data.datasets import DatasetError
+    from core.data.zipimport import import_zip
 
     try:
         report = import_zip(args.zip, args.name, owner=None)
@@ -118,9 +118,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from core import health
     from core.cli.watch import Bar
-    from core.progress import Progress, Stopped
+    from core.data import health
+    from core.platform.progress import Progress, Stopped
 
     progress, box = Progress(), {}
 
@@ -188,7 +188,7 @@ def print_report(r: dict) -> None:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    from core import datasets
+    from core.data import datasets
 
     try:
         datasets.delete(args.name, owner=None)

@@ -1,7 +1,7 @@
 """``python -m core export``: a finished run or the ImageNet model as ONNX, LiteRT or SavedModel,
 with its parity against the Keras model checked in the format's own runtime.
 
-It runs as a background job (:mod:`core.jobs`, kind "export", the runner the app uses) watched
+It runs as a background job (:mod:`core.jobs.runner`, kind "export", the runner the app uses) watched
 from the terminal like ``train``: progress on stderr, Ctrl-C stops, one JSON line on stdout.
 """
 
@@ -16,7 +16,7 @@ from core.cli import CliError
 
 def register(sub) -> None:
     """Add the ``export`` command."""
-    from core.export import FORMATS, MIN_IMAGES
+    from core.export.exporter import FORMATS, MIN_IMAGES
 
     p = sub.add_parser(
         "export",
@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     """Check the arguments here (exit 2 at once), then export in a job and report parity."""
     from pathlib import Path
 
-    from core import export, quantize
     from core.cli.train import _run_job
+    from core.export import exporter as export
+    from core.export import quantize
 
     try:
         fmt = export.check_format(args.format)

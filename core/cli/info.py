@@ -15,7 +15,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import runtime
+    from core.models import weights
+    from core.platform import runtime
 
-    print(json.dumps({**runtime.runtime_info(), "weights": runtime.weights_status()}, indent=2))
+    print(json.dumps({**runtime.runtime_info(), "weights": weights.status()}, indent=2))
     return 0

@@ -1,4 +1,4 @@
-"""``python -m core job DIR``: the worker process of a background job (started by core.jobs)."""
+"""``python -m core job DIR``: the worker process of a background job (started by core.jobs.runner)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.jobs import run_worker
+    from core.jobs.runner import run_worker
 
     return run_worker(args.job_dir)

@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import runs
+    from core.training import runs
 
     root = Path(args.root).expanduser() if args.root else None
     if root is not None and not root.is_dir():

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from core import scaling
 from core.cli import CliError
+from core.models import scaling
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +67,7 @@ def _add_bases(p: argparse.ArgumentParser) -> None:
 
 
 def _register_sweep(sub) -> None:
-    from core import sweep
+    from core.experiments import sweep
 
     p = sub.add_parser(
         "sweep",
@@ -118,7 +118,7 @@ def _register_sweep(sub) -> None:
 
 
 def _register_search(sub) -> None:
-    from core import search
+    from core.experiments import search
 
     d = search.DEFAULTS
     p = sub.add_parser(
@@ -251,7 +251,7 @@ def _run(kind: str, job_args: dict) -> tuple[dict, int]:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """``python -m core scaling sweep``: time forward passes and print them."""
-    from core import sweep
+    from core.experiments import sweep
 
     _no_calculator_flags(args, "sweep")
     job_args: dict = {"batch_sizes": args.batch_sizes, "budget_s": args.budget_s}
@@ -296,7 +296,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     """``python -m core scaling search``: the α, β, γ search, then its table and noise."""
-    from core import search
+    from core.experiments import search
 
     _no_calculator_flags(args, "search")
     job_args = {

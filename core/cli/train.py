@@ -1,6 +1,6 @@
 """``python -m core train`` and ``python -m core bench {seed,best}``.
 
-Each runs as a background job (:mod:`core.jobs`, the same runner the app uses) watched from the
+Each runs as a background job (:mod:`core.jobs.runner`, the same runner the app uses) watched from the
 terminal (:mod:`core.cli.watch`): a progress bar with images/s and ETA on stderr, Ctrl-C or
 SIGTERM stops at the end of the current batch and keeps the run, and the command ends with one
 JSON line on stdout. Training options come from :mod:`core.training.options`, defined once.
@@ -156,7 +156,7 @@ def _place(values: dict, out: str | None) -> tuple[dict, Path | None]:
 
 def _checked(values: dict, root: Path | None):
     """Validate ``values`` as a TrainConfig and check the run folder is free (exit 2 if not)."""
-    from core import paths
+    from core.platform import paths
     from core.training import TrainConfig
 
     try:
@@ -186,7 +186,7 @@ def _checked(values: dict, root: Path | None):
 def _run_job(kind: str, args: dict, root: Path | None) -> tuple[dict, int]:
     """Run a job in the background, watch it, and map its outcome to (result, exit status)."""
     from core.cli.watch import watch
-    from core.jobs import submit
+    from core.jobs.runner import submit
 
     job = submit(
         kind, {**args, "runs_root": str(root) if root else None}, owner="cli", runs_root=root
@@ -256,7 +256,7 @@ def run_bench_seed(args) -> int:
 
 def run_bench_best(args) -> int:
     """``python -m core bench best``: the best preset for this machine, timed end to end."""
-    from core.runtime import accelerators
+    from core.platform.runtime import accelerators
     from core.training import PRESETS
 
     overrides, root = _bench_overrides(

@@ -12,8 +12,8 @@ import signal
 import sys
 import time
 
-from core.jobs import Job
-from core.progress import Snapshot
+from core.jobs.runner import Job
+from core.platform.progress import Snapshot
 
 _POLL_S = 0.5
 

@@ -13,7 +13,7 @@ Two modes, and where their speed comes from:
 - **frozen**: the backbone is frozen and called in inference mode, so its pooled features are a
   fixed function of each image. We compute them once, cache them, and train only the head on
   them; the full image → class model is assembled from the same layer objects and saved.
-  Training with the backbone inside the loop (the blog's way, :func:`core.bench.fit_blog_way`)
+  Training with the backbone inside the loop (the blog's way, :func:`core.experiments.bench.fit_blog_way`)
   gives the same model, epoch after epoch; tests prove it.
 - **finetune**: the top ``finetune_blocks`` MBConv blocks (plus the top conv) train; BatchNorm
   stays frozen. With ``augment`` on, flips and shifts happen inside the model, so every step runs

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core import cache, paths
-from core.fileio import atomic_path
-from core.progress import Progress
+from core.platform import cache, paths
+from core.platform.fileio import atomic_path
+from core.platform.progress import Progress
 from core.training.network import TrainNetwork, apply_layers
 from core.training.options import TrainConfig
 

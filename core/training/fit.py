@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.progress import Progress
-from core.runtime import batch_multiple, jit_compile
+from core.platform.progress import Progress
+from core.platform.runtime import batch_multiple, jit_compile
 from core.training.options import TrainConfig
 
 # Points logged per epoch at most: enough for a smooth per-batch curve, small enough for snapshots.

@@ -20,8 +20,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from core.progress import Progress
-from core.runtime import accelerators, describe_device, device_context
+from core.platform.progress import Progress
+from core.platform.runtime import accelerators, describe_device, device_context
 from core.training.options import TrainConfig
 
 STEPS = 100
@@ -175,7 +175,7 @@ def find_lr(
 
 
 def lr_find_job(args: dict, progress: Progress) -> dict:
-    """Job entry (see :mod:`core.jobs`): ``args`` holds ``config`` (a :meth:`TrainConfig.to_dict`)
+    """Job entry (see :mod:`core.jobs.runner`): ``args`` holds ``config`` (a :meth:`TrainConfig.to_dict`)
     and optionally ``steps``, ``start`` and ``end``."""
     config = TrainConfig.from_dict(args["config"])
     return find_lr(

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core.data.augment import augmentation_layers
 from core.training.options import TrainConfig
 
 _BLOCK_RE = re.compile(r"^(block\d+[a-z])_")  # Keras names layers block1a_…, block6d_…
@@ -27,7 +28,7 @@ class TrainNetwork:
         stem: Layers between the image and the backbone (augmentation, resizing).
         head: Layers after the pooled features (BatchNormalization, Dropout, Dense).
         features: The backbone's output tensor in ``model``'s graph.
-        weights: :class:`core.weights.WeightsInfo` of the backbone.
+        weights: :class:`core.models.weights.WeightsInfo` of the backbone.
         first_trainable: finetune: the first trainable layer of the backbone (where the frozen
             prefix ends), else None.
     """
@@ -63,7 +64,7 @@ def freeze(backbone, n_blocks: int):
     them). The frozen part is then a fixed function of the image, and its output can be cached.
 
     Args:
-        backbone: The EfficientNet from :func:`core.weights.load_backbone`.
+        backbone: The EfficientNet from :func:`core.models.weights.load_backbone`.
         n_blocks: Top blocks to train; 0 freezes everything (frozen mode).
 
     Returns:
@@ -85,28 +86,17 @@ def freeze(backbone, n_blocks: int):
     return first_layer
 
 
-def augmentation_layers(seed: int) -> list:
-    """The training augmentation (fine-tune mode): random horizontal flips and shifts of up to
-    10 % (the health check previews it with these same layers)."""
-    from keras import layers
-
-    return [
-        layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed, name="augment_shift"),
-    ]
-
-
 def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> TrainNetwork:
     """Build the classifier for ``config`` (seeded, so two builds start from the same weights).
 
-    Call inside :func:`core.runtime.device_context` so GPU runs get mixed precision and all
+    Call inside :func:`core.platform.runtime.device_context` so GPU runs get mixed precision and all
     devices (a data-parallel model must be built inside the distribution's scope).
     """
     import keras
     from keras import layers
 
-    from core.runtime import allow_jit
-    from core.weights import load_backbone
+    from core.models.weights import load_backbone
+    from core.platform.runtime import allow_jit
 
     keras.utils.set_random_seed(config.seed)
     size = config.resolution

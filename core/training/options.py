@@ -135,13 +135,13 @@ def option(default, **metadata) -> object:
 
 # ----- checks and choices that need other modules (looked up lazily) ----------------------------
 def _backbones() -> tuple:
-    from core.models import VARIANTS
+    from core.models.efficientnet import VARIANTS
 
     return tuple(VARIANTS)
 
 
 def _check_data(value: str) -> None:
-    from core.data import resolve
+    from core.data.catalog import resolve
 
     if not value.strip():
         raise ValueError("data must be 'cifar10', a dataset name or the path of an image folder.")
@@ -159,7 +159,7 @@ def _check_data(value: str) -> None:
 
 
 def _check_weights(value: str) -> None:
-    from core.weights import SOURCES
+    from core.models.weights import SOURCES
 
     try:
         missing = value not in SOURCES and not Path(value).expanduser().is_file()

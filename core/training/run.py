@@ -1,7 +1,7 @@
 """One training run: load data, build, train, evaluate, save — and the job that runs it.
 
-Every run is written to a run folder (see :mod:`core.runs`). Progress, per-batch and per-epoch
-metrics go to a :class:`core.progress.Progress`; a stop request ends training at the end of the
+Every run is written to a run folder (see :mod:`core.training.runs`). Progress, per-batch and per-epoch
+metrics go to a :class:`core.platform.progress.Progress`; a stop request ends training at the end of the
 current batch and keeps the best model so far.
 """
 
@@ -12,16 +12,16 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from core import paths
-from core.jobs import error_kind, error_message
-from core.measure import per_image_latency_ms
-from core.progress import Progress, Stopped
-from core.runs import RunWriter
-from core.runtime import backend, device_context, device_plan
+from core.jobs.runner import error_kind, error_message
+from core.models.timing import per_image_latency_ms
+from core.platform import paths
+from core.platform.progress import Progress, Stopped
+from core.platform.runtime import backend, device_context, device_plan
 from core.training.features import head_inputs, training_inputs
 from core.training.fit import fit, predict_probs
 from core.training.network import build_network
 from core.training.options import TrainConfig
+from core.training.runs import RunWriter
 
 # A head on cached features takes ~1 ms a step, so Keras's per-step overhead dominates: run steps
 # in groups (progress and stop requests then act every group, ~0.1 s).
@@ -40,7 +40,7 @@ class RunResult:
             stopped before training.
         epochs: Epochs completed (a stopped partial epoch counts).
         wall_s: Seconds from start to saved files, data loading included.
-        device: :func:`core.runtime.describe_device` text.
+        device: :func:`core.platform.runtime.describe_device` text.
         weights: Which weights the backbone started from (e.g. ``lite0: ImageNet (offline ...)``).
         stopped: True when a stop request ended the run early.
         protocol: How the accuracies were chosen, in words (:attr:`TrainConfig.protocol`).
@@ -89,7 +89,7 @@ def reserve_run_dir(config: TrainConfig, runs_root) -> RunWriter:
 def load_data(config: TrainConfig, progress: Progress):
     """The dataset ``config`` names, cut to its subsets; under the blog's protocol (validation
     "test") no validation split is carved, and the test split validates."""
-    from core.data import load_dataset
+    from core.data.loading import load_dataset
 
     progress.message("Loading data")
     ds = load_dataset(
@@ -112,8 +112,8 @@ def load_data(config: TrainConfig, progress: Progress):
 
 
 def evaluate(model, x_test, ds, batch_size: int) -> dict:
-    """Score the model on the test split (see :func:`core.evaluation.evaluate`)."""
-    from core.evaluation import evaluate as score
+    """Score the model on the test split (see :func:`core.training.evaluation.evaluate`)."""
+    from core.training.evaluation import evaluate as score
 
     probs = predict_probs(model, x_test, batch_size)  # evenly split, a batch at a time
     return score(probs, ds.y_test, ds.x_test, ds.class_names)
@@ -133,7 +133,7 @@ def train(
         config: The run's settings (validated here).
         progress: Receives phases, per-batch/per-epoch metrics and the final result; its stop
             request ends the run at the end of the current batch.
-        runs_root: Parent folder of the run (default :func:`core.paths.runs_dir`).
+        runs_root: Parent folder of the run (default :func:`core.platform.paths.runs_dir`).
         finish: End ``progress`` with the result (or the error); False when more work follows
             in the same job (benchmarks).
         owner: Recorded with the run (the app's session owner tag; None from the CLI).
@@ -143,9 +143,9 @@ def train(
 
     Raises:
         ValueError: Bad configuration, a taken run name, or a data problem
-            (``core.data.DataError``). Nothing is left behind for errors found before training
+            (``core.data.catalog.DataError``). Nothing is left behind for errors found before training
             starts.
-        core.weights.WeightsError: The requested weights are unavailable.
+        core.models.weights.WeightsError: The requested weights are unavailable.
     """
     progress = progress if progress is not None else Progress()
     started = time.time()
@@ -191,8 +191,8 @@ def _run(
     owner: str | None,
 ) -> RunResult:
     """The body of :func:`train` (inside the device context of ``plan``, a
-    :class:`core.runtime.DevicePlan`)."""
-    from core.imagefolder import storage_preprocessing
+    :class:`core.platform.runtime.DevicePlan`)."""
+    from core.data.imagefolder import storage_preprocessing
 
     device, on_gpu = plan.describe(), plan.on_gpu
     timings: dict[str, float] = {}
@@ -338,7 +338,7 @@ def _stopped_early(
 
 
 def train_job(args: dict, progress: Progress) -> dict:
-    """Job entry (see :mod:`core.jobs`): train the config in ``args["config"]``.
+    """Job entry (see :mod:`core.jobs.runner`): train the config in ``args["config"]``.
 
     ``args`` holds ``config`` (a :meth:`TrainConfig.to_dict`) and optionally ``runs_root`` and
     ``owner`` (recorded with the run).

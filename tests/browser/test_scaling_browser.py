@@ -2,7 +2,7 @@
 
 from playwright.sync_api import expect
 
-from core import scaling
+from core.models import scaling
 
 
 def test_moving_phi_changes_parameter_count(app_url, page, tmp_path):

@@ -1,0 +1,1 @@
+"""Data: images, image folders, splits, datasets, zip import, the health check."""

@@ -1,0 +1,1 @@
+"""Experiments: measured cost, the scaling sweep and search, benchmarks."""

@@ -1,0 +1,1 @@
+"""Jobs: background work in worker processes, one queue per slot."""

@@ -1,0 +1,1 @@
+"""Models: compound scaling, EfficientNet, weights, ImageNet labels, timing a forward pass."""

@@ -1,0 +1,1 @@
+"""Platform: where things live, files, caches, processes, progress, the runtime, errors."""

@@ -1,0 +1,1 @@
+"""Serving: classifiers for images, Grad-CAM explanations."""
