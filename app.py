@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any page imports TensorFlow
 
-from app_pages import run_navigation
+from components import run_navigation
 
 run_navigation()

@@ -9,11 +9,11 @@ import pytest
 from conftest import make_run
 from streamlit.testing.v1 import AppTest
 
-from app_pages import charts
+from components import charts
 from core.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "app_pages" / "train.py")
+PAGE = str(ROOT / "pages" / "train.py")
 
 # name: (accuracy, training wall s, latency ms). By wall time the front is fast (cheapest),
 # mid (more accurate than fast), best (most accurate); "slow" is beaten by mid on both, "tied"

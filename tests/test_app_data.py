@@ -19,8 +19,8 @@ from streamlit.testing.v1 import AppTest
 from core.data import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "app_pages" / "data.py")
-TRAIN = str(ROOT / "app_pages" / "train.py")
+PAGE = str(ROOT / "pages" / "data.py")
+TRAIN = str(ROOT / "pages" / "train.py")
 
 
 def jpeg(seed: int) -> bytes:
@@ -148,7 +148,7 @@ def test_datasets_are_private_and_the_operators_are_read_only(isolated):
 @pytest.mark.slow
 def test_the_health_check_runs_as_a_job_on_both_pages(isolated):
     at = session(str(ROOT / "app.py")).run()  # the app shell: one session across pages
-    at.switch_page("app_pages/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.text_input(key="data_zip_name").set_value("pets")
     at.file_uploader(key="data_zip_0").set_value(("pets.zip", zip_bytes(6), "application/zip"))
     at.run()
@@ -166,7 +166,7 @@ def test_the_health_check_runs_as_a_job_on_both_pages(isolated):
     at.toggle(key="data_health_augment").set_value(True).run()
     assert not at.exception and len(at.image) == 2 + 2  # plus a row per class: 5 draws of one image
 
-    at.switch_page("app_pages/train.py").run()
+    at.switch_page("pages/train.py").run()
     at.selectbox(key="train_data").set_value("pets").run()
     (expander,) = [e for e in at.expander if "Dataset check" in e.label]
     assert "pets" in expander.label

@@ -12,7 +12,7 @@ from core.models import scaling
 from core.platform.progress import JobStatus
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "app_pages" / "scaling.py")
+PAGE = str(ROOT / "pages" / "scaling.py")
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_train_button_hands_over_nearest_variant_and_resolution(app):
 
 def test_train_button_opens_the_train_page_with_the_choice():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("app_pages/scaling.py").run()
+    at.switch_page("pages/scaling.py").run()
     at.slider(key="scaling_phi").set_value(2.0).run()
     at.button(key="scaling_train").click().run()
     assert not at.exception

@@ -16,7 +16,7 @@ from core.platform.progress import JobStatus
 from core.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "app_pages" / "train.py")
+PAGE = str(ROOT / "pages" / "train.py")
 # Option.widget → the AppTest element kind that draws it.
 KINDS = {
     "select": "selectbox",
@@ -78,13 +78,13 @@ def test_number_bounds_come_from_the_options(app):
 
 def test_renders_inside_the_app_shell(isolated):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.switch_page("app_pages/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert not at.exception
     assert [t.value for t in at.title] == [":material/model_training: Train"]
     assert at.button(key="train_start").label == "Start"
     widget(at, "seed").set_value(7).run()
-    at.switch_page("app_pages/home.py").run()
-    at.switch_page("app_pages/train.py").run()  # the settings survive a visit to another page
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/train.py").run()  # the settings survive a visit to another page
     assert widget(at, "seed").value == 7
 
 

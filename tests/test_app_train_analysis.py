@@ -12,7 +12,7 @@ from conftest import make_run, texts
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "app_pages" / "train.py")
+PAGE = str(ROOT / "pages" / "train.py")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""app_pages/charts.py: phase marks on the curves, the clickable confusion matrix, metric rows."""
+"""components/charts.py: phase marks on the curves, the clickable confusion matrix, metric rows."""
 
-from app_pages import charts
+from components import charts
 from core.training.evaluation import class_metrics
 
 ROWS = [

@@ -167,7 +167,7 @@ def test_classify_page_overlay_toggle_per_image(imagenet_samples_dir):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180).run()
-    at.switch_page("app_pages/classify.py").run()
+    at.switch_page("pages/classify.py").run()
     buf = io.BytesIO()
     canvas_with(imagenet_samples_dir / "n04399382_teddy.JPEG", "left").save(buf, "PNG")
     tench = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()

@@ -345,7 +345,7 @@ def test_export_section_runs_a_job_and_offers_the_zip(runs_root, imagenet_sample
 
     monkeypatch.setenv("EFFNET_LAB_DATA", str(runs_root.parent / "data"))
     make_run(runs_root, "cli-run", model=tiny_model())
-    at = AppTest.from_file(str(REPO / "app_pages" / "train.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "pages" / "train.py"), default_timeout=60).run()
     assert not at.exception
     assert at.selectbox(key="export_format").value == "onnx"
     at.button(key="export_start").click().run()
@@ -364,7 +364,7 @@ def test_export_section_waits_for_a_running_run(runs_root):
     from streamlit.testing.v1 import AppTest
 
     make_run(runs_root, "cli-run", status="running", model=tiny_model())
-    at = AppTest.from_file(str(REPO / "app_pages" / "train.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "pages" / "train.py"), default_timeout=60).run()
     assert not at.exception
     assert "still training" in " ".join(str(c.value) for c in at.caption)
     with pytest.raises(KeyError):

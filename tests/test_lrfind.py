@@ -112,7 +112,7 @@ def test_train_page_finder_applies_its_suggestion(tmp_path, monkeypatch, mini_ci
 
     monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(mini_cifar))
-    at = AppTest.from_file(str(REPO / "app_pages" / "train.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "pages" / "train.py"), default_timeout=60).run()
     for field, value in dict(backbone="lite0", weights="lite0", batch_size=16).items():
         (at.selectbox if field != "batch_size" else at.number_input)(
             key=f"train_{field}"

@@ -1,6 +1,6 @@
 """The private framework APIs EffNet Lab relies on still exist in the installed versions.
 
-Each lives in one module (core/platform/_keras_private.py, app_pages/_streamlit_private.py) with the reason
+Each lives in one module (core/platform/_keras_private.py, components/_streamlit_private.py) with the reason
 it is needed; these tests fail as soon as an upgrade moves or changes one of them.
 """
 
@@ -49,7 +49,7 @@ def test_keras_official_weight_hashes():
 def test_streamlit_cleanup_hook_is_still_there_and_patched():
     from streamlit.runtime.scriptrunner import script_runner
 
-    from app_pages import _streamlit_private
+    from components import _streamlit_private
 
     assert hasattr(script_runner, _streamlit_private.PATCHED)
     _streamlit_private.install()

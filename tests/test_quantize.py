@@ -132,7 +132,7 @@ def test_quantize_keeps_harmful_layers_float_within_the_budget(float_file):
 
 
 def test_int8_caption_says_what_stayed_float32():
-    from app_pages.exports import int8_text
+    from components.exports import int8_text
 
     meta = {
         "int8": {

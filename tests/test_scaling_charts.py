@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_pages import scaling_charts as charts
+from components import scaling_charts as charts
 from core.models import scaling
 
 

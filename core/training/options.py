@@ -3,7 +3,7 @@
 Every field of :class:`TrainConfig` carries an :class:`Option` in its metadata: the label, help
 text, bounds, choices and widget kind. From that one place come the validation
 (:meth:`TrainConfig.validate`), the command line's flags (:mod:`core.cli.train`) and the Train
-page's controls (``app_pages/train.py``). Adding an option is one edit here, plus the code that
+page's controls (``pages/train.py``). Adding an option is one edit here, plus the code that
 uses it.
 """
 

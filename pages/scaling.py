@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import ICONS, plain, session
-from app_pages import scaling_charts as charts
+from components import ICONS, plain, session
+from components import scaling_charts as charts
 from core.data.catalog import list_datasets
 from core.experiments import search, sweep
 from core.models import scaling
@@ -578,4 +578,4 @@ if st.button(
     f"Train this configuration ({train_variant.upper()}, {net.resolution} px)", key="scaling_train"
 ):
     st.session_state["train_preset"] = {"backbone": train_variant, "resolution": net.resolution}
-    st.switch_page("app_pages/train.py")
+    st.switch_page("pages/train.py")

@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import plain, session
-from app_pages.charts import plotly_text
+from components import plain, session
+from components.charts import plotly_text
 from core.data import augment, datasets, health
 from core.platform.progress import JobStatus
 

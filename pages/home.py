@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_pages import ICONS
+from components import ICONS
 from core.models import weights
 from core.platform import runtime
 
@@ -19,22 +19,22 @@ st.markdown(
 )
 col0, col1, col2, col3 = st.columns(4)
 col0.page_link(
-    "app_pages/data.py",
+    "pages/data.py",
     label="**Data** — import a zip or build a dataset, check it",
     icon=ICONS["Data"],
 )
 col1.page_link(
-    "app_pages/train.py",
+    "pages/train.py",
     label="**Train** — transfer learning with live curves",
     icon=ICONS["Train"],
 )
 col2.page_link(
-    "app_pages/classify.py",
+    "pages/classify.py",
     label="**Classify** — upload images, see the top 5",
     icon=ICONS["Classify"],
 )
 col3.page_link(
-    "app_pages/scaling.py",
+    "pages/scaling.py",
     label="**Scaling** — φ, α, β, γ and the network they give",
     icon=ICONS["Scaling"],
 )

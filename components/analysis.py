@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from app_pages import charts, plain
+from components import charts, plain
 from core.serving import explain, inference
 from core.training import evaluation, runs
 

@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from app_pages import ICONS, dataset_panel, plain, session
+from components import ICONS, dataset_panel, plain, session
 from core.data import datasets, images
 from core.data.zipimport import ZipImportError, import_zip
 

@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import ICONS, exports, plain, session
-from app_pages.charts import plotly_text
+from components import ICONS, exports, plain, session
+from components.charts import plotly_text
 from core.data import images
 from core.serving import explain, inference
 from core.training import runs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import plain, session
+from components import plain, session
 from core.export import exporter as export
 from core.export import quantize
 from core.export.folder import zip_bytes

@@ -9,7 +9,7 @@ started from the command line) to compare, inspect, download and delete.
 
 import streamlit as st
 
-from app_pages import ICONS, analysis, charts, dataset_panel, exports, no_paths, plain, session
+from components import ICONS, analysis, charts, dataset_panel, exports, no_paths, plain, session
 from core import training
 from core.jobs import runner as jobs
 from core.models.weights import SOURCES, list_weights_files

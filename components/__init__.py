@@ -1,6 +1,6 @@
 """The app's pages (one file each) and the navigation ``app.py`` builds from :data:`PAGES`.
 
-The folder is named ``app_pages`` rather than ``pages`` so that Streamlit's legacy "pages
+The folder is named ``components`` rather than ``pages`` so that Streamlit's legacy "pages
 directory" router never sees it: with ``st.navigation`` the app defines its pages itself, and a
 deep link such as ``/train`` as the first request gets the real navigation.
 """
@@ -9,17 +9,17 @@ import re
 
 import streamlit as st
 
-from app_pages import _streamlit_private
+from components import _streamlit_private
 
 _streamlit_private.install()
 
 PAGES = (
     # (script, title, icon, url path)
-    ("app_pages/home.py", "Home", ":material/home:", None),
-    ("app_pages/data.py", "Data", ":material/dataset:", "data"),
-    ("app_pages/train.py", "Train", ":material/model_training:", "train"),
-    ("app_pages/classify.py", "Classify", ":material/image_search:", "classify"),
-    ("app_pages/scaling.py", "Scaling", ":material/straighten:", "scaling"),
+    ("pages/home.py", "Home", ":material/home:", None),
+    ("pages/data.py", "Data", ":material/dataset:", "data"),
+    ("pages/train.py", "Train", ":material/model_training:", "train"),
+    ("pages/classify.py", "Classify", ":material/image_search:", "classify"),
+    ("pages/scaling.py", "Scaling", ":material/straighten:", "scaling"),
 )
 ICONS = {title: icon for _, title, icon, _ in PAGES}
 
