@@ -103,10 +103,10 @@ def _running(job: Job, key: str, live: Draw | None) -> None:
     snap = job.snapshot()
     if not snap.active:  # it ended since the last poll: the whole page once, to see the end
         st.rerun()
-    if snap.status in (JobStatus.IDLE, JobStatus.QUEUED):
-        place = f"position {snap.queue_position}" if snap.queue_position else "starting"
+    if snap.status is JobStatus.QUEUED:
         st.info(
-            f"Queued: {place}. It starts on its own when the jobs ahead of it end.",
+            f"Queued: position {snap.queue_position}. It starts on its own when the jobs ahead "
+            "of it end.",
             icon=":material/hourglass_top:",
         )
         st.button("Cancel", key=f"{key}_cancel", on_click=job.stop)
