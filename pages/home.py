@@ -3,6 +3,7 @@
 import streamlit as st
 
 import pages
+from components import no_paths
 from core.models import weights
 from core.platform import runtime
 
@@ -46,7 +47,7 @@ def render() -> None:
 
     st.subheader("ImageNet weights")
     st.dataframe(
-        weight_rows,
+        [{**row, "where": no_paths(row["where"])} for row in weight_rows],  # file names only
         hide_index=True,
         column_config={"available": st.column_config.CheckboxColumn("available")},
     )

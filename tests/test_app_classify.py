@@ -17,8 +17,9 @@ def test_home_page_shows_runtime_and_weights():
     assert not at.exception
     labels = [m.label for m in at.metric]
     assert {"Keras backend", "Framework", "Device"} <= set(labels)
-    text = " ".join(str(df.value) for df in at.dataframe)
-    assert "Lite0" in text
+    weights = at.dataframe[0].value
+    assert "Lite0" in " ".join(weights["weights"])
+    assert not any(where.startswith("/") or " /" in where for where in weights["where"])  # no paths
 
 
 @pytest.mark.slow
