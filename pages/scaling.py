@@ -24,7 +24,6 @@ from core.experiments import search, sweep
 from core.models import scaling
 from core.models.timing import Timing
 from core.platform.progress import JobStatus
-from pages import ICONS
 
 PHI_MIN, PHI_MAX = -3.0, 7.0
 PHI_GRID = [i / 20 for i in range(int(PHI_MIN * 20), int(PHI_MAX * 20) + 1)]  # the slider's steps
@@ -594,7 +593,7 @@ def search_section() -> None:
 # ----- the page
 def render() -> None:
     """The Scaling page: inputs → the networks → numbers and charts; then the jobs."""
-    st.title(f"{ICONS['scaling']} Compound scaling", anchor=False)
+    st.title(f"{pages.ICONS['scaling']} Compound scaling", anchor=False)
     st.caption(
         "Tan & Le (2019) scale depth by α^φ, width by β^φ and resolution by γ^φ under "
         "α·β²·γ² ≈ 2, so FLOPs grow about 2^φ. Parameters and FLOPs below are computed layer "

@@ -3,8 +3,9 @@
 Controls (generated from :mod:`core.training.options`, or a preset) → ``TrainConfig`` → a job
 (:mod:`core.jobs.runner`) owned by this browser session. Jobs queue for the one trainer, first in,
 first out; other visitors see that it is busy but can neither see nor stop this session's run.
-A fragment polls the job once a second while it runs. Below: this session's runs (and runs
-started from the command line) to compare, inspect, download and delete.
+The job panel (:mod:`components.job_panel`) shows it, live curves included, and this page draws
+its outcome. Below: this session's runs (and runs started from the command line) to compare,
+inspect, download and delete.
 """
 
 import streamlit as st
