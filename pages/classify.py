@@ -7,9 +7,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import ICONS, exports, plain, session
+from components import ICONS, errors, exports, plain, session
 from components.charts import plotly_text
 from core.data import images
+from core.platform.errors import UserError
 from core.serving import explain, inference
 from core.training import runs
 
@@ -113,8 +114,8 @@ try:
     else:
         path, version = runs_available[choice]
         classifier = get_classifier(path, "auto", version)
-except ValueError as exc:
-    st.error(f"Could not load the model: {plain(exc)}")
+except UserError as exc:
+    errors.show(exc, "Could not load the model: ")
     st.stop()
 prep = classifier.preprocessing
 st.caption(

@@ -11,9 +11,10 @@ import time
 
 import streamlit as st
 
-from components import ICONS, dataset_panel, plain, session
+from components import ICONS, dataset_panel, errors, plain, session
 from core.data import datasets, images
-from core.data.zipimport import ZipImportError, import_zip
+from core.data.zipimport import import_zip
+from core.platform.errors import UserError
 
 # Streamlit keeps an upload in the server's memory: this is also the most one import costs.
 # server.maxUploadSize in .streamlit/config.toml must be at least this (it caps every upload).
@@ -67,8 +68,8 @@ def new_dataset_section() -> None:
             try:
                 with st.spinner("Importing and checking every image…"):
                     report = import_zip(upload, name, owner=session.owner_tag(), label=upload.name)
-            except (ZipImportError, datasets.DatasetError) as exc:
-                st.error(f"Nothing was imported: {plain(exc)}")
+            except UserError as exc:
+                errors.show(exc, "Nothing was imported: ")
             else:
                 used("data_zip")
                 st.session_state["data_last_import"] = report
@@ -79,8 +80,8 @@ def new_dataset_section() -> None:
         if st.button("Create", key="data_create", disabled=not name.strip()):
             try:
                 datasets.create(name, session.owner_tag())
-            except datasets.DatasetError as exc:
-                st.error(plain(exc))
+            except UserError as exc:
+                errors.show(exc)
             else:
                 st.session_state["data_pick"] = name.strip()
                 notice(f"Created dataset {name.strip()}: now add classes and images.")
@@ -91,8 +92,8 @@ def call(action, *args, done: str) -> None:
     """Run one core change as this session; its error becomes a message, success a notice."""
     try:
         action(*args, session.owner_tag())
-    except (datasets.DatasetError, OSError) as exc:
-        st.error(plain(exc))
+    except (UserError, OSError) as exc:
+        errors.show(exc)
     else:
         notice(done)
 
@@ -100,8 +101,8 @@ def call(action, *args, done: str) -> None:
 def add_images(name: str, class_name: str, files, widget: str) -> None:
     try:
         report = datasets.add_images(name, class_name, files, session.owner_tag())
-    except (datasets.DatasetError, OSError) as exc:
-        st.error(plain(exc))
+    except (UserError, OSError) as exc:
+        errors.show(exc)
         return
     used(widget)
     for item in report["rejected"]:
@@ -201,8 +202,8 @@ if st.session_state.get("data_pick") not in names:
 name = st.selectbox("Dataset", names, key="data_pick")
 try:
     info = datasets.info(name)
-except datasets.DatasetError as exc:  # deleted meanwhile
-    st.error(plain(exc))
+except UserError as exc:  # deleted meanwhile
+    errors.show(exc)
     st.stop()
 mine = session.is_mine(info.owner)
 st.caption(

@@ -13,12 +13,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import ICONS, plain, session
+from components import ICONS, errors, plain, session
 from components import scaling_charts as charts
 from core.data.catalog import list_datasets
 from core.experiments import search, sweep
 from core.models import scaling
 from core.models.timing import Timing
+from core.platform.errors import UserError
 from core.platform.progress import JobStatus
 
 PHI_MIN, PHI_MAX = -3.0, 7.0
@@ -74,8 +75,8 @@ try:
     mult = scaling.multipliers(formula_phi, alpha, beta, gamma, base)
     formula = scaling.network(mult.width, mult.depth, mult.resolution)
     net = scaling.official_network(variant) if official else formula
-except ValueError as exc:
-    st.error(str(exc))
+except UserError as exc:
+    errors.show(exc)
     st.stop()
 b0 = scaling.official_network("b0")
 train_variant = variant if official else scaling.nearest_variant(net.flops)
@@ -313,7 +314,7 @@ def job_panel(kind: str, key: str, running: bool, render) -> None:
 
 
 def start_button(kind: str, label: str, key: str, args_for) -> bool:
-    """A Start button for a ``kind`` job; ``args_for()`` gives its args or raises ValueError.
+    """A Start button for a ``kind`` job; ``args_for()`` gives its args or raises UserError.
 
     Returns whether this session's job of that kind is running now.
     """
@@ -322,8 +323,8 @@ def start_button(kind: str, label: str, key: str, args_for) -> bool:
     if st.button(label, key=key, disabled=running):
         try:
             args = args_for()
-        except ValueError as exc:
-            st.error(f"Cannot start: {plain(exc)}")
+        except UserError as exc:
+            errors.show(exc, "Cannot start: ")
         else:
             session.start_job(kind, args)
             running = True
@@ -412,7 +413,7 @@ sweep_budget = cols[2].number_input(
 
 
 def sweep_args() -> dict:
-    """The sweep's job arguments from the controls, checked (ValueError with a sentence)."""
+    """The sweep's job arguments from the controls, checked (UserError with a sentence)."""
     args = {"batch_sizes": sorted(sweep_batches), "budget_s": float(sweep_budget)}
     if sweep_over.startswith("B0"):
         args["variants"] = list(sweep.DEFAULT_VARIANTS)
@@ -421,7 +422,7 @@ def sweep_args() -> dict:
             phis=sorted(sweep_phis), alpha=alpha, beta=beta, gamma=gamma, base_resolution=base
         )
     if not args.get("batch_sizes") or ("phis" in args and not args["phis"]):
-        raise ValueError("pick at least one φ value and one batch size.")
+        raise UserError("pick at least one φ value and one batch size.")
     sweep.plan(args)
     return args
 
@@ -488,7 +489,7 @@ search_subset = cols[3].number_input(
 )
 try:
     grid = search.grid(search_steps) if search_steps else []
-except ValueError as exc:
+except UserError as exc:
     grid = []
     st.warning(plain(exc))
 if grid:
@@ -502,9 +503,9 @@ if grid:
 
 
 def search_args() -> dict:
-    """The search's job arguments from the controls, checked (ValueError with a sentence)."""
+    """The search's job arguments from the controls, checked (UserError with a sentence)."""
     if not search_steps:
-        raise ValueError("pick at least one step for β and γ.")
+        raise UserError("pick at least one step for β and γ.")
     args = {
         "data": search_data,
         "steps": sorted(search_steps),

@@ -9,10 +9,21 @@ started from the command line) to compare, inspect, download and delete.
 
 import streamlit as st
 
-from components import ICONS, analysis, charts, dataset_panel, exports, no_paths, plain, session
+from components import (
+    ICONS,
+    analysis,
+    charts,
+    dataset_panel,
+    errors,
+    exports,
+    no_paths,
+    plain,
+    session,
+)
 from core import training
 from core.jobs import runner as jobs
 from core.models.weights import SOURCES, list_weights_files
+from core.platform.errors import UserError
 from core.platform.progress import JobStatus
 from core.training import runs
 
@@ -211,8 +222,8 @@ def start(values: dict) -> None:
     try:
         config = training.TrainConfig(**values)
         config.validate()  # nothing is started for a bad value
-    except (TypeError, ValueError) as exc:
-        st.error(f"Cannot start: {plain(exc)}")
+    except UserError as exc:
+        errors.show(exc, "Cannot start: ")
         return
     session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
 
@@ -232,8 +243,8 @@ def start_lr_find(values: dict) -> None:
     try:
         config = training.TrainConfig(**values)
         config.validate()
-    except (TypeError, ValueError) as exc:
-        st.error(f"Cannot start the finder: {plain(exc)}")
+    except UserError as exc:
+        errors.show(exc, "Cannot start the finder: ")
         return
     session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
 
@@ -368,8 +379,8 @@ def run_details(run) -> None:
         if st.button("Yes, delete it", type="primary", key="train_delete"):
             try:
                 runs.delete_run(run.path)
-            except (ValueError, OSError) as exc:
-                st.error(f"Could not delete the run: {plain(exc)}")
+            except (UserError, OSError) as exc:
+                errors.show(exc, "Could not delete the run: ")
             else:
                 st.session_state["train_notice"] = f"Deleted run {run.name}."
                 st.session_state.pop("train_run_pick", None)

@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 
-from core.cli import CliError
+from core.platform.errors import UserError
 
 _SHOWN = 10  # list items printed per section of the text report
 
@@ -93,15 +93,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from core.data.datasets import DatasetError
     from core.data.zipimport import import_zip
 
     try:
         report = import_zip(args.zip, args.name, owner=None)
     except FileNotFoundError:
-        raise CliError(f"zip file {args.zip} not found") from None
-    except DatasetError as exc:
-        raise CliError(str(exc)) from exc
+        raise UserError(f"zip file {args.zip} not found") from None
     if args.json:
         print(json.dumps(report))
         return 0
@@ -144,11 +141,9 @@ def run_check(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     error = box.get("error")
-    if isinstance(error, ValueError):  # DataError: a missing folder, a wrong layout
-        raise CliError(str(error))
     if isinstance(error, Stopped):
         raise KeyboardInterrupt
-    if error is not None:
+    if error is not None:  # a DataError (a missing folder, a wrong layout) exits 2 in main
         raise error
     report = box["report"]
     if args.json:
@@ -190,9 +185,6 @@ def print_report(r: dict) -> None:
 def run_delete(args: argparse.Namespace) -> int:
     from core.data import datasets
 
-    try:
-        datasets.delete(args.name, owner=None)
-    except datasets.DatasetError as exc:
-        raise CliError(str(exc)) from exc
+    datasets.delete(args.name, owner=None)  # a DatasetError: exit 2
     print(f"deleted {args.name}")
     return 0

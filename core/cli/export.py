@@ -12,6 +12,8 @@ import json
 import sys
 
 from core.cli import CliError
+from core.cli.watch import run_job
+from core.platform.errors import UserError
 
 
 def register(sub) -> None:
@@ -65,23 +67,19 @@ def run(args: argparse.Namespace) -> int:
     """Check the arguments here (exit 2 at once), then export in a job and report parity."""
     from pathlib import Path
 
-    from core.cli.train import _run_job
     from core.export import exporter as export
     from core.export import quantize
 
-    try:
-        fmt = export.check_format(args.format)
-        source = export.resolve_source(args.source)
-        if args.images < export.MIN_IMAGES:
-            raise ValueError(f"--images must be at least {export.MIN_IMAGES}, got {args.images}")
-        out = (
-            Path(args.out).expanduser().resolve()
-            if args.out
-            else export.exports_root(source, args.weights) / fmt.key
-        )
-        export.check_out(out)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
+    fmt = export.check_format(args.format)
+    source = export.resolve_source(args.source)
+    if args.images < export.MIN_IMAGES:
+        raise UserError(f"--images must be at least {export.MIN_IMAGES}, got {args.images}")
+    out = (
+        Path(args.out).expanduser().resolve()
+        if args.out
+        else export.exports_root(source, args.weights) / fmt.key
+    )
+    export.check_out(out)
     job_args = {
         "source": str(source.path or source.name),
         "format": fmt.key,
@@ -89,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "images": args.images,
         "weights": args.weights,
     }
-    result, status = _run_job("export", job_args, None)
+    result, status = run_job("export", job_args)
     if result.get("stopped"):
         print(json.dumps(result), flush=True)
         raise CliError("export stopped before it finished", status=status or 130)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from core.platform import paths
+from core.platform.errors import UserError
 
 # Splits carved from the training data do not depend on a run's seed: every run on a dataset
 # validates and tests on the same images, so their accuracies compare.
@@ -18,7 +19,7 @@ DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 _RESERVED_NAMES = {"weights", "cifar10"}
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset could not be loaded; the message says what failed and how to fix it."""
 
 

@@ -33,6 +33,7 @@ from core.platform import paths
 
 from core.data import splits
 from core.data.catalog import _RESERVED_NAMES, DATASET_NAME_RE, DataError, list_datasets
+from core.platform.errors import UserError
 from core.platform.fileio import write_json
 from core.data.imagefolder import IMAGE_EXTENSIONS, relative_files, scan
 from core.data.images import ImageError, load_image
@@ -56,7 +57,7 @@ _EXTENSION_OF = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset operation that cannot be done; the message says why, in one line."""
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.platform.errors import UserError
+
 # Larger files are refused before decoding (the Streamlit upload limit matches, in
 # .streamlit/config.toml).
 MAX_FILE_BYTES = 25 * 1024 * 1024
@@ -35,7 +37,7 @@ IMAGENET_CROP = 0.875
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An input that cannot be used as an image; the message is meant for the user."""
 
 
@@ -65,13 +67,13 @@ class Preprocessing:
 
     def __post_init__(self):
         if not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise ValueError(
+            raise UserError(
                 f"preprocessing size must be a positive whole number, got {self.size!r}"
             )
         if not 0 < float(self.crop) <= 1:
-            raise ValueError(f"preprocessing crop must be in (0, 1], got {self.crop!r}")
+            raise UserError(f"preprocessing crop must be in (0, 1], got {self.crop!r}")
         if self.resample not in _RESAMPLE:
-            raise ValueError(f"preprocessing resample must be one of {', '.join(_RESAMPLE)}")
+            raise UserError(f"preprocessing resample must be one of {', '.join(_RESAMPLE)}")
 
     @classmethod
     def imagenet(cls, size: int) -> Preprocessing:

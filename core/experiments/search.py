@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.models import scaling
+from core.platform.errors import UserError
 from core.platform.progress import Progress, Stopped
 
 TARGET = 2.0  # α·β²·γ²: twice B0's FLOPs at φ = 1
@@ -99,7 +100,7 @@ def grid(steps=DEFAULT_STEPS, target: float = TARGET) -> list[Candidate]:
     values = sorted({float(s) for s in steps})
     for s in values:
         if not math.isfinite(s) or not scaling.BASE_RANGE[0] <= s <= scaling.BASE_RANGE[1]:
-            raise ValueError(f"search steps must be from 1 to 2, got {s:g}.")
+            raise UserError(f"search steps must be from 1 to 2, got {s:g}.")
     found = []
     for beta in values:
         for gamma in values:
@@ -107,12 +108,12 @@ def grid(steps=DEFAULT_STEPS, target: float = TARGET) -> list[Candidate]:
             if scaling.BASE_RANGE[0] <= alpha <= scaling.BASE_RANGE[1]:
                 found.append(Candidate(alpha, beta, gamma))
     if not found:
-        raise ValueError(
+        raise UserError(
             f"no candidate satisfies α·β²·γ² = {target:g} with α from 1 to 2 for "
             f"steps {values}: use steps nearer 1."
         )
     if len(found) > MAX_CANDIDATES:
-        raise ValueError(
+        raise UserError(
             f"steps {values} give {len(found)} candidates; at most "
             f"{MAX_CANDIDATES} fit a search: use fewer steps."
         )
@@ -132,7 +133,7 @@ def settings(args: dict):
 
     values = {**DEFAULTS, **{k: v for k, v in args.items() if v is not None}}
     if values["weights"] not in WEIGHT_SOURCES:
-        raise ValueError(
+        raise UserError(
             f"weights must be one of {', '.join(WEIGHT_SOURCES)}, got {values['weights']!r}."
         )
     budget = values["budget_s"]
@@ -141,7 +142,7 @@ def settings(args: dict):
         or not isinstance(budget, (int, float))
         or not (BUDGET_RANGE[0] <= budget <= BUDGET_RANGE[1])
     ):
-        raise ValueError(
+        raise UserError(
             f"the search's budget must be from {BUDGET_RANGE[0]:g} to "
             f"{BUDGET_RANGE[1]:g} seconds, got {budget!r}."
         )
@@ -492,7 +493,7 @@ def search(args: dict, progress: Progress | None = None) -> dict:
             config.data, test_subset=config.test_subset, seed=config.seed, progress=progress
         )
         if not len(ds.y_val):
-            raise ValueError(
+            raise UserError(
                 "the search ranks candidates on a validation split, and this "
                 "dataset has none: add images, or a val/ folder"
             )

@@ -39,6 +39,7 @@ from core.export.parity_images import (
 )
 from core.models.efficientnet import all_layers, float32_model
 from core.platform import paths
+from core.platform.errors import UserError
 
 MIN_IMAGES = 200
 FLOAT_TARGET = {"agreement": 1.0, "max_abs_diff": 1e-4}
@@ -126,19 +127,19 @@ def resolve_source(source: str) -> Source:
         return Source(IMAGENET, key, variant="b0" if key == IMAGENET else key)
     path = Path(source).expanduser()
     if not path.is_dir():
-        raise ValueError(f"{source!r} is neither 'imagenet' nor a run folder")
+        raise UserError(f"{source!r} is neither 'imagenet' nor a run folder")
     run = runs.load_run(path)  # ValueError when it is no run folder
     if run.status == "running":
-        raise ValueError(f"run {run.name} is still training: export it when it has finished")
+        raise UserError(f"run {run.name} is still training: export it when it has finished")
     if not run.has_model:
-        raise ValueError(f"run {run.name} has no saved model to export ({run.status})")
+        raise UserError(f"run {run.name} has no saved model to export ({run.status})")
     return Source("run", run.name, path.resolve())
 
 
 def check_format(fmt: str) -> Format:
     """The :class:`Format` for ``fmt``; ValueError naming the choices otherwise."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     return FORMATS[fmt]
 
 
@@ -163,9 +164,9 @@ def source_exports(source: str, weights: str = "auto") -> list[dict]:
 def check_out(out: Path) -> None:
     """An export may replace an earlier export folder, never anything else."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"export folder {out} is a file: name a folder")
+        raise UserError(f"export folder {out} is a file: name a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
-        raise ValueError(
+        raise UserError(
             f"export folder {out} holds other files: name a new or empty "
             "folder (an earlier export folder is replaced)"
         )
@@ -331,7 +332,7 @@ def export(
     progress = progress if progress is not None else Progress()
     spec, src = check_format(fmt), resolve_source(source)
     if int(images) < MIN_IMAGES:
-        raise ValueError(f"parity needs at least {MIN_IMAGES} held-out images, got {images}")
+        raise UserError(f"parity needs at least {MIN_IMAGES} held-out images, got {images}")
     out = Path(out).expanduser().resolve() if out else exports_root(src, weights) / spec.key
     check_out(out)
     _remove_stale(out)
@@ -351,7 +352,7 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
     from core.serving.inference import load_classifier
 
     if keras.backend.backend() != "tensorflow":
-        raise ValueError(
+        raise UserError(
             f"{fmt.key} export needs Keras's TensorFlow backend: this process "
             f"runs Keras on {keras.backend.backend()}; run it with "
             "KERAS_BACKEND=tensorflow"

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.platform import paths, procs
+from core.platform.errors import error_kind, error_message
 from core.platform.fileio import write_json
 from core.platform.progress import (
     EventLog,
@@ -47,7 +48,7 @@ from core.platform.progress import (
 )
 
 # kind → (module, function, slot). A job function takes (args: dict, progress) and returns a
-# JSON-ready result; bad input raises ValueError (or core.models.weights.WeightsError).
+# JSON-ready result; bad input raises core.platform.errors.UserError (a ValueError).
 KINDS = {
     "train": ("core.training.run", "train_job", "trainer"),
     "measure": ("core.experiments.measure", "measure_job", "measure"),
@@ -275,21 +276,6 @@ def slot_info(slot: str = "trainer", runs_root: str | os.PathLike | None = None)
     return SlotInfo(
         running, owner, tuple(t.name.split("--", 1)[1] for t in _live_tickets(base, slot))
     )
-
-
-def error_message(exc: Exception) -> str:
-    """One line for people: the message of a bad-input error, else the type and message."""
-    text = str(exc).strip() or exc.__class__.__name__
-    return (
-        text if isinstance(exc, (ValueError, RuntimeError)) else f"{exc.__class__.__name__}: {text}"
-    )
-
-
-def error_kind(exc: Exception) -> str:
-    """ "input" for bad data, options or weights (the person can fix it), else "crash"."""
-    from core.models.weights import WeightsError
-
-    return "input" if isinstance(exc, (ValueError, WeightsError)) else "crash"
 
 
 # ----- the worker side ----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from numbers import Integral, Real
 
+from core.platform.errors import UserError
+
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid-searched depth, width, resolution bases
 BASE_RESOLUTION = 224
 # Bounds on every input, so any value given is computed in milliseconds (φ = 100 would ask for
@@ -175,9 +177,9 @@ class ScaledNetwork:
 # ----- validation ------------------------------------------------------------------------------
 def _check_real(name: str, value: object, minimum: float, maximum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+        raise UserError(f"{name} must be a finite number, got {value!r}.")
     if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be from {minimum:g} to {maximum:g}, got {value:g}.")
+        raise UserError(f"{name} must be from {minimum:g} to {maximum:g}, got {value:g}.")
     return float(value)
 
 
@@ -189,7 +191,7 @@ def _check_resolution(
         or not isinstance(value, Integral)
         or not minimum <= value <= maximum
     ):
-        raise ValueError(
+        raise UserError(
             f"{name} must be a whole number of pixels from {minimum} to {maximum}, got {value!r}."
         )
     return int(value)
@@ -309,7 +311,7 @@ def network(width: float, depth: float, resolution: int, classes: int = CLASSES)
         or not isinstance(classes, Integral)
         or not 1 <= classes <= 100_000
     ):
-        raise ValueError(f"classes must be a whole number from 1 to 100000, got {classes!r}.")
+        raise UserError(f"classes must be a whole number from 1 to 100000, got {classes!r}.")
 
     rows: list[StageRow] = []
     stem = round_filters(STEM_FILTERS, width)
@@ -401,7 +403,7 @@ def official_network(variant: str) -> ScaledNetwork:
     """
     key = str(variant).lower()
     if key not in OFFICIAL:
-        raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
+        raise UserError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
     v = OFFICIAL[key]
     return network(v.width, v.depth, v.resolution)
 
@@ -409,7 +411,7 @@ def official_network(variant: str) -> ScaledNetwork:
 def nearest_variant(flops: float) -> str:
     """The released variant whose multiply-adds are nearest to ``flops`` on a log scale."""
     if not flops > 0:
-        raise ValueError(f"FLOPs must be positive, got {flops!r}.")
+        raise UserError(f"FLOPs must be positive, got {flops!r}.")
     return min(OFFICIAL, key=lambda v: abs(math.log(official_network(v).flops / flops)))
 
 
@@ -451,7 +453,7 @@ def implied_phi(
     """
     key = str(variant).lower()
     if key not in OFFICIAL:
-        raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
+        raise UserError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
     alpha, beta, gamma = (
         _check_real(n, v, *BASE_RANGE)
         for n, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma))

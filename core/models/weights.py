@@ -23,6 +23,7 @@ import numpy as np
 
 from core.models.torch_pickle import TorchPickleError, read_torch_legacy
 from core.platform import paths, reachability
+from core.platform.errors import UserError
 from core.platform.fileio import atomic_path
 
 SOURCES = ("auto", "imagenet", "lite0", "none")
@@ -37,7 +38,7 @@ IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 _KERAS_WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError):
     """Weights could not be found, read or loaded; the message says why and what to do."""
 
 

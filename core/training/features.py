@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from core.platform import cache, paths
+from core.platform.errors import UserError
 from core.platform.fileio import atomic_path
 from core.platform.progress import Progress
 from core.training.network import TrainNetwork, apply_layers
@@ -45,7 +46,7 @@ from core.training.options import TrainConfig
 CACHE_VERSION = 2  # 2: extractors with BatchNorm folded into the convolutions (see fold_batchnorm)
 
 
-class FeatureMemoryError(ValueError):
+class FeatureMemoryError(UserError):
     """Features would fit neither in the memory budget nor on the cache disk."""
 
 

@@ -15,11 +15,17 @@ from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from core.platform.errors import UserError
+
 MODES = ("frozen", "finetune")
 VALIDATIONS = ("split", "test")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+
+
+class OptionError(UserError):
+    """A training option's value is not allowed; the message names it and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class Option:
         optional: None is allowed; ``none_means`` says what None does ("all", "auto", ...).
         step: The number widget's step.
         only_for: ``(field, value)``: the option matters only then (the page disables it otherwise).
-        check: Extra check of a non-None value; raises ValueError with a sentence.
+        check: Extra check of a non-None value; raises OptionError with a sentence.
         unit: Unit shown in messages ("pixels", "images", ...).
         what: How messages name the option (default: the field name).
         advanced: Shown under "More options" on the Train page (the defaults suit most runs).
@@ -68,26 +74,26 @@ class Option:
         return tuple(choices or ())
 
     def validate(self, name: str, value) -> None:
-        """Raise ValueError with a sentence if ``value`` is not allowed."""
+        """Raise OptionError with a sentence if ``value`` is not allowed."""
         what = self.what or name
         if value is None:
             if self.optional:
                 return
-            raise ValueError(f"{what} is required.")
+            raise OptionError(f"{what} is required.")
         if self.kind is bool:
             if not isinstance(value, bool):
-                raise ValueError(f"{what} must be true or false, got {value!r}.")
+                raise OptionError(f"{what} must be true or false, got {value!r}.")
         elif self.kind is int:
             if not _is_int(value) or not self._in_bounds(value):
-                raise ValueError(f"{what} must be a whole number {self._range()}, got {value!r}.")
+                raise OptionError(f"{what} must be a whole number {self._range()}, got {value!r}.")
         elif self.kind is float:
             if not _is_number(value) or not self._in_bounds(float(value)):
-                raise ValueError(f"{what} must be a number {self._range()}, got {value!r}.")
+                raise OptionError(f"{what} must be a number {self._range()}, got {value!r}.")
         elif not isinstance(value, str):
-            raise ValueError(f"{what} must be text, got {value!r}.")
+            raise OptionError(f"{what} must be text, got {value!r}.")
         allowed = self.allowed()
         if allowed and value not in allowed:
-            raise ValueError(
+            raise OptionError(
                 f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}."
             )
         if self.check is not None:
@@ -144,14 +150,14 @@ def _check_data(value: str) -> None:
     from core.data.catalog import resolve
 
     if not value.strip():
-        raise ValueError("data must be 'cifar10', a dataset name or the path of an image folder.")
+        raise OptionError("data must be 'cifar10', a dataset name or the path of an image folder.")
     target = resolve(value)
     try:
         missing = target != "cifar10" and not target.is_dir()
     except OSError as exc:  # e.g. no permission to look
-        raise ValueError(f"cannot read data folder {value!r}: {exc.strerror or exc}") from None
+        raise OptionError(f"cannot read data folder {value!r}: {exc.strerror or exc}") from None
     if missing:
-        raise ValueError(
+        raise OptionError(
             f"data folder {value!r} does not exist: give 'cifar10', the name of a "
             "dataset under the data root, or the path of a folder with one "
             "subfolder per class."
@@ -164,9 +170,9 @@ def _check_weights(value: str) -> None:
     try:
         missing = value not in SOURCES and not Path(value).expanduser().is_file()
     except OSError as exc:  # e.g. no permission to look
-        raise ValueError(f"cannot read weights file {value!r}: {exc.strerror or exc}") from None
+        raise OptionError(f"cannot read weights file {value!r}: {exc.strerror or exc}") from None
     if missing:
-        raise ValueError(
+        raise OptionError(
             f"weights must be one of {', '.join(SOURCES)} or the path of an "
             f"existing .h5 weights file, not {value!r}."
         )
@@ -174,7 +180,7 @@ def _check_weights(value: str) -> None:
 
 def _check_name(value: str) -> None:
     if not _NAME_RE.match(value):
-        raise ValueError(
+        raise OptionError(
             f"run name {value!r} must be 1–100 letters, digits, '.', '_', '+' "
             "or '-', starting with a letter or digit."
         )
@@ -442,7 +448,7 @@ class TrainConfig:
         """Check every value against its :class:`Option`.
 
         Raises:
-            ValueError: With a sentence naming the bad value and what is allowed.
+            OptionError: With a sentence naming the bad value and what is allowed.
         """
         for f in fields(self):
             f.metadata["option"].validate(f.name, getattr(self, f.name))
@@ -593,5 +599,5 @@ PRESETS: dict[str, Preset] = {
 def preset_config(key: str, **overrides) -> TrainConfig:
     """A :class:`TrainConfig` from the preset ``key`` of :data:`PRESETS`, with ``overrides``."""
     if key not in PRESETS:
-        raise ValueError(f"Unknown preset {key!r}: choose one of {', '.join(PRESETS)}.")
+        raise OptionError(f"Unknown preset {key!r}: choose one of {', '.join(PRESETS)}.")
     return TrainConfig(**{**PRESETS[key].values, **overrides})

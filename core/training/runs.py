@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from core.platform import paths, procs
+from core.platform.errors import UserError
 from core.platform.fileio import atomic_path, write_json, write_text
 
 STATUSES = ("running", "done", "stopped", "interrupted", "error")
@@ -124,7 +125,7 @@ class RunWriter:
                 try:
                     (root / name).mkdir()
                 except FileExistsError:
-                    raise ValueError(
+                    raise UserError(
                         f"run folder {root / name} already exists: choose another "
                         "name (or delete that run first)."
                     ) from None
@@ -137,10 +138,8 @@ class RunWriter:
                     continue
                 return cls(path)
         except OSError as exc:  # no permission, a read-only disk, a file in the way
-            raise ValueError(
-                f"cannot create a run folder in {root}: {exc.strerror or exc}"
-            ) from exc
-        raise ValueError(f"could not find a free run folder name like {root / base}")
+            raise UserError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from exc
+        raise UserError(f"could not find a free run folder name like {root / base}")
 
     def release(self) -> None:
         """Remove the reserved folder again if nothing was written to it."""
@@ -274,7 +273,7 @@ def load_run(path: str | os.PathLike) -> RunInfo:
     """
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise ValueError(f"{path} is not a training run folder (it has no config.json).")
+        raise UserError(f"{path} is not a training run folder (it has no config.json).")
     try:
         cfg = _read_json(path / "config.json")
         status = _read_json(path / "status.json", {}) or {}
@@ -283,7 +282,7 @@ def load_run(path: str | os.PathLike) -> RunInfo:
         confusion = _read_json(path / "confusion.json")
         history = _read_history(path / "history.csv")
     except (OSError, ValueError) as exc:
-        raise ValueError(f"run folder {path} is damaged: {exc}") from exc
+        raise UserError(f"run folder {path} is damaged: {exc}") from exc
     state = results.get("status") or status.get("status") or "running"
     error = results.get("error") or status.get("error")
     if state == "running" and not _worker_alive(status):
@@ -340,7 +339,7 @@ def delete_run(path: str | os.PathLike) -> None:
     """
     info = load_run(path)
     if info.status == "running":
-        raise ValueError(f"run {info.name} is still training: stop it before deleting it.")
+        raise UserError(f"run {info.name} is still training: stop it before deleting it.")
     shutil.rmtree(info.path)
 
 
@@ -366,7 +365,7 @@ def load_run_model(path: str | os.PathLike):
     # A run folder, or a .keras file directly (its classes.json beside it, if any).
     model_file = path if path.suffix == ".keras" else path / "model.keras"
     if not model_file.is_file():
-        raise ValueError(
+        raise UserError(
             f"run {path.name} has no saved model (it failed or was stopped before "
             "training started)."
         )
@@ -386,7 +385,7 @@ def load_run_model(path: str | os.PathLike):
     # Runs saved before preprocessing.json existed stored images exactly this way.
     preprocessing = Preprocessing.from_dict(saved) if saved else storage_preprocessing(size)
     if preprocessing.size != size:
-        raise ValueError(
+        raise UserError(
             f"preprocessing.json says {preprocessing.size} px but the model takes {size} px"
         )
     return model, classes, preprocessing
@@ -406,7 +405,7 @@ def predictions(path: str | os.PathLike):
         with np.load(file, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in ("true", "pred", "prob", "true_prob", "kept", "images")}
     except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"run {path.name} has a damaged predictions.npz: {exc}") from exc
+        raise UserError(f"run {path.name} has a damaged predictions.npz: {exc}") from exc
     return Predictions(**arrays, class_names=list(classes))
 
 
