@@ -16,9 +16,10 @@ PHI_GRID = [i / 20 for i in range(141)]
 def keras_efficientnet():
     """Keras's own EfficientNet builder (the reference), clearing Keras's state after each use."""
     import keras
-    from keras.src.applications.efficientnet import EfficientNet
 
-    yield EfficientNet
+    from core.platform import _keras_private
+
+    yield _keras_private.efficientnet_builder()
     keras.backend.clear_session()
 
 
