@@ -522,53 +522,58 @@ searching = start_button("search", "Run the search", "scaling_search_start", sea
 
 def render_search(job, snap) -> None:
     """The candidates' table and chart, the repeats, and how noisy it is."""
-    result = snap.result
-    rows = result.get("candidates", [])
-    repeats = {r["candidate"]: r for r in result.get("repeats", [])}
+    result = search.SearchResult.from_dict(snap.result)
+    repeats = {r.candidate: r for r in result.repeats}
+    setup = result.setup  # None: stopped while the data loaded
 
     def pct(value) -> str:
         return "—" if value is None else f"{100 * value:.1f} %"
 
-    if rows:
+    def fact(name: str):
+        return "?" if setup is None else getattr(setup, name)
+
+    if result.candidates:
         st.plotly_chart(charts.search_figure(result), key="scaling_search_chart")
         st.dataframe(
             pd.DataFrame(
                 [
                     {
-                        "candidate": charts.candidate_label(c),
-                        "α·β²·γ²": round(c["constraint"], 3),
-                        "resolution": c["resolution"],
-                        "MFLOPs": round(c["flops"] / 1e6, 1),
+                        "candidate": c.label,
+                        "α·β²·γ²": round(c.constraint, 3),
+                        "resolution": c.resolution,
+                        "MFLOPs": round(c.flops / 1e6, 1),
                         "starts from": "B0's ImageNet weights"
-                        if c["start"] == "imagenet"
+                        if c.start == "imagenet"
                         else "scratch",
-                        "status": c["status"],
-                        "epochs": c.get("epochs_done"),
-                        "validation accuracy": pct(c.get("val_accuracy")),
-                        "± (1 s.e.)": pct(c.get("stderr")),
-                        "another seed": pct(repeats.get(c["index"], {}).get("val_accuracy")),
-                        "test accuracy (once)": pct(c.get("test_accuracy")),
+                        "status": c.status,
+                        "epochs": c.outcome.epochs_done if c.outcome else None,
+                        "validation accuracy": pct(c.val_accuracy),
+                        "± (1 s.e.)": pct(c.stderr),
+                        "another seed": pct(
+                            repeats[c.index].val_accuracy if c.index in repeats else None
+                        ),
+                        "test accuracy (once)": pct(c.test_accuracy),
                     }
-                    for c in rows
+                    for c in result.candidates
                 ]
             ),
             hide_index=True,
             key="scaling_search_table",
         )
-    st.info(f"How noisy: {result['noise']}", icon=":material/info:")
+    st.info(f"How noisy: {result.noise}", icon=":material/info:")
     st.caption(
-        f"Data {plain(result['data'])}: {result.get('train_images', '?')} training, "
-        f"{result.get('val_images', '?')} validation and "
-        f"{result.get('test_images', '?')} test images at a base of "
-        f"{result.get('base_resolution', '?')} px · weights: "
-        f"{plain(result.get('weights', '?'))} · {result['device']} · wall "
-        f"{result['wall_s']:.0f} s of a {result['budget_s']:g} s budget. Candidates from "
+        f"Data {plain(result.data)}: {fact('train_images')} training, "
+        f"{fact('val_images')} validation and "
+        f"{fact('test_images')} test images at a base of "
+        f"{fact('base_resolution')} px · weights: "
+        f"{plain(fact('weights'))} · {result.device} · wall "
+        f"{result.wall_s:.0f} s of a {result.budget_s:g} s budget. Candidates from "
         "ImageNet weights have a head start that a short training does not remove: the "
         "comparison is between architecture-and-start pairs, not architectures alone. "
         "Candidates are ranked on validation; each test accuracy is measured once and "
         "never used to pick."
     )
-    if result.get("stopped"):
+    if result.stopped:
         st.info("Stopped: candidates not trained show as skipped.")
 
 

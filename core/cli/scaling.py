@@ -306,38 +306,43 @@ def run_search(args: argparse.Namespace) -> int:
     }
     search.grid(job_args["steps"])
     search.settings(job_args)  # bad values: exit 2 at once
-    result, status = run_job("search", job_args)
+    data, status = run_job("search", job_args)
     if args.json:
-        print(json.dumps(result), flush=True)
+        print(json.dumps(data), flush=True)
         return status
+    result = search.SearchResult.from_dict(data)
+    setup = result.setup  # None: stopped while the data loaded
+
+    def fact(name: str):
+        return "?" if setup is None else getattr(setup, name)
+
     print(
-        f"Search at phi = 1 on {result['data']} ({result.get('train_images', '?')} train / "
-        f"{result.get('val_images', '?')} validation / {result.get('test_images', '?')} test "
-        f"images, base {result.get('base_resolution', '?')} px) on {result['device']}; "
-        f"weights {result.get('weights', '?')}"
+        f"Search at phi = 1 on {result.data} ({fact('train_images')} train / "
+        f"{fact('val_images')} validation / {fact('test_images')} test "
+        f"images, base {fact('base_resolution')} px) on {result.device}; "
+        f"weights {fact('weights')}"
     )
     print("  ranked on validation; test measured once per candidate, never used to pick")
     print(
         f"  {'#':>2} {'alpha':>6}{'beta':>6}{'gamma':>6}{'a*b2*g2':>9}{'px':>5}{'GFLOPs':>8}"
         f"  {'start':<9}{'status':<9}{'epochs':>7}{'validation':>16}{'test':>8}"
     )
-    for c in result["candidates"]:
+    for c in result.candidates:
         val = (
-            f"{100 * c['val_accuracy']:.1f} ± {100 * c['stderr']:.1f} %"
-            if c.get("val_accuracy") is not None
+            f"{100 * c.val_accuracy:.1f} ± {100 * c.stderr:.1f} %"
+            if c.val_accuracy is not None
             else "—"
         )
-        test = "—" if c.get("test_accuracy") is None else f"{100 * c['test_accuracy']:.1f} %"
+        test = "—" if c.test_accuracy is None else f"{100 * c.test_accuracy:.1f} %"
+        epochs = c.outcome.epochs_done if c.outcome else 0
         print(
-            f"  {c['index'] + 1:>2} {c['alpha']:>6.2f}{c['beta']:>6.2f}{c['gamma']:>6.2f}"
-            f"{c['constraint']:>9.3f}{c['resolution']:>5}{c['flops'] / 1e9:>8.3f}  "
-            f"{c['start']:<9}{c['status']:<9}{c.get('epochs_done', 0):>7.2f}{val:>16}{test:>8}"
+            f"  {c.index + 1:>2} {c.alpha:>6.2f}{c.beta:>6.2f}{c.gamma:>6.2f}"
+            f"{c.constraint:>9.3f}{c.resolution:>5}{c.flops / 1e9:>8.3f}  "
+            f"{c.start:<9}{c.status:<9}{epochs:>7.2f}{val:>16}{test:>8}"
         )
-    for r in result["repeats"]:
-        acc = (
-            "—" if r.get("val_accuracy") is None else f"{100 * r['val_accuracy']:.1f} % validation"
-        )
-        print(f"  repeat of #{r['candidate'] + 1} with seed {r['seed']}: {acc}")
-    print(f"  {result['noise']}")
-    print(f"  wall {result['wall_s']:.1f} s (budget {result['budget_s']:g} s)")
+    for r in result.repeats:
+        acc = "—" if r.val_accuracy is None else f"{100 * r.val_accuracy:.1f} % validation"
+        print(f"  repeat of #{r.candidate + 1} with seed {r.outcome.seed}: {acc}")
+    print(f"  {result.noise}")
+    print(f"  wall {result.wall_s:.1f} s (budget {result.budget_s:g} s)")
     return status
