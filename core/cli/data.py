@@ -147,38 +147,51 @@ def run_check(args: argparse.Namespace) -> int:
         raise error
     report = box["report"]
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report.to_dict()))
     else:
         print_report(report)
     return 0
 
 
-def print_report(r: dict) -> None:
-    """The check as text, the first few items of each list."""
+def print_report(r) -> None:
+    """The check (a :class:`core.data.health_report.HealthReport`) as text, the first few items
+    of each list."""
     out = sys.stdout
     out.write(
-        f"{r['dataset']}: {r['images']} images, {len(r['classes'])} classes "
-        f"({r['layout']}); imbalance {r['imbalance']}; checked in {r['seconds']} s"
-        f"{' (cached)' if r['cached'] else ''}\n"
+        f"{r.dataset}: {r.images} images, {len(r.classes)} classes "
+        f"({r.layout}); imbalance {r.imbalance}; checked in {r.seconds} s"
+        f"{' (cached)' if r.cached else ''}\n"
     )
-    for split, counts in r["splits"].items():
+    for split, counts in r.splits.items():
         out.write(f"  {split}: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + "\n")
-    for line in r["problems"] + r["notes"]:
+    for line in r.problems + r.notes:
         out.write(f"note: {line}\n")
     sections = (
-        ("unreadable", lambda x: f"{x['file']}: {x['reason']}"),
-        ("duplicates", lambda x: f"{x[0]} = {x[1]}"),
-        ("near_duplicates", lambda x: f"{x[0]} ≈ {x[1]}"),
+        ("unreadable", r.unreadable_count, r.unreadable, lambda x: f"{x.file}: {x.reason}"),
+        ("duplicates", r.duplicates_count, r.duplicates, lambda x: f"{x[0]} = {x[1]}"),
+        (
+            "near duplicates",
+            r.near_duplicates_count,
+            r.near_duplicates,
+            lambda x: f"{x[0]} ≈ {x[1]}",
+        ),
         (
             "leaks",
-            lambda x: f"{x['a']} ({x['splits'][0]}) ~ {x['b']} ({x['splits'][1]}), {x['kind']}",
+            r.leaks_count,
+            r.leaks,
+            lambda x: f"{x.a} ({x.splits[0]}) ~ {x.b} ({x.splits[1]}), {x.kind}",
         ),
-        ("tiny", lambda x: f"{x['file']}: {x['size'][0]}×{x['size'][1]}"),
-        ("extreme_aspect", lambda x: f"{x['file']}: {x['size'][0]}×{x['size'][1]}"),
+        ("tiny", r.tiny_count, r.tiny, lambda x: f"{x.file}: {x.width}×{x.height}"),
+        (
+            "extreme aspect",
+            r.extreme_aspect_count,
+            r.extreme_aspect,
+            lambda x: f"{x.file}: {x.width}×{x.height}",
+        ),
     )
-    for key, fmt in sections:
-        out.write(f"{key.replace('_', ' ')}: {r[f'{key}_count']}\n")
-        for item in r[key][:_SHOWN]:
+    for title, count, items, fmt in sections:
+        out.write(f"{title}: {count}\n")
+        for item in items[:_SHOWN]:
             out.write(f"  {fmt(item)}\n")
 
 

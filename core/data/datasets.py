@@ -29,14 +29,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.platform import paths
-
 from core.data import splits
 from core.data.catalog import _RESERVED_NAMES, DATASET_NAME_RE, DataError, list_datasets
-from core.platform.errors import UserError
-from core.platform.fileio import write_json
 from core.data.imagefolder import IMAGE_EXTENSIONS, relative_files, scan
 from core.data.images import ImageError, load_image
+from core.platform import paths
+from core.platform.errors import UserError
+from core.platform.fileio import write_json
 
 META_FILE = "dataset.json"
 MAX_CLASS_NAME = 64  # characters

@@ -23,7 +23,6 @@ Folder layouts (one subfolder per class, any depth of images below it):
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,13 +32,10 @@ import numpy as np
 from PIL import Image
 
 from core.data.catalog import (
-    _RESERVED_NAMES,
-    DATASET_NAME_RE,
     SPLIT_SEED,
     DataError,
     held_out,
     is_managed,
-    list_datasets,
     resolve,
 )
 from core.platform import paths, reachability

@@ -31,9 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO
 
-from core.data import datasets
-
-from core.data import splits
+from core.data import datasets, splits
 from core.data.catalog import DataError
 from core.data.datasets import DatasetError
 from core.data.imagefolder import IMAGE_EXTENSIONS, scan
