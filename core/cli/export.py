@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     from core.export import exporter as export
     from core.export import quantize
+    from core.export.record import ExportRecord
 
     fmt = export.check_format(args.format)
     source = export.resolve_source(args.source)
@@ -91,20 +92,21 @@ def run(args: argparse.Namespace) -> int:
     if result.get("stopped"):
         print(json.dumps(result), flush=True)
         raise CliError("export stopped before it finished", status=status or 130)
-    check = result["parity"]
-    verdict = "target met" if check["meets_target"] else "BELOW THE TARGET"
-    target = check["target"]
+    record = ExportRecord.from_dict(result)
+    check = record.parity
+    verdict = "target met" if check.meets_target else "BELOW THE TARGET"
+    target = check.target
     print(
-        f"{fmt.label}: {result['dir']} ({result['size_bytes'] / 1e6:.1f} MB, exported in "
-        f"{result['export_s']:.1f} s)\nparity in {check['runtime']} on {check['images']} "
-        f"held-out images: top-1 agreement {check['agreement']:.2%} ({check['agree']}/"
-        f"{check['images']}), max |prob diff| {check['max_abs_diff']:.2e} — {verdict} "
+        f"{fmt.label}: {record.dir} ({record.size_bytes / 1e6:.1f} MB, exported in "
+        f"{record.export_s:.1f} s)\nparity in {check.runtime} on {check.images} "
+        f"held-out images: top-1 agreement {check.agreement:.2%} ({check.agree}/"
+        f"{check.images}), max |prob diff| {check.max_abs_diff:.2e} — {verdict} "
         f"(agreement >= {target['agreement']:.0%}"
         + (f", diff <= {target['max_abs_diff']:g})" if "max_abs_diff" in target else ")"),
         file=sys.stderr,
     )
-    if result.get("int8"):
-        print(f"int8: {quantize.summary(result['int8'])}", file=sys.stderr)
+    if record.int8:
+        print(f"int8: {quantize.summary(record.int8)}", file=sys.stderr)
     summary = {
         k: result[k]
         for k in (
@@ -121,4 +123,4 @@ def run(args: argparse.Namespace) -> int:
         if k in result
     }
     print(json.dumps(summary), flush=True)
-    return status or (0 if check["meets_target"] else 1)
+    return status or (0 if check.meets_target else 1)
