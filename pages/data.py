@@ -13,6 +13,7 @@ import streamlit as st
 
 from components import ICONS, dataset_panel, errors, plain, session
 from core.data import datasets, images
+from core.data.names import MAX_CLASS_NAME
 from core.data.zipimport import import_zip
 from core.platform.errors import UserError
 
@@ -116,9 +117,7 @@ def add_images(name: str, class_name: str, files, widget: str) -> None:
 def edit_section(name: str, info: datasets.DatasetInfo) -> None:
     st.subheader("Classes and images", anchor=False)
     left, right = st.columns(2)
-    new_class = left.text_input(
-        "New class", key="data_new_class", max_chars=datasets.MAX_CLASS_NAME
-    )
+    new_class = left.text_input("New class", key="data_new_class", max_chars=MAX_CLASS_NAME)
     if left.button("Add class", key="data_add_class", disabled=not new_class.strip()):
         call(datasets.add_class, name, new_class, done=f"Added class {new_class.strip()}.")
     if not info.classes:
@@ -153,7 +152,7 @@ def edit_section(name: str, info: datasets.DatasetInfo) -> None:
         if st.button("Delete selected images", key="data_delete_images", disabled=not doomed):
             call(datasets.delete_images, name, doomed, done=f"Deleted {len(doomed)} image(s).")
     with class_tab:
-        renamed = st.text_input("New name", key="data_rename_to", max_chars=datasets.MAX_CLASS_NAME)
+        renamed = st.text_input("New name", key="data_rename_to", max_chars=MAX_CLASS_NAME)
         if st.button("Rename class", key="data_rename", disabled=not renamed.strip()):
             call(
                 datasets.rename_class,

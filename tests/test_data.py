@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.data.catalog import DataError, list_datasets, resolve
 from core.data.loading import (
     CIFAR10_CLASSES,
-    DataError,
-    list_datasets,
     load_dataset,
     load_image_folder,
-    resolve,
     subsample,
 )
 from core.platform import paths

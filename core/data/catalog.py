@@ -1,4 +1,4 @@
-"""The data root's catalogue: which names are datasets, what a data spec names, and the error
+"""The data root's catalogue: which names are datasets, what a data spec names, and the errors
 every data problem raises. The bottom of :mod:`core.data`: it imports nothing else from it, so the
 modules that read folders, splits and arrays can all use it without importing each other."""
 
@@ -21,6 +21,10 @@ _RESERVED_NAMES = {"weights", "cifar10"}
 
 class DataError(UserError):
     """A dataset could not be loaded; the message says what failed and how to fix it."""
+
+
+class DatasetError(UserError):
+    """A dataset operation that cannot be done; the message says why, in one line."""
 
 
 def list_datasets() -> list[str]:
