@@ -11,12 +11,8 @@ import pytest
 from PIL import Image
 
 from core.data.catalog import DataError, list_datasets, resolve
-from core.data.loading import (
-    CIFAR10_CLASSES,
-    load_dataset,
-    load_image_folder,
-    subsample,
-)
+from core.data.cifar10 import CLASSES as CIFAR10_CLASSES
+from core.data.loading import load_dataset, load_image_folder, subsample
 from core.platform import paths
 from core.platform.progress import Progress, Stopped
 
