@@ -14,7 +14,8 @@ from core.data.zipimport import ZipImportError
 from core.models.weights import WeightsError
 from core.platform.errors import UserError, error_kind, error_message
 from core.training.features import FeatureMemoryError
-from core.training.options import OptionError, TrainConfig
+from core.training.option import OptionError
+from core.training.options import TrainConfig
 
 
 @pytest.mark.parametrize(
