@@ -21,7 +21,7 @@ from core.training.features import head_inputs, training_inputs
 from core.training.fit import fit, predict_probs
 from core.training.network import build_network
 from core.training.options import TrainConfig
-from core.training.runs import RunWriter
+from core.training.run_writer import RunWriter
 
 # A head on cached features takes ~1 ms a step, so Keras's per-step overhead dominates: run steps
 # in groups (progress and stop requests then act every group, ~0.1 s).
