@@ -13,7 +13,7 @@ from core.data.images import ImageError
 from core.data.zipimport import ZipImportError
 from core.models.weights import WeightsError
 from core.platform.errors import UserError, error_kind, error_message
-from core.training.features import FeatureMemoryError
+from core.training.feature_memory import FeatureMemoryError
 from core.training.option import OptionError
 from core.training.options import TrainConfig
 
