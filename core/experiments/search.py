@@ -43,12 +43,9 @@ from dataclasses import dataclass, replace
 
 from core.data.loading import Dataset, load_dataset, subsample
 from core.experiments.search_plan import (
-    BUDGET_RANGE,
     DEFAULT_BUDGET_S,
     DEFAULT_STEPS,
     DEFAULTS,
-    MAX_CANDIDATES,
-    TARGET,
     WEIGHT_SOURCES,
     Candidate,
     Clock,
@@ -76,12 +73,9 @@ from core.training.options import TrainConfig
 
 # The plan's names are the search's public surface too (the Scaling page and the CLI use them).
 __all__ = [
-    "BUDGET_RANGE",
     "DEFAULTS",
     "DEFAULT_BUDGET_S",
     "DEFAULT_STEPS",
-    "MAX_CANDIDATES",
-    "TARGET",
     "WEIGHT_SOURCES",
     "Candidate",
     "Plan",
