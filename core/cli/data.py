@@ -10,8 +10,12 @@ import argparse
 import json
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from core.platform.errors import UserError
+
+if TYPE_CHECKING:
+    from core.data.health_report import HealthReport
 
 _SHOWN = 10  # list items printed per section of the text report
 
@@ -153,9 +157,8 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_report(r) -> None:
-    """The check (a :class:`core.data.health_report.HealthReport`) as text, the first few items
-    of each list."""
+def print_report(r: HealthReport) -> None:
+    """The check as text, the first few items of each list."""
     out = sys.stdout
     out.write(
         f"{r.dataset}: {r.images} images, {len(r.classes)} classes "
