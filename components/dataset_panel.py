@@ -17,6 +17,7 @@ import streamlit as st
 from components import job_panel, plain, session
 from components.charts import plotly_text
 from core.data import augment, datasets, health
+from core.data.health_report import HealthReport
 
 ICON = ":material/health_and_safety:"
 SPLIT_COLORS = {"train": "#2f6fde", "val": "#ff7f0e", "test": "#2ca02c"}
@@ -56,7 +57,7 @@ def check_panel(spec: str, key: str) -> None:
     job_panel.show(
         "data_check",
         key,
-        result=lambda job, snap: render_report(spec, snap.result, key),
+        result=lambda job, snap: render_report(spec, HealthReport.from_dict(snap.result), key),
         failed="The check failed",
         when=lambda job: job.args.get("data") == spec,
     )
@@ -68,41 +69,41 @@ def _my_check(spec: str):
 
 
 # ----- the report ---------------------------------------------------------------------------------
-def render_report(spec: str, r: dict, key: str) -> None:
+def render_report(spec: str, r: HealthReport, key: str) -> None:
     """One health report: figures, problems, chart, lists, sample grid, augmentation preview."""
     cols = st.columns(7)
-    cols[0].metric("Images", r["images"])
-    cols[1].metric("Classes", len(r["classes"]))
+    cols[0].metric("Images", r.images)
+    cols[1].metric("Classes", len(r.classes))
     cols[2].metric(
         "Imbalance",
-        "—" if r["imbalance"] is None else f"{r['imbalance']:g}×",
+        "—" if r.imbalance is None else f"{r.imbalance:g}×",
         help="Largest class over smallest class",
     )
-    cols[3].metric("Unreadable", r["unreadable_count"])
-    cols[4].metric("Duplicates", r["duplicates_count"], help="Same bytes (SHA-256)")
+    cols[3].metric("Unreadable", r.unreadable_count)
+    cols[4].metric("Duplicates", r.duplicates_count, help="Same bytes (SHA-256)")
     cols[5].metric(
         "Near duplicates",
-        r["near_duplicates_count"],
-        help=f"Perceptual hash within {r['settings']['near_bits']} bits, thumbnails "
-        f"correlated ≥ {r['settings']['near_correlation']}",
+        r.near_duplicates_count,
+        help=f"Perceptual hash within {r.settings.near_bits} bits, thumbnails "
+        f"correlated ≥ {r.settings.near_correlation}",
     )
     cols[6].metric(
         "Leaks",
-        r["leaks_count"],
+        r.leaks_count,
         help="Duplicates in different splits: the model would be tested on what it trained on",
     )
-    for line in r["problems"]:
+    for line in r.problems:
         st.warning(plain(line), icon=":material/warning:")
-    if r["leaks_count"]:
+    if r.leaks_count:
         st.warning(
-            f"{r['leaks_count']} duplicate pair(s) sit in different splits: test accuracy "
+            f"{r.leaks_count} duplicate pair(s) sit in different splits: test accuracy "
             "will be optimistic. Remove one image of each pair.",
             icon=":material/warning:",
         )
-    for line in r["notes"]:
+    for line in r.notes:
         st.caption(plain(line))
-    again = " (unchanged since the last check)" if r["cached"] else ""
-    st.caption(f"{r['layout']}; checked in {r['seconds']} s{again}")
+    again = " (unchanged since the last check)" if r.cached else ""
+    st.caption(f"{r.layout}; checked in {r.seconds} s{again}")
     tabs = st.tabs(
         ["Per class", "Samples", "Augmentation", "Duplicates and leaks", "Unreadable and odd sizes"]
     )
@@ -114,52 +115,52 @@ def render_report(spec: str, r: dict, key: str) -> None:
         _augmentation(spec, r, key)
     with tabs[3]:
         _table(
-            f"Leaks ({r['leaks_count']})",
+            f"Leaks ({r.leaks_count})",
             [
                 {
-                    "image": x["a"],
-                    "split": x["splits"][0],
-                    "duplicate": x["b"],
-                    "its split": x["splits"][1],
-                    "kind": x["kind"],
+                    "image": x.a,
+                    "split": x.splits[0],
+                    "duplicate": x.b,
+                    "its split": x.splits[1],
+                    "kind": x.kind,
                 }
-                for x in r["leaks"]
+                for x in r.leaks
             ],
             f"{key}_leaks",
         )
         _table(
-            f"Exact duplicates ({r['duplicates_count']})",
-            [{"image": a, "same bytes as": b} for a, b in r["duplicates"]],
+            f"Exact duplicates ({r.duplicates_count})",
+            [{"image": a, "same bytes as": b} for a, b in r.duplicates],
             f"{key}_dups",
         )
         _table(
-            f"Near duplicates ({r['near_duplicates_count']})",
-            [{"image": a, "looks like": b} for a, b in r["near_duplicates"]],
+            f"Near duplicates ({r.near_duplicates_count})",
+            [{"image": a, "looks like": b} for a, b in r.near_duplicates],
             f"{key}_near",
         )
     with tabs[4]:
-        _table(f"Unreadable ({r['unreadable_count']})", r["unreadable"], f"{key}_unreadable")
-        size = r["settings"]
         _table(
-            f"Tiny: shorter side under {size['tiny_side']} px ({r['tiny_count']})",
-            [{"file": x["file"], "width": x["size"][0], "height": x["size"][1]} for x in r["tiny"]],
+            f"Unreadable ({r.unreadable_count})",
+            [{"file": x.file, "reason": x.reason} for x in r.unreadable],
+            f"{key}_unreadable",
+        )
+        _table(
+            f"Tiny: shorter side under {r.settings.tiny_side} px ({r.tiny_count})",
+            [{"file": x.file, "width": x.width, "height": x.height} for x in r.tiny],
             f"{key}_tiny",
         )
         _table(
-            f"Extreme aspect: over {size['extreme_aspect']:g}:1 ({r['extreme_aspect_count']})",
-            [
-                {"file": x["file"], "width": x["size"][0], "height": x["size"][1]}
-                for x in r["extreme_aspect"]
-            ],
+            f"Extreme aspect: over {r.settings.extreme_aspect:g}:1 ({r.extreme_aspect_count})",
+            [{"file": x.file, "width": x.width, "height": x.height} for x in r.extreme_aspect],
             f"{key}_aspect",
         )
 
 
-def class_chart(r: dict) -> go.Figure:
+def class_chart(r: HealthReport) -> go.Figure:
     """Images per class, stacked by split (class names as plain text)."""
     fig = go.Figure()
-    names = list(r["classes"])
-    for split, counts in r["splits"].items():
+    names = list(r.classes)
+    for split, counts in r.splits.items():
         fig.add_trace(
             go.Bar(
                 x=[plotly_text(c) for c in names],
@@ -191,15 +192,15 @@ def _thumbs(spec: str, files: tuple[str, ...], size: int):
     return health.load_samples(health.dataset_root(spec), list(files), size)
 
 
-def _samples(spec: str, r: dict) -> None:
-    shown = list(r["samples"].items())[:MAX_CLASSES_SHOWN]
+def _samples(spec: str, r: HealthReport) -> None:
+    shown = list(r.samples.items())[:MAX_CLASSES_SHOWN]
     for class_name, files in shown:
-        st.text(f"{class_name} ({r['classes'].get(class_name, 0)} images)")
+        st.text(f"{class_name} ({r.classes.get(class_name, 0)} images)")
         images = _thumbs(spec, tuple(files), 96)
         if images:
             st.image(images, width=72)
-    if len(r["samples"]) > len(shown):
-        st.caption(f"The first {len(shown)} of {len(r['samples'])} classes.")
+    if len(r.samples) > len(shown):
+        st.caption(f"The first {len(shown)} of {len(r.samples)} classes.")
 
 
 @st.cache_data(max_entries=8, ttl=600, show_spinner="Applying the augmentation…")
@@ -208,7 +209,7 @@ def _augmented(spec: str, files: tuple[str, ...]):
     return augment.augmentation_preview(images, variants=5, seed=0) if images else None
 
 
-def _augmentation(spec: str, r: dict, key: str) -> None:
+def _augmentation(spec: str, r: HealthReport, key: str) -> None:
     st.caption(
         "What training shows the network in fine-tune mode with augmentation on: random "
         "horizontal flips and shifts of up to 10 % (the same Keras layers). Each row: one "
@@ -216,7 +217,7 @@ def _augmentation(spec: str, r: dict, key: str) -> None:
     )
     if not st.toggle("Show the preview", key=f"{key}_augment"):
         return
-    files = tuple(f for fs in list(r["samples"].values())[:6] for f in fs[:1])
+    files = tuple(f for fs in list(r.samples.values())[:6] for f in fs[:1])
     grid = _augmented(spec, files)
     if grid is None:
         st.caption("No readable image to show.")

@@ -11,25 +11,26 @@ from components import job_panel, plain, session
 from core.export import exporter as export
 from core.export import quantize
 from core.export.folder import zip_bytes
+from core.export.record import ExportRecord
 
 KIND = "export"
 
 
-def parity_text(meta: dict) -> str:
+def parity_text(meta: ExportRecord) -> str:
     """One line on an export's parity (Markdown-safe: only numbers and our own labels)."""
-    check = meta["parity"]
-    target = check["target"]
+    check = meta.parity
+    target = check.target
     line = (
-        f"{check['agree']}/{check['images']} held-out images agree at top-1 "
-        f"({check['agreement']:.2%}) · max |prob diff| {check['max_abs_diff']:.1e} · "
-        f"{meta['size_bytes'] / 1e6:.1f} MB · exported in {meta['export_s']:.0f} s"
+        f"{check.agree}/{check.images} held-out images agree at top-1 "
+        f"({check.agreement:.2%}) · max |prob diff| {check.max_abs_diff:.1e} · "
+        f"{meta.size_bytes / 1e6:.1f} MB · exported in {meta.export_s:.0f} s"
     )
-    if check.get("disagreement_max_margin") is not None:
+    if check.disagreement_max_margin is not None:
         line += (
             f" · the disagreements are all where the Keras model's top two classes are "
-            f"within {check['disagreement_max_margin']:.1%}"
+            f"within {check.disagreement_max_margin:.1%}"
         )
-    if not check["meets_target"]:
+    if not check.meets_target:
         wanted = f"{target['agreement']:.0%} agreement" + (
             f" and diff ≤ {target['max_abs_diff']:g}" if "max_abs_diff" in target else ""
         )
@@ -37,9 +38,9 @@ def parity_text(meta: dict) -> str:
     return line
 
 
-def int8_text(meta: dict) -> str:
-    """For an int8 export: which layers stayed float32 and what they were chosen on ("" else)."""
-    chosen = meta.get("int8")
+def int8_text(chosen: dict | None) -> str:
+    """For an int8 export (``chosen``: its record's ``int8``): which layers stayed float32 and
+    what they were chosen on ("" for other formats)."""
     return plain(f" {quantize.summary(chosen, limit=4)}.") if chosen else ""
 
 
@@ -73,23 +74,23 @@ def _body(source: str, name: str, weights: str) -> None:
         KIND, "export", failed="Export failed", when=lambda job: job.args.get("source") == source
     )
     for meta in export.source_exports(source, weights):
-        ok = meta["parity"]["meets_target"]
+        ok = meta.parity.meets_target
         text, button = st.columns([4, 1], vertical_alignment="center")
         text.markdown(
             f"{':material/check_circle:' if ok else ':material/warning:'} "
-            f"**{plain(meta['format_label'])}**: {parity_text(meta)}"
+            f"**{plain(meta.format_label)}**: {parity_text(meta)}"
         )
         text.caption(
-            f"Checked in {plain(meta['parity']['runtime'])} on "
-            f"{plain(meta['parity']['images_from'])}." + int8_text(meta)
+            f"Checked in {plain(meta.parity.runtime)} on "
+            f"{plain(meta.parity.images_from)}." + int8_text(meta.int8)
         )
-        top = f"{name}-{meta['format']}"
+        top = f"{name}-{meta.format}"
         button.download_button(
             "Download zip",
-            data=lambda d=meta["dir"], top=top: zip_bytes(d, top),
+            data=lambda d=meta.dir, top=top: zip_bytes(d, top),
             file_name=f"{top}.zip",
             mime="application/zip",
-            key=f"export_download_{meta['format']}",
+            key=f"export_download_{meta.format}",
             on_click="ignore",
             icon=":material/download:",
         )

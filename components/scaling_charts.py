@@ -12,6 +12,7 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.experiments.search_result import SearchResult
 from core.models import scaling
 
 B0_OUTLINE = "B0 outline"
@@ -229,38 +230,33 @@ def cost_figure(result: dict) -> go.Figure:
     return fig
 
 
-def candidate_label(c: dict) -> str:
-    """``"α 1.51 · β 1 · γ 1.15"`` for a search candidate."""
-    return f"α {c['alpha']:g} · β {c['beta']:g} · γ {c['gamma']:g}"
-
-
-def search_figure(result: dict) -> go.Figure:
+def search_figure(result: SearchResult) -> go.Figure:
     """Validation accuracy per candidate with ±1 standard error, coloured by where it started, and
     the repeats with another seed as diamonds."""
     fig = go.Figure()
-    tested = [c for c in result.get("candidates", []) if c.get("val_accuracy") is not None]
+    tested = [c for c in result.candidates if c.val_accuracy is not None]
     for start, color, name in (
         ("imagenet", IMAGENET_COLOR, "from B0's ImageNet weights"),
         ("scratch", SCRATCH_COLOR, "from scratch"),
     ):
-        group = [c for c in tested if c["start"] == start]
+        group = [c for c in tested if c.start == start]
         if group:
             fig.add_trace(
                 go.Bar(
-                    x=[candidate_label(c) for c in group],
-                    y=[100 * c["val_accuracy"] for c in group],
-                    error_y={"type": "data", "array": [100 * c["stderr"] for c in group]},
+                    x=[c.label for c in group],
+                    y=[100 * c.val_accuracy for c in group],
+                    error_y={"type": "data", "array": [100 * c.stderr for c in group]},
                     marker_color=color,
                     name=name,
                 )
             )
-    labels = {c["index"]: candidate_label(c) for c in result.get("candidates", [])}
-    repeats = [r for r in result.get("repeats", []) if r.get("val_accuracy") is not None]
+    labels = {c.index: c.label for c in result.candidates}
+    repeats = [r for r in result.repeats if r.val_accuracy is not None]
     if repeats:
         fig.add_trace(
             go.Scatter(
-                x=[labels[r["candidate"]] for r in repeats],
-                y=[100 * r["val_accuracy"] for r in repeats],
+                x=[labels[r.candidate] for r in repeats],
+                y=[100 * r.val_accuracy for r in repeats],
                 mode="markers",
                 marker={"symbol": "diamond", "size": 12, "color": "black"},
                 name="same candidate, another seed",

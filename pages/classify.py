@@ -7,9 +7,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import exports, plain, session
+from components import errors, exports, plain, session
 from components.charts import plotly_text
 from core.data import images
+from core.platform.errors import UserError
 from core.serving import explain, inference
 from core.training import runs
 from pages import ICONS
@@ -116,8 +117,8 @@ def render() -> None:
         else:
             path, version = runs_available[choice]
             classifier = get_classifier(path, "auto", version)
-    except ValueError as exc:
-        st.error(f"Could not load the model: {plain(exc)}")
+    except UserError as exc:
+        errors.show(exc, "Could not load the model: ")
         return
     prep = classifier.preprocessing
     st.caption(

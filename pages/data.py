@@ -11,9 +11,11 @@ import time
 
 import streamlit as st
 
-from components import dataset_panel, plain, session
+from components import dataset_panel, errors, plain, session
 from core.data import datasets, images
-from core.data.zipimport import ZipImportError, import_zip
+from core.data.names import MAX_CLASS_NAME
+from core.data.zipimport import import_zip
+from core.platform.errors import UserError
 from pages import ICONS
 
 # Streamlit keeps an upload in the server's memory: this is also the most one import costs.
@@ -68,8 +70,8 @@ def new_dataset_section() -> None:
             try:
                 with st.spinner("Importing and checking every image…"):
                     report = import_zip(upload, name, owner=session.owner_tag(), label=upload.name)
-            except (ZipImportError, datasets.DatasetError) as exc:
-                st.error(f"Nothing was imported: {plain(exc)}")
+            except UserError as exc:
+                errors.show(exc, "Nothing was imported: ")
             else:
                 used("data_zip")
                 st.session_state["data_last_import"] = report
@@ -80,8 +82,8 @@ def new_dataset_section() -> None:
         if st.button("Create", key="data_create", disabled=not name.strip()):
             try:
                 datasets.create(name, session.owner_tag())
-            except datasets.DatasetError as exc:
-                st.error(plain(exc))
+            except UserError as exc:
+                errors.show(exc)
             else:
                 st.session_state["data_pick"] = name.strip()
                 notice(f"Created dataset {name.strip()}: now add classes and images.")
@@ -92,8 +94,8 @@ def call(action, *args, done: str) -> None:
     """Run one core change as this session; its error becomes a message, success a notice."""
     try:
         action(*args, session.owner_tag())
-    except (datasets.DatasetError, OSError) as exc:
-        st.error(plain(exc))
+    except (UserError, OSError) as exc:
+        errors.show(exc)
     else:
         notice(done)
 
@@ -101,8 +103,8 @@ def call(action, *args, done: str) -> None:
 def add_images(name: str, class_name: str, files, widget: str) -> None:
     try:
         report = datasets.add_images(name, class_name, files, session.owner_tag())
-    except (datasets.DatasetError, OSError) as exc:
-        st.error(plain(exc))
+    except (UserError, OSError) as exc:
+        errors.show(exc)
         return
     used(widget)
     for item in report["rejected"]:
@@ -116,9 +118,7 @@ def add_images(name: str, class_name: str, files, widget: str) -> None:
 def edit_section(name: str, info: datasets.DatasetInfo) -> None:
     st.subheader("Classes and images", anchor=False)
     left, right = st.columns(2)
-    new_class = left.text_input(
-        "New class", key="data_new_class", max_chars=datasets.MAX_CLASS_NAME
-    )
+    new_class = left.text_input("New class", key="data_new_class", max_chars=MAX_CLASS_NAME)
     if left.button("Add class", key="data_add_class", disabled=not new_class.strip()):
         call(datasets.add_class, name, new_class, done=f"Added class {new_class.strip()}.")
     if not info.classes:
@@ -153,7 +153,7 @@ def edit_section(name: str, info: datasets.DatasetInfo) -> None:
         if st.button("Delete selected images", key="data_delete_images", disabled=not doomed):
             call(datasets.delete_images, name, doomed, done=f"Deleted {len(doomed)} image(s).")
     with class_tab:
-        renamed = st.text_input("New name", key="data_rename_to", max_chars=datasets.MAX_CLASS_NAME)
+        renamed = st.text_input("New name", key="data_rename_to", max_chars=MAX_CLASS_NAME)
         if st.button("Rename class", key="data_rename", disabled=not renamed.strip()):
             call(
                 datasets.rename_class,
@@ -204,8 +204,8 @@ def render() -> None:
     name = st.selectbox("Dataset", names, key="data_pick")
     try:
         info = datasets.info(name)
-    except datasets.DatasetError as exc:  # deleted meanwhile
-        st.error(plain(exc))
+    except UserError as exc:  # deleted meanwhile
+        errors.show(exc)
         return
     mine = session.is_mine(info.owner)
     st.caption(

@@ -17,12 +17,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import pages
-from components import job_panel, plain, session
+from components import errors, job_panel, plain, session
 from components import scaling_charts as charts
 from core.data.catalog import list_datasets
 from core.experiments import search, sweep
 from core.models import scaling
 from core.models.timing import Timing
+from core.platform.errors import UserError
 from core.platform.progress import JobStatus
 
 PHI_MIN, PHI_MAX = -3.0, 7.0
@@ -92,7 +93,7 @@ def choose() -> Choice | None:
         mult = scaling.multipliers(formula_phi, alpha, beta, gamma, base)
         formula = scaling.network(mult.width, mult.depth, mult.resolution)
         net = scaling.official_network(variant) if official else formula
-    except ValueError as exc:
+    except UserError as exc:
         st.error(plain(exc))
         return None
     b0 = scaling.official_network("b0")
@@ -320,14 +321,14 @@ def chart_tabs(c: Choice) -> None:
 # ----- background jobs of this session: start buttons; the job panel shows them --------------
 def start_button(kind: str, label: str, key: str, args_for) -> None:
     """A Start button for a ``kind`` job, disabled while this session's job of that kind runs;
-    ``args_for()`` gives the job's args or raises ValueError with a sentence."""
+    ``args_for()`` gives the job's args or raises UserError with a sentence."""
     job = session.my_job(kind)
     running = job is not None and job.snapshot().active
     if st.button(label, key=key, disabled=running) and not running:
         try:
             args = args_for()
-        except ValueError as exc:
-            st.error(f"Cannot start: {plain(exc)}")
+        except UserError as exc:
+            errors.show(exc, "Cannot start: ")
         else:
             session.start_job(kind, args)
 
@@ -388,7 +389,7 @@ def measure_section(net: scaling.ScaledNetwork) -> None:
 # ----- measured cost: a sweep over several networks
 def sweep_args(over: str, phis: list, batches: list, budget: float, c: Choice) -> dict:
     """The sweep's job arguments from its controls (the φ values scale with the page's α, β, γ
-    and base resolution), checked (ValueError with a sentence)."""
+    and base resolution), checked (UserError with a sentence)."""
     args = {"batch_sizes": sorted(batches), "budget_s": float(budget)}
     if over.startswith("B0"):
         args["variants"] = list(sweep.DEFAULT_VARIANTS)
@@ -397,7 +398,7 @@ def sweep_args(over: str, phis: list, batches: list, budget: float, c: Choice) -
             phis=sorted(phis), alpha=c.alpha, beta=c.beta, gamma=c.gamma, base_resolution=c.base
         )
     if not args.get("batch_sizes") or ("phis" in args and not args["phis"]):
-        raise ValueError("pick at least one φ value and one batch size.")
+        raise UserError("pick at least one φ value and one batch size.")
     sweep.plan(args)
     return args
 
@@ -474,9 +475,9 @@ def sweep_section(c: Choice) -> None:
 
 # ----- the paper's method at small scale
 def search_args(data: str, steps: list, budget: float, subset: int) -> dict:
-    """The search's job arguments from its controls, checked (ValueError with a sentence)."""
+    """The search's job arguments from its controls, checked (UserError with a sentence)."""
     if not steps:
-        raise ValueError("pick at least one step for β and γ.")
+        raise UserError("pick at least one step for β and γ.")
     args = {
         "data": data,
         "steps": sorted(steps),
@@ -490,53 +491,58 @@ def search_args(data: str, steps: list, budget: float, subset: int) -> dict:
 
 def render_search(job, snap) -> None:
     """The candidates' table and chart, the repeats, and how noisy it is."""
-    result = snap.result
-    rows = result.get("candidates", [])
-    repeats = {r["candidate"]: r for r in result.get("repeats", [])}
+    result = search.SearchResult.from_dict(snap.result)
+    repeats = {r.candidate: r for r in result.repeats}
+    setup = result.setup  # None: stopped while the data loaded
 
     def pct(value) -> str:
         return "—" if value is None else f"{100 * value:.1f} %"
 
-    if rows:
+    def fact(name: str):
+        return "?" if setup is None else getattr(setup, name)
+
+    if result.candidates:
         st.plotly_chart(charts.search_figure(result), key="scaling_search_chart")
         st.dataframe(
             pd.DataFrame(
                 [
                     {
-                        "candidate": charts.candidate_label(c),
-                        "α·β²·γ²": round(c["constraint"], 3),
-                        "resolution": c["resolution"],
-                        "MFLOPs": round(c["flops"] / 1e6, 1),
+                        "candidate": c.label,
+                        "α·β²·γ²": round(c.constraint, 3),
+                        "resolution": c.resolution,
+                        "MFLOPs": round(c.flops / 1e6, 1),
                         "starts from": "B0's ImageNet weights"
-                        if c["start"] == "imagenet"
+                        if c.start == "imagenet"
                         else "scratch",
-                        "status": c["status"],
-                        "epochs": c.get("epochs_done"),
-                        "validation accuracy": pct(c.get("val_accuracy")),
-                        "± (1 s.e.)": pct(c.get("stderr")),
-                        "another seed": pct(repeats.get(c["index"], {}).get("val_accuracy")),
-                        "test accuracy (once)": pct(c.get("test_accuracy")),
+                        "status": c.status,
+                        "epochs": c.outcome.epochs_done if c.outcome else None,
+                        "validation accuracy": pct(c.val_accuracy),
+                        "± (1 s.e.)": pct(c.stderr),
+                        "another seed": pct(
+                            repeats[c.index].val_accuracy if c.index in repeats else None
+                        ),
+                        "test accuracy (once)": pct(c.test_accuracy),
                     }
-                    for c in rows
+                    for c in result.candidates
                 ]
             ),
             hide_index=True,
             key="scaling_search_table",
         )
-    st.info(f"How noisy: {result['noise']}", icon=":material/info:")
+    st.info(f"How noisy: {result.noise}", icon=":material/info:")
     st.caption(
-        f"Data {plain(result['data'])}: {result.get('train_images', '?')} training, "
-        f"{result.get('val_images', '?')} validation and "
-        f"{result.get('test_images', '?')} test images at a base of "
-        f"{result.get('base_resolution', '?')} px · weights: "
-        f"{plain(result.get('weights', '?'))} · {result['device']} · wall "
-        f"{result['wall_s']:.0f} s of a {result['budget_s']:g} s budget. Candidates from "
+        f"Data {plain(result.data)}: {fact('train_images')} training, "
+        f"{fact('val_images')} validation and "
+        f"{fact('test_images')} test images at a base of "
+        f"{fact('base_resolution')} px · weights: "
+        f"{plain(fact('weights'))} · {result.device} · wall "
+        f"{result.wall_s:.0f} s of a {result.budget_s:g} s budget. Candidates from "
         "ImageNet weights have a head start that a short training does not remove: the "
         "comparison is between architecture-and-start pairs, not architectures alone. "
         "Candidates are ranked on validation; each test accuracy is measured once and "
         "never used to pick."
     )
-    if result.get("stopped"):
+    if result.stopped:
         st.info("Stopped: candidates not trained show as skipped.")
 
 

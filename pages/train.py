@@ -10,11 +10,22 @@ inspect, download and delete.
 
 import streamlit as st
 
-from components import analysis, charts, dataset_panel, exports, job_panel, no_paths, plain, session
+from components import (
+    analysis,
+    charts,
+    dataset_panel,
+    errors,
+    exports,
+    job_panel,
+    no_paths,
+    plain,
+    session,
+)
 from components.job_panel import fmt_seconds
 from core import training
 from core.jobs import runner as jobs
 from core.models.weights import SOURCES, list_weights_files
+from core.platform.errors import UserError
 from core.training import runs
 from pages import ICONS
 
@@ -160,8 +171,8 @@ def start(values: dict) -> None:
     try:
         config = training.TrainConfig(**values)
         config.validate()  # nothing is started for a bad value
-    except (TypeError, ValueError) as exc:
-        st.error(f"Cannot start: {plain(exc)}")
+    except UserError as exc:
+        errors.show(exc, "Cannot start: ")
         return
     session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
 
@@ -181,8 +192,8 @@ def start_lr_find(values: dict) -> None:
     try:
         config = training.TrainConfig(**values)
         config.validate()
-    except (TypeError, ValueError) as exc:
-        st.error(f"Cannot start the finder: {plain(exc)}")
+    except UserError as exc:
+        errors.show(exc, "Cannot start the finder: ")
         return
     session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
 
@@ -306,8 +317,8 @@ def run_details(run) -> None:
         if st.button("Yes, delete it", type="primary", key="train_delete"):
             try:
                 runs.delete_run(run.path)
-            except (ValueError, OSError) as exc:
-                st.error(f"Could not delete the run: {plain(exc)}")
+            except (UserError, OSError) as exc:
+                errors.show(exc, "Could not delete the run: ")
             else:
                 st.session_state["train_notice"] = f"Deleted run {run.name}."
                 st.session_state.pop("train_run_pick", None)

@@ -209,11 +209,11 @@ def make_run(
     owner=None,
     results: dict | None = None,
 ) -> Path:
-    """A hand-made run folder written through core.training.runs.RunWriter (no training); ``results``
+    """A hand-made run folder written through core.training.run_writer.RunWriter (no training); ``results``
     adds keys to its results.json (e.g. ``wall_s``, ``latency_ms``)."""
     import json
 
-    from core.training.runs import RunWriter
+    from core.training.run_writer import RunWriter
 
     writer = RunWriter(root / name)
     writer.start({"mode": "frozen", "epochs": 2}, RUN_CLASSES, owner=owner)

@@ -10,15 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data.loading import (
-    CIFAR10_CLASSES,
-    DataError,
-    list_datasets,
-    load_dataset,
-    load_image_folder,
-    resolve,
-    subsample,
-)
+from core.data.catalog import DataError, list_datasets, resolve
+from core.data.cifar10 import CLASSES as CIFAR10_CLASSES
+from core.data.loading import load_dataset, load_image_folder, subsample
 from core.platform import paths
 from core.platform.progress import Progress, Stopped
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import datasets, splits
+from core.data import datasets, names, splits
+from core.data.catalog import list_datasets
 from core.data.datasets import DatasetError
-from core.data.loading import list_datasets, load_dataset
+from core.data.loading import load_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -133,7 +134,7 @@ def test_browser_file_names_are_cleaned():
     assert "cat/evil.jpg" in added and "cat/photo.jpg" in added and "cat/hidden.jpg" in added
     assert "cat/no-extension.jpg" in added and "cat/ab.jpg" in added
     assert "cat/cat0-2.jpg" in added  # never overwrites an image with the same name
-    assert all(len(Path(p).name) <= datasets.MAX_FILE_NAME for p in added)
+    assert all(len(Path(p).name) <= names.MAX_FILE_NAME for p in added)
     assert [r["file"] for r in report["rejected"]] == ["fake.jpg"]
     assert datasets.info("pets").classes["cat"] == 8
 

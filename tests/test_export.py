@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,13 +91,53 @@ def test_parity_figures():
     ref = np.array([[0.9, 0.1], [0.4, 0.6], [0.5, 0.5 - 1e-9]])
     got = ref + np.array([[0.0, 0.0], [0.0, 0.0], [-2e-5, 2e-5]])
     check = export.parity(ref, got, export.FORMATS["onnx"], np.array([0, 1, 1]))
-    assert check["agree"] == 2 and check["agreement"] == pytest.approx(2 / 3)
-    assert check["max_abs_diff"] == pytest.approx(2e-5)
-    assert not check["meets_target"]  # float needs 100 %
-    assert check["keras_accuracy"] == pytest.approx(2 / 3) and check["export_accuracy"] == 1.0
-    assert check["disagreement_max_margin"] == pytest.approx(1e-9)  # only the tie flipped
+    assert check.agree == 2 and check.agreement == pytest.approx(2 / 3)
+    assert check.max_abs_diff == pytest.approx(2e-5)
+    assert not check.meets_target  # float needs 100 %
+    assert check.keras_accuracy == pytest.approx(2 / 3) and check.export_accuracy == 1.0
+    assert check.disagreement_max_margin == pytest.approx(1e-9)  # only the tie flipped
     int8 = export.parity(ref[:2], got[:2] + 0.05, export.FORMATS["litert-int8"], None)
-    assert int8["meets_target"] and "keras_accuracy" not in int8  # int8: agreement only
+    assert int8.meets_target and int8.keras_accuracy is None  # int8: agreement only
+    assert "keras_accuracy" not in int8.to_dict()  # model.json: no accuracy without labels
+
+
+def test_record_reads_back_what_model_json_says_and_older_folders(tmp_path):
+    from core.export.folder import read_export, write_model_json
+    from core.export.record import ExportRecord
+
+    check = export.parity(np.eye(2), np.eye(2), export.FORMATS["onnx"], None)
+    record = ExportRecord(
+        format="onnx",
+        format_label="ONNX",
+        file="model.onnx",
+        input={"name": "image", "shape": [None, 32, 32, 3]},
+        output={"shape": [None, 2]},
+        classes=("cat", "dog"),
+        preprocessing={"size": 32, "crop": 1.0, "resample": "bilinear", "notes": ""},
+        quantization=None,
+        int8=None,
+        compute="float32",
+        source={"kind": "run", "name": "r"},
+        parity=check,
+        export_s=1.5,
+        size_bytes=1000,
+        created="2026-01-01T00:00:00+0000",
+        keras="3.15.1",
+        device="CPU",
+        usage="predict.py",
+    )
+    write_model_json(tmp_path, record)
+    stored = json.loads((tmp_path / "model.json").read_text())
+    assert "dir" not in stored and "int8" not in stored and stored["classes"] == ["cat", "dog"]
+    assert read_export(tmp_path) == replace(record, dir=str(tmp_path))
+    assert ExportRecord.from_dict(read_export(tmp_path).to_dict()) == read_export(tmp_path)
+    # An export made before "compute" and "disagreement_max_margin" were recorded still reads.
+    del stored["compute"], stored["parity"]["disagreement_max_margin"]
+    (tmp_path / "model.json").write_text(json.dumps(stored))
+    old = read_export(tmp_path)
+    assert old.compute == "float32" and old.parity.disagreement_max_margin is None
+    (tmp_path / "model.json").write_text(json.dumps({"format": "onnx"}))
+    assert read_export(tmp_path) is None  # not a record: not listed
 
 
 def test_views_make_enough_distinct_held_out_inputs():
@@ -153,10 +194,10 @@ def test_a_gpu_run_saved_with_mixed_precision_exports_in_float32(
     run = make_run(runs_root, "gpu-run", model=model)
     for fmt in ("onnx", "litert"):
         meta = export.export(str(run), fmt, tmp_path / fmt)
-        assert meta["parity"]["meets_target"], meta["parity"]
-        assert "mixed-precision" in meta["compute"]
-        assert "sample photos" in meta["parity"]["images_from"]
-        assert "the run records no dataset" in meta["parity"]["images_from"]
+        assert meta.parity.meets_target, meta.parity
+        assert "mixed-precision" in meta.compute
+        assert "sample photos" in meta.parity.images_from
+        assert "the run records no dataset" in meta.parity.images_from
 
 
 def int8_tensors(path: Path) -> int:
@@ -215,11 +256,12 @@ def test_classify_reproduces_the_runs_test_accuracy(trained_run, mini_cifar):
 @pytest.mark.parametrize("fmt", list(export.FORMATS))
 def test_trained_run_exports_and_matches(trained_run, fmt, tmp_path):
     out = tmp_path / "export"
-    meta = export.export(str(trained_run), fmt, out)
+    record = export.export(str(trained_run), fmt, out)
     spec = export.FORMATS[fmt]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [spec.file, "labels.txt", "model.json", "predict.py"]
     )
+    meta = record.to_dict()
     assert meta == {**json.loads((out / "model.json").read_text()), "dir": str(out)}
     assert meta["input"] == {
         "name": "image",
@@ -309,7 +351,7 @@ def test_cli_export_reports_parity(trained_run, tmp_path):
     summary = json.loads(out.stdout)
     assert summary["parity"]["agreement"] == 1.0 and summary["file"] == "model.tflite"
     assert "top-1 agreement 100.00% (200/200)" in out.stderr and "target met" in out.stderr
-    assert list_exports(tmp_path)[0]["format"] == "litert"
+    assert list_exports(tmp_path)[0].format == "litert"
 
 
 # ----- the ImageNet model ------------------------------------------------------------------------
@@ -319,7 +361,7 @@ def test_imagenet_model_exports_and_matches(fmt, imagenet_samples_dir, request, 
     if export.FORMATS[fmt].quantization:
         request.getfixturevalue("cifar10_dir")  # its calibration photos
     out = tmp_path / fmt
-    meta = export.export("imagenet", fmt, out, weights="lite0")
+    meta = export.export("imagenet", fmt, out, weights="lite0").to_dict()
     check = meta["parity"]
     assert meta["input"]["shape"] == [None, 224, 224, 3] and len(meta["classes"]) == 1000
     assert meta["preprocessing"]["crop"] == 0.875

@@ -1,4 +1,4 @@
-"""core.data.health: the check finds planted exact and near duplicates, leaks across splits (folder and
+"""core.data.health (and core.data.duplicates, core.data.health_report): the check finds planted exact and near duplicates, leaks across splits (folder and
 stored), unreadable, tiny and extreme-aspect images; bounded near-duplicate search; the cache."""
 
 from __future__ import annotations
@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from core.data import augment, datasets, health, splits
+from core.data import augment, datasets, duplicates, health, splits
 from core.data.catalog import DataError
+from core.data.health_report import HealthReport
 
 
 @pytest.fixture(autouse=True)
@@ -55,26 +57,31 @@ def planted(root: Path) -> Path:
 def test_the_check_finds_what_was_planted(tmp_path):
     root = planted(tmp_path / "planted")
     r = health.check(str(root), use_cache=False)
-    assert r["layout"] == "train/ and test/ folders"
-    assert r["classes"] == {"a": 12, "b": 12} and r["images"] == 24 and r["readable"] == 23
-    assert r["splits"]["train"] == {"a": 8, "b": 8} and r["splits"]["test"] == {"a": 4, "b": 4}
-    assert [u["file"] for u in r["unreadable"]] == ["train/a/broken.jpg"]
-    assert sorted(map(sorted, r["duplicates"])) == [
+    assert r.layout == "train/ and test/ folders"
+    assert r.classes == {"a": 12, "b": 12} and r.images == 24 and r.readable == 23
+    assert r.splits["train"] == {"a": 8, "b": 8} and r.splits["test"] == {"a": 4, "b": 4}
+    assert [u.file for u in r.unreadable] == ["train/a/broken.jpg"]
+    assert sorted(map(sorted, r.duplicates)) == [
         ["test/a/copy.png", "train/a/1.png"],
         ["train/a/0.png", "train/a/dup.png"],
     ]
-    assert [sorted(p) for p in r["near_duplicates"]] == [["test/b/near.jpg", "train/b/2.png"]]
-    leaks = {(frozenset((x["a"], x["b"])), x["kind"]) for x in r["leaks"]}
+    assert [sorted(p) for p in r.near_duplicates] == [["test/b/near.jpg", "train/b/2.png"]]
+    leaks = {(frozenset((x.a, x.b)), x.kind) for x in r.leaks}
     assert leaks == {
         (frozenset(("train/a/1.png", "test/a/copy.png")), "exact"),
         (frozenset(("train/b/2.png", "test/b/near.jpg")), "near"),
     }
-    assert [t["file"] for t in r["tiny"]] == ["train/b/tiny.png"]
-    assert [t["file"] for t in r["extreme_aspect"]] == ["train/b/wide.png"]
-    assert r["imbalance"] == 1.0 and r["problems"] == []
-    assert set(r["samples"]) == {"a", "b"} and all(len(v) <= 8 for v in r["samples"].values())
-    assert "train/a/broken.jpg" not in r["samples"]["a"]
-    json.dumps(r)  # JSON-ready
+    assert [(t.file, t.width, t.height) for t in r.tiny] == [("train/b/tiny.png", 10, 10)]
+    assert [(t.file, t.width, t.height) for t in r.extreme_aspect] == [
+        ("train/b/wide.png", 200, 40)
+    ]
+    assert r.imbalance == 1.0 and r.problems == ()
+    assert set(r.samples) == {"a", "b"} and all(len(v) <= 8 for v in r.samples.values())
+    assert "train/a/broken.jpg" not in r.samples["a"]
+    data = json.loads(json.dumps(r.to_dict()))  # JSON-ready, and read back the same
+    assert data["tiny"] == [{"file": "train/b/tiny.png", "size": [10, 10]}]
+    assert data["unreadable"][0]["file"] == "train/a/broken.jpg"
+    assert HealthReport.from_dict(data) == r
 
 
 def test_leaks_follow_the_stored_split_of_a_managed_dataset(data_root):
@@ -103,9 +110,9 @@ def test_leaks_follow_the_stored_split_of_a_managed_dataset(data_root):
     for a, b, kind in ((test_cat, "dog/copy.png", "exact"), (val_cat, "dog/near.png", "near")):
         if final[a] != final[b]:
             expected.add((frozenset((a, b)), kind))
-    assert {(frozenset((x["a"], x["b"])), x["kind"]) for x in r["leaks"]} == expected
-    assert r["leaks_count"] == len(expected) == 2  # both new images went to train
-    assert sum(r["splits"][s]["cat"] for s in ("train", "val", "test")) == 10
+    assert {(frozenset((x.a, x.b)), x.kind) for x in r.leaks} == expected
+    assert r.leaks_count == len(expected) == 2  # both new images went to train
+    assert sum(r.splits[s]["cat"] for s in ("train", "val", "test")) == 10
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -120,9 +127,9 @@ def test_a_half_built_dataset_is_reported_not_refused(data_root):
     datasets.create("wip", "me")
     datasets.add_class("wip", "cat", "me")
     r = health.check("wip", use_cache=False)
-    assert r["classes"] == {"cat": 0} and r["images"] == 0 and r["imbalance"] is None
-    assert any("no images" in p for p in r["problems"])
-    assert any("two classes" in p for p in r["problems"])
+    assert r.classes == {"cat": 0} and r.images == 0 and r.imbalance is None
+    assert any("no images" in p for p in r.problems)
+    assert any("two classes" in p for p in r.problems)
 
 
 def test_missing_folders_and_keras_cifar_are_clear_errors(monkeypatch, tmp_path):
@@ -138,13 +145,11 @@ def test_an_unchanged_dataset_is_answered_from_the_cache(tmp_path):
     root = planted(tmp_path / "planted")
     first = health.check(str(root))
     second = health.check(str(root))
-    assert not first["cached"] and second["cached"]
-    assert {k: v for k, v in second.items() if k not in ("cached", "seconds")} == {
-        k: v for k, v in first.items() if k not in ("cached", "seconds")
-    }
+    assert not first.cached and second.cached
+    assert replace(second, cached=False, seconds=0) == replace(first, seconds=0)
     smooth(999).save(root / "train/a/new.png")
     third = health.check(str(root))
-    assert not third["cached"] and third["images"] == first["images"] + 1
+    assert not third.cached and third.images == first.images + 1
 
 
 def test_near_duplicate_search_is_not_quadratic():
@@ -156,7 +161,7 @@ def test_near_duplicate_search_is_not_quadratic():
     thumbs = rng.integers(0, 255, (n, 16, 16), dtype=np.uint8)
     hashes[123], thumbs[123] = hashes[45_678] ^ np.uint64(0b1011), thumbs[45_678]  # 3 bits apart
     started = time.perf_counter()
-    pairs, note = health.near_pairs(hashes, thumbs)
+    pairs, note = duplicates.near_pairs(hashes, thumbs)
     assert pairs == [(123, 45_678)] and note is None
     assert time.perf_counter() - started < 20  # all 1.8e9 pairs would take minutes
 
@@ -164,12 +169,12 @@ def test_near_duplicate_search_is_not_quadratic():
 def test_many_identical_hashes_pair_with_the_first_and_a_cap_says_so(monkeypatch):
     thumbs = np.stack([np.asarray(smooth(1).convert("L").resize((16, 16)))] * 5000)
     hashes = np.full(5000, 12345, dtype=np.uint64)
-    pairs, note = health.near_pairs(hashes, thumbs)
+    pairs, note = duplicates.near_pairs(hashes, thumbs)
     assert len(pairs) == 4999 and {a for a, _ in pairs} == {0}  # linear, not 12.5 million pairs
-    monkeypatch.setattr(health, "MAX_COMPARISONS", 10)
+    monkeypatch.setattr(duplicates, "MAX_COMPARISONS", 10)
     rng = np.random.default_rng(1)
     close = np.uint64(rng.integers(0, 2**62)) ^ rng.integers(0, 64, 200).astype(np.uint64)
-    _, note = health.near_pairs(close, thumbs[:200])
+    _, note = duplicates.near_pairs(close, thumbs[:200])
     assert note and "stopped after" in note
 
 

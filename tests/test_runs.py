@@ -16,7 +16,7 @@ from conftest import tiny_model as _tiny_model
 
 from core.platform import procs
 from core.training import runs
-from core.training.runs import RunWriter
+from core.training.run_writer import RunWriter
 
 
 def test_written_run_reads_back(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import scaling
+from core.models import layer_cost, scaling
 
 PHI_GRID = [i / 20 for i in range(141)]
 
@@ -16,9 +16,10 @@ PHI_GRID = [i / 20 for i in range(141)]
 def keras_efficientnet():
     """Keras's own EfficientNet builder (the reference), clearing Keras's state after each use."""
     import keras
-    from keras.src.applications.efficientnet import EfficientNet
 
-    yield EfficientNet
+    from core.platform import _keras_private
+
+    yield _keras_private.efficientnet_builder()
     keras.backend.clear_session()
 
 
@@ -195,7 +196,7 @@ def test_resolution_rounds_halves_up():
     ],
 )
 def test_round_filters_edge_cases(filters, width, divisor, expected):
-    assert scaling.round_filters(filters, width, divisor) == expected
+    assert layer_cost.round_filters(filters, width, divisor) == expected
 
 
 @pytest.mark.parametrize(
@@ -214,7 +215,7 @@ def test_round_filters_edge_cases(filters, width, divisor, expected):
     ],
 )
 def test_round_repeats_edge_cases(repeats, depth, expected):
-    assert scaling.round_repeats(repeats, depth) == expected
+    assert layer_cost.round_repeats(repeats, depth) == expected
 
 
 def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
@@ -233,7 +234,7 @@ def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
             "strides": 1,
             "se_ratio": 0.25,
         }
-        for f_in, f, r in zip([scaling.STEM_FILTERS, *filters], filters, repeats)
+        for f_in, f, r in zip([layer_cost.STEM_FILTERS, *filters], filters, repeats)
     ]
     model = keras_efficientnet(
         width,
@@ -246,9 +247,11 @@ def test_rounding_agrees_with_keras_layer_by_layer(keras_efficientnet):
     )
     names = [layer.name for layer in model.layers]
     for i, (f, r) in enumerate(zip(filters, repeats), start=1):
-        assert model.get_layer(f"block{i}a_project_conv").filters == scaling.round_filters(f, width)
+        assert model.get_layer(f"block{i}a_project_conv").filters == layer_cost.round_filters(
+            f, width
+        )
         blocks_built = {n.split("_")[0] for n in names if n.startswith(f"block{i}")}
-        assert len(blocks_built) == scaling.round_repeats(r, depth)
+        assert len(blocks_built) == layer_cost.round_repeats(r, depth)
 
 
 # ----- invalid inputs -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components import scaling_charts as charts
+from core.experiments.search_result import SearchResult
 from core.models import scaling
 
 
@@ -84,41 +85,67 @@ def test_cost_figure_plots_latency_against_flops_and_params_and_names_the_device
 
 
 def test_search_figure_colours_by_start_and_shows_repeats():
-    result = {
-        "candidates": [
-            {
-                "index": 0,
-                "alpha": 2.0,
-                "beta": 1.0,
-                "gamma": 1.0,
-                "start": "imagenet",
-                "val_accuracy": 0.6,
-                "test_accuracy": 0.58,
-                "stderr": 0.05,
-            },
-            {
-                "index": 1,
-                "alpha": 1.51,
-                "beta": 1.15,
-                "gamma": 1.0,
-                "start": "scratch",
-                "val_accuracy": 0.3,
-                "test_accuracy": 0.33,
-                "stderr": 0.04,
-            },
-            {
-                "index": 2,
-                "alpha": 1.14,
-                "beta": 1.15,
-                "gamma": 1.15,
-                "start": "scratch",
-                "val_accuracy": None,
-                "test_accuracy": None,
-                "stderr": None,
-            },
-        ],  # skipped: not drawn as a bar
-        "repeats": [{"candidate": 0, "val_accuracy": 0.55, "test_accuracy": 0.5}],
-    }
+    def candidate(index, alpha, beta, gamma, start, val, stderr):
+        trained = val is not None
+        return {
+            "index": index,
+            "alpha": alpha,
+            "beta": beta,
+            "gamma": gamma,
+            "constraint": 2.0,
+            "depth": alpha,
+            "width": beta,
+            "resolution": 32,
+            "params": 10**6,
+            "flops": 10**7,
+            "start": start,
+            "start_detail": "",
+            "status": "done" if trained else "skipped",  # skipped: not drawn as a bar
+            "val_accuracy": val,
+            "test_accuracy": val,
+            "stderr": stderr,
+            **(dict(seed=0, train_s=9.0, compile_s=5.0, images_seen=60) if trained else {}),
+            **(dict(epochs_done=1.0, copied_layers=0, layers_with_weights=9) if trained else {}),
+        }
+
+    result = SearchResult.from_dict(
+        {
+            "data": "tiny",
+            "budget_s": 60.0,
+            "epochs": 1,
+            "batch_size": 32,
+            "lr": 0.001,
+            "seed": 0,
+            "device": "CPU",
+            "stopped": False,
+            "best": 0,
+            "worst": 1,
+            "spread": 0.05,
+            "noise": "",
+            "wall_s": 50.0,
+            "candidates": [
+                candidate(0, 2.0, 1.0, 1.0, "imagenet", 0.6, 0.05),
+                candidate(1, 1.51, 1.15, 1.0, "scratch", 0.3, 0.04),
+                candidate(2, 1.14, 1.15, 1.15, "scratch", None, None),
+            ],
+            "repeats": [
+                {
+                    "candidate": 0,
+                    "status": "done",
+                    "seed": 1,
+                    "train_s": 9.0,
+                    "compile_s": 5.0,
+                    "images_seen": 60,
+                    "epochs_done": 1.0,
+                    "copied_layers": 0,
+                    "layers_with_weights": 9,
+                    "val_accuracy": 0.55,
+                    "test_accuracy": 0.5,
+                    "stderr": 0.05,
+                }
+            ],
+        }
+    )
     fig = charts.search_figure(result)
     bars = {t.name: t for t in fig.data if t.type == "bar"}
     assert list(bars["from B0's ImageNet weights"].y) == [60.0]

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from core.experiments import search
+from core.experiments import search, search_training
+from core.experiments.search_result import CandidateResult, Outcome, Repeat, SearchResult
 from core.models import scaling
 from core.platform.progress import Progress
 
@@ -55,13 +56,68 @@ def test_bad_settings_are_refused(args, message):
         search.settings({"data": "cifar10", **args})
 
 
+def outcome(val_accuracy, stderr=0.05, seed=0) -> Outcome:
+    return Outcome("done", seed, 20.0, 5.0, 100, 1.0, 0, 10, val_accuracy, stderr, 0.5)
+
+
+def candidate(index, val_accuracy, stderr=0.05) -> CandidateResult:
+    return CandidateResult(
+        index,
+        2.0,
+        1.0,
+        1.0,
+        2.0,
+        2.0,
+        1.0,
+        32,
+        1000,
+        10**6,
+        "scratch",
+        "",
+        outcome(val_accuracy, stderr),
+    )
+
+
 def test_noise_sentence_says_when_the_ranking_is_noise():
-    close = [{"val_accuracy": 0.52, "stderr": 0.05}, {"val_accuracy": 0.48, "stderr": 0.05}]
-    text = search.noise_sentence(close, [{"candidate": 0, "val_accuracy": 0.45}])
+    close = [candidate(0, 0.52), candidate(1, 0.48)]
+    text = search.noise_sentence(close, [Repeat(0, outcome(0.45, seed=1))])
     assert "cannot be told apart" in text and "up to 7.0 points" in text
-    apart = [{"val_accuracy": 0.9, "stderr": 0.01}, {"val_accuracy": 0.3, "stderr": 0.01}]
+    apart = [candidate(0, 0.9, 0.01), candidate(1, 0.3, 0.01)]
     assert "more than the noise" in search.noise_sentence(apart, [])
     assert "nothing to rank" in search.noise_sentence(apart[:1], [])
+
+
+def test_result_json_form_round_trips_and_stays_flat():
+    """The result crosses a process boundary as JSON: one flat dict per candidate, skipped
+    candidates with no accuracies, the setup's facts at the top level."""
+    skipped = CandidateResult(
+        1, 1.51, 1.15, 1.0, 2.0, 1.51, 1.15, 32, 900, 9 * 10**5, "scratch", ""
+    )
+    result = SearchResult(
+        data="tiny",
+        budget_s=60.0,
+        epochs=1,
+        batch_size=32,
+        lr=1e-3,
+        seed=0,
+        device="CPU",
+        setup=None,
+        candidates=(candidate(0, 0.6), skipped),
+        repeats=(Repeat(0, outcome(0.55, seed=1)),),
+        stopped=False,
+        best=0,
+        worst=0,
+        spread=0.05,
+        noise="Fewer than two candidates were tested: there is nothing to rank.",
+        wall_s=12.5,
+    )
+    data = result.to_dict()
+    assert "train_images" not in data  # no setup: stopped while the data loaded
+    assert data["candidates"][0]["val_accuracy"] == 0.6 and data["candidates"][0]["seed"] == 0
+    assert data["candidates"][1]["status"] == "skipped"
+    assert data["candidates"][1]["val_accuracy"] is None
+    assert data["repeats"] == [{"candidate": 0, **outcome(0.55, seed=1).to_dict()}]
+    assert SearchResult.from_dict(data) == result
 
 
 @pytest.mark.parametrize(
@@ -95,7 +151,7 @@ def test_width_one_candidates_copy_b0s_blocks_by_name():
     deeper = build_efficientnet(
         "b0", depth=1.51, include_top=False, pooling="avg", input_shape=(37, 37, 3)
     )
-    copied, total = search._copy_matching(deeper, by_name, norm, imagenet=True)
+    copied, total = search_training.copy_matching(deeper, by_name, norm, imagenet=True)
     assert copied == len(by_name) - 1  # all but B0's own stem normalisation (copied apart)
     assert total > copied  # the extra blocks (block2c, …) start random
     assert deeper.get_layer("block2b_dwconv").get_weights()[0] == pytest.approx(
@@ -104,7 +160,7 @@ def test_width_one_candidates_copy_b0s_blocks_by_name():
     wider = build_efficientnet(
         "b0", width=1.15, include_top=False, pooling="avg", input_shape=(32, 32, 3)
     )
-    assert search._copy_matching(wider, by_name, norm, imagenet=False)[0] == 0  # scratch
+    assert search_training.copy_matching(wider, by_name, norm, imagenet=False)[0] == 0
     keras.backend.clear_session()
 
 
@@ -112,9 +168,9 @@ def test_stop_request_ends_the_search_before_any_training(tiny_cifar):
     progress = Progress()
     progress.request_stop()
     result = search.search({"data": str(tiny_cifar), "budget_s": 60, "weights": "none"}, progress)
-    assert result["stopped"]
-    assert all(c["status"] == "skipped" for c in result["candidates"])
-    assert result["repeats"] == [] and result["best"] is None
+    assert result.stopped
+    assert all(c.status == "skipped" and c.outcome is None for c in result.candidates)
+    assert result.repeats == () and result.best is None
 
 
 @pytest.mark.slow
@@ -132,7 +188,7 @@ def test_search_on_a_tiny_subset_within_a_tiny_budget(tiny_cifar):
             "weights": "lite0",
         },
         progress,
-    )
+    ).to_dict()  # its JSON form, as the page and the command line read it
     rows = result["candidates"]
     assert [(c["alpha"], c["beta"], c["gamma"]) for c in rows] == [
         (2.0, 1.0, 1.0),

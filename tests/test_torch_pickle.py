@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.models.lite0 import lite0_package_path
 from core.models.torch_pickle import (
     LEGACY_MAGIC,
     TorchPickleError,
@@ -21,7 +22,6 @@ from core.models.torch_pickle import (
     _TensorRef,
     read_torch_legacy,
 )
-from core.models.weights import lite0_package_path
 
 REPO = Path(__file__).resolve().parents[1]
 

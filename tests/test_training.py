@@ -498,10 +498,12 @@ def test_features_over_the_memory_budget_spill_to_disk_and_train_the_same(
 
 
 def test_features_that_fit_nowhere_are_refused_with_the_numbers(mini, tmp_path, monkeypatch):
-    from core.training import features
+    from core.training import feature_memory
 
     monkeypatch.setenv("EFFNET_LAB_FEATURE_MEMORY_GB", "0.000001")
-    monkeypatch.setattr(features, "free_disk_bytes", lambda folder: 1000)  # a nearly full disk
+    monkeypatch.setattr(
+        feature_memory, "free_disk_bytes", lambda folder: 1000
+    )  # a nearly full disk
     cfg = config(mini, mode="finetune", augment=False, finetune_blocks=1, epochs=1)
     with pytest.raises(
         ValueError, match=r"would take .* GB .*images × .*memory budget.*free on the cache disk"

@@ -1,11 +1,12 @@
-"""Weights: the Lite0 conversion into Keras's builder, source resolution, and clear errors."""
+"""Weights: the Lite0 conversion into Keras's builder (core.models.lite0), source resolution, and clear
+errors."""
 
 import os
 
 import numpy as np
 import pytest
 
-from core.models import weights
+from core.models import lite0, weights
 from core.models.torch_pickle import read_torch_legacy
 from core.models.weights import WeightsError
 
@@ -13,9 +14,9 @@ from core.models.weights import WeightsError
 def test_lite0_conversion_maps_every_tensor():
     from core.models.efficientnet import build_efficientnet
 
-    state = read_torch_legacy(weights.lite0_package_path())
+    state = read_torch_legacy(lite0.lite0_package_path())
     model = build_efficientnet("lite0")
-    weights.assign_lite0(model, state)
+    lite0.assign_lite0(model, state)
     np.testing.assert_array_equal(
         model.get_layer("stem_conv").get_weights()[0],
         np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0)),
@@ -46,9 +47,9 @@ def test_lite0_conversion_maps_every_tensor():
 def test_wrong_model_is_refused():
     from core.models.efficientnet import build_efficientnet
 
-    state = read_torch_legacy(weights.lite0_package_path())
+    state = read_torch_legacy(lite0.lite0_package_path())
     with pytest.raises(WeightsError):
-        weights.assign_lite0(build_efficientnet("b1"), state)
+        lite0.assign_lite0(build_efficientnet("b1"), state)
 
 
 def test_auto_falls_back_to_lite0_and_says_why():
@@ -99,10 +100,10 @@ def test_notop_backbone_shares_converted_weights():
 def test_unreadable_offline_weights_become_the_weights_error(tmp_path, monkeypatch):
     broken = tmp_path / "lite0.pth"
     broken.write_bytes(b"\x80\x02" + b"garbage" * 10)
-    monkeypatch.setattr(weights, "lite0_package_path", lambda: broken)
-    monkeypatch.setattr(weights, "lite0_cache_path", lambda: tmp_path / "converted.weights.h5")
+    monkeypatch.setattr(lite0, "lite0_package_path", lambda: broken)
+    monkeypatch.setattr(lite0, "lite0_cache_path", lambda: tmp_path / "converted.weights.h5")
     with pytest.raises(WeightsError, match="cannot read the offline Lite0 weights"):
-        weights.convert_lite0()
+        lite0.convert_lite0()
 
 
 def test_weights_files_are_listed_only_from_the_weights_root(tmp_path, monkeypatch):
@@ -124,5 +125,5 @@ def test_conversion_leaves_the_random_numbers_of_later_code_alone():
     random.seed(7)
     expected = random.random()
     random.seed(7)
-    weights.convert_lite0(force=True)
+    lite0.convert_lite0(force=True)
     assert random.random() == expected

@@ -1,8 +1,10 @@
 """Command line for EffNet Lab: ``python -m core <command> ...``.
 
 Each sub-module registers one command group with :func:`register` and runs it with the parsed
-arguments; this module only wires them together. Exit status: 0 success, 1 partial failure or a
-failed run, 2 bad arguments (argparse's own convention).
+arguments; this module only wires them together and maps errors to exit statuses, in one place:
+0 success, 1 partial failure or a failed run, 2 bad input (argparse's own convention for bad
+arguments; here also any :class:`~core.platform.errors.UserError`: a wrong data folder, unavailable
+weights, an option out of range), 130/143 stopped by Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import importlib
 import os
 import sys
+
+from core.platform.errors import UserError
 
 # Sub-modules, in the order their commands appear in --help.
 _COMMAND_MODULES = (
@@ -26,9 +30,13 @@ _COMMAND_MODULES = (
 
 
 class CliError(Exception):
-    """A clear, user-facing error: printed without a traceback, exit status 2 unless given."""
+    """A command that ends early for a reason other than bad input (a job that failed, was
+    stopped or cancelled): printed as one line without a traceback, exit ``status``.
 
-    def __init__(self, message: str, status: int = 2):
+    Bad input is a :class:`~core.platform.errors.UserError`, from any layer: exit 2.
+    """
+
+    def __init__(self, message: str, status: int):
         super().__init__(message)
         self.status = status
 
@@ -52,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UserError as exc:  # bad input, found by the command or any layer below it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status

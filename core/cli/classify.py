@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli import CliError
+from core.platform.errors import UserError
 
 
 def register(sub) -> None:
@@ -50,14 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from core.serving.inference import load_classifier
 
     if not 1 <= args.top <= 1000:
-        raise CliError(f"--top must be from 1 to 1000, got {args.top}")
+        raise UserError(f"--top must be from 1 to 1000, got {args.top}")
     if not 1 <= args.batch_size <= 1024:
-        raise CliError(f"--batch-size must be from 1 to 1024, got {args.batch_size}")
+        raise UserError(f"--batch-size must be from 1 to 1024, got {args.batch_size}")
     out = _explain_dir(args.explain) if args.explain else None
-    try:
-        classifier = load_classifier(args.model, args.weights)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
+    classifier = load_classifier(args.model, args.weights)  # a UserError: exit 2
     print(f"model: {classifier.name} — {classifier.weights} ({classifier.detail})", file=sys.stderr)
     failed = 0
     for item in classifier.classify_files(
@@ -92,7 +89,7 @@ def _explain_dir(folder: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CliError(f"cannot create --explain folder {path}: {exc.strerror or exc}") from exc
+        raise UserError(f"cannot create --explain folder {path}: {exc.strerror or exc}") from exc
     return path
 
 

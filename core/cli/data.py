@@ -10,8 +10,12 @@ import argparse
 import json
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from core.cli import CliError
+from core.platform.errors import UserError
+
+if TYPE_CHECKING:
+    from core.data.health_report import HealthReport
 
 _SHOWN = 10  # list items printed per section of the text report
 
@@ -93,15 +97,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from core.data.datasets import DatasetError
     from core.data.zipimport import import_zip
 
     try:
         report = import_zip(args.zip, args.name, owner=None)
     except FileNotFoundError:
-        raise CliError(f"zip file {args.zip} not found") from None
-    except DatasetError as exc:
-        raise CliError(str(exc)) from exc
+        raise UserError(f"zip file {args.zip} not found") from None
     if args.json:
         print(json.dumps(report))
         return 0
@@ -144,55 +145,62 @@ def run_check(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     error = box.get("error")
-    if isinstance(error, ValueError):  # DataError: a missing folder, a wrong layout
-        raise CliError(str(error))
     if isinstance(error, Stopped):
         raise KeyboardInterrupt
-    if error is not None:
+    if error is not None:  # a DataError (a missing folder, a wrong layout) exits 2 in main
         raise error
     report = box["report"]
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report.to_dict()))
     else:
         print_report(report)
     return 0
 
 
-def print_report(r: dict) -> None:
+def print_report(r: HealthReport) -> None:
     """The check as text, the first few items of each list."""
     out = sys.stdout
     out.write(
-        f"{r['dataset']}: {r['images']} images, {len(r['classes'])} classes "
-        f"({r['layout']}); imbalance {r['imbalance']}; checked in {r['seconds']} s"
-        f"{' (cached)' if r['cached'] else ''}\n"
+        f"{r.dataset}: {r.images} images, {len(r.classes)} classes "
+        f"({r.layout}); imbalance {r.imbalance}; checked in {r.seconds} s"
+        f"{' (cached)' if r.cached else ''}\n"
     )
-    for split, counts in r["splits"].items():
+    for split, counts in r.splits.items():
         out.write(f"  {split}: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + "\n")
-    for line in r["problems"] + r["notes"]:
+    for line in r.problems + r.notes:
         out.write(f"note: {line}\n")
     sections = (
-        ("unreadable", lambda x: f"{x['file']}: {x['reason']}"),
-        ("duplicates", lambda x: f"{x[0]} = {x[1]}"),
-        ("near_duplicates", lambda x: f"{x[0]} ≈ {x[1]}"),
+        ("unreadable", r.unreadable_count, r.unreadable, lambda x: f"{x.file}: {x.reason}"),
+        ("duplicates", r.duplicates_count, r.duplicates, lambda x: f"{x[0]} = {x[1]}"),
+        (
+            "near duplicates",
+            r.near_duplicates_count,
+            r.near_duplicates,
+            lambda x: f"{x[0]} ≈ {x[1]}",
+        ),
         (
             "leaks",
-            lambda x: f"{x['a']} ({x['splits'][0]}) ~ {x['b']} ({x['splits'][1]}), {x['kind']}",
+            r.leaks_count,
+            r.leaks,
+            lambda x: f"{x.a} ({x.splits[0]}) ~ {x.b} ({x.splits[1]}), {x.kind}",
         ),
-        ("tiny", lambda x: f"{x['file']}: {x['size'][0]}×{x['size'][1]}"),
-        ("extreme_aspect", lambda x: f"{x['file']}: {x['size'][0]}×{x['size'][1]}"),
+        ("tiny", r.tiny_count, r.tiny, lambda x: f"{x.file}: {x.width}×{x.height}"),
+        (
+            "extreme aspect",
+            r.extreme_aspect_count,
+            r.extreme_aspect,
+            lambda x: f"{x.file}: {x.width}×{x.height}",
+        ),
     )
-    for key, fmt in sections:
-        out.write(f"{key.replace('_', ' ')}: {r[f'{key}_count']}\n")
-        for item in r[key][:_SHOWN]:
+    for title, count, items, fmt in sections:
+        out.write(f"{title}: {count}\n")
+        for item in items[:_SHOWN]:
             out.write(f"  {fmt(item)}\n")
 
 
 def run_delete(args: argparse.Namespace) -> int:
     from core.data import datasets
 
-    try:
-        datasets.delete(args.name, owner=None)
-    except datasets.DatasetError as exc:
-        raise CliError(str(exc)) from exc
+    datasets.delete(args.name, owner=None)  # a DatasetError: exit 2
     print(f"deleted {args.name}")
     return 0

@@ -12,6 +12,8 @@ import json
 import sys
 
 from core.cli import CliError
+from core.cli.watch import run_job
+from core.platform.errors import UserError
 
 
 def register(sub) -> None:
@@ -65,23 +67,20 @@ def run(args: argparse.Namespace) -> int:
     """Check the arguments here (exit 2 at once), then export in a job and report parity."""
     from pathlib import Path
 
-    from core.cli.train import _run_job
     from core.export import exporter as export
     from core.export import quantize
+    from core.export.record import ExportRecord
 
-    try:
-        fmt = export.check_format(args.format)
-        source = export.resolve_source(args.source)
-        if args.images < export.MIN_IMAGES:
-            raise ValueError(f"--images must be at least {export.MIN_IMAGES}, got {args.images}")
-        out = (
-            Path(args.out).expanduser().resolve()
-            if args.out
-            else export.exports_root(source, args.weights) / fmt.key
-        )
-        export.check_out(out)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
+    fmt = export.check_format(args.format)
+    source = export.resolve_source(args.source)
+    if args.images < export.MIN_IMAGES:
+        raise UserError(f"--images must be at least {export.MIN_IMAGES}, got {args.images}")
+    out = (
+        Path(args.out).expanduser().resolve()
+        if args.out
+        else export.exports_root(source, args.weights) / fmt.key
+    )
+    export.check_out(out)
     job_args = {
         "source": str(source.path or source.name),
         "format": fmt.key,
@@ -89,24 +88,25 @@ def run(args: argparse.Namespace) -> int:
         "images": args.images,
         "weights": args.weights,
     }
-    result, status = _run_job("export", job_args, None)
+    result, status = run_job("export", job_args)
     if result.get("stopped"):
         print(json.dumps(result), flush=True)
         raise CliError("export stopped before it finished", status=status or 130)
-    check = result["parity"]
-    verdict = "target met" if check["meets_target"] else "BELOW THE TARGET"
-    target = check["target"]
+    record = ExportRecord.from_dict(result)
+    check = record.parity
+    verdict = "target met" if check.meets_target else "BELOW THE TARGET"
+    target = check.target
     print(
-        f"{fmt.label}: {result['dir']} ({result['size_bytes'] / 1e6:.1f} MB, exported in "
-        f"{result['export_s']:.1f} s)\nparity in {check['runtime']} on {check['images']} "
-        f"held-out images: top-1 agreement {check['agreement']:.2%} ({check['agree']}/"
-        f"{check['images']}), max |prob diff| {check['max_abs_diff']:.2e} — {verdict} "
+        f"{fmt.label}: {record.dir} ({record.size_bytes / 1e6:.1f} MB, exported in "
+        f"{record.export_s:.1f} s)\nparity in {check.runtime} on {check.images} "
+        f"held-out images: top-1 agreement {check.agreement:.2%} ({check.agree}/"
+        f"{check.images}), max |prob diff| {check.max_abs_diff:.2e} — {verdict} "
         f"(agreement >= {target['agreement']:.0%}"
         + (f", diff <= {target['max_abs_diff']:g})" if "max_abs_diff" in target else ")"),
         file=sys.stderr,
     )
-    if result.get("int8"):
-        print(f"int8: {quantize.summary(result['int8'])}", file=sys.stderr)
+    if record.int8:
+        print(f"int8: {quantize.summary(record.int8)}", file=sys.stderr)
     summary = {
         k: result[k]
         for k in (
@@ -123,4 +123,4 @@ def run(args: argparse.Namespace) -> int:
         if k in result
     }
     print(json.dumps(summary), flush=True)
-    return status or (0 if check["meets_target"] else 1)
+    return status or (0 if check.meets_target else 1)

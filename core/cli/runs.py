@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from core.cli import CliError
+from core.platform.errors import UserError
 
 
 def register(sub) -> None:
@@ -31,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     root = Path(args.root).expanduser() if args.root else None
     if root is not None and not root.is_dir():
-        raise CliError(f"runs folder {root} does not exist")
+        raise UserError(f"runs folder {root} does not exist")
     try:
         found = runs.list_runs(root)
     except OSError as exc:
-        raise CliError(f"cannot read the runs folder: {exc.strerror or exc}") from exc
+        raise UserError(f"cannot read the runs folder: {exc.strerror or exc}") from exc
     rows = [
         {
             "name": r.name,

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.cli import CliError
+from core.cli.watch import run_job
 from core.models import scaling
+from core.platform.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -177,30 +178,25 @@ def _register_search(sub) -> None:
 
 # ----- the calculator ---------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    """Compute and print the scaled network; bad values raise :class:`CliError`."""
+    """Compute and print the scaled network; bad values raise a :class:`UserError`."""
     if args.phi is None and not args.variant:
-        raise CliError(
+        raise UserError(
             "one of the arguments --phi --variant is required (or a subcommand: sweep, search)"
         )
     bases = {k: getattr(args, k) for k in ("alpha", "beta", "gamma")}
     given = [f"--{k}" for k, v in bases.items() if v is not None]
     implied = None
-    try:
-        if args.variant:
-            if given:
-                raise CliError(
-                    f"{', '.join(given)} can only be used with --phi, not with --variant."
-                )
-            net, mult = scaling.official_network(args.variant), None
-            implied = scaling.implied_phi(args.variant)
-        else:
-            defaults = {"alpha": scaling.ALPHA, "beta": scaling.BETA, "gamma": scaling.GAMMA}
-            mult = scaling.multipliers(
-                args.phi, **{k: v if v is not None else defaults[k] for k, v in bases.items()}
-            )
-            net = scaling.network(mult.width, mult.depth, mult.resolution)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    if args.variant:
+        if given:
+            raise UserError(f"{', '.join(given)} can only be used with --phi, not with --variant.")
+        net, mult = scaling.official_network(args.variant), None
+        implied = scaling.implied_phi(args.variant)
+    else:
+        defaults = {"alpha": scaling.ALPHA, "beta": scaling.BETA, "gamma": scaling.GAMMA}
+        mult = scaling.multipliers(
+            args.phi, **{k: v if v is not None else defaults[k] for k, v in bases.items()}
+        )
+        net = scaling.network(mult.width, mult.depth, mult.resolution)
 
     if args.json:
         data = net.to_dict()
@@ -240,13 +236,9 @@ def run(args: argparse.Namespace) -> int:
 # ----- the jobs ---------------------------------------------------------------------------------
 def _no_calculator_flags(args: argparse.Namespace, command: str) -> None:
     if args.phi is not None or args.variant:
-        raise CliError(f"--phi and --variant belong to the calculator, not to 'scaling {command}'.")
-
-
-def _run(kind: str, job_args: dict) -> tuple[dict, int]:
-    from core.cli.train import _run_job  # the one "run a job, watch it, map its outcome" helper
-
-    return _run_job(kind, job_args, None)
+        raise UserError(
+            f"--phi and --variant belong to the calculator, not to 'scaling {command}'."
+        )
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -266,13 +258,10 @@ def run_sweep(args: argparse.Namespace) -> int:
         )
     else:
         if any(getattr(args, k) is not None for k in ("alpha", "beta", "gamma", "base_resolution")):
-            raise CliError("--alpha, --beta, --gamma and --base-resolution go with --phis.")
+            raise UserError("--alpha, --beta, --gamma and --base-resolution go with --phis.")
         job_args["variants"] = args.variants or list(sweep.DEFAULT_VARIANTS)
-    try:
-        sweep.plan(job_args)  # bad values: exit 2 at once, before any worker starts
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    result, status = _run("sweep", job_args)
+    sweep.plan(job_args)  # bad values: exit 2 at once, before any worker starts
+    result, status = run_job("sweep", job_args)
     if args.json:
         print(json.dumps(result), flush=True)
         return status
@@ -315,43 +304,45 @@ def run_search(args: argparse.Namespace) -> int:
             "base_resolution",
         )
     }
-    try:
-        search.grid(job_args["steps"])
-        search.settings(job_args)  # bad values: exit 2 at once
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    result, status = _run("search", job_args)
+    search.grid(job_args["steps"])
+    search.settings(job_args)  # bad values: exit 2 at once
+    data, status = run_job("search", job_args)
     if args.json:
-        print(json.dumps(result), flush=True)
+        print(json.dumps(data), flush=True)
         return status
+    result = search.SearchResult.from_dict(data)
+    setup = result.setup  # None: stopped while the data loaded
+
+    def fact(name: str):
+        return "?" if setup is None else getattr(setup, name)
+
     print(
-        f"Search at phi = 1 on {result['data']} ({result.get('train_images', '?')} train / "
-        f"{result.get('val_images', '?')} validation / {result.get('test_images', '?')} test "
-        f"images, base {result.get('base_resolution', '?')} px) on {result['device']}; "
-        f"weights {result.get('weights', '?')}"
+        f"Search at phi = 1 on {result.data} ({fact('train_images')} train / "
+        f"{fact('val_images')} validation / {fact('test_images')} test "
+        f"images, base {fact('base_resolution')} px) on {result.device}; "
+        f"weights {fact('weights')}"
     )
     print("  ranked on validation; test measured once per candidate, never used to pick")
     print(
         f"  {'#':>2} {'alpha':>6}{'beta':>6}{'gamma':>6}{'a*b2*g2':>9}{'px':>5}{'GFLOPs':>8}"
         f"  {'start':<9}{'status':<9}{'epochs':>7}{'validation':>16}{'test':>8}"
     )
-    for c in result["candidates"]:
+    for c in result.candidates:
         val = (
-            f"{100 * c['val_accuracy']:.1f} ± {100 * c['stderr']:.1f} %"
-            if c.get("val_accuracy") is not None
+            f"{100 * c.val_accuracy:.1f} ± {100 * c.stderr:.1f} %"
+            if c.val_accuracy is not None
             else "—"
         )
-        test = "—" if c.get("test_accuracy") is None else f"{100 * c['test_accuracy']:.1f} %"
+        test = "—" if c.test_accuracy is None else f"{100 * c.test_accuracy:.1f} %"
+        epochs = c.outcome.epochs_done if c.outcome else 0
         print(
-            f"  {c['index'] + 1:>2} {c['alpha']:>6.2f}{c['beta']:>6.2f}{c['gamma']:>6.2f}"
-            f"{c['constraint']:>9.3f}{c['resolution']:>5}{c['flops'] / 1e9:>8.3f}  "
-            f"{c['start']:<9}{c['status']:<9}{c.get('epochs_done', 0):>7.2f}{val:>16}{test:>8}"
+            f"  {c.index + 1:>2} {c.alpha:>6.2f}{c.beta:>6.2f}{c.gamma:>6.2f}"
+            f"{c.constraint:>9.3f}{c.resolution:>5}{c.flops / 1e9:>8.3f}  "
+            f"{c.start:<9}{c.status:<9}{epochs:>7.2f}{val:>16}{test:>8}"
         )
-    for r in result["repeats"]:
-        acc = (
-            "—" if r.get("val_accuracy") is None else f"{100 * r['val_accuracy']:.1f} % validation"
-        )
-        print(f"  repeat of #{r['candidate'] + 1} with seed {r['seed']}: {acc}")
-    print(f"  {result['noise']}")
-    print(f"  wall {result['wall_s']:.1f} s (budget {result['budget_s']:g} s)")
+    for r in result.repeats:
+        acc = "—" if r.val_accuracy is None else f"{100 * r.val_accuracy:.1f} % validation"
+        print(f"  repeat of #{r.candidate + 1} with seed {r.outcome.seed}: {acc}")
+    print(f"  {result.noise}")
+    print(f"  wall {result.wall_s:.1f} s (budget {result.budget_s:g} s)")
     return status

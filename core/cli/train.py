@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from core.cli import CliError
-
-_SIGNAL_STATUS = {2: 130, 15: 143}  # SIGINT, SIGTERM → the shell's 128 + signal
+from core.cli.watch import run_job
+from core.platform.errors import UserError
 
 
 def _flag(name: str) -> str:
@@ -159,11 +159,8 @@ def _checked(values: dict, root: Path | None):
     from core.platform import paths
     from core.training import TrainConfig
 
-    try:
-        config = TrainConfig(**values)
-        config.validate()
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
+    config = TrainConfig(**values)
+    config.validate()  # an OptionError (a UserError): exit 2
     folder = (root or paths.runs_dir()) / config.name if config.name else None
     try:
         taken = folder is not None and folder.exists()
@@ -175,37 +172,12 @@ def _checked(values: dict, root: Path | None):
         ):
             raise PermissionError(13, "Permission denied", str(folder.parent))
     except OSError as exc:
-        raise CliError(f"cannot create run folder {folder}: {exc.strerror or exc}") from exc
+        raise UserError(f"cannot create run folder {folder}: {exc.strerror or exc}") from exc
     if taken:  # the worker reserves the folder atomically too; this answers at once
-        raise CliError(
+        raise UserError(
             f"run folder {folder} already exists: choose another name (or delete that run first)."
         )
     return config
-
-
-def _run_job(kind: str, args: dict, root: Path | None) -> tuple[dict, int]:
-    """Run a job in the background, watch it, and map its outcome to (result, exit status)."""
-    from core.cli.watch import watch
-    from core.jobs.runner import submit
-
-    job = submit(
-        kind, {**args, "runs_root": str(root) if root else None}, owner="cli", runs_root=root
-    )
-    snap, signum = watch(job)
-    if snap.error:
-        if snap.error_kind == "input":
-            raise CliError(snap.error)
-        tail = job.log_tail(8)
-        raise CliError(
-            f"{kind} failed: {snap.error}"
-            + (f"\n(worker log {job.log_path}):\n{tail}" if tail else ""),
-            status=1,
-        )
-    if snap.result is None:
-        raise CliError(
-            f"{kind} was cancelled before it started", status=_SIGNAL_STATUS.get(signum, 1)
-        )
-    return snap.result, _SIGNAL_STATUS.get(signum, 0)
 
 
 # ----- commands ---------------------------------------------------------------------------------
@@ -216,7 +188,7 @@ def run_train(args) -> int:
     base = PRESETS[args.preset].values if args.preset else {}
     values, root = _place({**base, **_given(args)}, args.out)
     config = _checked(values, root)
-    result, status = _run_job("train", {"config": config.to_dict()}, root)
+    result, status = run_job("train", {"config": config.to_dict()}, root)
     result["status"] = "stopped" if result.get("stopped") else "done"
     print(json.dumps(result), flush=True)
     return status
@@ -236,7 +208,7 @@ def run_bench_seed(args) -> int:
     )
     overrides.setdefault("name", f"bench-seed-{time.strftime('%Y%m%d-%H%M%S')}")
     config = _checked({**PRESETS["blog"].values, **overrides}, root)
-    result, status = _run_job("bench_seed", {"overrides": overrides}, root)
+    result, status = run_job("bench_seed", {"overrides": overrides}, root)
     if result.get("stopped") or "speedup" not in result:
         print(json.dumps(result), flush=True)
         raise CliError("benchmark stopped before it finished", status=status or 130)
@@ -265,7 +237,7 @@ def run_bench_best(args) -> int:
     recipe = args.recipe or ("gpu" if accelerators() else "cpu")
     overrides.setdefault("name", f"bench-best-{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     _checked({**PRESETS[f"best-{recipe}"].values, **overrides}, root)
-    result, status = _run_job("bench_best", {"recipe": recipe, "overrides": overrides}, root)
+    result, status = run_job("bench_best", {"recipe": recipe, "overrides": overrides}, root)
     accuracy = "n/a" if result["test_accuracy"] is None else f"{result['test_accuracy']:.4f}"
     val = "n/a" if result.get("val_accuracy") is None else f"{result['val_accuracy']:.4f}"
     print(
@@ -283,14 +255,14 @@ def run_lr_find(args) -> int:
     from core.training import PRESETS
 
     if not 5 <= args.steps <= 10_000:
-        raise CliError(f"--steps must be from 5 to 10000, got {args.steps}")
+        raise UserError(f"--steps must be from 5 to 10000, got {args.steps}")
     if not 0 < args.start < args.end <= 100:
-        raise CliError(
+        raise UserError(
             f"the sweep must rise: 0 < --start < --end <= 100, got {args.start:g} and {args.end:g}"
         )
     base = PRESETS[args.preset].values if args.preset else {}
     config = _checked({**base, **_given(args)}, None)
-    result, status = _run_job(
+    result, status = run_job(
         "lr_find",
         {"config": config.to_dict(), "steps": args.steps, "start": args.start, "end": args.end},
         None,

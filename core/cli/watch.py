@@ -1,6 +1,8 @@
-"""Watch a background job from a terminal: a progress bar on stderr, and signals that stop it.
+"""Run a background job from a terminal and watch it: a progress bar on stderr, and signals that
+stop it.
 
-Used by every command that runs a job (``train``, ``bench``). Ctrl-C (SIGINT) or SIGTERM (what
+Used by every command that runs a job (``train``, ``bench``, ``lr-find``, ``export``, ``scaling
+sweep`` and ``search``), through :func:`run_job`. Ctrl-C (SIGINT) or SIGTERM (what
 ``docker stop`` and systemd send) asks the job to stop at the end of the current batch and keep
 what it has; a second Ctrl-C kills it. SIGINT is handled even when the command was started with
 it ignored, as background jobs from scripts are.
@@ -11,11 +13,15 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from pathlib import Path
 
+from core.cli import CliError
 from core.jobs.runner import Job
+from core.platform.errors import UserError
 from core.platform.progress import Snapshot
 
 _POLL_S = 0.5
+SIGNAL_STATUS = {2: 130, 15: 143}  # SIGINT, SIGTERM → the shell's 128 + signal
 
 
 def clock(seconds) -> str:
@@ -127,3 +133,42 @@ def watch(job: Job) -> tuple[Snapshot, int | None]:
             signal.signal(signum, handler)
         bar.close()
     return snap, (received[0] if received else None)
+
+
+def run_job(kind: str, args: dict, root: Path | None = None) -> tuple[dict, int]:
+    """Run a ``kind`` job in the background (:func:`core.jobs.runner.submit`), watch it, and map
+    its outcome.
+
+    Args:
+        kind: A key of :data:`core.jobs.runner.KINDS`.
+        args: The job's JSON-ready arguments (``runs_root`` is added).
+        root: The runs folder whose queue it joins (default: the configured one).
+
+    Returns:
+        ``(the job's result, exit status)``: 0, or 130/143 when Ctrl-C/SIGTERM stopped it.
+
+    Raises:
+        UserError: The job found bad input (exit 2).
+        CliError: It crashed (exit 1, with the worker log's tail) or was cancelled before it
+            started.
+    """
+    from core.jobs.runner import submit
+
+    job = submit(
+        kind, {**args, "runs_root": str(root) if root else None}, owner="cli", runs_root=root
+    )
+    snap, signum = watch(job)
+    if snap.error:
+        if snap.error_kind == "input":
+            raise UserError(snap.error)
+        tail = job.log_tail(8)
+        raise CliError(
+            f"{kind} failed: {snap.error}"
+            + (f"\n(worker log {job.log_path}):\n{tail}" if tail else ""),
+            status=1,
+        )
+    if snap.result is None:
+        raise CliError(
+            f"{kind} was cancelled before it started", status=SIGNAL_STATUS.get(signum, 1)
+        )
+    return snap.result, SIGNAL_STATUS.get(signum, 0)

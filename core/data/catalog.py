@@ -1,4 +1,4 @@
-"""The data root's catalogue: which names are datasets, what a data spec names, and the error
+"""The data root's catalogue: which names are datasets, what a data spec names, and the errors
 every data problem raises. The bottom of :mod:`core.data`: it imports nothing else from it, so the
 modules that read folders, splits and arrays can all use it without importing each other."""
 
@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from core.platform import paths
+from core.platform.errors import UserError
 
 # Splits carved from the training data do not depend on a run's seed: every run on a dataset
 # validates and tests on the same images, so their accuracies compare.
@@ -18,8 +19,12 @@ DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 _RESERVED_NAMES = {"weights", "cifar10"}
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset could not be loaded; the message says what failed and how to fix it."""
+
+
+class DatasetError(UserError):
+    """A dataset operation that cannot be done; the message says why, in one line."""
 
 
 def list_datasets() -> list[str]:

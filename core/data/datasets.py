@@ -13,8 +13,7 @@ the command line, or folders placed in the data root) are therefore read-only in
 Every change is atomic step by step: a new dataset is built in a hidden temporary folder and
 renamed into place complete; a deleted one is renamed away first, then removed; each image is
 written to a temporary file and linked into place under a name no other image has. Names that
-come from a browser (classes, files) are cleaned: no path separators, no hidden or dot-only
-names, no control characters, bounded length.
+come from a browser (classes, files) are cleaned first (:mod:`core.data.names`).
 """
 
 from __future__ import annotations
@@ -24,40 +23,21 @@ import os
 import shutil
 import tempfile
 import time
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.platform import paths
-
 from core.data import splits
-from core.data.catalog import _RESERVED_NAMES, DATASET_NAME_RE, DataError, list_datasets
-from core.platform.fileio import write_json
+from core.data.catalog import DataError, DatasetError, list_datasets
 from core.data.imagefolder import IMAGE_EXTENSIONS, relative_files, scan
 from core.data.images import ImageError, load_image
+from core.data.names import META_FILE, check_new_name, clean_class_name, clean_file_name
+from core.platform import paths
+from core.platform.fileio import write_json
 
-META_FILE = "dataset.json"
-MAX_CLASS_NAME = 64  # characters
-MAX_FILE_NAME = 120  # characters, extension included
 MIN_FREE_BYTES = 1 << 30  # refuse to fill the disk: keep at least this much free
-# Class names the layout scan reads as split folders, and the dataset's own files.
-RESERVED_CLASS_NAMES = {"train", "val", "test", META_FILE, splits.SPLITS_FILE}
 _TEMP_PREFIX = ".tmp-"  # hidden: never listed as a dataset, never scanned as a class
 _STALE_S = 3600  # a temporary folder this old was left by a killed process
-_EXTENSION_OF = {
-    "JPEG": ".jpg",
-    "MPO": ".jpg",
-    "PNG": ".png",
-    "WEBP": ".webp",
-    "BMP": ".bmp",
-    "GIF": ".gif",
-    "TIFF": ".tif",
-}
-
-
-class DatasetError(ValueError):
-    """A dataset operation that cannot be done; the message says why, in one line."""
 
 
 @dataclass
@@ -84,70 +64,6 @@ class DatasetInfo:
     def images(self) -> int:
         """Number of image files."""
         return sum(self.classes.values())
-
-
-# ----- names ----------------------------------------------------------------------------------
-def check_new_name(name: str) -> str:
-    """``name`` stripped, if it can name a new dataset; else DatasetError saying why."""
-    name = str(name).strip()
-    if not DATASET_NAME_RE.match(name) or name.lower() in _RESERVED_NAMES:
-        raise DatasetError(
-            f"{name!r} cannot name a dataset: use 1 to 64 letters, digits, '.', '_', '+' or '-', "
-            "starting with a letter or digit (and not 'cifar10' or 'weights')."
-        )
-    if (paths.data_dir() / name).exists():
-        raise DatasetError(f"A dataset named {name!r} already exists: choose another name.")
-    return name
-
-
-def clean_component(text: str, what: str, limit: int) -> str:
-    """One path component from outside (a browser, a zip): NFC, trimmed, checked.
-
-    Raises:
-        DatasetError: it is empty, dot-only, hidden, too long, or holds a separator or a
-            control character.
-    """
-    text = unicodedata.normalize("NFC", str(text)).strip()
-    if not text or set(text) <= {"."}:
-        raise DatasetError(f"{what} {text!r} is empty or only dots.")
-    if "/" in text or "\\" in text or any(unicodedata.category(c)[0] == "C" for c in text):
-        raise DatasetError(f"{what} {text!r} holds a path separator or a control character.")
-    if text.startswith("."):
-        raise DatasetError(f"{what} {text!r} starts with a dot (hidden files are ignored).")
-    if len(text) > limit or len(text.encode()) > 255:
-        raise DatasetError(f"{what} {text[:40]!r}… is longer than {limit} characters.")
-    return text
-
-
-def clean_class_name(name: str) -> str:
-    """A class name from outside, checked (see :func:`clean_component`); split folder names and
-    the dataset's own file names are refused."""
-    name = clean_component(name, "Class name", MAX_CLASS_NAME)
-    if name.lower() in RESERVED_CLASS_NAMES:
-        raise DatasetError(
-            f"{name!r} cannot name a class: it is reserved for the dataset's "
-            "split folders and files."
-        )
-    return name
-
-
-def clean_file_name(name: str, image_format: str) -> str:
-    """An uploaded image's file name: its last path part, cleaned, with an image extension
-    (the decoded format's when the name has none), shortened to :data:`MAX_FILE_NAME`."""
-    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
-    base = (
-        "".join(c for c in unicodedata.normalize("NFC", base) if unicodedata.category(c)[0] != "C")
-        .strip()
-        .lstrip(".")
-    )
-    stem, ext = os.path.splitext(base)
-    if ext.lower() not in IMAGE_EXTENSIONS:
-        stem, ext = base, _EXTENSION_OF.get(image_format, ".png")
-    stem = stem.strip() or "image"
-    stem = stem[: MAX_FILE_NAME - len(ext)]
-    while len((stem + ext).encode()) > 255:
-        stem = stem[:-1]
-    return clean_component(stem + ext, "File name", MAX_FILE_NAME)
 
 
 # ----- reading ----------------------------------------------------------------------------------

@@ -7,12 +7,9 @@ extreme-aspect images; and a few sample files per class for a grid.
 
 Bounded time and memory on large datasets: each image is decoded at a reduced scale (JPEG draft
 decoding) into a 64-bit difference hash (dHash, 9×8 grey) and a 16×16 grey thumbnail, about
-300 bytes kept per image. Near duplicates are found by multi-index hashing: the hash is cut into
-``NEAR_BITS + 1`` pieces, and two hashes within ``NEAR_BITS`` bits of each other agree exactly on
-at least one piece (pigeonhole), so only images sharing a piece are compared, never all pairs;
-a cap on comparisons (:data:`MAX_COMPARISONS`) bounds degenerate cases, with a note. Candidates
-are confirmed by the correlation of their thumbnails (:data:`NEAR_CORRELATION`). Lists in the
-report are cut to :data:`LIST_LIMIT` entries; their full counts are given.
+300 bytes kept per image; near duplicates are found from those without comparing all pairs
+(:mod:`core.data.duplicates`). Lists in the report (:class:`~core.data.health_report.HealthReport`)
+are cut to :data:`LIST_LIMIT` entries; their full counts are given.
 
 Reports are cached on disk (``<cache>/datasets/health-*.json``), keyed by every file's path,
 size and modification time, so checking an unchanged dataset again is instant.
@@ -32,26 +29,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from core.platform import cache
-
-from core.platform import paths
-
 from core.data import splits
 from core.data.catalog import DataError, is_managed, resolve
-from core.platform.fileio import write_json
+from core.data.duplicates import NEAR_BITS, NEAR_CORRELATION, dhash, near_pairs
+from core.data.health_report import CheckSettings, HealthReport, Leak, OddSize, Unreadable
 from core.data.imagefolder import map_chunks, relative_files, scan
 from core.data.images import MAX_FILE_BYTES, load_image
+from core.platform import cache, paths
+from core.platform.fileio import write_json
 
 if TYPE_CHECKING:
     from core.platform.progress import Progress
 
 VERSION = 1  # bump when the report's meaning changes, so cached reports are not reused
-NEAR_BITS = 6  # dHash bits two near duplicates may differ in (of 64)
-NEAR_CORRELATION = 0.9  # and the least correlation of their 16×16 grey thumbnails
 TINY_SIDE = 32  # shorter side below this: tiny (the smallest resolution a model takes)
 EXTREME_ASPECT = 3.0  # longer side over shorter side above this: extreme
 MAX_IMAGES = 250_000  # images read per check (a larger dataset is checked in part, with a note)
-MAX_COMPARISONS = 500_000_000  # hash comparisons in the near-duplicate search (~10 s)
 LIST_LIMIT = 1000
 SAMPLES_PER_CLASS = 8
 
@@ -75,20 +68,21 @@ def dataset_root(spec: str) -> Path:
 
 
 def check_job(args: dict, progress: Progress) -> dict | None:
-    """The "data_check" job (:mod:`core.jobs.runner`): ``args["data"]`` is the spec; a stop request
-    ends it without a report (status "stopped")."""
+    """The "data_check" job (:mod:`core.jobs.runner`): ``args["data"]`` is the spec; returns the
+    report's JSON form, or None when a stop request ended it (status "stopped")."""
     from core.platform.progress import Stopped
 
     try:
-        return check(
+        report = check(
             str(args["data"]), progress=progress, use_cache=bool(args.get("use_cache", True))
         )
     except Stopped:
         return None
+    return report.to_dict()
 
 
-def check(spec: str, *, progress: Progress | None = None, use_cache: bool = True) -> dict:
-    """Check a dataset; returns the JSON-ready report (see the module docstring).
+def check(spec: str, *, progress: Progress | None = None, use_cache: bool = True) -> HealthReport:
+    """Check a dataset (see the module docstring).
 
     A dataset under the data root gets its split stored first (:mod:`core.data.splits`), so its
     leaks are those training will meet.
@@ -116,18 +110,14 @@ def check(spec: str, *, progress: Progress | None = None, use_cache: bool = True
     cached = _cache_file(root, key)
     if use_cache:
         try:
-            report = json.loads(cached.read_text(encoding="utf-8"))
-            cache.touch(cached)
-            return {
-                **report,
-                "dataset": spec,
-                "cached": True,
-                "seconds": round(time.time() - started, 2),
-            }
-        except (OSError, ValueError):
+            report = HealthReport.from_dict(json.loads(cached.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged
             pass
+        else:
+            cache.touch(cached)
+            return report.checked(spec, cached=True, seconds=round(time.time() - started, 2))
     report = _report(root, entries, class_names, parts, carved, assignment, progress)
-    report.update(dataset=spec, cached=False, seconds=round(time.time() - started, 2))
+    report = report.checked(spec, cached=False, seconds=round(time.time() - started, 2))
     if use_cache:
         _write_cache(cached, report)
     return report
@@ -153,14 +143,6 @@ def inspect_file(path: str | os.PathLike) -> dict:
         "size": size,
         "thumb": np.asarray(grey.resize((16, 16), Image.Resampling.BOX), np.uint8),
     }
-
-
-def dhash(grey: Image.Image) -> int:
-    """The 64-bit difference hash: is each pixel of a 9×8 grey copy darker than its right
-    neighbour (robust to scaling, recompression and brightness)."""
-    small = np.asarray(grey.resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).reshape(-1)
-    return int(np.packbits(bits).view(">u8")[0])
 
 
 class _Facts:
@@ -197,7 +179,7 @@ def _read_all(root: Path, entries: list, progress: Progress | None) -> _Facts:
 
 
 # ----- the report -------------------------------------------------------------------------------
-def _report(root, entries, class_names, parts, carved, assignment, progress) -> dict:
+def _report(root, entries, class_names, parts, carved, assignment, progress) -> HealthReport:
     notes, problems = [], []
     if len(entries) > MAX_IMAGES:
         notes.append(f"Only the first {MAX_IMAGES} of {len(entries)} images were checked.")
@@ -232,7 +214,7 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
             "leaks into validation are not listed; those between split folders are."
         )
 
-    unreadable = [{"file": name[i], "reason": why} for i, why in sorted(facts.error.items())]
+    unreadable = [Unreadable(name[i], why) for i, why in sorted(facts.error.items())]
     groups: dict[bytes, list[int]] = {}
     for i in ok:
         groups.setdefault(facts.sha[i].tobytes(), []).append(i)
@@ -243,7 +225,7 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
         notes.append(note)
     near = [(ok[a], ok[b]) for a, b in near if frozenset((ok[a], ok[b])) not in same]
     leaks = [
-        {"a": name[a], "b": name[b], "splits": [split[a], split[b]], "kind": kind}
+        Leak(name[a], name[b], (split[a], split[b]), kind)
         for kind, pairs in (("exact", exact), ("near", near))
         for a, b in pairs
         if split[a] and split[b] and split[a] != split[b]
@@ -261,111 +243,46 @@ def _report(root, entries, class_names, parts, carved, assignment, progress) -> 
             if mine
             else []
         )
-        samples[c] = [name[mine[k]] for k in picks]
+        samples[c] = tuple(name[mine[k]] for k in picks)
 
-    def cut(items):
-        return items[:LIST_LIMIT]
+    def cut(items) -> tuple:
+        return tuple(items[:LIST_LIMIT])
+
+    def odd(indices) -> tuple[OddSize, ...]:
+        return cut([OddSize(name[i], *sizes[i]) for i in indices])
 
     order = {"train": 0, "val": 1, "test": 2}
-    return {
-        "version": VERSION,
-        "layout": _layout(parts),
-        "splits": dict(sorted(per_split.items(), key=lambda kv: order.get(kv[0], 3))),
-        "classes": classes,
-        "images": len(entries),
-        "readable": len(ok),
-        "unreadable": cut(unreadable),
-        "unreadable_count": len(unreadable),
-        "duplicates": cut([[name[a], name[b]] for a, b in exact]),
-        "duplicates_count": len(exact),
-        "near_duplicates": cut([[name[a], name[b]] for a, b in near]),
-        "near_duplicates_count": len(near),
-        "leaks": cut(leaks),
-        "leaks_count": len(leaks),
-        "imbalance": round(max(counts) / min(counts), 2) if counts and min(counts) else None,
-        "tiny": cut([{"file": name[i], "size": list(sizes[i])} for i in tiny]),
-        "tiny_count": len(tiny),
-        "extreme_aspect": cut([{"file": name[i], "size": list(sizes[i])} for i in extreme]),
-        "extreme_aspect_count": len(extreme),
-        "samples": samples,
-        "problems": problems,
-        "notes": notes,
-        "settings": {
-            "near_bits": NEAR_BITS,
-            "near_correlation": NEAR_CORRELATION,
-            "tiny_side": TINY_SIDE,
-            "extreme_aspect": EXTREME_ASPECT,
-        },
-    }
+    return HealthReport(
+        version=VERSION,
+        layout=_layout(parts),
+        splits=dict(sorted(per_split.items(), key=lambda kv: order.get(kv[0], 3))),
+        classes=classes,
+        images=len(entries),
+        readable=len(ok),
+        unreadable=cut(unreadable),
+        unreadable_count=len(unreadable),
+        duplicates=cut([(name[a], name[b]) for a, b in exact]),
+        duplicates_count=len(exact),
+        near_duplicates=cut([(name[a], name[b]) for a, b in near]),
+        near_duplicates_count=len(near),
+        leaks=cut(leaks),
+        leaks_count=len(leaks),
+        imbalance=round(max(counts) / min(counts), 2) if counts and min(counts) else None,
+        tiny=odd(tiny),
+        tiny_count=len(tiny),
+        extreme_aspect=odd(extreme),
+        extreme_aspect_count=len(extreme),
+        samples=samples,
+        problems=tuple(problems),
+        notes=tuple(notes),
+        settings=CheckSettings(NEAR_BITS, NEAR_CORRELATION, TINY_SIDE, EXTREME_ASPECT),
+    )
 
 
 def _layout(parts) -> str:
     if "all" in parts:
         return "one folder per class"
     return " and ".join(f"{p}/" for p in ("train", "val", "test") if p in parts) + " folders"
-
-
-# ----- near duplicates ------------------------------------------------------------------------
-def near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> tuple[list[tuple[int, int]], str | None]:
-    """Pairs ``(i, j)`` of near-duplicate images, and a note if the search was capped.
-
-    Images with the same hash pair with the first of them; distinct hashes within
-    :data:`NEAR_BITS` bits are found by multi-index hashing and pair through those first images.
-    Every candidate is confirmed by the correlation of the thumbnails.
-
-    Args:
-        hashes: uint64 dHashes, one per image.
-        thumbs: (N, 16, 16) grey thumbnails.
-    """
-    n = len(hashes)
-    if n < 2:
-        return [], None
-    unique, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    rep = first[inverse.reshape(-1)]
-    same = np.flatnonzero(rep != np.arange(n))
-    candidates = [np.stack([rep[same], same], axis=1)]
-    close, note = _close_hashes(unique)
-    if len(close):
-        candidates.append(first[close])
-    pairs = np.concatenate(candidates)
-    if not len(pairs):
-        return [], note
-    z = thumbs.reshape(n, -1).astype(np.float32)
-    z -= z.mean(axis=1, keepdims=True)
-    z /= np.linalg.norm(z, axis=1, keepdims=True) + 1e-6  # flat images: zero, never a match
-    corr = np.einsum("ij,ij->i", z[pairs[:, 0]], z[pairs[:, 1]])
-    return [(int(min(a, b)), int(max(a, b))) for a, b in pairs[corr >= NEAR_CORRELATION]], note
-
-
-def _close_hashes(unique: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """Index pairs into ``unique`` (distinct hashes) within :data:`NEAR_BITS` bits: hashes that
-    close agree on one of ``NEAR_BITS + 1`` pieces, so only those sharing a piece are compared."""
-    parts = NEAR_BITS + 1
-    widths = [64 // parts + (1 if i < 64 % parts else 0) for i in range(parts)]
-    found: set[tuple[int, int]] = set()
-    comparisons, shift = 0, 64
-    for width in widths:
-        shift -= width
-        piece = (unique >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-        order = np.argsort(piece, kind="stable")
-        bounds = np.flatnonzero(np.diff(piece[order])) + 1
-        for bucket in np.split(order, bounds):
-            k = len(bucket)
-            if k < 2:
-                continue
-            comparisons += k * (k - 1) // 2
-            if comparisons > MAX_COMPARISONS or len(found) > LIST_LIMIT * 100:
-                return (
-                    np.array(sorted(found), dtype=np.int64).reshape(-1, 2),
-                    f"The near-duplicate search stopped after {comparisons:,} comparisons "
-                    "(many very similar images): the list may be incomplete.",
-                )
-            for start in range(0, k, 256):  # rows in blocks: at most 256 × k distances at once
-                rows = bucket[start : start + 256]
-                dist = np.bitwise_count(unique[rows, None] ^ unique[None, bucket])
-                r, c = np.nonzero(dist <= NEAR_BITS)
-                found.update((int(a), int(b)) for a, b in zip(rows[r], bucket[c]) if a < b)
-    return np.array(sorted(found), dtype=np.int64).reshape(-1, 2), None
 
 
 # ----- pictures for the pages -----------------------------------------------------------------
@@ -408,9 +325,9 @@ def _cache_file(root: Path, key: str) -> Path:
     return paths.cache_dir() / "datasets" / f"health-{tag}-{key[:24]}.json"
 
 
-def _write_cache(path: Path, report: dict) -> None:
+def _write_cache(path: Path, report: HealthReport) -> None:
     try:
-        write_json(path, report)
+        write_json(path, report.to_dict())
         prefix = path.name.rsplit("-", 1)[0] + "-"
         for old in path.parent.glob(prefix + "*.json"):
             if old != path:

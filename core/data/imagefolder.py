@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from core.platform import cache
-
-from core.platform import paths
 from core.data.catalog import DataError
-from core.platform.fileio import atomic_path
 from core.data.images import Preprocessing, decode_file
+from core.platform import cache, paths
+from core.platform.fileio import atomic_path
 
 if TYPE_CHECKING:
     from core.platform.progress import Progress

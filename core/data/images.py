@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from core.platform.errors import UserError
+
 # Larger files are refused before decoding (the Streamlit upload limit matches, in
 # .streamlit/config.toml).
 MAX_FILE_BYTES = 25 * 1024 * 1024
@@ -50,7 +52,7 @@ _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.
 EXACT_FACTOR = 16
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An input that cannot be used as an image; the message is meant for the user."""
 
 
@@ -80,13 +82,13 @@ class Preprocessing:
 
     def __post_init__(self):
         if not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise ValueError(
+            raise UserError(
                 f"preprocessing size must be a positive whole number, got {self.size!r}"
             )
         if not 0 < float(self.crop) <= 1:
-            raise ValueError(f"preprocessing crop must be in (0, 1], got {self.crop!r}")
+            raise UserError(f"preprocessing crop must be in (0, 1], got {self.crop!r}")
         if self.resample not in _RESAMPLE:
-            raise ValueError(f"preprocessing resample must be one of {', '.join(_RESAMPLE)}")
+            raise UserError(f"preprocessing resample must be one of {', '.join(_RESAMPLE)}")
 
     @classmethod
     def imagenet(cls, size: int) -> Preprocessing:
@@ -381,7 +383,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I") or image.mode == "F":
         image = _to_8bit(image)
     if image.mode in ("P", "PA"):
-        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+        image = image.convert(
+            "RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB"
+        )
     elif image.mode in ("RGBa", "La"):  # premultiplied
         image = image.convert(image.mode.upper())
     if image.mode in ("RGBA", "LA"):
@@ -420,4 +424,3 @@ def decode_file(path: str | os.PathLike, preprocessing: Preprocessing) -> np.nda
         ImageError: The file is not a usable image.
     """
     return preprocessing.apply(load_image(path, min_side=preprocessing.decode_side()))
-

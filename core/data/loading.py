@@ -23,44 +23,24 @@ Folder layouts (one subfolder per class, any depth of images below it):
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image
 
+from core.data import cifar10
 from core.data.catalog import (
-    _RESERVED_NAMES,
-    DATASET_NAME_RE,
     SPLIT_SEED,
     DataError,
     held_out,
     is_managed,
-    list_datasets,
     resolve,
 )
-from core.platform import paths, reachability
+from core.platform import paths
 
 if TYPE_CHECKING:
     from core.platform.progress import Progress
-
-CIFAR10_CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
-# What keras.datasets.cifar10 downloads; we only probe its host to fail fast when offline.
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 @dataclass
@@ -326,18 +306,20 @@ def subsample(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarr
     return x[idx], y[idx]
 
 
-# ----- CIFAR-10 -----------------------------------------------------------------------------------
+# ----- CIFAR-10 (keras.datasets or the local copy) -----------------------------------------------------------------------------------
 def _load_cifar10(
     storage_size: int, val_fraction: float, progress: Progress | None, use_cache: bool
 ) -> Dataset:
     """keras.datasets if cached or reachable, else the local copy, else a DataError saying both."""
     try:
-        x_train, y_train, x_test, y_test, how = _keras_cifar10()
+        x_train, y_train, x_test, y_test, how = cifar10.keras_cifar10()
     except Exception as exc:  # keras raises bare Exception for fetch failures
         download_error = f"{type(exc).__name__}: {exc}"
     else:
         if storage_size != 32:
-            x_train, x_test = (_resize_array(a, storage_size, progress) for a in (x_train, x_test))
+            x_train, x_test = (
+                cifar10.resize_array(a, storage_size, progress) for a in (x_train, x_test)
+            )
         rng = np.random.default_rng(SPLIT_SEED)
         x_train, y_train, x_val, y_val = _carve_validation(x_train, y_train, val_fraction, rng)
         return Dataset(
@@ -347,7 +329,7 @@ def _load_cifar10(
             y_val=y_val,
             x_test=x_test,
             y_test=y_test,
-            class_names=list(CIFAR10_CLASSES),
+            class_names=list(cifar10.CLASSES),
             source=f"keras.datasets.cifar10 ({how})",
             split=f"{len(y_train)}/{len(y_val)}/{len(y_test)} train/validation/test; the "
             f"standard test split; validation: stratified {round(val_fraction * 100)} % "
@@ -383,53 +365,6 @@ def _load_cifar10(
         f"local CIFAR-10 copy: {ds.source}; keras.datasets was unavailable ({download_error})"
     )
     return ds
-
-
-def _keras_cifar10() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """CIFAR-10 from keras.datasets, failing fast (not hanging) when it would need a download."""
-    cached = _keras_cifar10_cached()
-    if not cached:
-        _check_reachable(CIFAR10_URL, paths.download_timeout())
-    from keras.datasets import cifar10  # imported late: it pulls in the Keras backend
-
-    (x_train, y_train), (x_test, y_test) = cifar10.load_data()
-    # keras gives uint8 (N, 32, 32, 3) images and (N, 1) uint8 labels.
-    return (
-        np.ascontiguousarray(x_train, dtype=np.uint8),
-        y_train.reshape(-1).astype(np.int64),
-        np.ascontiguousarray(x_test, dtype=np.uint8),
-        y_test.reshape(-1).astype(np.int64),
-        "Keras cache" if cached else "downloaded",
-    )
-
-
-def _keras_cifar10_cached() -> bool:
-    """Whether keras.datasets already holds the CIFAR-10 archive (so no network is needed)."""
-    home = os.environ.get("KERAS_HOME")
-    homes = [Path(home)] if home else [Path.home() / ".keras", Path("/tmp/.keras")]
-    return any((h / "datasets" / "cifar-10-batches-py-target_archive").is_file() for h in homes)
-
-
-def _check_reachable(url: str, timeout: float) -> None:
-    """Raise ``OSError`` unless ``url``'s host answers within ``timeout`` seconds."""
-    reason = reachability.unreachable_reason(url, timeout)
-    if reason:
-        raise OSError(f"cannot reach {urlsplit(url).hostname}: {reason}")
-
-
-def _resize_array(x: np.ndarray, size: int, progress: Progress | None) -> np.ndarray:
-    """Resize a uint8 image batch to size×size with PIL (for a non-default CIFAR storage size)."""
-    if progress is not None:
-        progress.start(f"Resizing images to {size}×{size}", len(x), "img")
-    out = np.empty((len(x), size, size, 3), np.uint8)
-    for i, img in enumerate(x):
-        out[i] = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC))
-        if progress is not None and (i + 1) % 1000 == 0:
-            progress.set_done(i + 1)
-            progress.check_stop()
-    if progress is not None:
-        progress.set_done(len(x))
-    return out
 
 
 def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator):

@@ -5,7 +5,7 @@ optionally inside one wrapper folder. What makes the import safe:
 
 - **No entry is written outside the dataset**: names with ``..``, absolute paths, drive letters,
   backslashes or control characters are refused; every path component is cleaned like a name
-  from a browser (:func:`core.data.datasets.clean_component`), and files are created with
+  from a browser (:func:`core.data.names.clean_component`), and files are created with
   ``O_EXCL | O_NOFOLLOW`` inside a folder this import made.
 - **Symlinks and special files** (per the entry's Unix mode) are skipped, never created.
 - **Junk** (``__MACOSX``, hidden files, non-images, encrypted entries) is skipped and listed.
@@ -31,11 +31,8 @@ from collections import Counter
 from pathlib import Path
 from typing import IO
 
-from core.data import datasets
-
-from core.data import splits
-from core.data.catalog import DataError
-from core.data.datasets import DatasetError
+from core.data import datasets, names, splits
+from core.data.catalog import DataError, DatasetError
 from core.data.imagefolder import IMAGE_EXTENSIONS, scan
 from core.data.images import MAX_FILE_BYTES, ImageError, load_image
 
@@ -66,7 +63,7 @@ def import_zip(
 
     Args:
         source: The zip's path, or a seekable binary file object (a browser upload).
-        name: The new dataset's name (:func:`core.data.datasets.check_new_name`).
+        name: The new dataset's name (:func:`core.data.names.check_new_name`).
         owner: The owner tag to record (None: read-only in the app; see :mod:`core.data.datasets`).
         label: How to name the zip in the dataset's record (default: its file name).
         progress: Optional :class:`core.platform.progress.Progress` (units: entries).
@@ -81,7 +78,7 @@ def import_zip(
         ZipImportError: not a zip, too many entries, too big, no usable class folders, ...
         DatasetError: a bad or taken name.
     """
-    name = datasets.check_new_name(name)
+    name = names.check_new_name(name)
     label = label or (Path(source).name if isinstance(source, (str, os.PathLike)) else "upload")
     # closed in `finally`; a file object the caller passed stays theirs to close
     opened = open(source, "rb") if isinstance(source, (str, os.PathLike)) else None  # noqa: SIM115
@@ -188,7 +185,7 @@ def _entry_problem(info: zipfile.ZipInfo) -> tuple[str | None, list[str]]:
     if info.file_size > MAX_ENTRY_BYTES:
         return f"larger than {MAX_ENTRY_BYTES // 2**20} MB uncompressed", []
     try:
-        parts = [datasets.clean_component(p, "Name", 255) for p in parts]
+        parts = [names.clean_component(p, "Name", 255) for p in parts]
     except DatasetError as exc:
         return f"unsafe name ({exc})", []
     return None, parts
@@ -216,7 +213,7 @@ def _plan(infos: list[zipfile.ZipInfo]) -> tuple[list[tuple[zipfile.ZipInfo, lis
             skipped.append({"entry": info.filename[:300], "reason": "not inside a class folder"})
             continue
         try:
-            datasets.clean_class_name(parts[depth - 2])
+            names.clean_class_name(parts[depth - 2])
         except DatasetError as exc:
             skipped.append({"entry": info.filename[:300], "reason": str(exc)})
             continue

@@ -15,7 +15,8 @@ from core.platform.progress import Progress
 from core.platform.runtime import accelerators, device_context, device_plan
 from core.training.fit import compile_model, fit
 from core.training.network import build_network
-from core.training.options import TrainConfig, preset_config
+from core.training.options import TrainConfig
+from core.training.presets import preset_config
 from core.training.run import load_data, train
 
 

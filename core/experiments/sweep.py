@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from core.models import scaling
+from core.platform.errors import UserError
 from core.platform.progress import Progress, Stopped
 
 DEFAULT_VARIANTS = ("b0", "b1", "b2", "b3")
@@ -46,7 +47,7 @@ class SweepPoint:
 
 def _point(label: str, net: scaling.ScaledNetwork, phi: float | None = None) -> SweepPoint:
     if net.resolution < MIN_RESOLUTION:
-        raise ValueError(
+        raise UserError(
             f"{label} is {net.resolution} px; Keras builds EfficientNets from "
             f"{MIN_RESOLUTION} px up: raise the base resolution."
         )
@@ -91,7 +92,7 @@ def _batch_sizes(values) -> tuple[int, ...]:
     if not sizes or any(
         isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BATCH for b in sizes
     ):
-        raise ValueError(
+        raise UserError(
             f"batch sizes must be whole numbers from 1 to {MAX_BATCH}, got {list(sizes)}."
         )
     return tuple(sorted(set(sizes)))
@@ -112,14 +113,14 @@ def plan(args: dict) -> tuple[list[SweepPoint], tuple[int, ...], float]:
     else:
         points = variant_points(args.get("variants") or DEFAULT_VARIANTS)
     if not 1 <= len(points) <= MAX_POINTS:
-        raise ValueError(f"a sweep times 1 to {MAX_POINTS} networks, got {len(points)}.")
+        raise UserError(f"a sweep times 1 to {MAX_POINTS} networks, got {len(points)}.")
     budget = args.get("budget_s", DEFAULT_BUDGET_S)
     if (
         isinstance(budget, bool)
         or not isinstance(budget, (int, float))
         or not (BUDGET_RANGE[0] <= budget <= BUDGET_RANGE[1])
     ):
-        raise ValueError(
+        raise UserError(
             f"the sweep's budget must be from {BUDGET_RANGE[0]:g} to "
             f"{BUDGET_RANGE[1]:g} seconds, got {budget!r}."
         )

@@ -1,7 +1,7 @@
 """Models out: export a finished run or the ImageNet model with Keras's own ``model.export``, then
 prove that the file predicts what the Keras model predicts.
 
-Formats (:data:`FORMATS`): ONNX, LiteRT float32, LiteRT with int8 weights (weight-only int8,
+Formats (:data:`~core.export.formats.FORMATS`): ONNX, LiteRT float32, LiteRT with int8 weights (weight-only int8,
 float32 compute; see :mod:`core.export.quantize`) and TensorFlow SavedModel. Every exported graph
 takes raw RGB pixels, uint8 (N, H, W, 3) in 0..255, and returns class probabilities:
 normalisation and resizing are inside it; only the crop and resize of the model's saved
@@ -10,96 +10,38 @@ normalisation and resizing are inside it; only the crop and resize of the model'
 Right after writing the file, :func:`export` runs it in its own runtime (onnxruntime,
 ai-edge-litert, TensorFlow) through the folder's ``predict.py`` on at least 200 held-out images,
 and records top-1 agreement with the Keras model and the largest probability difference against
-the targets (float: 100 % and at most 1e-4; int8: at least 98 %).
-
-Two Keras 3.15 export faults are worked around here (see :func:`inference_graph` and
-:func:`constant_normalization`): without them ONNX and SavedModel exports of a run run parts of
-the network in training mode, and ONNX files ask for the Normalization constants as inputs.
+the targets (float: 100 % and at most 1e-4; int8: at least 98 %). What it did is the
+:class:`~core.export.record.ExportRecord` written as ``model.json``. The file itself is written
+by :mod:`core.export.keras_export` (where two Keras 3.15 export faults are worked around).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from core.data.images import Preprocessing
 from core.export.folder import list_exports, load_runner, write_folder, write_model_json
+from core.export.formats import FORMATS, MIN_IMAGES, Format, check_format
+from core.export.keras_export import inference_graph, write_model_file
 from core.export.parity_images import (
     calibration_inputs,
     run_dataset,
     run_inputs,
     sample_photo_inputs,
 )
-from core.models.efficientnet import all_layers, float32_model
+from core.export.record import ExportRecord, Parity
+from core.models.efficientnet import float32_model
 from core.platform import paths
+from core.platform.errors import UserError
 
-MIN_IMAGES = 200
-FLOAT_TARGET = {"agreement": 1.0, "max_abs_diff": 1e-4}
-INT8_TARGET = {"agreement": 0.98}
 IMAGENET = "imagenet"
-
-
-@dataclass(frozen=True)
-class Format:
-    """One export format.
-
-    Attributes:
-        key: What ``--format`` takes.
-        label: For people.
-        file: The model file (or folder) inside the export folder.
-        runtime: The runtime the parity check (and ``predict.py``) uses.
-        pip: What to install to run it.
-        quantization: How weights/activations are quantized, or None for float32.
-    """
-
-    key: str
-    label: str
-    file: str
-    runtime: str
-    pip: str
-    quantization: str | None = None
-
-    @property
-    def target(self) -> dict:
-        """The parity this format must reach."""
-        return INT8_TARGET if self.quantization else FLOAT_TARGET
-
-
-FORMATS = {
-    f.key: f
-    for f in (
-        Format("onnx", "ONNX", "model.onnx", "onnxruntime", "onnxruntime"),
-        Format(
-            "litert",
-            "LiteRT float32 (TensorFlow Lite)",
-            "model.tflite",
-            "ai-edge-litert",
-            "ai-edge-litert",
-        ),
-        Format(
-            "litert-int8",
-            "LiteRT int8 weights (TensorFlow Lite)",
-            "model_int8.tflite",
-            "ai-edge-litert",
-            "ai-edge-litert",
-            "weight-only int8: int8 weights with one scale per output channel, turned into "
-            "float32 once when the model loads, float32 compute; the few layers whose int8 "
-            "weights changed the most predictions on calibration images stay float32 (listed "
-            "under int8 in model.json); input and output stay uint8 pixels and float32 "
-            "probabilities",
-        ),
-        Format(
-            "tf_saved_model", "TensorFlow SavedModel", "saved_model", "tensorflow", "tensorflow"
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -126,20 +68,13 @@ def resolve_source(source: str) -> Source:
         return Source(IMAGENET, key, variant="b0" if key == IMAGENET else key)
     path = Path(source).expanduser()
     if not path.is_dir():
-        raise ValueError(f"{source!r} is neither 'imagenet' nor a run folder")
+        raise UserError(f"{source!r} is neither 'imagenet' nor a run folder")
     run = runs.load_run(path)  # ValueError when it is no run folder
     if run.status == "running":
-        raise ValueError(f"run {run.name} is still training: export it when it has finished")
+        raise UserError(f"run {run.name} is still training: export it when it has finished")
     if not run.has_model:
-        raise ValueError(f"run {run.name} has no saved model to export ({run.status})")
+        raise UserError(f"run {run.name} has no saved model to export ({run.status})")
     return Source("run", run.name, path.resolve())
-
-
-def check_format(fmt: str) -> Format:
-    """The :class:`Format` for ``fmt``; ValueError naming the choices otherwise."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    return FORMATS[fmt]
 
 
 def exports_root(source: Source, weights: str = "auto") -> Path:
@@ -155,100 +90,20 @@ def exports_root(source: Source, weights: str = "auto") -> Path:
     return paths.runs_dir() / ".exports" / f"{source.name}-{tag}"
 
 
-def source_exports(source: str, weights: str = "auto") -> list[dict]:
-    """The finished exports in ``source``'s default place (model.json dicts, format order)."""
+def source_exports(source: str, weights: str = "auto") -> list[ExportRecord]:
+    """The finished exports in ``source``'s default place, in format order."""
     return list_exports(exports_root(resolve_source(source), weights), order=tuple(FORMATS))
 
 
 def check_out(out: Path) -> None:
     """An export may replace an earlier export folder, never anything else."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"export folder {out} is a file: name a folder")
+        raise UserError(f"export folder {out} is a file: name a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "model.json").is_file():
-        raise ValueError(
+        raise UserError(
             f"export folder {out} holds other files: name a new or empty "
             "folder (an earlier export folder is replaced)"
         )
-
-
-# ----- the two Keras 3.15 export faults ---------------------------------------------------------
-def inference_graph(model):
-    """``model`` behind a uint8 input, called with ``training=False``.
-
-    ``model.export`` traces ``model.__call__`` without ``training=False``; Keras's image
-    preprocessing layers (Resizing, RandomFlip, RandomTranslation) declare ``training=True`` as
-    their default and that leaks into the shared call context, so every layer after them
-    (stochastic-depth Dropout, the head's BatchNormalization) would run in training mode in the
-    exported graph (a plain SavedModel export of a run agrees on 67.5 % of images). An outer node
-    that passes ``training=False`` fixes it; the cast makes uint8 pixels the input.
-    """
-    import keras
-
-    inp = keras.Input(model.input_shape[1:], dtype="uint8", name="image")
-    outputs = model(keras.ops.cast(inp, "float32"), training=False)
-    return keras.Model(inp, outputs, name=f"{model.name}_export")
-
-
-@contextlib.contextmanager
-def constant_normalization(model):
-    """Make Normalization layers' mean and variance graph constants while exporting.
-
-    ``Normalization.finalize_state`` keeps them as eager tensors, which a traced function captures
-    as extra placeholders; tf2onnx freezes only variables, so the ONNX file would list them as
-    inputs that onnxruntime asks for. NumPy arrays become constants instead.
-    """
-    import keras
-
-    saved = []
-    for layer in all_layers(model):
-        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
-            saved.append((layer, layer.mean, layer.variance))
-            layer.mean = np.asarray(keras.ops.convert_to_numpy(layer.mean), np.float32)
-            layer.variance = np.asarray(keras.ops.convert_to_numpy(layer.variance), np.float32)
-    try:
-        yield
-    finally:
-        for layer, mean, variance in saved:
-            layer.mean, layer.variance = mean, variance
-
-
-def write_model_file(
-    fmt: Format, model, path: Path, calibration: np.ndarray | None = None, progress=None
-) -> dict | None:
-    """Export ``model`` (an :func:`inference_graph`) to ``path`` with Keras's ``model.export``.
-
-    For ``litert-int8`` the float32 LiteRT file is written first and :func:`core.export.quantize.quantize`
-    turns it into the int8 one, choosing on ``calibration`` the layers that stay float32; returns
-    what it chose (None for the other formats).
-    """
-    import keras
-    import tensorflow as tf
-
-    from core.export import quantize
-
-    # Explicit signature: a freshly loaded model was never called, which export_onnx refuses.
-    signature = [keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="uint8", name="image")]
-    with constant_normalization(model):
-        if fmt.key == "onnx":
-            model.export(
-                str(path), format="onnx", input_signature=signature, opset_version=17, verbose=False
-            )
-        elif fmt.key.startswith("litert"):
-            # Built-in ops only: a graph needing TensorFlow ops fails here, not on a phone.
-            options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
-            written = path.with_name(".float32.tflite") if fmt.quantization else path
-            model.export(
-                str(written), format="litert", input_signature=signature, verbose=False, **options
-            )
-            if fmt.quantization:
-                content, chosen = quantize.quantize(written.read_bytes(), calibration, progress)
-                path.write_bytes(content)
-                written.unlink()
-                return chosen
-        else:
-            model.export(
-                str(path), format="tf_saved_model", input_signature=signature, verbose=False
-            )
 
 
 # ----- the export -------------------------------------------------------------------------------
@@ -268,7 +123,9 @@ def _predict(run, x: np.ndarray, progress, batch: int = 32) -> np.ndarray:
     return np.concatenate(out)
 
 
-def parity(reference: np.ndarray, got: np.ndarray, fmt: Format, labels: np.ndarray | None) -> dict:
+def parity(
+    reference: np.ndarray, got: np.ndarray, fmt: Format, labels: np.ndarray | None
+) -> Parity:
     """Top-1 agreement and largest probability difference of ``got`` against ``reference``.
 
     ``disagreement_max_margin`` is the largest gap between the Keras model's two most probable
@@ -281,23 +138,22 @@ def parity(reference: np.ndarray, got: np.ndarray, fmt: Format, labels: np.ndarr
     margin = top2[:, 1] - top2[:, 0]
     diff = np.abs(reference - got)
     agree = int((~differ).sum())
-    result = {
-        "images": len(reference),
-        "agree": agree,
-        "agreement": agree / len(reference),
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
-        "disagreement_max_margin": float(margin[differ].max()) if differ.any() else None,
-        "target": fmt.target,
-    }
-    result["meets_target"] = bool(
-        result["agreement"] >= fmt.target["agreement"]
-        and (result["max_abs_diff"] <= fmt.target.get("max_abs_diff", np.inf))
+    agreement, max_abs_diff = agree / len(reference), float(diff.max())
+    return Parity(
+        images=len(reference),
+        agree=agree,
+        agreement=agreement,
+        max_abs_diff=max_abs_diff,
+        mean_abs_diff=float(diff.mean()),
+        disagreement_max_margin=float(margin[differ].max()) if differ.any() else None,
+        target=fmt.target,
+        meets_target=bool(
+            agreement >= fmt.target["agreement"]
+            and max_abs_diff <= fmt.target.get("max_abs_diff", np.inf)
+        ),
+        keras_accuracy=None if labels is None else float((reference.argmax(1) == labels).mean()),
+        export_accuracy=None if labels is None else float((got.argmax(1) == labels).mean()),
     )
-    if labels is not None:
-        result["keras_accuracy"] = float((reference.argmax(1) == labels).mean())
-        result["export_accuracy"] = float((got.argmax(1) == labels).mean())
-    return result
 
 
 def export(
@@ -308,7 +164,7 @@ def export(
     images: int = MIN_IMAGES,
     weights: str = "auto",
     progress=None,
-) -> dict:
+) -> ExportRecord | None:
     """Export ``source`` ("imagenet" or a run folder) to ``out`` in ``fmt`` and verify it.
 
     Args:
@@ -321,17 +177,18 @@ def export(
         progress: A :class:`core.platform.progress.Progress` (phases, stop requests).
 
     Returns:
-        model.json's contents plus ``dir`` (the export folder), or ``{"stopped": True}``.
+        The :class:`ExportRecord` (model.json, and ``dir``: the export folder), or None when a
+        stop request ended it.
 
     Raises:
-        ValueError: Bad format, source, folder or image count, or a backend other than TensorFlow.
+        UserError: Bad format, source, folder or image count, or a backend other than TensorFlow.
     """
     from core.platform.progress import Progress, Stopped
 
     progress = progress if progress is not None else Progress()
     spec, src = check_format(fmt), resolve_source(source)
     if int(images) < MIN_IMAGES:
-        raise ValueError(f"parity needs at least {MIN_IMAGES} held-out images, got {images}")
+        raise UserError(f"parity needs at least {MIN_IMAGES} held-out images, got {images}")
     out = Path(out).expanduser().resolve() if out else exports_root(src, weights) / spec.key
     check_out(out)
     _remove_stale(out)
@@ -339,19 +196,21 @@ def export(
     try:
         return _export(src, spec, out, tmp, int(images), weights, progress)
     except Stopped:
-        return {"stopped": True}
+        return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str, progress) -> dict:
+def _export(
+    src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str, progress
+) -> ExportRecord:
     import keras
 
     from core.platform.runtime import describe_device
     from core.serving.inference import load_classifier
 
     if keras.backend.backend() != "tensorflow":
-        raise ValueError(
+        raise UserError(
             f"{fmt.key} export needs Keras's TensorFlow backend: this process "
             f"runs Keras on {keras.backend.backend()}; run it with "
             "KERAS_BACKEND=tensorflow"
@@ -388,51 +247,51 @@ def _export(src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str
     progress.start(f"Checking parity in {fmt.runtime}", len(x), "img")
     t0 = time.perf_counter()
     got = _predict(load_runner(tmp, fmt.file), x, progress)
-    check = {
-        **parity(reference, got, fmt, y),
-        "runtime": _runtime_version(fmt),
-        "images_from": where,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    meta = {
-        "format": fmt.key,
-        "format_label": fmt.label,
-        "file": fmt.file,
-        "input": {
+    check = replace(
+        parity(reference, got, fmt, y),
+        runtime=_runtime_version(fmt),
+        images_from=where,
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+    record = ExportRecord(
+        format=fmt.key,
+        format_label=fmt.label,
+        file=fmt.file,
+        input={
             "name": "image",
             "shape": [None, prep.size, prep.size, 3],
             "dtype": "uint8",
             "range": "0..255",
             "layout": "NHWC, RGB",
         },
-        "output": {
+        output={
             "shape": [None, len(classifier.labels)],
             "dtype": "float32",
             "meaning": "class probabilities (softmax), in labels.txt order",
         },
-        "classes": list(classifier.labels),
-        "preprocessing": {**prep.to_dict(), "notes": _preprocessing_notes(prep)},
-        "quantization": fmt.quantization,
-        **({"int8": {**chosen, "calibration_from": calibration_from}} if chosen else {}),
-        "compute": "float32"
+        classes=tuple(classifier.labels),
+        preprocessing={**prep.to_dict(), "notes": _preprocessing_notes(prep)},
+        quantization=fmt.quantization,
+        int8={**chosen, "calibration_from": calibration_from} if chosen else None,
+        compute="float32"
         + (
             " (the model was saved with mixed-precision float16 layers; the "
             "export and its Keras reference compute in float32)"
             if getattr(model, "saved_with_mixed_precision", False)
             else ""
         ),
-        "source": _source_facts(src, classifier.weights),
-        "parity": check,
-        "export_s": round(export_s, 2),
-        "size_bytes": _size(tmp / fmt.file),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "keras": keras.__version__,
-        "device": describe_device(),
-        "usage": "predict.py",
-    }
-    write_model_json(tmp, meta)
+        source=_source_facts(src, classifier.weights),
+        parity=check,
+        export_s=round(export_s, 2),
+        size_bytes=_size(tmp / fmt.file),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        keras=keras.__version__,
+        device=describe_device(),
+        usage="predict.py",
+    )
+    write_model_json(tmp, record)
     _replace(tmp, out)
-    return {**meta, "dir": str(out)}
+    return replace(record, dir=str(out))
 
 
 def _remove_stale(out: Path) -> None:
@@ -497,8 +356,9 @@ def _runtime_version(fmt: Format) -> str:
 
 def export_job(args: dict, progress) -> dict:
     """Job entry (see :mod:`core.jobs.runner`): ``args`` holds ``source``, ``format`` and optionally
-    ``out``, ``images`` and ``weights``."""
-    return export(
+    ``out``, ``images`` and ``weights``; returns the record's JSON form, or ``{"stopped": True}``
+    when a stop request ended it (a result, so the command line tells it from a cancelled job)."""
+    record = export(
         args["source"],
         args["format"],
         args.get("out"),
@@ -506,3 +366,4 @@ def export_job(args: dict, progress) -> dict:
         weights=args.get("weights") or "auto",
         progress=progress,
     )
+    return record.to_dict() if record is not None else {"stopped": True}

@@ -3,7 +3,8 @@
 
 ``predict.py`` is the usage snippet for the format's runtime: a short, standalone script (numpy,
 Pillow and the runtime only) that crops and resizes photos the way the model was trained and
-prints the top classes. The parity check in :mod:`core.export.exporter` runs the exported file through
+prints the top classes. ``model.json`` is the export's :class:`~core.export.record.ExportRecord`.
+The parity check in :mod:`core.export.exporter` runs the exported file through
 this very script's ``load_model``, so the snippet people copy is the code that was verified.
 """
 
@@ -14,6 +15,8 @@ import io
 import json
 import zipfile
 from pathlib import Path
+
+from core.export.record import ExportRecord
 
 _HEADER = '''"""Classify images with {file} ({label}), exported by EffNet Lab.
 
@@ -30,6 +33,8 @@ import json
 import math
 import sys
 from pathlib import Path
+
+from core.export.record import ExportRecord
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -121,7 +126,7 @@ if __name__ == "__main__":
 
 
 def predict_script(fmt, size: int) -> str:
-    """The ``predict.py`` text for a :class:`core.export.exporter.Format` at input ``size``."""
+    """The ``predict.py`` text for a :class:`core.export.formats.Format` at input ``size``."""
     return (
         _HEADER.format(file=fmt.file, label=fmt.label, pip=fmt.pip, size=size)
         + _RUNTIMES[fmt.runtime]
@@ -152,22 +157,25 @@ def load_runner(folder: Path, model_file: str):
     return lambda x: module.predict(x, run)
 
 
-def write_model_json(folder: Path, meta: dict) -> None:
+def write_model_json(folder: Path, record: ExportRecord) -> None:
     """Write ``model.json`` (the last file written: an export folder with one is complete)."""
-    (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(record.model_json(), indent=2) + "\n"
+    (folder / "model.json").write_text(text, encoding="utf-8")
 
 
-def read_export(folder: str | Path) -> dict | None:
-    """``model.json`` of an export folder, with ``dir`` added; None if it is not one."""
+def read_export(folder: str | Path) -> ExportRecord | None:
+    """The record in an export folder's ``model.json`` (``dir``: the folder); None if it is not
+    one."""
     folder = Path(folder)
     try:
-        meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return ExportRecord.from_dict(
+            json.loads((folder / "model.json").read_text(encoding="utf-8")), folder
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or not a record
         return None
-    return {**meta, "dir": str(folder)} if isinstance(meta, dict) else None
 
 
-def list_exports(folder: str | Path, order=()) -> list[dict]:
+def list_exports(folder: str | Path, order=()) -> list[ExportRecord]:
     """The exports under ``folder`` (one sub-folder each), in ``order`` of their format keys."""
     folder = Path(folder)
     found = (
@@ -184,7 +192,7 @@ def list_exports(folder: str | Path, order=()) -> list[dict]:
         else []
     )
     rank = {key: i for i, key in enumerate(order)}
-    return sorted(found, key=lambda m: (rank.get(m.get("format"), len(rank)), m["dir"]))
+    return sorted(found, key=lambda m: (rank.get(m.format, len(rank)), m.dir))
 
 
 def zip_bytes(folder: str | Path, top: str) -> bytes:

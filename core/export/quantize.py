@@ -24,8 +24,8 @@ converter to quantize:
    returned say, in ``budget_reached``, when the budget, not the goal, ended the choice).
    Models that are sure of their images keep every layer int8.
 
-The tensors and ops are edited through TensorFlow's own flatbuffer schema
-(``tensorflow.lite.tools.flatbuffer_utils``).
+The tensors and ops are edited through TensorFlow's own flatbuffer schema, a private API reached
+only through :mod:`core.platform._tensorflow_private`.
 """
 
 from __future__ import annotations
@@ -36,15 +36,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.platform import _tensorflow_private as tf_private
+
 MIN_ELEMENTS = 1024
 GOAL = 0.99
 MAX_FLOAT_SHARE = 0.25
 SENSITIVITY_IMAGES = 64
-# The output channel of each op's weights: CONV_2D [out, kh, kw, in], DEPTHWISE_CONV_2D
-# [1, kh, kw, channels], FULLY_CONNECTED [out, in].
-_CONV_2D, _DEPTHWISE_CONV_2D, _FULLY_CONNECTED, _DEQUANTIZE = 3, 4, 9, 6
-_CHANNEL_AXIS = {_CONV_2D: 0, _DEPTHWISE_CONV_2D: 3, _FULLY_CONNECTED: 0}
 _DEQUANTIZE_VERSION = 5  # LiteRT's version of DEQUANTIZE for per-channel int8 inputs
+
+
+def _channel_axes() -> dict[int, int]:
+    """The output-channel axis of each op's weights, by builtin operator code: CONV_2D
+    [out, kh, kw, in], DEPTHWISE_CONV_2D [1, kh, kw, channels], FULLY_CONNECTED [out, in]."""
+    op = tf_private.tflite_schema().BuiltinOperator
+    return {op.CONV_2D: 0, op.DEPTHWISE_CONV_2D: 3, op.FULLY_CONNECTED: 0}
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,6 @@ class Weight:
     axis: int
 
 
-def _read(content: bytes):
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    return flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-
-
 def layer_name(tensor_name: str) -> str:
     """The Keras layer behind a converted weight tensor's name (which lists every op fused into
     it, e.g. ``…/block2a_project_bn_1/…;…/block2a_project_conv_1/convolution``)."""
@@ -87,11 +86,13 @@ def weights(content: bytes) -> list[Weight]:
     read with different channel axes, or whose buffer another tensor shares (the converter
     dedupes identical constants), stays float32.
     """
-    return _weights(_read(content))
+    return _weights(tf_private.read_tflite(content))
 
 
 def _weights(model) -> list[Weight]:
-    """:func:`weights` of a parsed model (``flatbuffer_utils`` object)."""
+    """:func:`weights` of a parsed model (a schema ``ModelT``)."""
+    float32 = tf_private.tflite_schema().TensorType.FLOAT32
+    channel_axis = _channel_axes()
     graph = model.subgraphs[0]
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     users: dict[int, int] = {}
@@ -100,7 +101,7 @@ def _weights(model) -> list[Weight]:
             users[tensor.buffer] = users.get(tensor.buffer, 0) + 1
     axes: dict[int, set[int]] = {}
     for op in graph.operators:
-        axis = _CHANNEL_AXIS.get(codes[op.opcodeIndex])
+        axis = channel_axis.get(codes[op.opcodeIndex])
         if axis is not None and op.inputs is not None and len(op.inputs) >= 2:
             axes.setdefault(int(op.inputs[1]), set()).add(axis)
     found = []
@@ -109,7 +110,7 @@ def _weights(model) -> list[Weight]:
         elements = int(np.prod(tensor.shape))
         if (
             len(kinds) == 1
-            and tensor.type == 0  # 0: FLOAT32
+            and tensor.type == float32
             and model.buffers[tensor.buffer].data is not None
             and users.get(tensor.buffer) == 1
             and elements >= MIN_ELEMENTS
@@ -134,17 +135,15 @@ def rewrite(content: bytes, int8: set[int]) -> bytes:
     Each becomes an int8 tensor (per-channel scales, zero points 0) and a DEQUANTIZE op, placed
     first, writes the original float32 tensor, which the layer reads as before.
     """
-    from tensorflow.lite.python import schema_py_generated as fb
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = _read(content)
+    fb = tf_private.tflite_schema()
+    model = tf_private.read_tflite(content)
     graph = model.subgraphs[0]
     axes = {w.tensor: w.axis for w in _weights(model)}
     unknown = set(int8) - set(axes)
     if unknown:
         raise ValueError(f"tensors {sorted(unknown)} are not weights that can become int8")
     code = fb.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = _DEQUANTIZE
+    code.builtinCode = code.deprecatedBuiltinCode = fb.BuiltinOperator.DEQUANTIZE
     code.version = _DEQUANTIZE_VERSION
     model.operatorCodes.append(code)
     dequantize_ops = []
@@ -161,8 +160,9 @@ def rewrite(content: bytes, int8: set[int]) -> bytes:
         quant.scale, quant.zeroPoint = scale.ravel().tolist(), [0] * scale.size
         quant.quantizedDimension = axes[index]
         stored = fb.TensorT()
-        stored.shape, stored.type, stored.buffer = list(tensor.shape), 9, len(model.buffers) - 1
-        stored.name, stored.quantization = tensor.name + b"_int8", quant  # 9: INT8
+        stored.shape, stored.type = list(tensor.shape), fb.TensorType.INT8
+        stored.buffer, stored.name = len(model.buffers) - 1, tensor.name + b"_int8"
+        stored.quantization = quant
         graph.tensors.append(stored)
         model.buffers[tensor.buffer].data = None  # now DEQUANTIZE's output
         op = fb.OperatorT()
@@ -173,7 +173,7 @@ def rewrite(content: bytes, int8: set[int]) -> bytes:
         )
         dequantize_ops.append(op)
     graph.operators = dequantize_ops + list(graph.operators)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return tf_private.write_tflite(model)
 
 
 def predict(content: bytes, x: np.ndarray, batch: int = 32) -> np.ndarray:

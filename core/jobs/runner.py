@@ -10,9 +10,8 @@ train``) gets a :class:`Job` handle and watches it the same way:
 - **stop** is SIGTERM: the worker stops at the end of the current batch and keeps what it has;
   a job still waiting in the queue leaves it (cancelled); **kill** is SIGKILL;
 - **queue**: jobs of one *slot* (all training shares the "trainer" slot) run one at a time, first
-  in, first out, across every process on the machine that uses the same runs folder: a ticket
-  file per waiting job gives the order, and an exclusive ``flock`` on the slot's lock file, which
-  the kernel releases even when a worker is killed, guarantees one job at a time;
+  in, first out, across every process on the machine that uses the same runs folder
+  (:mod:`core.jobs.queue`);
 - if the process that started a worker goes away, the worker stops cleanly on its own.
 
 Job folders live under ``<runs folder>/.jobs/`` and are pruned after a day.
@@ -20,7 +19,6 @@ Job folders live under ``<runs folder>/.jobs/`` and are pruned after a day.
 
 from __future__ import annotations
 
-import fcntl
 import importlib
 import json
 import logging
@@ -35,7 +33,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.jobs.queue import live_tickets, read_json, ticket_path, wait_for_slot
 from core.platform import paths, procs
+from core.platform.errors import error_kind, error_message
 from core.platform.fileio import write_json
 from core.platform.progress import (
     EventLog,
@@ -47,7 +47,7 @@ from core.platform.progress import (
 )
 
 # kind → (module, function, slot). A job function takes (args: dict, progress) and returns a
-# JSON-ready result; bad input raises ValueError (or core.models.weights.WeightsError).
+# JSON-ready result; bad input raises core.platform.errors.UserError (a ValueError).
 KINDS = {
     "train": ("core.training.run", "train_job", "trainer"),
     "measure": ("core.experiments.measure", "measure_job", "measure"),
@@ -121,7 +121,7 @@ class Job:
             return self._process.poll() is None
         worker = self._worker()
         if worker is None:  # not started yet: give a just-submitted worker a minute to start
-            spec = _read_json(self.dir / "spec.json") or {}
+            spec = read_json(self.dir / "spec.json") or {}
             return time.time() - float(spec.get("submitted", 0)) < 60
         return procs.alive(worker)
 
@@ -239,7 +239,7 @@ def submit(
         },
     )
     # The ticket is taken here, before the worker starts, so queue order is submission order.
-    _ticket_path(base, KINDS[kind][2], job_id).write_text("", encoding="utf-8")
+    ticket_path(base, KINDS[kind][2], job_id).write_text("", encoding="utf-8")
     with open(job_dir / "worker.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "core", "job", str(job_dir)],
@@ -268,64 +268,16 @@ def open_job(job_id: str, runs_root: str | os.PathLike | None = None) -> Job:
 def slot_info(slot: str = "trainer", runs_root: str | os.PathLike | None = None) -> SlotInfo:
     """Who holds ``slot`` and who waits for it, from the files every process shares."""
     base = jobs_dir(runs_root)
-    holder = _read_json(base / f"{slot}.holder")
+    holder = read_json(base / f"{slot}.holder")
     running = owner = None
     if holder and procs.alive(holder.get("worker")):
         running, owner = holder.get("job"), holder.get("owner")
     return SlotInfo(
-        running, owner, tuple(t.name.split("--", 1)[1] for t in _live_tickets(base, slot))
+        running, owner, tuple(t.name.split("--", 1)[1] for t in live_tickets(base, slot))
     )
-
-
-def error_message(exc: Exception) -> str:
-    """One line for people: the message of a bad-input error, else the type and message."""
-    text = str(exc).strip() or exc.__class__.__name__
-    return (
-        text if isinstance(exc, (ValueError, RuntimeError)) else f"{exc.__class__.__name__}: {text}"
-    )
-
-
-def error_kind(exc: Exception) -> str:
-    """ "input" for bad data, options or weights (the person can fix it), else "crash"."""
-    from core.models.weights import WeightsError
-
-    return "input" if isinstance(exc, (ValueError, WeightsError)) else "crash"
 
 
 # ----- the worker side ----------------------------------------------------------------------------
-def _ticket_path(base: Path, slot: str, job_id: str) -> Path:
-    folder = base / "queue" / slot
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{time.time_ns():020d}--{job_id}"
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _live_tickets(base: Path, slot: str) -> list[Path]:
-    """Waiting tickets in queue order; tickets of jobs whose worker died are removed."""
-    folder = base / "queue" / slot
-    live = []
-    for ticket in sorted(folder.glob("*--*")) if folder.is_dir() else []:
-        job_dir = base / ticket.name.split("--", 1)[1]
-        worker = _read_json(job_dir / "worker.json")
-        spec = _read_json(job_dir / "spec.json") or {}
-        if worker is None:
-            # Not started yet: keep it while its submitter lives and for a minute at most.
-            if time.time() - float(spec.get("submitted", 0)) < 60:
-                live.append(ticket)
-                continue
-        elif procs.alive(worker):
-            live.append(ticket)
-            continue
-        ticket.unlink(missing_ok=True)
-    return live
-
-
 def _prune(base: Path) -> None:
     """Remove finished job folders older than a day (and any left half-made)."""
     cutoff = time.time() - _KEEP_S
@@ -334,46 +286,11 @@ def _prune(base: Path) -> None:
             continue
         try:
             if job_dir.stat().st_mtime < cutoff and not procs.alive(
-                _read_json(job_dir / "worker.json")
+                read_json(job_dir / "worker.json")
             ):
                 shutil.rmtree(job_dir, ignore_errors=True)
         except OSError:
             continue
-
-
-def _wait_for_slot(base: Path, slot: str, job_id: str, progress: Progress):
-    """Wait (first in, first out) until this job holds ``slot``; returns the open lock file.
-
-    Returns None if a stop request cancelled the wait.
-    """
-    lock = open(base / f"{slot}.lock", "a+")  # noqa: SIM115 (held until the process ends)
-    last_position = None
-    while True:
-        tickets = _live_tickets(base, slot)
-        mine = next((i for i, t in enumerate(tickets) if t.name.endswith(f"--{job_id}")), None)
-        if mine is None:  # our ticket vanished (pruned as stale): take a new one at the end
-            _ticket_path(base, slot, job_id).write_text("", encoding="utf-8")
-            continue
-        if mine == 0:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass
-            else:
-                tickets[0].unlink(missing_ok=True)
-                return lock
-        holder = _read_json(base / f"{slot}.holder") or {}
-        position = mine + (1 if procs.alive(holder.get("worker")) else 0)
-        if position and position != last_position:
-            progress.queued(position)
-            last_position = position
-        if progress.stop_requested:
-            for t in tickets:
-                if t.name.endswith(f"--{job_id}"):
-                    t.unlink(missing_ok=True)
-            lock.close()
-            return None
-        time.sleep(_POLL_S)
 
 
 def _watch_parent(parent: int, progress: Progress) -> None:
@@ -409,7 +326,7 @@ def run_worker(job_dir: str | os.PathLike) -> int:
     if isinstance(parent, int) and os.getppid() == parent:
         threading.Thread(target=_watch_parent, args=(parent, progress), daemon=True).start()
     try:
-        lock = _wait_for_slot(base, slot, job_dir.name, progress)
+        lock = wait_for_slot(base, slot, job_dir.name, progress)
         if lock is None:
             progress.finish(cancelled=True)
             return 0

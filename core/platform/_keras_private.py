@@ -5,7 +5,8 @@ depth and block table of each released network. EffNet Lab also builds Efficient
 blocks without squeeze-excite, with relu6) and formula-scaled networks for any φ, and for those
 only the generic builder ``keras.src.applications.efficientnet.EfficientNet`` accepts the
 coefficients, the activation and the block table. The official weights' file hashes live there
-too. Everything else in ``core`` uses public Keras; ``tests/test_private_apis.py`` fails as soon
+too. And on JAX, :func:`core.platform.runtime.allow_jit` must know whether a loaded model already
+settled ``jit_compile`` without settling it (:func:`settled_jit_compile`). Everything else in ``core`` uses public Keras; ``tests/test_private_apis.py`` fails as soon
 as an upgrade changes what is used here.
 """
 
@@ -35,3 +36,15 @@ def official_weights_hash(variant: str, include_top: bool) -> str | None:
     (None: there is no such file)."""
     hashes = _efficientnet_module().WEIGHTS_HASHES.get(variant)
     return None if hashes is None else hashes[0 if include_top else 1]
+
+
+def settled_jit_compile(model):
+    """``model``'s ``jit_compile`` if Keras has settled it (True or False), else None: never
+    compiled, or compiled with "auto" and not yet resolved. Reading it does not settle it.
+
+    Why private: the public ``Model.jit_compile`` property resolves "auto" the first time it is
+    read (and keeps the answer), so reading it to ask "was it settled before?" would answer
+    with a value settled now. Keras keeps the setting in ``Trainer._jit_compile`` (None until
+    resolved).
+    """
+    return getattr(model, "_jit_compile", None)

@@ -23,6 +23,8 @@ import platform
 import re
 from dataclasses import dataclass
 
+from core.platform import _keras_private
+
 DEVICES_ENV = "EFFNET_LAB_DEVICES"
 PRECISION_ENV = "EFFNET_LAB_PRECISION"
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -310,7 +312,7 @@ def allow_jit(layers_) -> None:
             layer.supports_jit = True
         stack.extend(getattr(layer, "layers", ()))
     for model in models:
-        if getattr(model, "_jit_compile", None) is False:  # resolved before the fix
+        if _keras_private.settled_jit_compile(model) is False:  # resolved before the fix
             model.jit_compile = True
 
 

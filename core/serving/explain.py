@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from core.data.images import Preprocessing
+from core.platform.errors import UserError
 
 # Feature maps smaller than this (a side) localise too coarsely: a shallower block is used.
 MIN_SIDE = 4
@@ -84,7 +85,7 @@ def _pick(candidates: list, layer: str | None):
         for cand in candidates:
             if cand.name == layer:
                 return cand
-        raise ValueError(
+        raise UserError(
             f"layer {layer!r} is not a block output of this model; choose one of "
             + ", ".join(c.name for c in candidates)
         )
@@ -141,7 +142,7 @@ def cam_model(model, layer: str | None = None) -> CamModel:
             cut.name,
             tuple(cut.output.shape[1:3]),
         )
-    raise ValueError("no EfficientNet block found in this model: Grad-CAM needs its feature maps")
+    raise UserError("no EfficientNet block found in this model: Grad-CAM needs its feature maps")
 
 
 def _gradient(fn, x: np.ndarray) -> np.ndarray:
@@ -162,7 +163,7 @@ def _gradient(fn, x: np.ndarray) -> np.ndarray:
         import jax
 
         return np.asarray(jax.grad(fn)(jax.numpy.asarray(x)))
-    raise ValueError(f"Grad-CAM supports the tensorflow and jax backends, not {backend}")
+    raise UserError(f"Grad-CAM supports the tensorflow and jax backends, not {backend}")
 
 
 def grad_cam(cm: CamModel, x: np.ndarray, classes=None) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from core.data.images import ImageError, Preprocessing, load_image
+from core.platform.errors import UserError
 
 # Files per classification request (one upload or one CLI call), so a request's work is bounded.
 MAX_FILES = 64
@@ -245,13 +246,10 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
     if key == "imagenet" or key in models.VARIANTS:
         variant = "b0" if key == "imagenet" else key
         if weights == "none":
-            raise ValueError(
+            raise UserError(
                 "weights 'none' gives random predictions; choose auto, imagenet, lite0 or a file"
             )
-        try:
-            net, info = weights_mod.load_backbone(variant, weights, include_top=True)
-        except weights_mod.WeightsError as exc:
-            raise ValueError(str(exc)) from exc
+        net, info = weights_mod.load_backbone(variant, weights, include_top=True)  # WeightsError
         return _warmed(
             Classifier(
                 net,
@@ -265,7 +263,7 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
         )
     path = Path(model).expanduser()
     if not path.exists():
-        raise ValueError(
+        raise UserError(
             f"model {model!r} is neither 'imagenet', a backbone name, nor an existing run folder or .keras file"
         )
     from core.training import runs
@@ -273,7 +271,7 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
     try:
         net, class_names, preprocessing = runs.load_run_model(path)
     except Exception as exc:  # a broken run folder must read as a message, not a traceback
-        raise ValueError(f"cannot load trained model from {path}: {exc}") from exc
+        raise UserError(f"cannot load trained model from {path}: {exc}") from exc
     return _warmed(
         Classifier(
             net,

@@ -2,7 +2,8 @@
 
 One module per layer:
 
-- :mod:`~core.training.options`: :class:`TrainConfig` (every option defined once) and the presets;
+- :mod:`~core.training.options`: :class:`TrainConfig` (every option defined once, each an
+  :class:`~core.training.option.Option`); :mod:`~core.training.presets`: the presets;
 - :mod:`~core.training.network`: the classifier, frozen where it should be;
 - :mod:`~core.training.features`: feature extraction for the fast paths, and its cache;
 - :mod:`~core.training.fit`: the training loop and its callback;
@@ -21,18 +22,9 @@ Two modes, and where their speed comes from:
   trains.
 """
 
-from core.training.options import (
-    DEFAULTS,
-    MODES,
-    OPTIMIZERS,
-    PRESETS,
-    SCHEDULES,
-    Option,
-    Preset,
-    TrainConfig,
-    options,
-    preset_config,
-)
+from core.training.option import Option
+from core.training.options import DEFAULTS, MODES, OPTIMIZERS, SCHEDULES, TrainConfig, options
+from core.training.presets import PRESETS, Preset, preset_config
 from core.training.run import RunResult, train
 
 __all__ = [

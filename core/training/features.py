@@ -21,17 +21,15 @@ Memory stays bounded: feature maps can be huge (B0 at 224 px cut after its stem 
 floats an image, 96 GB for CIFAR-10), so once the first batch shows their size, features larger
 than the memory budget (``EFFNET_LAB_FEATURE_MEMORY_GB``, default 40 % of RAM) go to a
 disk-backed array in the cache folder, and training reads them a batch at a time; if the disk
-cannot hold them either, the run stops with the numbers and what to change.
+cannot hold them either, the run stops with the numbers and what to change
+(:mod:`core.training.feature_memory`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -39,60 +37,11 @@ import numpy as np
 from core.platform import cache, paths
 from core.platform.fileio import atomic_path
 from core.platform.progress import Progress
+from core.training.feature_memory import allocate, discard, memory_budget
 from core.training.network import TrainNetwork, apply_layers
 from core.training.options import TrainConfig
 
 CACHE_VERSION = 2  # 2: extractors with BatchNorm folded into the convolutions (see fold_batchnorm)
-
-
-class FeatureMemoryError(ValueError):
-    """Features would fit neither in the memory budget nor on the cache disk."""
-
-
-def memory_budget() -> int:
-    """Bytes of features kept in memory: ``EFFNET_LAB_FEATURE_MEMORY_GB``, or 40 % of RAM.
-
-    Raises:
-        ValueError: The variable is not a positive number.
-    """
-    gb = paths.positive_number("EFFNET_LAB_FEATURE_MEMORY_GB", None, "gigabytes")
-    if gb is not None:
-        return int(gb * 1e9)
-    try:
-        return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 4 * 10**9
-
-
-def free_disk_bytes(folder: Path) -> int:
-    """Free bytes on the disk holding ``folder``."""
-    return shutil.disk_usage(folder).free
-
-
-def _allocate(shape: tuple, dtype, spill_dir: Path) -> np.ndarray:
-    """An array for all features: in memory within the budget, else disk-backed in ``spill_dir``.
-
-    Raises:
-        FeatureMemoryError: Neither the memory budget nor the disk can hold it.
-    """
-    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    budget = memory_budget()
-    if nbytes <= budget:
-        return np.empty(shape, dtype=dtype)
-    spill_dir.mkdir(parents=True, exist_ok=True)
-    free = free_disk_bytes(spill_dir)
-    if nbytes > 0.9 * free:
-        per_image = " × ".join(map(str, shape[1:]))
-        raise FeatureMemoryError(
-            f"the cached features would take {nbytes / 1e9:.1f} GB ({shape[0]} images × "
-            f"{per_image} {np.dtype(dtype).name}), more than the memory budget "
-            f"({budget / 1e9:.1f} GB, EFFNET_LAB_FEATURE_MEMORY_GB) and the {free / 1e9:.1f} GB "
-            "free on the cache disk. Fine-tune fewer blocks, lower the resolution, train on a "
-            "subset, or turn augmentation on (nothing is cached then)."
-        )
-    fd, name = tempfile.mkstemp(prefix=".features.", suffix=".tmp.npy", dir=spill_dir)
-    os.close(fd)
-    return np.lib.format.open_memmap(name, mode="w+", dtype=dtype, shape=shape)
 
 
 def extract(
@@ -106,7 +55,8 @@ def extract(
     """``model`` applied to ``x`` in batches with progress; a stop request raises Stopped.
 
     The result is an in-memory array, or a disk-backed ``np.memmap`` in ``spill_dir`` (default:
-    the features cache) when it is larger than :func:`memory_budget`.
+    the features cache) when it is larger than the memory budget
+    (:func:`core.training.feature_memory.memory_budget`).
     """
     progress.start(phase, len(x), "img")
     out = None
@@ -118,7 +68,7 @@ def extract(
             part = np.asarray(model.predict_on_batch(x[i : i + batch_size].astype("float32")))
             part = part[: min(batch_size, len(x) - i)]
             if out is None:  # the first batch tells the size of everything
-                out = _allocate(
+                out = allocate(
                     (len(x),) + part.shape[1:],
                     part.dtype,
                     spill_dir or paths.cache_dir() / "features",
@@ -126,17 +76,11 @@ def extract(
             out[i : i + len(part)] = part
             progress.advance(len(part))
     except BaseException:
-        _discard(out)
+        discard(out)
         raise
     if isinstance(out, np.memmap):
         out.flush()
     return out
-
-
-def _discard(array) -> None:
-    """Delete a disk-backed array's file (it stays readable while mapped)."""
-    if isinstance(array, np.memmap) and array.filename:
-        Path(array.filename).unlink(missing_ok=True)
 
 
 def cached_features(
@@ -169,7 +113,7 @@ def cached_features(
             os.replace(feats.filename, path)
             cache.prune(keep=path)
         else:
-            _discard(feats)
+            discard(feats)
         return feats
     if use_cache:
         try:

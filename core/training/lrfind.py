@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from core.platform.errors import UserError
 from core.platform.progress import Progress
 from core.platform.runtime import accelerators, describe_device, device_context
 from core.training.options import TrainConfig
@@ -98,9 +99,9 @@ def find_lr(
     from core.training.run import load_data
 
     if not (isinstance(steps, int) and 5 <= steps <= 10_000):
-        raise ValueError(f"steps must be a whole number from 5 to 10000, got {steps!r}")
+        raise UserError(f"steps must be a whole number from 5 to 10000, got {steps!r}")
     if not (0 < start < end <= 100):
-        raise ValueError(f"the sweep must rise: 0 < start < end <= 100, got {start:g} to {end:g}")
+        raise UserError(f"the sweep must rise: 0 < start < end <= 100, got {start:g} to {end:g}")
     config.validate()
     progress = progress if progress is not None else Progress()
     device = describe_device()

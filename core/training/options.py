@@ -1,136 +1,25 @@
-"""Training options, each defined once, and the presets built from them.
+"""Training options, each defined once.
 
-Every field of :class:`TrainConfig` carries an :class:`Option` in its metadata: the label, help
-text, bounds, choices and widget kind. From that one place come the validation
-(:meth:`TrainConfig.validate`), the command line's flags (:mod:`core.cli.train`) and the Train
-page's controls (``pages/train.py``). Adding an option is one edit here, plus the code that
-uses it.
+Every field of :class:`TrainConfig` carries an :class:`~core.training.option.Option` in its
+metadata: the label, help text, bounds, choices and widget kind. From that one place come the
+validation (:meth:`TrainConfig.validate`), the command line's flags (:mod:`core.cli.train`) and
+the Train page's controls (``pages/train.py``). Adding an option is one edit here, plus the code
+that uses it. The presets built from them are :mod:`core.training.presets`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+
+from core.training.option import Option, OptionError, option
 
 MODES = ("frozen", "finetune")
 VALIDATIONS = ("split", "test")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
-
-
-@dataclass(frozen=True)
-class Option:
-    """How one training option is shown, parsed and checked.
-
-    Attributes:
-        label: Short name for people (the page's widget label).
-        help: One sentence for ``--help`` and the widget's tooltip.
-        kind: ``int``, ``float``, ``bool`` or ``str``.
-        widget: "select", "radio", "number", "toggle" or "text"; "data" and "weights" are drawn
-            by the page's own pickers.
-        low, high: Inclusive bounds for numbers (None: unbounded).
-        low_open, high_open: Make that bound exclusive (``0 < lr``, ``dropout < 1``).
-        choices: Allowed values, or a function returning them (looked up when needed).
-        optional: None is allowed; ``none_means`` says what None does ("all", "auto", ...).
-        step: The number widget's step.
-        only_for: ``(field, value)``: the option matters only then (the page disables it otherwise).
-        check: Extra check of a non-None value; raises ValueError with a sentence.
-        unit: Unit shown in messages ("pixels", "images", ...).
-        what: How messages name the option (default: the field name).
-        advanced: Shown under "More options" on the Train page (the defaults suit most runs).
-    """
-
-    label: str
-    help: str
-    kind: type
-    widget: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple | Callable[[], tuple] | None = None
-    optional: bool = False
-    none_means: str = ""
-    step: float | None = None
-    only_for: tuple[str, str] | None = None
-    check: Callable[[object], None] | None = None
-    unit: str = ""
-    what: str = ""
-    advanced: bool = False
-
-    def allowed(self) -> tuple:
-        """The allowed values of a choice option (empty for others)."""
-        choices = self.choices() if callable(self.choices) else self.choices
-        return tuple(choices or ())
-
-    def validate(self, name: str, value) -> None:
-        """Raise ValueError with a sentence if ``value`` is not allowed."""
-        what = self.what or name
-        if value is None:
-            if self.optional:
-                return
-            raise ValueError(f"{what} is required.")
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"{what} must be true or false, got {value!r}.")
-        elif self.kind is int:
-            if not _is_int(value) or not self._in_bounds(value):
-                raise ValueError(f"{what} must be a whole number {self._range()}, got {value!r}.")
-        elif self.kind is float:
-            if not _is_number(value) or not self._in_bounds(float(value)):
-                raise ValueError(f"{what} must be a number {self._range()}, got {value!r}.")
-        elif not isinstance(value, str):
-            raise ValueError(f"{what} must be text, got {value!r}.")
-        allowed = self.allowed()
-        if allowed and value not in allowed:
-            raise ValueError(
-                f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}."
-            )
-        if self.check is not None:
-            self.check(value)
-
-    def _in_bounds(self, value) -> bool:
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return not (
-            self.high is not None and (value >= self.high if self.high_open else value > self.high)
-        )
-
-    def _range(self) -> str:
-        unit = f" {self.unit}" if self.unit else ""
-        if self.low is not None and self.high is not None and not (self.low_open or self.high_open):
-            return f"from {self.low:g} to {self.high:g}{unit}"
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'above' if self.low_open else 'at least'} {self.low:g}")
-        if self.high is not None:
-            parts.append(f"{'below' if self.high_open else 'at most'} {self.high:g}")
-        return " and ".join(parts) + unit
-
-
-def _is_int(value) -> bool:
-    import numpy as np
-
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    import numpy as np
-
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-def option(default, **metadata) -> object:
-    """A dataclass field whose metadata holds the :class:`Option` built from ``metadata``."""
-    return field(default=default, metadata={"option": Option(**metadata)})
 
 
 # ----- checks and choices that need other modules (looked up lazily) ----------------------------
@@ -144,14 +33,14 @@ def _check_data(value: str) -> None:
     from core.data.catalog import resolve
 
     if not value.strip():
-        raise ValueError("data must be 'cifar10', a dataset name or the path of an image folder.")
+        raise OptionError("data must be 'cifar10', a dataset name or the path of an image folder.")
     target = resolve(value)
     try:
         missing = target != "cifar10" and not target.is_dir()
     except OSError as exc:  # e.g. no permission to look
-        raise ValueError(f"cannot read data folder {value!r}: {exc.strerror or exc}") from None
+        raise OptionError(f"cannot read data folder {value!r}: {exc.strerror or exc}") from None
     if missing:
-        raise ValueError(
+        raise OptionError(
             f"data folder {value!r} does not exist: give 'cifar10', the name of a "
             "dataset under the data root, or the path of a folder with one "
             "subfolder per class."
@@ -164,9 +53,9 @@ def _check_weights(value: str) -> None:
     try:
         missing = value not in SOURCES and not Path(value).expanduser().is_file()
     except OSError as exc:  # e.g. no permission to look
-        raise ValueError(f"cannot read weights file {value!r}: {exc.strerror or exc}") from None
+        raise OptionError(f"cannot read weights file {value!r}: {exc.strerror or exc}") from None
     if missing:
-        raise ValueError(
+        raise OptionError(
             f"weights must be one of {', '.join(SOURCES)} or the path of an "
             f"existing .h5 weights file, not {value!r}."
         )
@@ -174,7 +63,7 @@ def _check_weights(value: str) -> None:
 
 def _check_name(value: str) -> None:
     if not _NAME_RE.match(value):
-        raise ValueError(
+        raise OptionError(
             f"run name {value!r} must be 1–100 letters, digits, '.', '_', '+' "
             "or '-', starting with a letter or digit."
         )
@@ -442,7 +331,7 @@ class TrainConfig:
         """Check every value against its :class:`Option`.
 
         Raises:
-            ValueError: With a sentence naming the bad value and what is allowed.
+            OptionError: With a sentence naming the bad value and what is allowed.
         """
         for f in fields(self):
             f.metadata["option"].validate(f.name, getattr(self, f.name))
@@ -484,114 +373,3 @@ def options() -> list[tuple[str, Option, object]]:
 
 
 DEFAULTS: dict = {name: default for name, _, default in options()}
-
-
-# ----- presets ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Preset:
-    """A named recipe: values applied over :class:`TrainConfig`'s defaults.
-
-    Attributes:
-        label: What people see (a button's text).
-        description: One sentence on what it is for.
-        values: The fields it sets.
-    """
-
-    label: str
-    description: str
-    values: dict
-
-
-PRESETS: dict[str, Preset] = {
-    # Lite0's frozen features at 96 px (32 px images upscaled) are far better than at 32 px
-    # (~72 % against ~50 % with a head alone); 5 000 training images and a 2 000-image test subset
-    # keep the feature extraction, which is nearly all of the time, under a minute on 2 cores
-    # (see docs/benchmarks.md).
-    "quick": Preset(
-        "quick demo",
-        "about a minute on a 2-core CPU, to see the app work end to end (~72 % on CIFAR-10)",
-        dict(
-            backbone="lite0",
-            weights="auto",
-            mode="frozen",
-            resolution=96,
-            epochs=15,
-            batch_size=64,
-            lr=1e-3,
-            optimizer="adam",
-            schedule="cosine",
-            dropout=0.3,
-            subset=5000,
-            test_subset=2000,
-        ),
-    ),
-    "blog": Preset(
-        "blog",
-        "the blog's protocol: frozen ImageNet B0 at 32×32, BN + Dense head, Adam 1e-3, "
-        "batch 64, 50 epochs, the test split as validation (so its test accuracy is "
-        "optimistic)",
-        dict(
-            backbone="b0",
-            weights="auto",
-            mode="frozen",
-            resolution=32,
-            epochs=50,
-            batch_size=64,
-            lr=1e-3,
-            optimizer="adam",
-            schedule="constant",
-            validation="test",
-        ),
-    ),
-    # Lite0 at 160×160, its top 3 blocks (block6c, 6d, 7a) fine-tuned on cached feature maps
-    # (5×5×192) of every image and of its mirror image: each epoch sees one or the other of each
-    # (flip augmentation), and validation and test average the two (flip TTA). 160 px is worth
-    # ~5 points over 96 px; 224 px adds nothing at twice the cost (docs/benchmarks.md).
-    "best-cpu": Preset(
-        "best (CPU, 30 min)",
-        "the best recipe found for a 2-core CPU within 30 minutes",
-        dict(
-            backbone="lite0",
-            weights="auto",
-            mode="finetune",
-            resolution=160,
-            finetune_blocks=3,
-            augment=False,
-            flip_features=True,
-            flip_tta=True,
-            epochs=9,
-            batch_size=64,
-            lr=1e-3,
-            optimizer="adam",
-            schedule="cosine",
-        ),
-    ),
-    # Fine-tune the whole of B0 at its native 224×224 with augmentation and mixed precision
-    # (bfloat16 on JAX). Batch 250 divides CIFAR-10's 50 000 and 10 000 images, so JAX compiles
-    # one train and one test step (a ragged last batch costs a compile each); 10 epochs = 2 000
-    # steps, about 5 minutes at 2 000 img/s (see docs/benchmarks.md, "GPU").
-    "best-gpu": Preset(
-        "best (GPU, 15 min)",
-        "fine-tune all of B0 at 224 px with augmentation, for one GPU",
-        dict(
-            backbone="b0",
-            weights="auto",
-            mode="finetune",
-            resolution=224,
-            finetune_blocks=16,
-            augment=True,
-            epochs=10,
-            batch_size=250,
-            lr=5e-4,
-            optimizer="adamw",
-            schedule="cosine",
-        ),
-    ),
-}
-
-
-def preset_config(key: str, **overrides) -> TrainConfig:
-    """A :class:`TrainConfig` from the preset ``key`` of :data:`PRESETS`, with ``overrides``."""
-    if key not in PRESETS:
-        raise ValueError(f"Unknown preset {key!r}: choose one of {', '.join(PRESETS)}.")
-    return TrainConfig(**{**PRESETS[key].values, **overrides})

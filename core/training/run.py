@@ -12,16 +12,16 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from core.jobs.runner import error_kind, error_message
 from core.models.timing import per_image_latency_ms
 from core.platform import paths
+from core.platform.errors import UserError, error_kind, error_message
 from core.platform.progress import Progress, Stopped
 from core.platform.runtime import backend, device_context, device_plan
 from core.training.features import head_inputs, training_inputs
 from core.training.fit import fit, predict_probs
 from core.training.network import build_network
 from core.training.options import TrainConfig
-from core.training.runs import RunWriter
+from core.training.run_writer import RunWriter
 
 # A head on cached features takes ~1 ms a step, so Keras's per-step overhead dominates: run steps
 # in groups (progress and stop requests then act every group, ~0.1 s).
@@ -104,7 +104,7 @@ def load_data(config: TrainConfig, progress: Progress):
         ds.x_val, ds.y_val = ds.x_test, ds.y_test
         ds.split += "; validation: the test split (the blog's protocol)"
     if not len(ds.y_val):
-        raise ValueError(
+        raise UserError(
             "the validation split is empty: raise the validation share, or add "
             "images to the dataset's val/ folder"
         )
@@ -142,10 +142,9 @@ def train(
         The :class:`RunResult` (also passed to ``progress.finish`` as a dict).
 
     Raises:
-        ValueError: Bad configuration, a taken run name, or a data problem
-            (``core.data.catalog.DataError``). Nothing is left behind for errors found before training
-            starts.
-        core.models.weights.WeightsError: The requested weights are unavailable.
+        core.platform.errors.UserError: Bad configuration (``OptionError``), a taken run name,
+            a data problem (``DataError``) or unavailable weights (``WeightsError``). Nothing is
+            left behind for errors found before training starts.
     """
     progress = progress if progress is not None else Progress()
     started = time.time()

@@ -17,7 +17,7 @@ A run folder holds::
                        selection of the test images (see core.training.evaluation); runs saved before it
                        have misclassified.npz (a few mistakes) instead
 
-Writers use :class:`RunWriter`; readers use :func:`list_runs`, :func:`load_run`,
+Writers use :class:`~core.training.run_writer.RunWriter`; readers use :func:`list_runs`, :func:`load_run`,
 :func:`load_run_model`, :func:`predictions` and :func:`misclassified`. Every write goes through :mod:`core.platform.fileio`
 (temp file + rename), so a killed process leaves old files or new ones, never half of one; a
 run whose process died reads as "interrupted" (its PID is checked together with the process start
@@ -28,31 +28,18 @@ removed when it is listed.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core.platform import paths, procs
-from core.platform.fileio import atomic_path, write_json, write_text
+from core.platform.errors import UserError
 
 STATUSES = ("running", "done", "stopped", "interrupted", "error")
-HISTORY_COLUMNS = (
-    "epoch",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "seconds",
-    "images_per_s",
-    "phase",
-)
 _TEXT_COLUMNS = ("phase",)  # two-phase fine-tuning: "head", then "finetune"
 
 
@@ -96,129 +83,6 @@ class RunInfo:
     def has_model(self) -> bool:
         """True when the run saved a model file."""
         return (self.path / "model.keras").is_file()
-
-
-# ----- writing ----------------------------------------------------------------------------------
-class RunWriter:
-    """Writes one run folder; each method replaces its files atomically."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    @classmethod
-    def reserve(cls, root: str | os.PathLike, name: str | None, base: str) -> RunWriter:
-        """Create a new, empty run folder atomically, so no two runs ever share one.
-
-        Args:
-            root: The runs folder.
-            name: The folder name asked for; taken already → ValueError.
-            base: Without a name: the name to use, with ``-2``, ``-3`` … appended if taken.
-
-        Raises:
-            ValueError: ``name`` is taken (whatever the folder holds).
-        """
-        root = Path(root)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            if name:
-                try:
-                    (root / name).mkdir()
-                except FileExistsError:
-                    raise ValueError(
-                        f"run folder {root / name} already exists: choose another "
-                        "name (or delete that run first)."
-                    ) from None
-                return cls(root / name)
-            for i in range(1, 10_000):
-                path = root / (base if i == 1 else f"{base}-{i}")
-                try:
-                    path.mkdir()
-                except FileExistsError:
-                    continue
-                return cls(path)
-        except OSError as exc:  # no permission, a read-only disk, a file in the way
-            raise ValueError(
-                f"cannot create a run folder in {root}: {exc.strerror or exc}"
-            ) from exc
-        raise ValueError(f"could not find a free run folder name like {root / base}")
-
-    def release(self) -> None:
-        """Remove the reserved folder again if nothing was written to it."""
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
-
-    @property
-    def started(self) -> bool:
-        """True once :meth:`start` wrote the run's files."""
-        return (self.path / "config.json").is_file()
-
-    def start(
-        self,
-        config: dict,
-        class_names: list[str],
-        preprocessing: dict | None = None,
-        owner: str | None = None,
-    ) -> None:
-        """Write config, classes, preprocessing and a "running" status naming this process."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.path / "config.json", config)
-        write_json(self.path / "classes.json", list(class_names))
-        if preprocessing is not None:
-            write_json(self.path / "preprocessing.json", preprocessing)
-        write_json(
-            self.path / "status.json",
-            {
-                "status": "running",
-                "worker": procs.identity(),
-                "owner": owner,
-                "created": time.time(),
-            },
-        )
-
-    def history(self, rows: list[dict]) -> None:
-        """Rewrite ``history.csv`` with all epoch rows so far."""
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text(self.path / "history.csv", buf.getvalue())
-
-    def model(self, model) -> None:
-        """Save a Keras model as ``model.keras``."""
-        save_model(model, self.path / "model.keras")
-
-    def finish(
-        self,
-        results: dict,
-        confusion: list[list[int]] | None = None,
-        predictions: dict[str, np.ndarray] | None = None,
-    ) -> None:
-        """Write the final results (and confusion matrix, test predictions), then the status."""
-        if confusion is not None:
-            write_json(self.path / "confusion.json", confusion)
-        if predictions is not None:
-            with atomic_path(self.path / "predictions.npz", suffix=".npz") as tmp:
-                np.savez_compressed(tmp, **predictions)
-        write_json(self.path / "results.json", results)
-        status = self._status()
-        status.update(status=results.get("status", "done"), finished=time.time())
-        if results.get("error"):
-            status["error"] = results["error"]
-        write_json(self.path / "status.json", status)
-
-    def _status(self) -> dict:
-        try:
-            return json.loads((self.path / "status.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {"created": time.time()}
-
-
-def save_model(model, path: str | os.PathLike) -> None:
-    """Save a Keras model atomically (Keras insists on the ``.keras`` suffix, which the temp keeps)."""
-    with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
 
 
 # ----- reading ----------------------------------------------------------------------------------
@@ -274,7 +138,7 @@ def load_run(path: str | os.PathLike) -> RunInfo:
     """
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise ValueError(f"{path} is not a training run folder (it has no config.json).")
+        raise UserError(f"{path} is not a training run folder (it has no config.json).")
     try:
         cfg = _read_json(path / "config.json")
         status = _read_json(path / "status.json", {}) or {}
@@ -283,7 +147,7 @@ def load_run(path: str | os.PathLike) -> RunInfo:
         confusion = _read_json(path / "confusion.json")
         history = _read_history(path / "history.csv")
     except (OSError, ValueError) as exc:
-        raise ValueError(f"run folder {path} is damaged: {exc}") from exc
+        raise UserError(f"run folder {path} is damaged: {exc}") from exc
     state = results.get("status") or status.get("status") or "running"
     error = results.get("error") or status.get("error")
     if state == "running" and not _worker_alive(status):
@@ -340,7 +204,7 @@ def delete_run(path: str | os.PathLike) -> None:
     """
     info = load_run(path)
     if info.status == "running":
-        raise ValueError(f"run {info.name} is still training: stop it before deleting it.")
+        raise UserError(f"run {info.name} is still training: stop it before deleting it.")
     shutil.rmtree(info.path)
 
 
@@ -366,7 +230,7 @@ def load_run_model(path: str | os.PathLike):
     # A run folder, or a .keras file directly (its classes.json beside it, if any).
     model_file = path if path.suffix == ".keras" else path / "model.keras"
     if not model_file.is_file():
-        raise ValueError(
+        raise UserError(
             f"run {path.name} has no saved model (it failed or was stopped before "
             "training started)."
         )
@@ -386,7 +250,7 @@ def load_run_model(path: str | os.PathLike):
     # Runs saved before preprocessing.json existed stored images exactly this way.
     preprocessing = Preprocessing.from_dict(saved) if saved else storage_preprocessing(size)
     if preprocessing.size != size:
-        raise ValueError(
+        raise UserError(
             f"preprocessing.json says {preprocessing.size} px but the model takes {size} px"
         )
     return model, classes, preprocessing
@@ -406,7 +270,7 @@ def predictions(path: str | os.PathLike):
         with np.load(file, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in ("true", "pred", "prob", "true_prob", "kept", "images")}
     except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"run {path.name} has a damaged predictions.npz: {exc}") from exc
+        raise UserError(f"run {path.name} has a damaged predictions.npz: {exc}") from exc
     return Predictions(**arrays, class_names=list(classes))
 
 
