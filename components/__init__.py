@@ -9,7 +9,7 @@ import re
 
 import streamlit as st
 
-from components import _streamlit_private
+from components import _streamlit_private, workspace_panel
 
 _streamlit_private.install()
 
@@ -49,4 +49,6 @@ def run_navigation() -> None:
         st.Page(script, title=title, icon=icon, url_path=url, default=url is None)
         for script, title, icon, url in PAGES
     ]
-    st.navigation(pages).run()
+    page = st.navigation(pages)
+    workspace_panel.render()  # the sidebar's workspace panel, on every page
+    page.run()

@@ -11,6 +11,7 @@ from core.export import exporter as export
 from core.export import quantize
 from core.export.folder import zip_bytes
 from core.platform.progress import JobStatus
+from core.platform.workspaces import QuotaError
 
 KIND = "export"
 
@@ -74,8 +75,12 @@ def _panel(source: str, name: str, weights: str) -> None:
         width="stretch",
         help="Your other export is still running" if busy else None,
     ):
-        session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
-        st.rerun()  # the whole page: the section polls from now on
+        try:
+            session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
+        except QuotaError as exc:
+            st.error(f"Cannot export: {plain(exc)}")
+        else:
+            st.rerun()  # the whole page: the section polls from now on
     if export.FORMATS[fmt].quantization:
         st.caption(f"int8 here means {export.FORMATS[fmt].quantization}.")
     if here and busy:

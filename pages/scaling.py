@@ -15,7 +15,6 @@ import streamlit as st
 
 from components import ICONS, plain, session
 from components import scaling_charts as charts
-from core.data.catalog import list_datasets
 from core.experiments import search, sweep
 from core.models import scaling
 from core.models.timing import Timing
@@ -476,7 +475,12 @@ st.caption(
     "show how noisy this is. It holds the trainer while it runs."
 )
 cols = st.columns(4)
-search_data = cols[0].selectbox("Dataset", ["cifar10", *list_datasets()], key="scaling_search_data")
+search_data = cols[0].selectbox(  # this workspace's datasets and the shared ones
+    "Dataset",
+    ["cifar10", *session.visible_datasets()],
+    key="scaling_search_data",
+    format_func=session.dataset_label,
+)
 search_steps = cols[1].multiselect(
     "β and γ steps", SEARCH_STEPS, default=list(search.DEFAULT_STEPS), key="scaling_search_steps"
 )

@@ -1,10 +1,11 @@
 """Train page: train an EfficientNet classifier in a background worker process and watch it learn.
 
 Controls (generated from :mod:`core.training.options`, or a preset) → ``TrainConfig`` → a job
-(:mod:`core.jobs.runner`) owned by this browser session. Jobs queue for the one trainer, first in,
+(:mod:`core.jobs.runner`) owned by this workspace. Jobs queue for the one trainer, first in,
 first out; other visitors see that it is busy but can neither see nor stop this session's run.
 A fragment polls the job once a second while it runs. Below: this session's runs (and runs
-started from the command line) to compare, inspect, download and delete.
+started from the command line) to compare, inspect, download and delete; a workspace's runs
+survive reloads and can be reopened elsewhere (the sidebar's private link).
 """
 
 import streamlit as st
@@ -14,6 +15,7 @@ from core import training
 from core.jobs import runner as jobs
 from core.models.weights import SOURCES, list_weights_files
 from core.platform.progress import JobStatus
+from core.platform.workspaces import QuotaError
 from core.training import runs
 
 CIFAR10 = "cifar10"
@@ -56,7 +58,9 @@ def render_option(col, name: str, opt: training.Option):
         choices = _choices(name, opt)
         if st.session_state.get(key) not in choices:  # e.g. a dataset deleted since
             st.session_state[key] = choices[0]
-        fmt = (lambda v: v.rsplit("/", 1)[-1]) if opt.widget == "weights" else str
+        fmt = {"weights": lambda v: v.rsplit("/", 1)[-1], "data": session.dataset_label}.get(
+            opt.widget, str
+        )
         return col.selectbox(opt.label, choices, format_func=fmt, **common)
     if opt.widget == "radio":
         return col.radio(opt.label, list(opt.allowed()), horizontal=True, **common)
@@ -214,7 +218,10 @@ def start(values: dict) -> None:
     except (TypeError, ValueError) as exc:
         st.error(f"Cannot start: {plain(exc)}")
         return
-    session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+    try:
+        session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+    except QuotaError as exc:
+        st.error(f"Cannot start: {plain(exc)}")
 
 
 # ----- learning-rate finder --------------------------------------------------------------------
@@ -286,10 +293,8 @@ def lr_finder_panel() -> None:
 
 # ----- saved runs ------------------------------------------------------------------------------
 def visible_runs() -> dict:
-    """This session's runs and runs started outside the app (command line), by name."""
-    return {
-        run.name: run for run in runs.list_runs() if run.owner is None or session.is_mine(run.owner)
-    }
+    """This workspace's runs and runs started outside the app (command line), by name."""
+    return session.visible_runs()
 
 
 def run_details(run) -> None:

@@ -124,8 +124,8 @@ class RunWriter:
                 try:
                     (root / name).mkdir()
                 except FileExistsError:
-                    raise ValueError(
-                        f"run folder {root / name} already exists: choose another "
+                    raise ValueError(  # the name only: the folder's path is the server's
+                        f"a run named {name!r} already exists: choose another "
                         "name (or delete that run first)."
                     ) from None
                 return cls(root / name)
