@@ -110,15 +110,15 @@ def _write_record(record: Record) -> None:
     )
 
 
-def touch(tag: str, kind: str) -> Record | None:
-    """Note that the workspace was opened now; a workspace without a record (nothing saved
-    yet) gets none, so a visitor who saves nothing leaves nothing behind. An account's record
-    stays an account's."""
+def touch(tag: str, kind: str, now: float | None = None) -> Record | None:
+    """Note that the workspace was opened (``now``, default the current time); a workspace
+    without a record (nothing saved yet) gets none, so a visitor who saves nothing leaves
+    nothing behind. An account's record stays an account's."""
     record = read_record(tag)
     if record is None:
         return None
     kind = "account" if "account" in (kind, record.kind) else kind
-    record = Record(tag, kind, record.created, time.time())
+    record = Record(tag, kind, record.created, time.time() if now is None else now)
     _write_record(record)
     return record
 
