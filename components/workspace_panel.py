@@ -57,8 +57,9 @@ def render() -> None:
     record = session.touch()
     used, quota = _usage(ws.tag), workspace_settings.workspace_quota_bytes()
     with st.sidebar.expander("Your workspace", icon=ICON):
-        st.progress(
-            min(used / quota, 1.0), text=f"{workspaces.gb(used)} of {workspaces.gb(quota)} used"
+        # Text, not st.progress: a page's own progress bar stays the only one on the page.
+        st.markdown(
+            f"**{workspaces.gb(used)} of {workspaces.gb(quota)} used** ({used / quota:.0%})"
         )
         if ws.kind == "account":
             st.caption("Signed in: your runs and datasets follow your account on any browser.")
