@@ -1,8 +1,12 @@
-"""EffNet Lab: the Streamlit entry point (``streamlit run app.py``).
+"""EffNet Lab: the Streamlit entry point (``streamlit run app.py``) and its router.
 
-``streamlit run`` finds ``app`` below (an ``st.App``) and serves it: Streamlit plus the
-workspace cookie, the private-link route and hourly workspace expiry (:mod:`components.web`). Each page view then runs
-this file as the script (``__name__ == "__main__"``), which only builds the navigation.
+The pages are functions (``render`` in pages/<name>.py), listed once in :data:`pages.PAGES`;
+:func:`main` builds the navigation from that table and runs the visitor's page. A page file that
+Streamlit's legacy ``pages/`` router runs as a script calls :func:`main` too (see :mod:`pages`).
+
+``streamlit run`` finds ``app`` below (an ``st.App``) and serves it: Streamlit plus the workspace
+cookie, the private-link route and hourly workspace expiry (:mod:`components.web`); each page
+view then runs this file as the script (``__name__ == "__main__"``).
 """
 
 import os
@@ -12,7 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any page imports Te
 import streamlit as st
 from starlette.middleware import Middleware
 
-from components import web
+import pages
+from components import _streamlit_private, web, workspace_panel
 
 app = st.App(
     "app.py",
@@ -21,7 +26,15 @@ app = st.App(
     lifespan=web.lifespan,
 )
 
-if __name__ == "__main__":
-    from components import run_navigation
 
-    run_navigation()
+def main() -> None:
+    """The app shell (page config, the navigation of :data:`pages.PAGES`), then the page."""
+    _streamlit_private.install()
+    st.set_page_config(page_title="EffNet Lab", page_icon=":material/science:", layout="wide")
+    page = st.navigation([pages.page(row.name) for row in pages.PAGES])
+    workspace_panel.render()  # the sidebar's workspace panel, on every page
+    page.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -3,8 +3,9 @@
 Datasets are private like runs: a workspace sees (and may train on) the datasets it created or
 imported, plus those without an owner (imported from the command line or placed in the data
 folder by the operator), which every session sees read-only. The health check runs as a
-background job (kind "data_check", one at a time on the machine); its report is cached by the
-dataset's contents, so checking an unchanged dataset again is instant.
+background job (kind "data_check", one at a time on the machine), shown by the job panel
+(:mod:`components.job_panel`); its report is cached by the dataset's contents, so checking an
+unchanged dataset again is instant.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import plain, session
+from components import job_panel, plain, session
 from components.charts import plotly_text
 from core.data import augment, health
-from core.platform.progress import JobStatus
 
 ICON = ":material/health_and_safety:"
 SPLIT_COLORS = {"train": "#2f6fde", "val": "#ff7f0e", "test": "#2ca02c"}
@@ -36,59 +36,34 @@ def check_section(spec: str) -> None:
 
 
 def check_panel(spec: str, key: str) -> None:
-    """A Check button, progress while the check runs, then the report (polls while running)."""
+    """A Check button, then this session's check of ``spec`` in the job panel: its place in the
+    queue or its progress, then the report."""
     job = _my_check(spec)
-    active = job is not None and job.snapshot().active
-    st.fragment(_panel, run_every=1.0 if active else None)(spec, key)
+    busy = job is not None and job.snapshot().active
+    if (
+        st.button(
+            "Check again" if job is not None else "Check this dataset",
+            key=f"{key}_start",
+            icon=ICON,
+            disabled=busy,
+            help="Reads every image once: duplicates, leaks between splits, "
+            "unreadable files, odd sizes",
+        )
+        and not busy
+    ):
+        session.start_job("data_check", {"data": spec})
+    job_panel.show(
+        "data_check",
+        key,
+        result=lambda job, snap: render_report(spec, snap.result, key),
+        failed="The check failed",
+        when=lambda job: job.args.get("data") == spec,
+    )
 
 
 def _my_check(spec: str):
     job = session.my_job("data_check")
     return job if job is not None and job.args.get("data") == spec else None
-
-
-def _panel(spec: str, key: str) -> None:
-    job = _my_check(spec)
-    snap = job.snapshot() if job is not None else None
-    busy = snap is not None and snap.active
-    if st.button(
-        "Check again" if snap else "Check this dataset",
-        key=f"{key}_start",
-        icon=ICON,
-        disabled=busy,
-        help="Reads every image once: duplicates, leaks between splits, "
-        "unreadable files, odd sizes",
-    ):
-        session.start_job("data_check", {"data": spec})
-        st.rerun()  # the whole page: the panel starts polling
-    if snap is None:
-        return
-    if snap.status is JobStatus.QUEUED:
-        st.info(
-            f"Waiting for another check to end (position {snap.queue_position}).",
-            icon=":material/hourglass_top:",
-        )
-    elif busy:
-        text = (
-            f"{snap.phase}: {snap.done}/{snap.total} {snap.unit}"
-            if snap.total
-            else f"{snap.message or 'Starting'}…"
-        )
-        st.progress(snap.fraction, text=text)
-        if st.button("Stop", key=f"{key}_stop"):
-            job.stop()
-    elif snap.status is JobStatus.ERROR:
-        st.error(f"The check failed: {plain(snap.error)}")
-    elif snap.status in (JobStatus.STOPPED, JobStatus.CANCELLED):
-        st.info("Check stopped before it finished.")
-    elif snap.result:
-        render_report(spec, snap.result, key)
-    # The job just ended: rerun the page once, to stop polling.
-    flag = f"{key}_polling"
-    if not busy and st.session_state.get(flag):
-        st.session_state[flag] = False
-        st.rerun()
-    st.session_state[flag] = busy
 
 
 # ----- the report ---------------------------------------------------------------------------------

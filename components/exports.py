@@ -1,16 +1,16 @@
 """The Export section (Train page for a run, Classify page for the ImageNet model): pick a format,
-export in a background job (:mod:`core.export.exporter`, kind "export") owned by this session, then see
-each export's parity with the Keras model and download its folder as a zip."""
+export in a background job (:mod:`core.export.exporter`, kind "export") owned by this session and
+shown by the job panel (:mod:`components.job_panel`), then see each export's parity with the
+Keras model and download its folder as a zip."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from components import plain, session
+from components import job_panel, plain, session
 from core.export import exporter as export
 from core.export import quantize
 from core.export.folder import zip_bytes
-from core.platform.progress import JobStatus
 from core.platform.workspaces import QuotaError
 
 KIND = "export"
@@ -44,22 +44,10 @@ def int8_text(meta: dict) -> str:
     return plain(f" {quantize.summary(chosen, limit=4)}.") if chosen else ""
 
 
-def _progress_text(snap) -> str:
-    if snap.status is JobStatus.QUEUED:
-        return f"Queued: position {snap.queue_position} (another export is running)"
-    if snap.status is JobStatus.STOPPING:
-        return "Stopping…"
-    if snap.total and snap.done < snap.total:
-        return f"{snap.phase}: {snap.done}/{snap.total} {snap.unit}"
-    return f"{snap.phase or 'Starting'}…"
-
-
-def _panel(source: str, name: str, weights: str) -> None:
-    """The section's body (a fragment, polled while this session's export runs)."""
+def _body(source: str, name: str, weights: str) -> None:
+    """The section's body (a fragment: picking a format reruns only this section)."""
     job = session.my_job(KIND)
-    snap = job.snapshot() if job is not None else None
-    busy = snap is not None and snap.active
-    here = job is not None and job.args.get("source") == source
+    busy = job is not None and job.snapshot().active
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     fmt = left.selectbox(
         "Format",
@@ -67,26 +55,28 @@ def _panel(source: str, name: str, weights: str) -> None:
         key="export_format",
         format_func=lambda k: export.FORMATS[k].label,
     )
-    if right.button(
-        "Export",
-        key="export_start",
-        icon=":material/ios_share:",
-        disabled=busy,
-        width="stretch",
-        help="Your other export is still running" if busy else None,
+    if (
+        right.button(
+            "Export",
+            key="export_start",
+            icon=":material/ios_share:",
+            disabled=busy,
+            width="stretch",
+            help="Your other export is still running" if busy else None,
+        )
+        and not busy
     ):
         try:
             session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
         except QuotaError as exc:
             st.error(f"Cannot export: {plain(exc)}")
         else:
-            st.rerun()  # the whole page: the section polls from now on
+            st.rerun()  # the whole page: the Export button is disabled while the job runs
     if export.FORMATS[fmt].quantization:
         st.caption(f"int8 here means {export.FORMATS[fmt].quantization}.")
-    if here and busy:
-        st.progress(snap.fraction, text=_progress_text(snap))
-    elif here and snap.status is JobStatus.ERROR:
-        st.error(f"Export failed: {plain(snap.error)}")
+    job_panel.show(
+        KIND, "export", failed="Export failed", when=lambda job: job.args.get("source") == source
+    )
     for meta in export.source_exports(source, weights):
         ok = meta["parity"]["meets_target"]
         text, button = st.columns([4, 1], vertical_alignment="center")
@@ -108,11 +98,6 @@ def _panel(source: str, name: str, weights: str) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
-    # The job just ended: rerun the page once, to stop polling.
-    if here and not busy and st.session_state.get("export_polling"):
-        st.session_state["export_polling"] = False
-        st.rerun()
-    st.session_state["export_polling"] = here and busy
 
 
 def export_section(source: str, name: str, weights: str = "auto") -> None:
@@ -128,6 +113,4 @@ def export_section(source: str, name: str, weights: str = "auto") -> None:
     except ValueError as exc:
         st.caption(plain(exc))
         return
-    job = session.my_job(KIND)
-    polling = job is not None and job.args.get("source") == source and job.snapshot().active
-    st.fragment(_panel, run_every=1.0 if polling else None)(source, name, weights)
+    st.fragment(_body)(source, name, weights)

@@ -11,10 +11,11 @@ import time
 
 import streamlit as st
 
-from components import ICONS, dataset_panel, plain, session
+from components import dataset_panel, plain, session
 from core.data import catalog, datasets, images
 from core.data.zipimport import ZipImportError, import_zip
 from core.platform.workspaces import QuotaError
+from pages import ICONS
 
 # Streamlit keeps an upload in the server's memory: this is also the most one import costs.
 # server.maxUploadSize in .streamlit/config.toml must be at least this (it caps every upload).
@@ -184,52 +185,60 @@ def edit_section(name: str, info: datasets.DatasetInfo) -> None:
 
 
 # ----- the page -----------------------------------------------------------------------------------
-st.title(f"{ICONS['Data']} Data", anchor=False)
-st.caption(
-    "Import a zip or build a dataset here, check it, then pick it on the Train page. "
-    "Datasets you make are your workspace's, like your runs: only your workspace sees, "
-    "trains on and changes them (see the sidebar for how to reopen it elsewhere). "
-    "Datasets added by the server's operator are open to everyone, read-only."
-)
-if "data_notice" in st.session_state:
-    st.success(plain(st.session_state.pop("data_notice")))
-last_import = st.session_state.pop("data_last_import", None)
-if last_import:
-    show_import_report(last_import)
-
-st.header("New dataset", anchor=False)
-new_dataset_section()
-
-st.header("Datasets", anchor=False)
-names = dataset_panel.visible_datasets()
-if not names:
-    st.info("No datasets yet: import a zip or start an empty dataset above.")
-    st.stop()
-if st.session_state.get("data_pick") not in names:
-    st.session_state.pop("data_pick", None)
-name = st.selectbox("Dataset", names, key="data_pick", format_func=session.dataset_label)
-try:
-    info = datasets.info(name)
-except datasets.DatasetError as exc:  # deleted meanwhile
-    st.error(plain(exc))
-    st.stop()
-mine = session.is_mine(info.owner)
-st.caption(
-    (
-        "Yours: you can change it."
-        if mine
-        else "Read-only: added on the server, not in your workspace; anyone may train on it."
+def render() -> None:
+    """The Data page: new datasets, then the picked one's classes, editing and health check."""
+    st.title(f"{ICONS['data']} Data", anchor=False)
+    st.caption(
+        "Import a zip or build a dataset here, check it, then pick it on the Train page. "
+        "Datasets you make are your workspace's, like your runs: only your workspace sees, "
+        "trains on and changes them (see the sidebar for how to reopen it elsewhere). "
+        "Datasets added by the server's operator are open to everyone, read-only."
     )
-    + (f" Split folders: {', '.join(info.splits)}." if info.splits else "")
-)
-if info.classes:
-    st.dataframe(
-        [{"class": c, "images": n} for c, n in info.classes.items()],
-        hide_index=True,
-        key="data_classes",
-    )
-if mine:
-    edit_section(name, info)
+    if "data_notice" in st.session_state:
+        st.success(plain(st.session_state.pop("data_notice")))
+    last_import = st.session_state.pop("data_last_import", None)
+    if last_import:
+        show_import_report(last_import)
 
-st.subheader("Health check", anchor=False)
-dataset_panel.check_panel(name, "data_health")
+    st.header("New dataset", anchor=False)
+    new_dataset_section()
+
+    st.header("Datasets", anchor=False)
+    names = dataset_panel.visible_datasets()
+    if not names:
+        st.info("No datasets yet: import a zip or start an empty dataset above.")
+        return
+    if st.session_state.get("data_pick") not in names:
+        st.session_state.pop("data_pick", None)
+    name = st.selectbox("Dataset", names, key="data_pick", format_func=session.dataset_label)
+    try:
+        info = datasets.info(name)
+    except datasets.DatasetError as exc:  # deleted meanwhile
+        st.error(plain(exc))
+        return
+    mine = session.is_mine(info.owner)
+    st.caption(
+        (
+            "Yours: you can change it."
+            if mine
+            else "Read-only: added on the server, not in your workspace; anyone may train on it."
+        )
+        + (f" Split folders: {', '.join(info.splits)}." if info.splits else "")
+    )
+    if info.classes:
+        st.dataframe(
+            [{"class": c, "images": n} for c, n in info.classes.items()],
+            hide_index=True,
+            key="data_classes",
+        )
+    if mine:
+        edit_section(name, info)
+
+    st.subheader("Health check", anchor=False)
+    dataset_panel.check_panel(name, "data_health")
+
+
+if __name__ == "__main__":  # run by the legacy pages/ router: see pages/__init__.py
+    import app
+
+    app.main()

@@ -2,21 +2,22 @@
 
 Controls (generated from :mod:`core.training.options`, or a preset) → ``TrainConfig`` → a job
 (:mod:`core.jobs.runner`) owned by this workspace. Jobs queue for the one trainer, first in,
-first out; other visitors see that it is busy but can neither see nor stop this session's run.
-A fragment polls the job once a second while it runs. Below: this session's runs (and runs
-started from the command line) to compare, inspect, download and delete; a workspace's runs
-survive reloads and can be reopened elsewhere (the sidebar's private link).
+first out; other visitors see that it is busy but can neither see nor stop this workspace's run.
+The job panel (:mod:`components.job_panel`) shows it, live curves included, and this page draws
+its outcome. Below: this workspace's runs (and runs started from the command line) to compare,
+inspect, download and delete.
 """
 
 import streamlit as st
 
-from components import ICONS, analysis, charts, dataset_panel, exports, no_paths, plain, session
+from components import analysis, charts, dataset_panel, exports, job_panel, no_paths, plain, session
+from components.job_panel import fmt_seconds
 from core import training
 from core.jobs import runner as jobs
 from core.models.weights import SOURCES, list_weights_files
-from core.platform.progress import JobStatus
 from core.platform.workspaces import QuotaError
 from core.training import runs
+from pages import ICONS
 
 CIFAR10 = "cifar10"
 CONTROL_KEYS = [f"train_{name}" for name, _, _ in training.options()]
@@ -101,33 +102,7 @@ def controls() -> dict:
     return values
 
 
-# ----- the job panel ---------------------------------------------------------------------------
-def fmt_seconds(seconds) -> str:
-    """``75`` → ``"1:15"``; unknown → ``"…"``."""
-    if seconds is None:
-        return "…"
-    minutes, secs = divmod(round(seconds), 60)
-    return (
-        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-        if minutes >= 60
-        else f"{minutes}:{secs:02d}"
-    )
-
-
-def step_text(snap) -> str:
-    """What the job does now: the counted phase while it runs, else the latest message."""
-    if snap.status is JobStatus.STOPPING:
-        return "Stopping at the end of this batch…"
-    if (
-        snap.phase and snap.total and snap.done < snap.total
-    ):  # a finished phase: the message is newer
-        text = f"{snap.phase}: {snap.done}/{snap.total} {snap.unit}"
-        if snap.rate:
-            text += f" · {snap.rate:.0f} {snap.unit}/s · ETA {fmt_seconds(snap.eta_s)}"
-        return text
-    return f"{snap.message or snap.phase or 'Starting'}…"
-
-
+# ----- the training job ----------------------------------------------------------------------
 def trainer_notice() -> None:
     """Say when another visitor's job holds the trainer (no details, no Stop)."""
     info = jobs.slot_info("trainer")
@@ -141,50 +116,8 @@ def trainer_notice() -> None:
         )
 
 
-def job_panel() -> None:
-    """This session's job: queue place or progress with Stop, live curves, then the outcome."""
-    job = session.my_job("train")
-    if job is None:
-        trainer_notice()
-        return
-    snap = job.snapshot()
-    if snap.status is JobStatus.QUEUED:
-        st.info(
-            f"Queued: position {snap.queue_position} for the trainer. It starts on its own "
-            "when the runs ahead of it end.",
-            icon=":material/hourglass_top:",
-        )
-        if st.button("Cancel", key="train_cancel"):
-            job.stop()
-    elif snap.active:
-        if st.button("Stop", key="train_stop"):
-            job.stop()
-            snap = job.snapshot()
-        st.progress(snap.fraction, text=step_text(snap))
-    else:
-        result = snap.result or {}
-        if snap.status is JobStatus.ERROR:
-            st.error(f"Training failed: {plain(snap.error)}")
-        elif snap.status is JobStatus.CANCELLED:
-            st.info("Cancelled before it started.")
-        elif result.get("test_accuracy") is not None:
-            verb = "Stopped early" if result["stopped"] else "Finished"
-            val = result.get("val_accuracy")
-            st.success(
-                f"{verb}: test accuracy {result['test_accuracy']:.2%}"
-                f"{f' (validation {val:.2%})' if val is not None else ''} after "
-                f"{result['epochs']} epoch(s) in {fmt_seconds(result['wall_s'])} · saved as "
-                f"{plain(result['run_dir'].rsplit('/', 1)[-1])}"
-            )
-        else:
-            st.warning("Stopped before training began: no model was saved.")
-        trainer_notice()
-    if snap.device:
-        elapsed = f" · elapsed {fmt_seconds(snap.elapsed_s)}" if snap.active else ""
-        weights = (
-            f" · weights: {snap.result['weights']}" if (snap.result or {}).get("weights") else ""
-        )
-        st.caption(f"Device: {snap.device}{weights}{elapsed}")
+def live_curves(job, snap) -> None:
+    """The curves so far (per batch and per epoch), with the phase marks of two-phase training."""
     if snap.epochs or snap.batches:
         on_test = job.args.get("config", {}).get("validation") == "test"
         st.plotly_chart(
@@ -196,11 +129,26 @@ def job_panel() -> None:
             ),
             key="train_live_chart",
         )
-    # The job just ended: rerun the whole page once, to list the new run and stop polling.
-    if not snap.active and st.session_state.get("train_polling"):
-        st.session_state["train_polling"] = False
-        st.rerun()
-    st.session_state["train_polling"] = snap.active
+
+
+def training_outcome(job, snap) -> None:
+    """A finished or stopped training job: its accuracy and saved run, then its curves."""
+    result = snap.result
+    if result.get("test_accuracy") is not None:
+        verb = "Stopped early" if result["stopped"] else "Finished"
+        val = result.get("val_accuracy")
+        st.success(
+            f"{verb}: test accuracy {result['test_accuracy']:.2%}"
+            f"{f' (validation {val:.2%})' if val is not None else ''} after "
+            f"{result['epochs']} epoch(s) in {fmt_seconds(result['wall_s'])} · saved as "
+            f"{plain(result['run_dir'].rsplit('/', 1)[-1])}"
+        )
+    else:
+        st.warning("Stopped before training began: no model was saved.")
+    if snap.device:
+        weights = f" · weights: {result['weights']}" if result.get("weights") else ""
+        st.caption(f"Device: {plain(snap.device)}{plain(weights)}")
+    live_curves(job, snap)
 
 
 def start(values: dict) -> None:
@@ -245,50 +193,39 @@ def start_lr_find(values: dict) -> None:
     session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
 
 
-def lr_finder_panel() -> None:
-    """This session's finder job: progress, the live curve, then the suggestion to apply."""
-    job = session.my_job("lr_find")
-    if job is None:
-        return
-    snap = job.snapshot()
-    if snap.status is JobStatus.QUEUED:
-        st.info(
-            f"Queued: position {snap.queue_position} for the trainer.",
-            icon=":material/hourglass_top:",
-        )
-    elif snap.active:
-        st.progress(snap.fraction, text=step_text(snap))
-    elif snap.status is JobStatus.ERROR:
-        st.error(f"The finder failed: {plain(snap.error)}")
-    result = snap.result or {}
-    if result.get("lrs"):
-        suggested = result.get("suggested")
-        st.plotly_chart(
-            charts.lr_figure(result["lrs"], result["losses"], result["smoothed"], suggested),
-            key="train_lr_chart",
-        )
-        if suggested:
-            value = float(f"{suggested:.2g}")
-            st.button(
-                f"Use learning rate {value:g}",
-                key="train_lr_use",
-                on_click=use_lr,
-                args=(value,),
-                icon=":material/check:",
-                help=f"steepest descent {result['steepest'] or 0:.2g}; minimum loss / 10 "
-                f"{result['min_over_10']:.2g}: the lower of the two",
-            )
-        else:
-            st.warning("The sweep was too short to suggest a learning rate: try more steps.")
-    elif snap.batches:  # live: the raw loss so far
+def lr_live(job, snap) -> None:
+    """The finder's raw loss so far."""
+    if snap.batches:
         st.plotly_chart(
             charts.lr_figure([b["lr"] for b in snap.batches], [b["loss"] for b in snap.batches]),
             key="train_lr_chart",
         )
-    if not snap.active and st.session_state.get("train_lr_polling"):
-        st.session_state["train_lr_polling"] = False
-        st.rerun()  # the whole page once: the button and the runs see the end
-    st.session_state["train_lr_polling"] = snap.active
+
+
+def lr_outcome(job, snap) -> None:
+    """The finder's curve and its suggestion, with a button that puts it into the lr control."""
+    result = snap.result
+    if not result.get("lrs"):
+        st.warning("The finder stopped before its first step: nothing to suggest.")
+        return
+    suggested = result.get("suggested")
+    st.plotly_chart(
+        charts.lr_figure(result["lrs"], result["losses"], result["smoothed"], suggested),
+        key="train_lr_chart",
+    )
+    if suggested:
+        value = float(f"{suggested:.2g}")
+        st.button(
+            f"Use learning rate {value:g}",
+            key="train_lr_use",
+            on_click=use_lr,
+            args=(value,),
+            icon=":material/check:",
+            help=f"steepest descent {result['steepest'] or 0:.2g}; minimum loss / 10 "
+            f"{result['min_over_10']:.2g}: the lower of the two",
+        )
+    else:
+        st.warning("The sweep was too short to suggest a learning rate: try more steps.")
 
 
 # ----- saved runs ------------------------------------------------------------------------------
@@ -381,118 +318,133 @@ def run_details(run) -> None:
                 st.rerun()
 
 
-# ----- inputs ---------------------------------------------------------------------------------
-st.title(f"{ICONS['Train']} Train", anchor=False)
-st.caption(
-    "Transfer learning: an ImageNet EfficientNet backbone with a new classifier head, trained "
-    "on CIFAR-10 or a dataset from the data folder. Training runs in a background process; "
-    "switch pages freely."
-)
-# Streamlit forgets widget values when another page is shown; "train_kept" brings them back.
-for key, value in {
-    **control_state(training.DEFAULTS),
-    **st.session_state.get("train_kept", {}),
-}.items():
-    st.session_state.setdefault(key, value)
-cols = st.columns(len(training.PRESETS) + 1)
-cols[0].markdown("**Presets**")
-for col, (key, preset) in zip(cols[1:], training.PRESETS.items()):
-    col.button(
-        preset.label,
-        key=f"train_preset_{key}",
-        on_click=apply_preset,
-        args=(key,),
-        help=f"{preset.description}: " + ", ".join(f"{k}={v}" for k, v in preset.values.items()),
-        width="stretch",
-    )
-notices = (
-    st.container()
-)  # always present, so one-off messages don't shift (and remount) the widgets
-handoff = st.session_state.pop("train_preset", None)  # set once by the Scaling page
-if handoff:
-    try:
-        training.TrainConfig(**{**training.DEFAULTS, **handoff}).validate()
-    except (TypeError, ValueError) as exc:
-        notices.warning(f"Could not apply the Scaling page's choice: {plain(exc)}")
-    else:
-        st.session_state.update(control_state(handoff))
-        choice = ", ".join(f"{k} {v}" for k, v in handoff.items())
-        notices.info(
-            f"Applied the Scaling page's choice: {plain(choice)}. Check the rest, then press Start."
+def runs_section() -> None:
+    """This session's saved runs (and the command line's): table, comparison, cost, details."""
+    st.header("Runs", anchor=False)
+    saved = visible_runs()
+    if not saved:
+        st.info(
+            "No saved runs yet: press Start above (the quick demo preset takes about a minute "
+            "on 2 CPU cores)."
         )
-if "train_notice" in st.session_state:
-    notices.success(plain(st.session_state.pop("train_notice")))
-values = controls()
-dataset_panel.check_section(values["data"])
-st.session_state["train_kept"] = {
-    k: st.session_state[k] for k in CONTROL_KEYS if k in st.session_state
-}
+        return
+    st.dataframe(
+        charts.runs_rows(saved.values()),
+        hide_index=True,
+        key="train_runs_table",
+        column_config={
+            "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
+            "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+            "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+    st.session_state["train_compare"] = [
+        n for n in st.session_state.get("train_compare", [*saved][:1]) if n in saved
+    ]
+    picked = st.multiselect("Compare runs", list(saved), key="train_compare")
+    if picked:
+        st.plotly_chart(
+            charts.compare_figure({n: saved[n].history for n in picked}),
+            key="train_compare_chart",
+        )
+    costed = [run for run in saved.values() if run.test_accuracy is not None]
+    if len(costed) >= 2:  # accuracy against cost, with the Pareto front (issue 12)
+        st.subheader("Accuracy against cost", anchor=False)
+        st.plotly_chart(charts.accuracy_cost_figure(costed), key="train_cost_chart")
+        untimed = sum(1 for run in costed if run.results.get("latency_ms") is None)
+        st.caption(
+            "Stars: the Pareto front, runs that no other run beats on both accuracy and cost. "
+            "Latency is one image through the saved model (batch 1), timed when training ended"
+            + (f"; {untimed} older or stopped run(s) have none." if untimed else ".")
+        )
+    if st.session_state.get("train_run_pick") not in saved:
+        st.session_state.pop("train_run_pick", None)
+    st.subheader("Run details", anchor=False)
+    run_details(saved[st.selectbox("Run", list(saved), key="train_run_pick")])
 
-if values.get("validation") == "test":
+
+# ----- the page -------------------------------------------------------------------------------
+def render() -> None:
+    """The Train page: controls (or a preset) → Start → the job's progress → the saved runs."""
+    # ----- inputs
+    st.title(f"{ICONS['train']} Train", anchor=False)
     st.caption(
-        "Validation on the test split (the blog's protocol): the test split picks the best "
-        "epoch, so the reported test accuracy will be optimistic."
+        "Transfer learning: an ImageNet EfficientNet backbone with a new classifier head, "
+        "trained on CIFAR-10 or a dataset from the data folder. Training runs in a background "
+        "process; switch pages freely."
     )
+    # Streamlit forgets widget values when another page is shown; "train_kept" brings them back.
+    for key, value in {
+        **control_state(training.DEFAULTS),
+        **st.session_state.get("train_kept", {}),
+    }.items():
+        st.session_state.setdefault(key, value)
+    cols = st.columns(len(training.PRESETS) + 1)
+    cols[0].markdown("**Presets**")
+    for col, (key, preset) in zip(cols[1:], training.PRESETS.items()):
+        col.button(
+            preset.label,
+            key=f"train_preset_{key}",
+            on_click=apply_preset,
+            args=(key,),
+            help=f"{preset.description}: "
+            + ", ".join(f"{k}={v}" for k, v in preset.values.items()),
+            width="stretch",
+        )
+    notices = st.container()  # always there: one-off messages don't shift (remount) the widgets
+    handoff = st.session_state.pop("train_preset", None)  # set once by the Scaling page
+    if handoff:
+        try:
+            training.TrainConfig(**{**training.DEFAULTS, **handoff}).validate()
+        except (TypeError, ValueError) as exc:
+            notices.warning(f"Could not apply the Scaling page's choice: {plain(exc)}")
+        else:
+            st.session_state.update(control_state(handoff))
+            choice = ", ".join(f"{k} {v}" for k, v in handoff.items())
+            notices.info(
+                f"Applied the Scaling page's choice: {plain(choice)}. Check the rest, then "
+                "press Start."
+            )
+    if "train_notice" in st.session_state:
+        notices.success(plain(st.session_state.pop("train_notice")))
+    values = controls()
+    dataset_panel.check_section(values["data"])
+    st.session_state["train_kept"] = {
+        k: st.session_state[k] for k in CONTROL_KEYS if k in st.session_state
+    }
+    if values.get("validation") == "test":
+        st.caption(
+            "Validation on the test split (the blog's protocol): the test split picks the best "
+            "epoch, so the reported test accuracy will be optimistic."
+        )
 
-# ----- one core call: start a job (guarded by validation and one job per session) --------------
-if st.button("Start", type="primary", key="train_start", icon=ICONS["Train"]):
-    start(values)
+    # ----- one core call: start a job (guarded by validation and one job per session)
+    if st.button("Start", type="primary", key="train_start", icon=ICONS["train"]):
+        start(values)
 
-with st.expander("Learning-rate finder", icon=":material/search:"):
-    st.caption(
-        "Loss against a rising learning rate (1e-6 to 1, 100 batches) for these settings, "
-        "on cached features of up to 100 batches of training images; the suggestion is "
-        "where the loss falls fast, well before it blows up. It queues for the trainer "
-        "like a run."
-    )
-    if st.button("Find a learning rate", key="train_lr_find", icon=":material/search:"):
-        start_lr_find(values)
-    finder = session.my_job("lr_find")
-    st.fragment(
-        lr_finder_panel, run_every=1.0 if finder is not None and finder.snapshot().active else None
-    )()
+    with st.expander("Learning-rate finder", icon=":material/search:"):
+        st.caption(
+            "Loss against a rising learning rate (1e-6 to 1, 100 batches) for these settings, "
+            "on cached features of up to 100 batches of training images; the suggestion is "
+            "where the loss falls fast, well before it blows up. It queues for the trainer "
+            "like a run."
+        )
+        if st.button("Find a learning rate", key="train_lr_find", icon=":material/search:"):
+            start_lr_find(values)
+        job_panel.show(
+            "lr_find", "train_lr", result=lr_outcome, live=lr_live, failed="The finder failed"
+        )
 
-# ----- render: the live job, then the saved runs ----------------------------------------------
-mine = session.my_job("train")
-polling = mine is not None and mine.snapshot().active
-st.fragment(job_panel, run_every=1.0 if polling else None)()
+    # ----- render: the live job, then the saved runs
+    snap = job_panel.show(
+        "train", "train", result=training_outcome, live=live_curves, failed="Training failed"
+    )
+    if snap is None or not snap.active:
+        trainer_notice()
+    runs_section()
 
-st.header("Runs", anchor=False)
-saved = visible_runs()
-if not saved:
-    st.info(
-        "No saved runs yet: press Start above (the quick demo preset takes about a minute on 2 CPU cores)."
-    )
-    st.stop()
-st.dataframe(
-    charts.runs_rows(saved.values()),
-    hide_index=True,
-    key="train_runs_table",
-    column_config={
-        "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
-        "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-        "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
-    },
-)
-st.session_state["train_compare"] = [
-    n for n in st.session_state.get("train_compare", [*saved][:1]) if n in saved
-]
-picked = st.multiselect("Compare runs", list(saved), key="train_compare")
-if picked:
-    st.plotly_chart(
-        charts.compare_figure({n: saved[n].history for n in picked}), key="train_compare_chart"
-    )
-costed = [run for run in saved.values() if run.test_accuracy is not None]
-if len(costed) >= 2:  # accuracy against cost, with the Pareto front (issue 12)
-    st.subheader("Accuracy against cost", anchor=False)
-    st.plotly_chart(charts.accuracy_cost_figure(costed), key="train_cost_chart")
-    untimed = sum(1 for run in costed if run.results.get("latency_ms") is None)
-    st.caption(
-        "Stars: the Pareto front, runs that no other run beats on both accuracy and cost. "
-        "Latency is one image through the saved model (batch 1), timed when training ended"
-        + (f"; {untimed} older or stopped run(s) have none." if untimed else ".")
-    )
-if st.session_state.get("train_run_pick") not in saved:
-    st.session_state.pop("train_run_pick", None)
-st.subheader("Run details", anchor=False)
-run_details(saved[st.selectbox("Run", list(saved), key="train_run_pick")])
+
+if __name__ == "__main__":  # run by the legacy pages/ router: see pages/__init__.py
+    import app
+
+    app.main()

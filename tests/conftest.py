@@ -11,6 +11,7 @@ quick inner loop) and ``browser`` (real Chromium; every test under ``tests/brows
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -270,12 +271,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(_isolated_env, tmp_path_factory):
-    """Start ``streamlit run app.py`` on a free localhost port; yield its base URL."""
+@contextlib.contextmanager
+def live_app(env: dict, log: Path):
+    """``streamlit run app.py`` on a free localhost port, its output in ``log``: yields its base
+    URL once it answers, and stops it afterwards."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, **_isolated_env}
     cmd = [
         sys.executable,
         "-m",
@@ -309,12 +309,22 @@ def app_url(_isolated_env, tmp_path_factory):
     else:
         proc.kill()
         pytest.fail(f"streamlit did not start within 60 s:\n{log.read_text()}")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(_isolated_env, tmp_path_factory):
+    """One live app for the session's browser tests; yields its base URL."""
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    with live_app({**os.environ, **_isolated_env}, log) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

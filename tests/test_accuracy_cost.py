@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from app_session import open_page
 from conftest import make_run
-from streamlit.testing.v1 import AppTest
 
 from components import charts
 from core.training import runs
-
-ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "train.py")
 
 # name: (accuracy, training wall s, latency ms). By wall time the front is fast (cheapest),
 # mid (more accurate than fast), best (most accurate); "slow" is beaten by mid on both, "tied"
@@ -86,7 +83,7 @@ def test_run_names_are_escaped_in_hover_text(tmp_path):
 
 
 def test_train_page_shows_the_accuracy_cost_chart(costed_runs):
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at = open_page("train").run()
     assert not at.exception
     assert any(
         "Pareto front" in c.value and "1 older or stopped run" in c.value for c in at.caption

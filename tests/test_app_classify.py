@@ -4,6 +4,7 @@ import io
 from pathlib import Path
 
 import pytest
+from app_session import open_page
 from conftest import texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -16,14 +17,14 @@ def test_home_page_shows_runtime_and_weights():
     assert not at.exception
     labels = [m.label for m in at.metric]
     assert {"Keras backend", "Framework", "Device"} <= set(labels)
-    text = " ".join(str(df.value) for df in at.dataframe)
-    assert "Lite0" in text
+    weights = at.dataframe[0].value
+    assert "Lite0" in " ".join(weights["weights"])
+    assert not any(where.startswith("/") or " /" in where for where in weights["where"])  # no paths
 
 
 @pytest.mark.slow
 def test_classify_upload_good_and_bad_files(imagenet_samples_dir):
-    at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page("pages/classify.py").run()
+    at = open_page("classify", 180).run()
     assert not at.exception
     assert any("Upload" in info.value for info in at.info)
     tench = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()
@@ -49,8 +50,7 @@ def test_classify_upload_good_and_bad_files(imagenet_samples_dir):
 
 @pytest.mark.slow
 def test_classify_top_k_and_weights_selector(imagenet_samples_dir):
-    at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page("pages/classify.py").run()
+    at = open_page("classify", 180).run()
     at.selectbox(key="classify_weights").set_value("lite0")
     at.slider(key="classify_topk").set_value(3)
     buf = io.BytesIO()
@@ -65,8 +65,7 @@ def test_classify_top_k_and_weights_selector(imagenet_samples_dir):
 
 def test_file_names_and_class_names_are_plain_text(tmp_path, monkeypatch, imagenet_samples_dir):
     """A hostile file name shows literally: no italics, links or HTML from it."""
-    at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page("pages/classify.py").run()
+    at = open_page("classify", 180).run()
     at.file_uploader(key="classify_uploads").set_value(
         [("*evil* [x](http://e.x) <b>.jpg", b"not an image", "image/jpeg")]
     ).run()
@@ -81,8 +80,7 @@ def test_too_many_files_are_cut_with_a_message(imagenet_samples_dir, monkeypatch
     from core.serving import inference
 
     monkeypatch.setattr(inference, "MAX_FILES", 2)
-    at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page("pages/classify.py").run()
+    at = open_page("classify", 180).run()
     photo = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()
     at.file_uploader(key="classify_uploads").set_value(
         [(f"{i}.jpg", photo, "image/jpeg") for i in range(3)]

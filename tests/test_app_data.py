@@ -12,15 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_session import go, open_page
 from conftest import texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data import catalog, datasets
-
-ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "data.py")
-TRAIN = str(ROOT / "pages" / "train.py")
 
 
 def jpeg(seed: int) -> bytes:
@@ -57,10 +54,9 @@ def isolated(monkeypatch, tmp_path) -> Path:
     return tmp_path
 
 
-def session(page: str = PAGE, token: str = "alice") -> AppTest:
-    at = AppTest.from_file(page, default_timeout=60)
-    at.session_state["session_token"] = token
-    return at
+def session(page: str = "data", token: str = "alice") -> AppTest:
+    """A visitor's session of the app (``token`` tells visitors apart) on ``page``."""
+    return open_page(page, token=token)
 
 
 def test_import_a_zip_through_the_page(isolated):
@@ -143,17 +139,16 @@ def test_datasets_are_private_and_the_operators_are_read_only(isolated):
         datasets.delete(ref("alices"), owner_of("bob"))
 
     # The Train page offers each session the same datasets.
-    train_bob = session(TRAIN, "bob").run()
+    train_bob = session("train", "bob").run()
     assert train_bob.selectbox(key="train_data").options == ["cifar10", "shared"]
-    train_alice = session(TRAIN, "alice").run()
+    train_alice = session("train", "alice").run()
     assert train_alice.selectbox(key="train_data").options == ["cifar10", "alices", "shared"]
     assert not train_alice.exception
 
 
 @pytest.mark.slow
 def test_the_health_check_runs_as_a_job_on_both_pages(isolated):
-    at = session(str(ROOT / "app.py")).run()  # the app shell: one session across pages
-    at.switch_page("pages/data.py").run()
+    at = session().run()  # one session across pages
     at.text_input(key="data_zip_name").set_value("pets")
     at.file_uploader(key="data_zip_0").set_value(("pets.zip", zip_bytes(6), "application/zip"))
     at.run()
@@ -171,7 +166,7 @@ def test_the_health_check_runs_as_a_job_on_both_pages(isolated):
     at.toggle(key="data_health_augment").set_value(True).run()
     assert not at.exception and len(at.image) == 2 + 2  # plus a row per class: 5 draws of one image
 
-    at.switch_page("pages/train.py").run()
+    go(at, "train")
     at.selectbox(key="train_data").set_value(ref("pets")).run()
     (expander,) = [e for e in at.expander if "Dataset check" in e.label]
     assert "pets" in expander.label

@@ -2,22 +2,19 @@
 
 import json
 import os
-from pathlib import Path
 
 import pytest
+from app_session import open_page
 from streamlit.testing.v1 import AppTest
 
 from core.jobs import runner as jobs
 from core.models import scaling
 from core.platform.progress import JobStatus
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "scaling.py")
-
 
 @pytest.fixture
 def app() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at = open_page("scaling", 120).run()
     assert not at.exception
     return at
 
@@ -126,17 +123,15 @@ def test_constraint_far_from_two_warns(app):
 
 def test_train_button_hands_over_nearest_variant_and_resolution(app):
     app.slider(key="scaling_phi").set_value(3.0).run()
-    app.button(key="scaling_train").click().run()
+    app.button(key="scaling_train").click().run()  # the Train page applies the choice, once
     net = scaling.formula_network(3.0)
-    assert app.session_state["train_preset"] == {
-        "backbone": scaling.nearest_variant(net.flops),
-        "resolution": net.resolution,
-    }
+    assert app.selectbox(key="train_backbone").value == scaling.nearest_variant(net.flops)
+    assert app.number_input(key="train_resolution").value == net.resolution
+    assert "train_preset" not in app.session_state
 
 
 def test_train_button_opens_the_train_page_with_the_choice():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("pages/scaling.py").run()
+    at = open_page("scaling", 120).run()
     at.slider(key="scaling_phi").set_value(2.0).run()
     at.button(key="scaling_train").click().run()
     assert not at.exception

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from app_session import go, open_page
 from conftest import make_run, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -15,8 +16,6 @@ from core.jobs import runner as jobs
 from core.platform.progress import JobStatus
 from core.training import runs
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "train.py")
 # Option.widget → the AppTest element kind that draws it.
 KINDS = {
     "select": "selectbox",
@@ -45,8 +44,8 @@ def isolated(monkeypatch, tmp_path) -> Path:
 
 @pytest.fixture
 def app(isolated) -> AppTest:
-    """The Train page on its own."""
-    return AppTest.from_file(PAGE, default_timeout=60)
+    """A session of the app on the Train page (not run yet)."""
+    return open_page("train")
 
 
 def my_job(at: AppTest) -> jobs.Job:
@@ -77,14 +76,13 @@ def test_number_bounds_come_from_the_options(app):
 
 
 def test_renders_inside_the_app_shell(isolated):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.switch_page("pages/train.py").run()
+    at = open_page("train").run()
     assert not at.exception
     assert [t.value for t in at.title] == [":material/model_training: Train"]
     assert at.button(key="train_start").label == "Start"
     widget(at, "seed").set_value(7).run()
-    at.switch_page("pages/home.py").run()
-    at.switch_page("pages/train.py").run()  # the settings survive a visit to another page
+    go(at, "home")
+    go(at, "train")  # the settings survive a visit to another page
     assert widget(at, "seed").value == 7
 
 
@@ -227,7 +225,7 @@ def test_two_visitors_share_one_trainer_safely(isolated, cifar10_dir, monkeypatc
     cancelled; neither sees the other's messages or runs."""
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(cifar10_dir))
     make_run(isolated / "runs", "from-the-cli")  # no owner: visible (read-only) to everyone
-    a = AppTest.from_file(PAGE, default_timeout=60).run()
+    a = open_page("train").run()
     tiny_settings(a, epochs=1000, subset=200)
     widget(a, "name").set_value("a-run")
     a.button(key="train_start").click().run()
@@ -239,7 +237,7 @@ def test_two_visitors_share_one_trainer_safely(isolated, cifar10_dir, monkeypatc
     a.run()
     assert a.button(key="train_stop")
 
-    b = AppTest.from_file(PAGE, default_timeout=60).run()
+    b = open_page("train").run()
     assert not b.exception
     assert "busy with another visitor's run" in texts(b.info)
     assert not [x for x in b.button if x.key == "train_stop"]
@@ -277,12 +275,12 @@ def test_single_user_mode_keeps_runs_yours_across_sessions(isolated, monkeypatch
     monkeypatch.setenv("EFFNET_LAB_SINGLE_USER", "1")
     make_run(isolated / "runs", "from-the-cli")
     make_run(isolated / "runs", "from-the-app", owner="local")
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at = open_page("train").run()
     assert set(at.dataframe[0].value["run"]) == {"from-the-cli", "from-the-app"}
     at.selectbox(key="train_run_pick").set_value("from-the-cli").run()
     assert at.button(key="train_delete")  # not read-only
     monkeypatch.delenv("EFFNET_LAB_SINGLE_USER")
-    other = AppTest.from_file(PAGE, default_timeout=60).run()
+    other = open_page("train").run()
     assert list(other.dataframe[0].value["run"]) == ["from-the-cli"]
 
 
@@ -296,7 +294,7 @@ def test_run_details_never_show_server_paths(isolated):
             "split": "45000/5000/10000 train/validation/test",
         },
     )
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at = open_page("train").run()
     shown = texts(at.text)
     assert "image folder cifar10 (cache hit)" in shown and "45000/5000/10000" in shown
     assert "/srv" not in shown and "secret" not in shown

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_session import open_page
 from conftest import make_run, texts
 from streamlit.testing.v1 import AppTest
-
-ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "train.py")
 
 
 @pytest.fixture
@@ -28,7 +26,7 @@ def images_shown(at: AppTest) -> int:
 
 def test_metrics_pairs_and_cell_images(runs_root):
     make_run(runs_root, "r")  # six test images, one mistake: cat → dog at 90 %
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at = open_page("train").run()
     assert not at.exception and not at.error
     table = at.dataframe[1].value  # after the runs table
     assert list(table["class"]) == ["cat", "dog", "bird", "macro average"]
@@ -54,7 +52,7 @@ def test_metrics_pairs_and_cell_images(runs_root):
 
 def test_clicking_a_matrix_cell_picks_it(runs_root):
     make_run(runs_root, "r")
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at = open_page("train").run()
     # What the browser sends when a cell's marker is clicked (customdata: [true, pred, count]).
     at.session_state["train_confusion"] = {
         "selection": {
@@ -89,7 +87,7 @@ def test_gallery_heatmaps_for_a_trained_run(runs_root, mini_cifar):
         cache_features=False,
     )
     result = train(config, runs_root=runs_root)
-    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at = open_page("train", 120).run()
     assert not at.exception and not at.error
     before = [img.proto.imgs for img in at.get("image")]
     at.toggle(key="train_gallery_cam").set_value(True).run()

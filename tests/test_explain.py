@@ -164,10 +164,9 @@ def test_cli_explain_writes_a_heatmap_at_the_inputs_size(imagenet_samples_dir, t
 
 @pytest.mark.slow
 def test_classify_page_overlay_toggle_per_image(imagenet_samples_dir):
-    from streamlit.testing.v1 import AppTest
+    from app_session import open_page
 
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180).run()
-    at.switch_page("pages/classify.py").run()
+    at = open_page("classify", 180).run()
     buf = io.BytesIO()
     canvas_with(imagenet_samples_dir / "n04399382_teddy.JPEG", "left").save(buf, "PNG")
     tench = (imagenet_samples_dir / "n01440764_tench.JPEG").read_bytes()

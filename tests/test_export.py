@@ -339,13 +339,13 @@ def test_imagenet_model_exports_and_matches(fmt, imagenet_samples_dir, request, 
 # ----- the Export section (AppTest) ---------------------------------------------------------------
 @pytest.mark.slow
 def test_export_section_runs_a_job_and_offers_the_zip(runs_root, imagenet_samples_dir, monkeypatch):
-    from streamlit.testing.v1 import AppTest
+    from app_session import open_page
 
     from core.jobs import runner as jobs
 
     monkeypatch.setenv("EFFNET_LAB_DATA", str(runs_root.parent / "data"))
     make_run(runs_root, "cli-run", model=tiny_model())
-    at = AppTest.from_file(str(REPO / "pages" / "train.py"), default_timeout=60).run()
+    at = open_page("train").run()
     assert not at.exception
     assert at.selectbox(key="export_format").value == "onnx"
     at.button(key="export_start").click().run()
@@ -361,10 +361,10 @@ def test_export_section_runs_a_job_and_offers_the_zip(runs_root, imagenet_sample
 
 
 def test_export_section_waits_for_a_running_run(runs_root):
-    from streamlit.testing.v1 import AppTest
+    from app_session import open_page
 
     make_run(runs_root, "cli-run", status="running", model=tiny_model())
-    at = AppTest.from_file(str(REPO / "pages" / "train.py"), default_timeout=60).run()
+    at = open_page("train").run()
     assert not at.exception
     assert "still training" in " ".join(str(c.value) for c in at.caption)
     with pytest.raises(KeyError):

@@ -105,14 +105,14 @@ def test_lr_find_command(tiny_cifar, tmp_path):
 
 @pytest.mark.slow
 def test_train_page_finder_applies_its_suggestion(tmp_path, monkeypatch, mini_cifar):
-    from streamlit.testing.v1 import AppTest
+    from app_session import open_page
 
     from core.jobs import runner as jobs
     from core.platform.progress import JobStatus
 
     monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(mini_cifar))
-    at = AppTest.from_file(str(REPO / "pages" / "train.py"), default_timeout=60).run()
+    at = open_page("train").run()
     for field, value in dict(backbone="lite0", weights="lite0", batch_size=16).items():
         (at.selectbox if field != "batch_size" else at.number_input)(
             key=f"train_{field}"

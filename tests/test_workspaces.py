@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_session import open_page
 from conftest import make_run, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -28,8 +29,7 @@ from core.platform import workspaces
 from core.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_PAGE = str(ROOT / "pages" / "data.py")
-TRAIN_PAGE = str(ROOT / "pages" / "train.py")
+DATA_PAGE, TRAIN_PAGE = "data", "train"
 DAY = 86400
 
 
@@ -59,10 +59,9 @@ def fill(tag: str, kind: str = "anonymous") -> None:
     datasets.add_images(catalog.dataset_ref("pets", tag), "cat", [("a.jpg", jpeg(1))], tag)
 
 
-def page(path: str, token: str) -> AppTest:
-    at = AppTest.from_file(path, default_timeout=60)
-    at.session_state["session_token"] = token
-    return at
+def page(name: str, token: str) -> AppTest:
+    """The app opened on page ``name`` by the visitor whose workspace secret is ``token``."""
+    return open_page(name, token=token)
 
 
 # ----- expiry -----------------------------------------------------------------------------------
@@ -234,17 +233,13 @@ def test_secrets_are_long_and_only_their_hash_is_kept():
 def test_the_sidebar_panel_shows_usage_expiry_and_the_link_on_request(isolated):
     tag = session.tag_of("alice")
     fill(tag)
-    at = page(str(ROOT / "app.py"), "alice").run()
+    at = page("home", "alice").run()
     assert not at.exception
     panel = texts(at.sidebar.caption)
     assert "Removed with its runs and datasets if nobody opens it for 14 days" in panel
     assert "MB of 2.00 GB used" in texts(at.sidebar.markdown)
     assert not at.sidebar.code
-    # AppTest reruns only the page after the first run (not app.py's navigation): a new session
-    # with the toggle on shows the link.
-    at = page(str(ROOT / "app.py"), "alice")
-    at.session_state["workspace_show_link"] = True
-    at.run()
+    at.sidebar.toggle(key="workspace_show_link").set_value(True).run()
     assert at.sidebar.code[0].value == "/workspace/alice"
 
 

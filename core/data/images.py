@@ -6,8 +6,15 @@ takes. Datasets (:mod:`core.data.loading`) and classification (:mod:`core.servin
 so a trained model sees at classification time exactly what it saw in training.
 
 Memory stays bounded whatever a file claims to hold: the file size and the decoded pixel count are
-checked before decoding, JPEGs decode at a reduced scale when that is enough, and a resize always
-crops to the target's square first, so a 1×60000 strip is never scaled up to a huge image.
+checked before decoding, every mode converts to RGB with about one more copy of the image, and a
+resize always crops to the target's square first, so a 1×60000 strip is never scaled up to a huge
+image.
+
+A model's input is the plain resize of the full-resolution RGB image (``Image.resize`` of the crop
+box, the preprocessing's filter, no reducing gap). Only an image at least :data:`EXACT_FACTOR`
+times larger than the input decodes at a reduced scale (a box reduction after the conversion to
+RGB; DCT scaling for a greyscale JPEG), and there the input differs by rounding only: at most ±1
+(tests/test_images.py compares both paths on the sample photos).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 # Larger files are refused before decoding (the Streamlit upload limit matches, in
 # .streamlit/config.toml).
@@ -33,6 +40,14 @@ EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 # The standard ImageNet evaluation crop: the central 87.5 % of the shorter side.
 IMAGENET_CROP = 0.875
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+# A model input is resized from a reduced-scale decode only when that decode still has at least
+# this many pixels per input pixel. Box-averaging before a resize that then shrinks r times more
+# damps detail near the input's finest scale by about (π/r)²/6: 0.6 % at r = 16, and on mosaics of
+# the sample photos (hard edges included) no value moved by more than 1; at r = 8 a few moved by
+# 2, at r = 4 by up to 4. The shortcut is for speed only (memory is bounded at full scale): a
+# 4000-px photo still reduces 7-fold for a 32-px input, while a photo for a 224-px ImageNet input
+# (256-px crop) would need a shorter side of 8192 px, more than 40 megapixels allow.
+EXACT_FACTOR = 16
 
 
 class ImageError(ValueError):
@@ -94,8 +109,14 @@ class Preprocessing:
         )
 
     def min_side(self) -> int:
-        """The shortest source side that still needs no upscaling (JPEG draft decoding target)."""
+        """The shortest source side that still needs no upscaling."""
         return math.ceil(self.size / self.crop)
+
+    def decode_side(self) -> int:
+        """The shorter side a decode for this input may be reduced to (``min_side`` of
+        :func:`load_image`): :data:`EXACT_FACTOR` × :meth:`min_side`, so the reduced-scale
+        shortcut changes the input by rounding only, and ordinary photos decode at full scale."""
+        return EXACT_FACTOR * self.min_side()
 
     def box(self, width: float, height: float) -> tuple[float, float, float, float]:
         """The crop, ``(left, top, right, bottom)``, in an image of ``width`` × ``height``."""
@@ -104,15 +125,84 @@ class Preprocessing:
         return left, top, left + side, top + side
 
     def apply(self, image: Image.Image) -> np.ndarray:
-        """Crop and resize an RGB image; returns uint8 (size, size, 3)."""
-        out = image.resize(
-            (self.size, self.size), _RESAMPLE[self.resample], box=self.box(*image.size)
+        """Crop and resize an RGB image; returns uint8 (size, size, 3).
+
+        An image that :func:`load_image` decoded at a reduced scale says which part of the
+        source its pixels cover (``info["source_box"]``): the crop is taken where it lies in the
+        source, and a last row or column that stands for fewer source pixels weighs that much
+        less (:func:`_resize_covered`), so the result is the full-scale one up to rounding. An
+        image transformed after decoding (mirrored, rotated) must drop that key.
+        """
+        resample = _RESAMPLE[self.resample]
+        covered = image.info.get("source_box")
+        if covered is None or "source_size" not in image.info:
+            out = image.resize(
+                (self.size, self.size), resample, box=self.box(*image.size), reducing_gap=None
+            )
+            return np.asarray(out, dtype=np.uint8)
+        return _resize_covered(
+            image, self.size, resample, self.box(*image.info["source_size"]), covered
         )
-        return np.asarray(out, dtype=np.uint8)
 
     def batch(self, images: list[Image.Image]) -> np.ndarray:
         """:meth:`apply` to each image, stacked as a float32 batch of 0..255 pixels."""
         return np.stack([self.apply(im) for im in images]).astype("float32")
+
+
+def _resize_covered(
+    image: Image.Image,
+    size: int,
+    resample: Image.Resampling,
+    box: tuple[float, float, float, float],
+    covered: tuple[float, float, float, float],
+) -> np.ndarray:
+    """Resize the ``box`` of a source (its coordinates) from a reduced decode of it.
+
+    ``covered`` is the part of the source the pixel grid spans: it may overhang the source by
+    less than a pixel on each axis (the reduction's last block was partial). Such a pixel is the
+    mean of the source pixels it has; weighting it by the share it has (premultiplied by a
+    coverage alpha, divided out after the resize) keeps its weight in the filter that of the
+    source pixels it stands for, as in the full-scale resize.
+    """
+    width, height = image.size
+    x0, y0, x1, y1 = covered
+    sx, sy = width / (x1 - x0), height / (y1 - y0)
+    source_w, source_h = image.info["source_size"]
+    left, top, right, bottom = box
+    box = (
+        max(0.0, (left - x0) * sx),
+        max(0.0, (top - y0) * sy),
+        min(float(width), (right - x0) * sx),
+        min(float(height), (bottom - y0) * sy),
+    )
+    # Share of each row and column inside the source: 1 but for a partial first or last one.
+    cover_x, cover_y = np.ones(width), np.ones(height)
+    cover_x[0] += min(0.0, x0) * sx
+    cover_x[-1] -= max(0.0, x1 - source_w) * sx
+    cover_y[0] += min(0.0, y0) * sy
+    cover_y[-1] -= max(0.0, y1 - source_h) * sy
+    if cover_x.min() == 1 and cover_y.min() == 1:
+        out = image.resize((size, size), resample, box=box, reducing_gap=None)
+        return np.asarray(out, dtype=np.uint8)
+    weighted = image.convert("RGBa")  # alpha 255 everywhere: the same values, premultiplied
+    for row in {0, height - 1}:  # only the partial rows and columns change
+        if cover_y[row] < 1:
+            _weigh(weighted, image, (0, row, width, row + 1), cover_y[row] * cover_x)
+    for col in {0, width - 1}:
+        if cover_x[col] < 1:
+            _weigh(weighted, image, (col, 0, col + 1, height), cover_y * cover_x[col])
+    out = np.asarray(weighted.resize((size, size), resample, box=box), dtype=np.float32)
+    weight = np.maximum(out[..., 3:], 1.0)
+    return np.clip(out[..., :3] * 255 / weight + 0.5, 0, 255).astype(np.uint8)
+
+
+def _weigh(weighted: Image.Image, image: Image.Image, box: tuple, share: np.ndarray) -> None:
+    """Write ``image``'s one-pixel-wide ``box`` into ``weighted`` premultiplied by ``share``
+    (one value per pixel along it), with that share as alpha."""
+    strip = np.asarray(image.crop(box), dtype=np.float32).reshape(-1, 3)
+    values = np.hstack([strip * share[:, None], 255 * share[:, None]]) + 0.5
+    size = (box[2] - box[0], box[3] - box[1])
+    weighted.paste(Image.frombytes("RGBa", size, values.astype(np.uint8).tobytes()), box[:2])
 
 
 def _read(source, max_bytes: int) -> bytes:
@@ -150,16 +240,18 @@ def load_image(
     EXIF orientation is applied; palette, grayscale, alpha (composited on white), CMYK and
     16-bit images become 8-bit RGB; an animated GIF gives its first frame. The image's
     ``info["source_size"]`` is the file's own (width, height), upright, whatever ``min_side``
-    decoded.
+    decoded; after a reduced-scale decode, ``info["source_box"]`` is the part of that source the
+    pixels cover (:meth:`Preprocessing.apply` crops by it).
 
     Args:
         source: File path or raw bytes.
         max_bytes: Larger inputs are refused without decoding.
         max_pixels: Images with more pixels are refused before decoding (decompression bombs).
-        min_side: If given, the image may come back smaller, its shorter side still at least
-            this many pixels: a JPEG decodes at a reduced scale, any other image is box-reduced
-            before its colours are converted (faster, and far less memory; the caller resizes
-            anyway).
+        min_side: If given, the image may come back smaller by a whole factor, its shorter side
+            still at least this many pixels: a greyscale JPEG decodes at a reduced scale (1/2,
+            1/4, 1/8), and any image is box-reduced after its conversion to RGB (so the result
+            averages exactly the pixels the full decode shows). A model input asks for
+            :meth:`Preprocessing.decode_side`.
 
     Raises:
         ImageError: Empty, too big, not an image, truncated, or a decompression bomb.
@@ -177,20 +269,34 @@ def load_image(
                     f"image is {width}×{height} = {width * height / 1e6:.0f} megapixels; "
                     f"the limit is {max_pixels / 1e6:.0f} (possible decompression bomb)"
                 )
-            if min_side and image.format in ("JPEG", "MPO") and min(width, height) > min_side:
-                scale = min_side / min(width, height)
-                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+            scale = 1
+            # DCT scaling averages grey levels as a box reduction would (within ±1). A colour
+            # JPEG is not drafted: its scaled decode averages YCbCr before the conversion to RGB
+            # clips, so saturated areas come out up to 3 levels off the full decode's average.
+            if min_side and image.format in ("JPEG", "MPO") and image.mode == "L":
+                factor = _whole_factor(min(width, height), min_side, limit=8)
+                if factor >= 2:
+                    drafted = image.draft(image.mode, (width // factor, height // factor))
+                    if drafted:
+                        scale = round(width / drafted[1][2])
             image.seek(0)  # first frame of animations
             image.load()
-            if min_side:
-                image = _reduce(image, min_side)
-            reduced = image.size
-            if "exif" in image.info or image.getexif():
-                image = ImageOps.exif_transpose(image)  # phones store their rotation in EXIF
-            if image.size != reduced:  # turned a quarter: so is the source
-                width, height = height, width
+            # Phones store their rotation in EXIF; read from the file, as a reduced copy has none.
+            turn = _TURNS.get(image.getexif().get(ExifTags.Base.Orientation, 1))
             image = to_rgb(image)
+            factor = _whole_factor(min(image.size), min_side) if min_side else 1
+            if factor >= 2:
+                image = image.reduce(factor)
+                scale *= factor
+            if turn is not None:  # turned after reducing: fewer pixels to move
+                image = _without_orientation(image.transpose(turn))
+                if turn in _SWAPS:  # turned a quarter: so is the source
+                    width, height = height, width
             image.info["source_size"] = (width, height)  # before any reduced-scale decoding
+            if scale > 1:
+                image.info["source_box"] = _covered(
+                    (width, height), image.size, scale, _origin_corner(turn)
+                )
             return image
     except ImageError:
         raise
@@ -204,35 +310,107 @@ def load_image(
         raise ImageError(f"image is damaged or truncated: {exc}") from exc
 
 
-_REDUCIBLE = ("RGB", "RGBA", "L", "LA", "I", "F", "CMYK", "I;16")
+def _whole_factor(side: int, min_side: int, limit: int | None = None) -> int:
+    """The largest reduction (a power of two up to ``limit`` when given) keeping ``side`` at
+    least ``min_side``."""
+    factor = max(1, side // max(1, int(min_side)))
+    if limit is None:
+        return factor
+    return max(f for f in (1, 2, 4, 8) if f <= min(factor, limit))
 
 
-def _reduce(image: Image.Image, min_side: int) -> Image.Image:
-    """Box-reduce by a whole factor that keeps the shorter side at least ``min_side``."""
-    factor = min(image.size) // min_side
-    if factor < 2 or image.mode not in _REDUCIBLE:
-        return image
-    return image.reduce(factor)
+# EXIF orientation → the transpose that makes the image upright (as ImageOps.exif_transpose).
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS = (
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.TRANSVERSE,
+    Image.Transpose.ROTATE_90,
+)
+
+
+def _without_orientation(image: Image.Image) -> Image.Image:
+    """Drop the metadata that says how to turn an image already turned upright."""
+    for key in ("exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif"):
+        image.info.pop(key, None)
+    return image
+
+
+def _origin_corner(turn) -> tuple[int, int]:
+    """Where the stored image's top-left corner lands after ``turn``: (0 left | 1 right,
+    0 top | 1 bottom)."""
+    if turn is None:
+        return 0, 0
+    marker = Image.new("L", (2, 2))
+    marker.putpixel((0, 0), 1)
+    y, x = np.argwhere(np.asarray(marker.transpose(turn)))[0]
+    return int(x), int(y)
+
+
+def _covered(
+    source: tuple[int, int], size: tuple[int, int], scale: int, corner: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """The part of an upright ``source`` (width, height) that an image of ``size`` reduced by
+    ``scale`` covers: pixel i stands for source pixels [scale·i, scale·(i + 1)) counted from the
+    stored origin, so the grid overhangs the far side by up to scale − 1 pixels (the last row
+    or column averages fewer); a turn can put that overhang at the near side."""
+    box = []
+    for length, reduced, flipped in zip(source, size, corner):
+        span = scale * reduced
+        start = length - span if flipped else 0
+        box.append((start, start + span))
+    (x0, x1), (y0, y1) = box
+    return float(x0), float(y0), float(x1), float(y1)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB (alpha composited on white, 16-bit scaled down)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    elif image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        lo, hi = float(array.min()), float(array.max())
-        scaled = (array - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(array)
-        image = Image.fromarray(scaled.astype(np.uint8), "L")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+    """Convert any PIL mode to 8-bit RGB (alpha composited on white, 16-bit scaled down).
+
+    Memory stays near one more copy of the image, so a 40-megapixel image converts at full
+    scale: levels are scaled a band of rows at a time, and alpha is pasted onto a white canvas
+    (the same pixels as compositing in RGBA, without its two RGBA copies).
+    """
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _to_8bit(image)
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    elif image.mode in ("RGBa", "La"):  # premultiplied
+        image = image.convert(image.mode.upper())
+    if image.mode in ("RGBA", "LA"):
+        canvas = Image.new(image.mode[:-1], image.size, (255,) * (len(image.mode) - 1))
+        canvas.paste(image, mask=image)
+        image = canvas
     return image.convert("RGB") if image.mode != "RGB" else image
+
+
+_ROWS = 256  # rows per band when scaling levels: float64 temporaries stay a few MB
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float image as 8-bit grey: 16-bit scaled from 0..65535, 32-bit from
+    0..255 or, when it holds more, 0..65535 (both rounded); float from its own range (truncated)."""
+    if image.mode == "F":
+        lo, hi = image.getextrema()
+    else:  # Pillow has no extrema for 16-bit modes; their range is 0..65535 anyway
+        lo, hi = 0, (65535 if image.mode != "I" or image.getextrema()[1] > 255 else 255)
+    width, height = image.size
+    out = np.empty((height, width), dtype=np.uint8)
+    for top in range(0, height, _ROWS):
+        band = np.asarray(image.crop((0, top, width, min(height, top + _ROWS))), np.float64)
+        if image.mode == "F":
+            scaled = (band - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(band)
+        else:
+            scaled = band / hi * 255.0 + 0.5
+        out[top : top + _ROWS] = np.clip(scaled, 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "L")
 
 
 def decode_file(path: str | os.PathLike, preprocessing: Preprocessing) -> np.ndarray:
@@ -241,11 +419,5 @@ def decode_file(path: str | os.PathLike, preprocessing: Preprocessing) -> np.nda
     Raises:
         ImageError: The file is not a usable image.
     """
-    return preprocessing.apply(load_image(path, min_side=preprocessing.min_side()))
+    return preprocessing.apply(load_image(path, min_side=preprocessing.decode_side()))
 
-
-def thumbnail(image: Image.Image, side: int = 512) -> Image.Image:
-    """A copy no larger than ``side`` on its longer side, for showing in the UI."""
-    out = image.copy()
-    out.thumbnail((side, side))
-    return out

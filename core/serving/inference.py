@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.data.images import ImageError, Preprocessing, load_image, thumbnail
+from core.data.images import ImageError, Preprocessing, load_image
 
 # Files per classification request (one upload or one CLI call), so a request's work is bounded.
 MAX_FILES = 64
@@ -55,29 +55,38 @@ def predict(
     Returns:
         One :class:`Prediction` per image; ``seconds`` is each batch's time split evenly.
     """
-    if not images:
-        return []
-    top = max(1, min(int(top), len(labels)))
     results: list[Prediction] = []
     for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
         t0 = time.perf_counter()
-        x = preprocessing.batch(chunk)
-        probs = np.asarray(model.predict_on_batch(x), dtype="float64")
-        if preprocessing.flip_tta:  # as the run was evaluated: with the mirror images too
-            probs = (probs + np.asarray(model.predict_on_batch(x[:, :, ::-1]), dtype="float64")) / 2
-        per_image = (time.perf_counter() - t0) / len(chunk)
-        for row in probs:
-            order = np.argsort(-row)[:top]
-            results.append(
-                Prediction(
-                    top=[
-                        {"index": int(i), "label": labels[int(i)], "prob": float(row[i])}
-                        for i in order
-                    ],
-                    seconds=per_image,
-                )
+        x = preprocessing.batch(images[start : start + batch_size])
+        results += _ranked(model, x, labels, preprocessing.flip_tta, top, t0)
+    return results
+
+
+def _ranked(
+    model, x: np.ndarray, labels: list[str], flip_tta: bool, top: int, t0: float
+) -> list[Prediction]:
+    """The top-``top`` classes of each prepared input in ``x`` (one forward pass; two with flip
+    test-time augmentation); ``seconds`` is the time since ``t0`` split evenly."""
+    if not len(x):
+        return []
+    top = max(1, min(int(top), len(labels)))
+    x = np.asarray(x, dtype="float32")
+    probs = np.asarray(model.predict_on_batch(x), dtype="float64")
+    if flip_tta:  # as the run was evaluated: with the mirror images too
+        probs = (probs + np.asarray(model.predict_on_batch(x[:, :, ::-1]), dtype="float64")) / 2
+    per_image = (time.perf_counter() - t0) / len(x)
+    results = []
+    for row in probs:
+        order = np.argsort(-row)[:top]
+        results.append(
+            Prediction(
+                top=[
+                    {"index": int(i), "label": labels[int(i)], "prob": float(row[i])} for i in order
+                ],
+                seconds=per_image,
             )
+        )
     return results
 
 
@@ -143,16 +152,18 @@ class Classifier:
     def explain(self, images: list[Image.Image], classes=None) -> np.ndarray:
         """Grad-CAM maps (N, h, w) of RGB PIL images for ``classes`` (default: the top class);
         see :mod:`core.serving.explain`."""
+        return self._explain_inputs(self.preprocessing.batch(images), classes)
+
+    def _explain_inputs(self, x: np.ndarray, classes=None) -> np.ndarray:
+        """Grad-CAM maps of prepared inputs ``x`` (N, size, size, 3)."""
         from core.serving.explain import GradCam
 
         if self._gradcam is None:
             self._gradcam = GradCam(self.model)
+        x = np.asarray(x, dtype="float32")
         cams = [
-            self._gradcam(
-                self.preprocessing.batch(images[i : i + 16]),
-                None if classes is None else classes[i : i + 16],
-            )[0]
-            for i in range(0, len(images), 16)
+            self._gradcam(x[i : i + 16], None if classes is None else classes[i : i + 16])[0]
+            for i in range(0, len(x), 16)
         ]  # 16 at a time: gradients take memory
         return np.concatenate(cams) if cams else np.zeros((0, 1, 1), "float32")
 
@@ -172,35 +183,44 @@ class Classifier:
         map of its top class (``cam``).
         """
         pending: list[ClassifiedFile] = []
-        images: list[Image.Image] = []
+        inputs: list[np.ndarray] = []  # model inputs, not images: a batch of photos stays small
 
         def flush() -> Iterator[ClassifiedFile]:
             usable = [item for item in pending if item.error is None]
-            for item, pred in zip(usable, self.classify(images, top=top, batch_size=batch_size)):
-                item.prediction = pred
-            if explain and usable:
-                cams = self.explain(images, [item.prediction.top[0]["index"] for item in usable])
-                for item, cam in zip(usable, cams):
-                    item.cam = cam
+            if usable:
+                t0 = time.perf_counter()
+                x = np.stack(inputs)
+                preds = _ranked(self.model, x, self.labels, self.preprocessing.flip_tta, top, t0)
+                for item, pred in zip(usable, preds):
+                    item.prediction = pred
+                if explain:
+                    cams = self._explain_inputs(
+                        x, [item.prediction.top[0]["index"] for item in usable]
+                    )
+                    for item, cam in zip(usable, cams):
+                        item.cam = cam
             yield from pending
             pending.clear()
-            images.clear()
+            inputs.clear()
 
         for name, source in files:
             item = ClassifiedFile(str(name))
             try:
-                # A JPEG may decode at a reduced scale: enough for the model input (and the preview).
-                need = self.preprocessing.min_side()
+                # Only an image many times larger than the model input decodes at a reduced
+                # scale (see Preprocessing.decode_side); the preview needs less.
+                need = self.preprocessing.decode_side()
                 image = load_image(source, min_side=max(need, PREVIEW_SIDE) if previews else need)
+                inputs.append(self.preprocessing.apply(image))
             except ImageError as exc:
                 item.error = str(exc)
             else:
-                images.append(image)
                 item.source_size = image.info.get("source_size", image.size)
-                if previews:
-                    item.preview = thumbnail(image, PREVIEW_SIDE)
+                if previews:  # in place: the model input is taken, the full image not needed
+                    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+                    image.info.pop("source_box", None)  # a preview, not a model's source
+                    item.preview = image
             pending.append(item)
-            if len(images) >= batch_size:
+            if len(inputs) >= batch_size:
                 yield from flush()
         yield from flush()
 
