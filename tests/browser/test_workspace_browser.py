@@ -42,10 +42,7 @@ def new_page(browser):
 
 def test_a_run_survives_a_reload_and_opens_from_the_private_link_only(app_url, browser, tmp_path):
     mine, page = new_page(browser)
-    # From the root, by the navigation's links: while the app's pages sit in a folder named
-    # pages/, Streamlit's legacy router answers a deep link that is the server's first request.
-    page.goto(app_url)
-    page.get_by_role("link", name="Data", exact=True).first.click()
+    page.goto(app_url + "/data")  # a deep link: the cookie comes with the page
     (cookie,) = [c for c in mine.cookies() if c["name"] == session.COOKIE]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     name = page.locator(".st-key-data_zip_name input")
