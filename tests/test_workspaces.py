@@ -293,3 +293,23 @@ def test_the_private_link_sets_the_cookie_and_redirects():
     (cookie,) = _set_cookies(messages)
     assert cookie.startswith(f"{session.COOKIE}={secret};")
     assert _set_cookies(_call(router, "/workspace/not-a-secret")) == []
+
+
+def test_a_signed_in_visitor_works_in_the_accounts_workspace(isolated, monkeypatch):
+    """With Streamlit's sign-in configured, ``st.user`` names the account; AppTest has no OIDC
+    provider, so the user Streamlit would report is given here (the rest is the real app)."""
+    user = {"is_logged_in": True, "iss": "https://accounts.example", "sub": "42"}
+    monkeypatch.setattr(session, "_signed_in_user", lambda: user)
+    tag = session.account_tag(user)
+    at = page("data", "any-tab-secret").run()
+    at.text_input(key="data_new_name").set_value("mine").run()
+    at.button(key="data_create").click().run()
+    assert catalog.list_datasets(tag) == ["mine"]  # in the account's workspace, not the tab's
+    assert (
+        workspaces.read_record(tag).kind == "account"
+        and workspaces.read_record(tag).expires() is None
+    )
+    assert "follow your account" in texts(at.sidebar.caption)
+    assert not [t for t in at.sidebar.toggle if t.key == "workspace_show_link"]  # no link to share
+    again = page("data", "another-browser").run()  # another browser, same account
+    assert again.selectbox(key="data_pick").options == ["mine"]
