@@ -3,6 +3,10 @@
 The pages are functions (``render`` in pages/<name>.py), listed once in :data:`pages.PAGES`;
 :func:`main` builds the navigation from that table and runs the visitor's page. A page file that
 Streamlit's legacy ``pages/`` router runs as a script calls :func:`main` too (see :mod:`pages`).
+
+``streamlit run`` finds ``app`` below (an ``st.App``) and serves it: Streamlit plus the workspace
+cookie, the private-link route and hourly workspace expiry (:mod:`components.web`); each page
+view then runs this file as the script (``__name__ == "__main__"``).
 """
 
 import os
@@ -10,16 +14,26 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any page imports TensorFlow
 
 import streamlit as st
+from starlette.middleware import Middleware
 
 import pages
-from components import _streamlit_private
+from components import _streamlit_private, web, workspace_panel
+
+app = st.App(
+    "app.py",
+    routes=web.routes(),
+    middleware=[Middleware(web.WorkspaceCookie)],
+    lifespan=web.lifespan,
+)
 
 
 def main() -> None:
     """The app shell (page config, the navigation of :data:`pages.PAGES`), then the page."""
     _streamlit_private.install()
     st.set_page_config(page_title="EffNet Lab", page_icon=":material/science:", layout="wide")
-    st.navigation([pages.page(row.name) for row in pages.PAGES]).run()
+    page = st.navigation([pages.page(row.name) for row in pages.PAGES])
+    workspace_panel.render()  # the sidebar's workspace panel, on every page
+    page.run()
 
 
 if __name__ == "__main__":

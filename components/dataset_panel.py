@@ -1,6 +1,6 @@
 """Datasets as this browser session sees them, and their health-check panel (Train and Data pages).
 
-Datasets are private like runs: a session sees (and may train on) the datasets it created or
+Datasets are private like runs: a workspace sees (and may train on) the datasets it created or
 imported, plus those without an owner (imported from the command line or placed in the data
 folder by the operator), which every session sees read-only. The health check runs as a
 background job (kind "data_check", one at a time on the machine), shown by the job panel
@@ -16,7 +16,7 @@ import streamlit as st
 
 from components import job_panel, plain, session
 from components.charts import plotly_text
-from core.data import augment, datasets, health
+from core.data import augment, health
 from core.data.health_report import HealthReport
 
 ICON = ":material/health_and_safety:"
@@ -25,15 +25,14 @@ MAX_CLASSES_SHOWN = 20  # classes in the sample grid
 
 
 def visible_datasets() -> list[str]:
-    """Names of the datasets this session may see: its own, and those without an owner."""
-    return [
-        name for name, owner in datasets.owners().items() if owner is None or session.is_mine(owner)
-    ]
+    """Refs of the datasets this workspace may see: its own, and those without an owner
+    (:func:`components.session.visible_datasets`; show them with ``session.dataset_label``)."""
+    return session.visible_datasets()
 
 
 def check_section(spec: str) -> None:
     """The Train page's compact health section for the picked dataset."""
-    with st.expander(f"Dataset check: {plain(spec)}", icon=ICON):
+    with st.expander(f"Dataset check: {plain(session.dataset_label(spec))}", icon=ICON):
         check_panel(spec, "train_health")
 
 

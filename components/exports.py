@@ -12,6 +12,7 @@ from core.export import exporter as export
 from core.export import quantize
 from core.export.folder import zip_bytes
 from core.export.record import ExportRecord
+from core.platform.workspaces import QuotaError
 
 KIND = "export"
 
@@ -66,8 +67,12 @@ def _body(source: str, name: str, weights: str) -> None:
         )
         and not busy
     ):
-        session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
-        st.rerun()  # the whole page: the Export button is disabled while the job runs
+        try:
+            session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
+        except QuotaError as exc:
+            st.error(f"Cannot export: {plain(exc)}")
+        else:
+            st.rerun()  # the whole page: the Export button is disabled while the job runs
     if export.FORMATS[fmt].quantization:
         st.caption(f"int8 here means {export.FORMATS[fmt].quantization}.")
     job_panel.show(

@@ -12,7 +12,6 @@ from components.charts import plotly_text
 from core.data import images
 from core.platform.errors import UserError
 from core.serving import explain, inference
-from core.training import runs
 from pages import ICONS
 
 IMAGENET = "ImageNet (1000 classes)"
@@ -27,16 +26,15 @@ def get_classifier(model: str, weights: str, _version: float = 0.0) -> inference
 
 
 def trained_runs() -> dict[str, tuple[str, float]]:
-    """This session's finished runs with a model, and command-line runs: label → (path, mtime)."""
+    """This workspace's finished runs with a model, and command-line runs: label → (path, mtime)."""
     found = {}
-    for run in runs.list_runs():
+    for name, run in session.visible_runs().items():
         model_file = run.path / "model.keras"
-        visible = run.owner is None or session.is_mine(run.owner)
-        if visible and model_file.exists() and run.status in ("done", "stopped", "interrupted"):
+        if model_file.exists() and run.status in ("done", "stopped", "interrupted"):
             acc = f"{run.test_accuracy:.1%}" if run.test_accuracy is not None else "n/a"
             if (run.config or {}).get("validation") == "test":
                 acc += ", blog protocol: optimistic"
-            found[f"Run {run.name} ({len(run.class_names)} classes, test acc {acc})"] = (
+            found[f"Run {name} ({len(run.class_names)} classes, test acc {acc})"] = (
                 str(run.path),
                 model_file.stat().st_mtime,
             )

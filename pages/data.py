@@ -1,10 +1,10 @@
 """Data page: import a zip or build a dataset in the browser (classes, uploads, camera), edit it,
 and check its health before training.
 
-Datasets live under the data root, one folder each (:mod:`core.data.datasets`). A dataset made here is
-this session's, like its runs: only this session sees it, trains on it and may change or delete
-it. Datasets without an owner (from the command line, or placed in the data folder) are shown to
-everyone, read-only.
+Datasets live in the workspace's own data folder, one folder each (:mod:`core.data.datasets`). A
+dataset made here is this workspace's, like its runs: only this workspace sees it, trains on it
+and may change or delete it, within its disk quota. Datasets without an owner (from the command
+line, or placed in the data folder) are shown to everyone, read-only.
 """
 
 import time
@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 from components import dataset_panel, errors, plain, session
-from core.data import datasets, images
+from core.data import catalog, datasets, images
 from core.data.names import MAX_CLASS_NAME
 from core.data.zipimport import import_zip
 from core.platform.errors import UserError
@@ -68,32 +68,38 @@ def new_dataset_section() -> None:
         )
         if st.button("Import", key="data_import", type="primary", disabled=upload is None):
             try:
+                session.make_room(upload.size, "this zip")  # before a byte is written
                 with st.spinner("Importing and checking every image…"):
-                    report = import_zip(upload, name, owner=session.owner_tag(), label=upload.name)
+                    report = import_zip(upload, name, owner=session.data_owner(), label=upload.name)
             except UserError as exc:
                 errors.show(exc, "Nothing was imported: ")
             else:
                 used("data_zip")
                 st.session_state["data_last_import"] = report
-                st.session_state["data_pick"] = report["name"]
+                st.session_state["data_pick"] = catalog.dataset_ref(
+                    report["name"], session.data_owner()
+                )
                 notice(f"Imported dataset {report['name']}.")
     with empty_tab:
         name = st.text_input("Name of the new dataset", key="data_new_name", max_chars=64)
         if st.button("Create", key="data_create", disabled=not name.strip()):
             try:
-                datasets.create(name, session.owner_tag())
+                session.make_room(0, "a new dataset")
+                datasets.create(name, session.data_owner())
             except UserError as exc:
                 errors.show(exc)
             else:
-                st.session_state["data_pick"] = name.strip()
+                st.session_state["data_pick"] = catalog.dataset_ref(
+                    name.strip(), session.data_owner()
+                )
                 notice(f"Created dataset {name.strip()}: now add classes and images.")
 
 
 # ----- editing one's own dataset ------------------------------------------------------------------
 def call(action, *args, done: str) -> None:
-    """Run one core change as this session; its error becomes a message, success a notice."""
+    """Run one core change as this workspace; its error becomes a message, success a notice."""
     try:
-        action(*args, session.owner_tag())
+        action(*args, session.data_owner())
     except (UserError, OSError) as exc:
         errors.show(exc)
     else:
@@ -102,7 +108,9 @@ def call(action, *args, done: str) -> None:
 
 def add_images(name: str, class_name: str, files, widget: str) -> None:
     try:
-        report = datasets.add_images(name, class_name, files, session.owner_tag())
+        session.check_upload_count(len(files))
+        session.make_room(sum(len(data) for _, data in files), "these images")
+        report = datasets.add_images(name, class_name, files, session.data_owner())
     except (UserError, OSError) as exc:
         errors.show(exc)
         return
@@ -170,9 +178,9 @@ def edit_section(name: str, info: datasets.DatasetInfo) -> None:
         st.warning(f"Refused {plain(item['file'])}: {plain(item['reason'])}")
 
     with st.popover("Delete this dataset…", icon=":material/delete:"):
-        st.text(f"Delete dataset {name} and all its images? This cannot be undone.")
+        st.text(f"Delete dataset {info.name} and all its images? This cannot be undone.")
         if st.button("Yes, delete it", key="data_delete_dataset", type="primary"):
-            call(datasets.delete, name, done=f"Deleted dataset {name}.")
+            call(datasets.delete, name, done=f"Deleted dataset {info.name}.")
 
 
 # ----- the page -----------------------------------------------------------------------------------
@@ -181,8 +189,8 @@ def render() -> None:
     st.title(f"{ICONS['data']} Data", anchor=False)
     st.caption(
         "Import a zip or build a dataset here, check it, then pick it on the Train page. "
-        "Datasets you make are yours, like your runs: only this browser session sees, trains "
-        "on and changes them (a new session, e.g. after a reload, starts without them). "
+        "Datasets you make are your workspace's, like your runs: only your workspace sees, "
+        "trains on and changes them (see the sidebar for how to reopen it elsewhere). "
         "Datasets added by the server's operator are open to everyone, read-only."
     )
     if "data_notice" in st.session_state:
@@ -201,7 +209,7 @@ def render() -> None:
         return
     if st.session_state.get("data_pick") not in names:
         st.session_state.pop("data_pick", None)
-    name = st.selectbox("Dataset", names, key="data_pick")
+    name = st.selectbox("Dataset", names, key="data_pick", format_func=session.dataset_label)
     try:
         info = datasets.info(name)
     except UserError as exc:  # deleted meanwhile
@@ -212,7 +220,7 @@ def render() -> None:
         (
             "Yours: you can change it."
             if mine
-            else "Read-only: added on the server, not in this session; anyone may train on it."
+            else "Read-only: added on the server, not in your workspace; anyone may train on it."
         )
         + (f" Split folders: {', '.join(info.splits)}." if info.splits else "")
     )

@@ -19,7 +19,6 @@ import streamlit as st
 import pages
 from components import errors, job_panel, plain, session
 from components import scaling_charts as charts
-from core.data.catalog import list_datasets
 from core.experiments import search, sweep
 from core.models import scaling
 from core.models.timing import Timing
@@ -559,8 +558,11 @@ def search_section() -> None:
         "show how noisy this is. It holds the trainer while it runs."
     )
     cols = st.columns(4)
-    search_data = cols[0].selectbox(
-        "Dataset", ["cifar10", *list_datasets()], key="scaling_search_data"
+    search_data = cols[0].selectbox(  # this workspace's datasets and the shared ones
+        "Dataset",
+        ["cifar10", *session.visible_datasets()],
+        key="scaling_search_data",
+        format_func=session.dataset_label,
     )
     search_steps = cols[1].multiselect(
         "β and γ steps",

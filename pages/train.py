@@ -1,10 +1,10 @@
 """Train page: train an EfficientNet classifier in a background worker process and watch it learn.
 
 Controls (generated from :mod:`core.training.options`, or a preset) → ``TrainConfig`` → a job
-(:mod:`core.jobs.runner`) owned by this browser session. Jobs queue for the one trainer, first in,
-first out; other visitors see that it is busy but can neither see nor stop this session's run.
+(:mod:`core.jobs.runner`) owned by this workspace. Jobs queue for the one trainer, first in,
+first out; other visitors see that it is busy but can neither see nor stop this workspace's run.
 The job panel (:mod:`components.job_panel`) shows it, live curves included, and this page draws
-its outcome. Below: this session's runs (and runs started from the command line) to compare,
+its outcome. Below: this workspace's runs (and runs started from the command line) to compare,
 inspect, download and delete.
 """
 
@@ -26,6 +26,7 @@ from core import training
 from core.jobs import runner as jobs
 from core.models.weights import SOURCES, list_weights_files
 from core.platform.errors import UserError
+from core.platform.workspaces import QuotaError
 from core.training import runs
 from pages import ICONS
 
@@ -69,7 +70,9 @@ def render_option(col, name: str, opt: training.Option):
         choices = _choices(name, opt)
         if st.session_state.get(key) not in choices:  # e.g. a dataset deleted since
             st.session_state[key] = choices[0]
-        fmt = (lambda v: v.rsplit("/", 1)[-1]) if opt.widget == "weights" else str
+        fmt = {"weights": lambda v: v.rsplit("/", 1)[-1], "data": session.dataset_label}.get(
+            opt.widget, str
+        )
         return col.selectbox(opt.label, choices, format_func=fmt, **common)
     if opt.widget == "radio":
         return col.radio(opt.label, list(opt.allowed()), horizontal=True, **common)
@@ -174,7 +177,10 @@ def start(values: dict) -> None:
     except UserError as exc:
         errors.show(exc, "Cannot start: ")
         return
-    session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+    try:
+        session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+    except QuotaError as exc:
+        st.error(f"Cannot start: {plain(exc)}")
 
 
 # ----- learning-rate finder --------------------------------------------------------------------
@@ -235,10 +241,8 @@ def lr_outcome(job, snap) -> None:
 
 # ----- saved runs ------------------------------------------------------------------------------
 def visible_runs() -> dict:
-    """This session's runs and runs started outside the app (command line), by name."""
-    return {
-        run.name: run for run in runs.list_runs() if run.owner is None or session.is_mine(run.owner)
-    }
+    """This workspace's runs and runs started outside the app (command line), by name."""
+    return session.visible_runs()
 
 
 def run_details(run) -> None:

@@ -17,7 +17,7 @@ from conftest import texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.data import datasets
+from core.data import catalog, datasets
 
 
 def jpeg(seed: int) -> bytes:
@@ -39,6 +39,11 @@ def zip_bytes(n: int = 4) -> bytes:
 
 def owner_of(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def ref(name: str, token: str = "alice") -> str:
+    """How core names the dataset ``name`` of the workspace whose secret is ``token``."""
+    return catalog.dataset_ref(name, owner_of(token))
 
 
 @pytest.fixture
@@ -64,9 +69,9 @@ def test_import_a_zip_through_the_page(isolated):
     at.button(key="data_import").click().run()
     assert not at.exception and not at.error
     assert "Imported pets: 8 images in 2 classes" in texts(at.success)
-    assert at.selectbox(key="data_pick").value == "pets"
+    assert at.selectbox(key="data_pick").value == ref("pets")
     assert "Yours" in texts(at.caption)
-    assert datasets.owner_of("pets") == owner_of("alice")
+    assert datasets.owner_of(ref("pets")) == owner_of("alice")
     skipped = at.dataframe[0].value  # the import report comes first
     assert list(skipped["entry"]) == ["__MACOSX/pets/._cat"]
     at.file_uploader(key="data_zip_1")  # a fresh, empty uploader for the next zip
@@ -87,7 +92,7 @@ def test_build_edit_and_delete_a_dataset_in_the_browser(isolated):
         at.text_input(key="data_new_class").set_value(name).run()
         at.button(key="data_add_class").click().run()
         assert f"Added class {name}." in texts(at.success)  # literally, not italic
-    assert datasets.info("my_pets").classes == {"*cat*": 0, "dog": 0}
+    assert datasets.info(ref("my_pets")).classes == {"*cat*": 0, "dog": 0}
 
     at.selectbox(key="data_class").set_value("*cat*").run()
     at.file_uploader(key="data_upload_0").set_value(
@@ -101,21 +106,21 @@ def test_build_edit_and_delete_a_dataset_in_the_browser(isolated):
     at.run()
     at.button(key="data_add_photo").click().run()
     assert "Added 1 image(s) to *cat*." in texts(at.success)
-    assert datasets.info("my_pets").classes["*cat*"] == 4
-    assert any(f.startswith("*cat*/camera-") for f in datasets.list_images("my_pets", "*cat*"))
+    assert datasets.info(ref("my_pets")).classes["*cat*"] == 4
+    assert any(f.startswith("*cat*/camera-") for f in datasets.list_images(ref("my_pets"), "*cat*"))
 
     at.multiselect(key="data_doomed").set_value(["*cat*/0.jpg"]).run()
     at.button(key="data_delete_images").click().run()
     assert "Deleted 1 image(s)." in texts(at.success)
     at.text_input(key="data_rename_to").set_value("kitten").run()
     at.button(key="data_rename").click().run()
-    assert datasets.info("my_pets").classes == {"dog": 0, "kitten": 3}
+    assert datasets.info(ref("my_pets")).classes == {"dog": 0, "kitten": 3}
     at.selectbox(key="data_class").set_value("dog").run()
     at.button(key="data_delete_class").click().run()
-    assert datasets.info("my_pets").classes == {"kitten": 3}
+    assert datasets.info(ref("my_pets")).classes == {"kitten": 3}
     at.button(key="data_delete_dataset").click().run()
     assert not at.exception and "Deleted dataset my_pets." in texts(at.success)
-    assert datasets.list_datasets() == []
+    assert datasets.list_datasets(owner_of("alice")) == []
 
 
 def test_datasets_are_private_and_the_operators_are_read_only(isolated):
@@ -131,7 +136,7 @@ def test_datasets_are_private_and_the_operators_are_read_only(isolated):
     assert "Read-only" in texts(bob.caption)
     assert not [b for b in bob.button if b.key in ("data_add_class", "data_delete_dataset")]
     with pytest.raises(datasets.DatasetError):  # nor can a crafted call change it
-        datasets.delete("alices", owner_of("bob"))
+        datasets.delete(ref("alices"), owner_of("bob"))
 
     # The Train page offers each session the same datasets.
     train_bob = session("train", "bob").run()
@@ -162,7 +167,7 @@ def test_the_health_check_runs_as_a_job_on_both_pages(isolated):
     assert not at.exception and len(at.image) == 2 + 2  # plus a row per class: 5 draws of one image
 
     go(at, "train")
-    at.selectbox(key="train_data").set_value("pets").run()
+    at.selectbox(key="train_data").set_value(ref("pets")).run()
     (expander,) = [e for e in at.expander if "Dataset check" in e.label]
     assert "pets" in expander.label
     assert {m.label: m.value for m in at.metric}["Images"] == "12"  # this session's report

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import datasets, names, splits
+from core.data import catalog, datasets, names, splits
 from core.data.catalog import list_datasets
 from core.data.datasets import DatasetError
 from core.data.loading import load_dataset
@@ -36,56 +36,64 @@ def stored(data_root: Path, name: str) -> dict:
     return json.loads((data_root / name / splits.SPLITS_FILE).read_text())["files"]
 
 
-def build(name="pets", owner="me", n=10, classes=("cat", "dog")) -> None:
+# Workspace owner tags (as the app makes them: 16 hex digits) and their datasets' refs.
+ME, ALICE, BOB, YOU = "0123456789abcdef", "a11ce00000000000", "b0b0000000000000", "00000000000000ff"
+PETS = catalog.dataset_ref("pets", ME)
+ALICES = catalog.dataset_ref("pets", ALICE)
+
+
+def build(name="pets", owner=ME, n=10, classes=("cat", "dog")) -> None:
     datasets.create(name, owner)
+    ref = catalog.dataset_ref(name, owner)
     for c in classes:
-        datasets.add_class(name, c, owner)
+        datasets.add_class(ref, c, owner)
         report = datasets.add_images(
-            name, c, [(f"{c}{i}.jpg", jpeg(hash((c, i)) % 10_000)) for i in range(n)], owner
+            ref, c, [(f"{c}{i}.jpg", jpeg(hash((c, i)) % 10_000)) for i in range(n)], owner
         )
         assert len(report["added"]) == n and not report["rejected"]
 
 
 def test_build_a_dataset_step_by_step(data_root):
     build()
-    assert list_datasets() == ["pets"]
-    info = datasets.info("pets")
-    assert info.owner == "me" and info.classes == {"cat": 10, "dog": 10} and info.splits == ()
-    assert sorted(datasets.list_images("pets", "cat"))[:2] == ["cat/cat0.jpg", "cat/cat1.jpg"]
-    ds = load_dataset("pets", use_cache=False)
+    assert list_datasets(ME) == ["pets"] and list_datasets() == []
+    info = datasets.info(PETS)
+    assert info.owner == ME and info.classes == {"cat": 10, "dog": 10} and info.splits == ()
+    assert sorted(datasets.list_images(PETS, "cat"))[:2] == ["cat/cat0.jpg", "cat/cat1.jpg"]
+    ds = load_dataset(PETS, use_cache=False)
     assert (
         ds.class_names == ["cat", "dog"] and len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 20
     )
 
-    datasets.rename_class("pets", "cat", "kitten", "me")
-    assert datasets.info("pets").classes == {"dog": 10, "kitten": 10}
-    assert all(not p.startswith("cat/") for p in stored(data_root, "pets"))
-    assert datasets.delete_images("pets", ["kitten/cat0.jpg", "kitten/cat1.jpg"], "me") == 2
-    assert datasets.info("pets").classes["kitten"] == 8
-    assert "kitten/cat0.jpg" not in stored(data_root, "pets")
-    datasets.delete_class("pets", "dog", "me")
-    assert datasets.info("pets").classes == {"kitten": 8}
-    datasets.delete("pets", "me")
-    assert list_datasets() == [] and list(data_root.iterdir()) == []
+    datasets.rename_class(PETS, "cat", "kitten", ME)
+    assert datasets.info(PETS).classes == {"dog": 10, "kitten": 10}
+    assert all(not p.startswith("cat/") for p in stored(data_root / "w" / ME, "pets"))
+    assert datasets.delete_images(PETS, ["kitten/cat0.jpg", "kitten/cat1.jpg"], ME) == 2
+    assert datasets.info(PETS).classes["kitten"] == 8
+    assert "kitten/cat0.jpg" not in stored(data_root / "w" / ME, "pets")
+    datasets.delete_class(PETS, "dog", ME)
+    assert datasets.info(PETS).classes == {"kitten": 8}
+    datasets.delete(PETS, ME)
+    assert list_datasets(ME) == [] and list((data_root / "w" / ME).iterdir()) == []
+    assert [p.name for p in data_root.iterdir()] == ["w"]  # no temporary folder left
 
 
 def test_only_the_owner_or_the_operator_may_change_a_dataset():
-    build(owner="alice")
+    build(owner=ALICE)
     for change in (
-        lambda o: datasets.add_class("pets", "bird", o),
-        lambda o: datasets.rename_class("pets", "cat", "x", o),
-        lambda o: datasets.delete_class("pets", "cat", o),
-        lambda o: datasets.add_images("pets", "cat", [("a.jpg", jpeg(1))], o),
-        lambda o: datasets.delete_images("pets", ["cat/cat0.jpg"], o),
-        lambda o: datasets.delete("pets", o),
+        lambda o: datasets.add_class(ALICES, "bird", o),
+        lambda o: datasets.rename_class(ALICES, "cat", "x", o),
+        lambda o: datasets.delete_class(ALICES, "cat", o),
+        lambda o: datasets.add_images(ALICES, "cat", [("a.jpg", jpeg(1))], o),
+        lambda o: datasets.delete_images(ALICES, ["cat/cat0.jpg"], o),
+        lambda o: datasets.delete(ALICES, o),
     ):
-        with pytest.raises(DatasetError, match="only be changed by the browser session"):
-            change("bob")
-    assert datasets.info("pets").classes == {"cat": 10, "dog": 10}
+        with pytest.raises(DatasetError, match="only be changed in the workspace"):
+            change(BOB)
+    assert datasets.info(ALICES).classes == {"cat": 10, "dog": 10}
     datasets.create("shared", owner=None)  # the command line: read-only for every session
-    assert not datasets.can_edit("shared", "alice") and datasets.can_edit("shared", None)
-    datasets.delete("pets", None)  # the operator may delete anything
-    assert list_datasets() == ["shared"]
+    assert not datasets.can_edit("shared", ALICE) and datasets.can_edit("shared", None)
+    datasets.delete(ALICES, None)  # the operator may delete anything
+    assert list_datasets() == ["shared"] and list_datasets(ALICE) == []
 
 
 @pytest.mark.parametrize(
@@ -106,17 +114,17 @@ def test_only_the_owner_or_the_operator_may_change_a_dataset():
     ],
 )
 def test_browser_class_names_are_cleaned_or_refused(bad):
-    datasets.create("pets", "me")
+    datasets.create("pets", ME)
     with pytest.raises(DatasetError):
-        datasets.add_class("pets", bad, "me")
-    datasets.add_class("pets", "  Grey cat ", "me")
-    assert datasets.info("pets").classes == {"Grey cat": 0}
+        datasets.add_class(PETS, bad, ME)
+    datasets.add_class(PETS, "  Grey cat ", ME)
+    assert datasets.info(PETS).classes == {"Grey cat": 0}
 
 
 def test_browser_file_names_are_cleaned():
     build(n=1)
     report = datasets.add_images(
-        "pets",
+        PETS,
         "cat",
         [
             ("../../etc/evil.jpg", jpeg(1)),
@@ -128,7 +136,7 @@ def test_browser_file_names_are_cleaned():
             ("cat0.jpg", jpeg(7)),
             ("fake.jpg", b"not an image"),
         ],
-        "me",
+        ME,
     )
     added = sorted(report["added"])
     assert "cat/evil.jpg" in added and "cat/photo.jpg" in added and "cat/hidden.jpg" in added
@@ -136,16 +144,18 @@ def test_browser_file_names_are_cleaned():
     assert "cat/cat0-2.jpg" in added  # never overwrites an image with the same name
     assert all(len(Path(p).name) <= names.MAX_FILE_NAME for p in added)
     assert [r["file"] for r in report["rejected"]] == ["fake.jpg"]
-    assert datasets.info("pets").classes["cat"] == 8
+    assert datasets.info(PETS).classes["cat"] == 8
 
 
 def test_dataset_names_and_collisions():
-    datasets.create("pets", "me")
+    datasets.create("pets", ME)
     with pytest.raises(DatasetError, match="already exists"):
-        datasets.create("pets", "you")
+        datasets.create("pets", ME)
+    datasets.create("pets", YOU)  # names are per workspace: another's are never in the way
+    datasets.create("pets", None)  # nor in the shared data root
     for bad in ("a b", "../pets", "cifar10", "weights", ".x", ""):
         with pytest.raises(DatasetError, match="cannot name a dataset"):
-            datasets.create(bad, "me")
+            datasets.create(bad, ME)
     with pytest.raises(DatasetError, match="No dataset named"):
         datasets.delete("missing", None)
 
@@ -153,7 +163,7 @@ def test_dataset_names_and_collisions():
 # ----- stored splits --------------------------------------------------------------------------
 def test_the_stored_split_is_stratified_and_survives_additions(data_root):
     build(n=20)
-    first = stored(data_root, "pets")
+    first = stored(data_root / "w" / ME, "pets")
     per_class = Counter((p.split("/")[0], s) for p, s in first.items())
     assert per_class == {
         ("cat", "train"): 14,
@@ -163,13 +173,13 @@ def test_the_stored_split_is_stratified_and_survives_additions(data_root):
         ("dog", "val"): 2,
         ("dog", "test"): 4,
     }
-    datasets.add_images("pets", "cat", [(f"new{i}.jpg", jpeg(900 + i)) for i in range(10)], "me")
-    after = stored(data_root, "pets")
+    datasets.add_images(PETS, "cat", [(f"new{i}.jpg", jpeg(900 + i)) for i in range(10)], ME)
+    after = stored(data_root / "w" / ME, "pets")
     assert {p: after[p] for p in first} == first  # nothing already split has moved
     new = Counter(s for p, s in after.items() if p.startswith("cat/new"))
     # 30 cats now: 6 for test and 2 for validation (10 % of the other 24), as a fresh split would.
     assert new == {"train": 8, "test": 2}
-    ds = load_dataset("pets", use_cache=False)
+    ds = load_dataset(PETS, use_cache=False)
     assert ds.split.startswith("36/4/10 train/validation/test; test: stored split, 20 %")
 
 
@@ -186,7 +196,7 @@ def test_a_folder_outside_the_data_root_is_never_written_but_its_split_is_honour
     copy = tmp_path / "elsewhere"
     import shutil
 
-    shutil.copytree(Path(datasets.path_of("pets")), copy)
+    shutil.copytree(Path(datasets.path_of(PETS)), copy)
     ds = load_dataset(str(copy), use_cache=False)
     assert "stored split" in ds.split  # honours the copied splits.json
     (copy / splits.SPLITS_FILE).unlink()

@@ -66,11 +66,11 @@ def assert_nothing_left(data_root: Path) -> None:
 
 
 def test_an_ordinary_zip_becomes_a_dataset_with_a_stored_split(data_root):
-    report = import_zip(make_zip(classes(10)), "pets", owner="abc", label="pets.zip")
+    report = import_zip(make_zip(classes(10)), "pets", owner=None, label="pets.zip")
     assert report["classes"] == {"cat": 10, "dog": 10} and report["images"] == 20
     assert report["skipped_count"] == report["invalid_count"] == 0
     assert report["stored_split"] == {"train": 14, "val": 2, "test": 4}
-    assert read_meta(data_root / "pets")["owner"] == "abc"
+    assert read_meta(data_root / "pets")["owner"] is None  # the command line's: shared
     assert info("pets").source == "zip pets.zip"
     ds = load_dataset("pets", use_cache=False)
     assert "stored split" in ds.split and ds.split.startswith("14/2/4 train/validation/test")

@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from core.platform import paths
+from core.platform import paths, workspaces
 from core.platform.errors import UserError
 
 # Splits carved from the training data do not depend on a run's seed: every run on a dataset
@@ -16,7 +16,10 @@ from core.platform.errors import UserError
 SPLIT_SEED = 0
 # A managed dataset's name: a folder directly under the data root.
 DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-_RESERVED_NAMES = {"weights", "cifar10"}
+_RESERVED_NAMES = {"weights", "cifar10", workspaces.FOLDER}
+# A workspace's dataset as the app and its jobs name it: "w/<tag>/<name>" (its folder relative to
+# the data root). The tag is a hash, never the visitor's secret; pages show only the name.
+_REF_RE = re.compile(r"^" + workspaces.FOLDER + r"/([0-9a-f]{16})/([^/]+)$")
 
 
 class DataError(UserError):
@@ -27,10 +30,28 @@ class DatasetError(UserError):
     """A dataset operation that cannot be done; the message says why, in one line."""
 
 
-def list_datasets() -> list[str]:
-    """Names of the datasets under the data root (:func:`core.platform.paths.data_dir`), sorted."""
+def data_root(owner: str | None = None) -> Path:
+    """Where ``owner``'s datasets live: the data root (:func:`core.platform.paths.data_dir`) for
+    the operator (None), else the workspace's own folder (:mod:`core.platform.workspaces`)."""
+    return paths.data_dir() if owner is None else workspaces.data_root(owner)
+
+
+def dataset_ref(name: str, owner: str | None = None) -> str:
+    """How the app and its jobs name ``owner``'s dataset ``name``: the name itself in the data
+    root, ``w/<tag>/<name>`` in a workspace."""
+    return name if owner is None else f"{workspaces.FOLDER}/{workspaces.check_tag(owner)}/{name}"
+
+
+def split_ref(ref: str) -> tuple[str | None, str]:
+    """``(owner, name)`` of a dataset ref (owner None: the data root's)."""
+    match = _REF_RE.match(str(ref))
+    return (match.group(1), match.group(2)) if match else (None, str(ref))
+
+
+def list_datasets(owner: str | None = None) -> list[str]:
+    """Names of the datasets in ``owner``'s data root (:func:`data_root`), sorted."""
     try:
-        found = list(paths.data_dir().iterdir())
+        found = list(data_root(owner).iterdir())
     except OSError:  # an unreadable data root offers nothing (and must not break a page)
         return []
     return sorted(
@@ -41,26 +62,37 @@ def list_datasets() -> list[str]:
 
 
 def is_managed(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` is a dataset directly under the data root (it may store its split)."""
+    """Whether ``folder`` is a dataset directly under the data root or a workspace's data root
+    (it may store its split)."""
     folder = Path(folder)
     try:
+        parent, root = folder.resolve().parent, paths.data_dir().resolve()
+        in_workspace = (
+            parent.parent.name == workspaces.FOLDER
+            and parent.parent.parent == root
+            and workspaces.TAG_RE.match(parent.name) is not None
+        )
         return (
             DATASET_NAME_RE.match(folder.name) is not None
             and folder.name not in _RESERVED_NAMES
-            and folder.resolve().parent == paths.data_dir().resolve()
+            and (parent == root or in_workspace)
         )
     except OSError:
         return False
 
 
 def resolve(spec: str) -> str | Path:
-    """What a data spec names: "cifar10", a managed dataset's folder, or a folder path.
+    """What a data spec names: "cifar10", a managed dataset's folder (a name in the data root, or
+    a workspace's ``w/<tag>/<name>``), or a folder path.
 
     A plain name (no slash) that is a dataset under the data root wins over a relative path.
     """
     spec = str(spec).strip()
     if spec.lower() == "cifar10":
         return "cifar10"
+    owner, name = split_ref(spec)
+    if owner is not None and DATASET_NAME_RE.match(name) and name not in _RESERVED_NAMES:
+        return data_root(owner) / name
     if DATASET_NAME_RE.match(spec) and spec not in _RESERVED_NAMES:
         managed = paths.data_dir() / spec
         if managed.is_dir():

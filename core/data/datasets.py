@@ -5,8 +5,14 @@ A managed dataset is ``<data root>/<name>/`` holding one folder per class (or ``
 and ``test/`` folders of class folders), plus ``dataset.json`` (who made it, and how) and
 ``splits.json`` (its stored split, :mod:`core.data.splits`).
 
+Where: the operator's datasets (the command line's, or folders placed there) sit directly in
+the data root; a workspace's (:mod:`core.platform.workspaces`) in its own ``<data root>/w/<tag>/``,
+so one workspace never meets another's names. Functions take a dataset *ref*: the name for the
+data root, ``w/<tag>/<name>`` for a workspace's (:func:`core.data.catalog.dataset_ref`); new
+datasets go to the data root of the ``owner`` who makes them.
+
 Who may change one: every function that changes a dataset takes an ``owner``. ``None`` is the
-operator (the command line), who may change any dataset; an owner tag (the app's browser session)
+operator (the command line), who may change any dataset; an owner tag (the app's workspace)
 may change only the datasets it created or imported. Datasets without an owner (imported from
 the command line, or folders placed in the data root) are therefore read-only in the app.
 
@@ -28,7 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.data import splits
-from core.data.catalog import DataError, DatasetError, list_datasets
+from core.data.catalog import (
+    DataError,
+    DatasetError,
+    data_root,
+    list_datasets,
+    split_ref,
+)
 from core.data.imagefolder import IMAGE_EXTENSIONS, relative_files, scan
 from core.data.images import ImageError, load_image
 from core.data.names import META_FILE, check_new_name, clean_class_name, clean_file_name
@@ -45,7 +57,7 @@ class DatasetInfo:
     """What a managed dataset holds.
 
     Attributes:
-        name: Its name (its folder under the data root).
+        name: Its name (its folder in its data root).
         owner: The owner tag of the app session that made it, or None (read-only in the app).
         created: When it was made (seconds since the epoch), if known.
         source: How it was made ("created in the app", "zip photos.zip", ...), if known.
@@ -59,6 +71,7 @@ class DatasetInfo:
     source: str
     splits: tuple[str, ...]
     classes: dict[str, int] = field(default_factory=dict)
+    ref: str = ""  # how functions name it: the name, or "w/<tag>/<name>" in a workspace
 
     @property
     def images(self) -> int:
@@ -67,15 +80,21 @@ class DatasetInfo:
 
 
 # ----- reading ----------------------------------------------------------------------------------
-def path_of(name: str) -> Path:
-    """The folder of the managed dataset ``name``.
+def path_of(ref: str) -> Path:
+    """The folder of the managed dataset ``ref`` (a name, or ``w/<tag>/<name>``).
 
     Raises:
         DatasetError: there is no such dataset.
     """
-    if name not in list_datasets():
-        raise DatasetError(f"No dataset named {name!r} under the data root.")
-    return paths.data_dir() / name
+    owner, name = split_ref(ref)
+    if name not in list_datasets(owner):
+        raise DatasetError(f"No dataset named {name!r}.")
+    return data_root(owner) / name
+
+
+def shown_name(ref: str) -> str:
+    """A dataset ref's name, for people (never the workspace part)."""
+    return split_ref(ref)[1]
 
 
 def read_meta(folder: Path) -> dict:
@@ -88,13 +107,16 @@ def read_meta(folder: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def owner_of(name: str) -> str | None:
-    """The owner tag recorded for dataset ``name``, or None."""
-    return _owner(read_meta(path_of(name)))
+def owner_of(ref: str) -> str | None:
+    """The owner tag of dataset ``ref``: its workspace's, or the one recorded in the data root
+    (None: no owner)."""
+    folder = path_of(ref)
+    return split_ref(ref)[0] or _owner(read_meta(folder))
 
 
 def owners() -> dict[str, str | None]:
-    """Every managed dataset's owner tag (None: no owner), by name, in one listing."""
+    """Every dataset in the data root (not the workspaces') with its owner tag (None: no
+    owner), by name, in one listing."""
     return {name: _owner(read_meta(paths.data_dir() / name)) for name in list_datasets()}
 
 
@@ -104,7 +126,7 @@ def _owner(meta: dict) -> str | None:
 
 
 def info(name: str) -> DatasetInfo:
-    """What dataset ``name`` holds (half-built datasets included: empty classes count 0)."""
+    """What dataset ``name`` (a ref) holds (half-built datasets included: empty classes count 0)."""
     folder = path_of(name)
     meta = read_meta(folder)
     try:
@@ -117,12 +139,13 @@ def info(name: str) -> DatasetInfo:
             counts[class_names[label]] += 1
     created = meta.get("created")
     return DatasetInfo(
-        name,
+        shown_name(name),
         owner_of(name),
         created if isinstance(created, (int, float)) else None,
         str(meta.get("source", "")),
         tuple(_split_dirs(folder)),
         counts,
+        ref=name,
     )
 
 
@@ -131,7 +154,7 @@ def list_images(name: str, class_name: str) -> list[str]:
     folder = path_of(name)
     parts, class_names = scan(folder, strict=False)
     if class_name not in class_names:
-        raise DatasetError(f"Dataset {name!r} has no class {class_name!r}.")
+        raise DatasetError(f"Dataset {shown_name(name)!r} has no class {class_name!r}.")
     label = class_names.index(class_name)
     return [
         path
@@ -148,15 +171,16 @@ def can_edit(name: str, owner: str | None) -> bool:
 
 # ----- changing ---------------------------------------------------------------------------------
 def create(name: str, owner: str | None, classes=(), source: str = "created in the app") -> Path:
-    """Create an empty dataset, optionally with (empty) class folders; returns its folder."""
-    name = check_new_name(name)
+    """Create an empty dataset in ``owner``'s data root, optionally with (empty) class folders;
+    returns its folder."""
+    name = check_new_name(name, owner)
     class_names = [clean_class_name(c) for c in classes]
     tmp = temp_dir(name)
     try:
         for class_name in class_names:
             (tmp / class_name).mkdir()
         write_meta(tmp, owner, source)
-        return publish(tmp, name)
+        return publish(tmp, name, owner)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -164,7 +188,7 @@ def create(name: str, owner: str | None, classes=(), source: str = "created in t
 def delete(name: str, owner: str | None) -> None:
     """Delete dataset ``name`` and all its files (it vanishes at once, then is removed)."""
     folder = _editable(name, owner)
-    gone = paths.data_dir() / f"{_TEMP_PREFIX}deleted-{name}-{uuid.uuid4().hex[:8]}"
+    gone = paths.data_dir() / f"{_TEMP_PREFIX}deleted-{uuid.uuid4().hex}"
     os.rename(folder, gone)
     shutil.rmtree(gone, ignore_errors=True)
 
@@ -175,7 +199,7 @@ def add_class(name: str, class_name: str, owner: str | None) -> None:
     class_name = clean_class_name(class_name)
     dirs = _class_dirs(folder, class_name)
     if any(d.exists() for d in dirs):
-        raise DatasetError(f"Dataset {name!r} already has a class {class_name!r}.")
+        raise DatasetError(f"Dataset {shown_name(name)!r} already has a class {class_name!r}.")
     for d in dirs:
         d.mkdir(parents=True)
 
@@ -186,9 +210,9 @@ def rename_class(name: str, old: str, new: str, owner: str | None) -> None:
     new = clean_class_name(new)
     olds = [d for d in _class_dirs(folder, old) if d.is_dir()]
     if not olds:
-        raise DatasetError(f"Dataset {name!r} has no class {old!r}.")
+        raise DatasetError(f"Dataset {shown_name(name)!r} has no class {old!r}.")
     if any(d.exists() for d in _class_dirs(folder, new)):
-        raise DatasetError(f"Dataset {name!r} already has a class {new!r}.")
+        raise DatasetError(f"Dataset {shown_name(name)!r} already has a class {new!r}.")
     for d in olds:
         d.rename(d.with_name(new))
     splits.move(
@@ -209,7 +233,7 @@ def delete_class(name: str, class_name: str, owner: str | None) -> None:
     folder = _editable(name, owner)
     dirs = [d for d in _class_dirs(folder, class_name) if d.is_dir()]
     if not dirs:
-        raise DatasetError(f"Dataset {name!r} has no class {class_name!r}.")
+        raise DatasetError(f"Dataset {shown_name(name)!r} has no class {class_name!r}.")
     for d in dirs:
         gone = d.with_name(f"{_TEMP_PREFIX}deleted-{uuid.uuid4().hex[:8]}")
         d.rename(gone)
@@ -232,7 +256,7 @@ def add_images(name: str, class_name: str, uploads, owner: str | None) -> dict:
     folder = _editable(name, owner)
     target = _class_dirs(folder, class_name)[0]
     if not target.is_dir():
-        raise DatasetError(f"Dataset {name!r} has no class {class_name!r}.")
+        raise DatasetError(f"Dataset {shown_name(name)!r} has no class {class_name!r}.")
     added, rejected = [], []
     for file_name, data in uploads:
         try:
@@ -258,7 +282,7 @@ def delete_images(name: str, files, owner: str | None) -> int:
     for rel in files:
         path = (folder / str(rel)).resolve()
         if root not in path.parents or not path.name.lower().endswith(IMAGE_EXTENSIONS):
-            raise DatasetError(f"{rel!r} is not an image of dataset {name!r}.")
+            raise DatasetError(f"{rel!r} is not an image of dataset {shown_name(name)!r}.")
         try:
             path.unlink()
             count += 1
@@ -288,13 +312,15 @@ def write_meta(folder: Path, owner: str | None, source: str) -> None:
     )
 
 
-def publish(tmp: Path, name: str) -> Path:
-    """Rename a fully built ``tmp`` folder to dataset ``name``, atomically; never replaces one.
+def publish(tmp: Path, name: str, owner: str | None = None) -> Path:
+    """Rename a fully built ``tmp`` folder to ``owner``'s dataset ``name``, atomically; never
+    replaces one.
 
     Raises:
         DatasetError: the name was taken meanwhile.
     """
-    final = paths.data_dir() / name
+    final = data_root(owner) / name
+    final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         raise DatasetError(f"A dataset named {name!r} already exists: choose another name.")
     try:
@@ -318,7 +344,7 @@ def _editable(name: str, owner: str | None) -> Path:
     folder = path_of(name)
     if not can_edit(name, owner):
         raise DatasetError(
-            f"Dataset {name!r} can only be changed by the browser session that created it "
+            f"Dataset {shown_name(name)!r} can only be changed in the workspace that created it "
             "(datasets from the command line or the data folder are read-only in the app)."
         )
     return folder

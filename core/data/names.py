@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import unicodedata
 
-from core.data.catalog import _RESERVED_NAMES, DATASET_NAME_RE, DatasetError
+from core.data.catalog import _RESERVED_NAMES, DATASET_NAME_RE, DatasetError, data_root
 from core.data.imagefolder import IMAGE_EXTENSIONS
 from core.data.splits import SPLITS_FILE
-from core.platform import paths
 
 META_FILE = "dataset.json"  # a dataset's own file: who made it, and how
 MAX_CLASS_NAME = 64  # characters
@@ -31,15 +30,16 @@ _EXTENSION_OF = {
 }
 
 
-def check_new_name(name: str) -> str:
-    """``name`` stripped, if it can name a new dataset; else DatasetError saying why."""
+def check_new_name(name: str, owner: str | None = None) -> str:
+    """``name`` stripped, if it can name a new dataset of ``owner`` (in its data root: another
+    workspace's names are neither checked nor told); else DatasetError saying why."""
     name = str(name).strip()
     if not DATASET_NAME_RE.match(name) or name.lower() in _RESERVED_NAMES:
         raise DatasetError(
             f"{name!r} cannot name a dataset: use 1 to 64 letters, digits, '.', '_', '+' or '-', "
             "starting with a letter or digit (and not 'cifar10' or 'weights')."
         )
-    if (paths.data_dir() / name).exists():
+    if (data_root(owner) / name).exists():
         raise DatasetError(f"A dataset named {name!r} already exists: choose another name.")
     return name
 

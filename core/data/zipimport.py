@@ -78,7 +78,7 @@ def import_zip(
         ZipImportError: not a zip, too many entries, too big, no usable class folders, ...
         DatasetError: a bad or taken name.
     """
-    name = names.check_new_name(name)
+    name = names.check_new_name(name, owner)
     label = label or (Path(source).name if isinstance(source, (str, os.PathLike)) else "upload")
     # closed in `finally`; a file object the caller passed stays theirs to close
     opened = open(source, "rb") if isinstance(source, (str, os.PathLike)) else None  # noqa: SIM115
@@ -266,7 +266,7 @@ def _extract(
         classes = _check_layout(tmp)
         datasets.write_meta(tmp, owner, f"zip {label}")
         stored = splits.ensure(tmp)
-        datasets.publish(tmp, name)
+        datasets.publish(tmp, name, owner)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after publish; after a failure, all of it
     return {

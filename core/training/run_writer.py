@@ -56,8 +56,8 @@ class RunWriter:
                 try:
                     (root / name).mkdir()
                 except FileExistsError:
-                    raise UserError(
-                        f"run folder {root / name} already exists: choose another "
+                    raise UserError(  # the name only: the folder's path is the server's
+                        f"a run named {name!r} already exists: choose another "
                         "name (or delete that run first)."
                     ) from None
                 return cls(root / name)

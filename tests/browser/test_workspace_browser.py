@@ -1,0 +1,99 @@
+"""Real browser: work survives a reload, opens from the private link in another browser, and stays
+invisible to a third.
+
+The live server (tests/conftest.py ``app_url``) is ``streamlit run app.py``, which serves the
+``st.App`` in app.py: the workspace cookie middleware and the ``/workspace/<secret>`` route. Each
+Playwright context is a separate browser (its own cookies).
+"""
+
+import zipfile
+
+import numpy as np
+from PIL import Image
+from playwright.sync_api import expect
+
+from components import session
+
+# Cold start on 2 busy cores: import TensorFlow, convert the offline weights, build and trace.
+TRAIN_MS = 480_000
+
+
+def make_zip(tmp_path):
+    """Two classes of 12 smooth 40 px images (red-ish and blue-ish)."""
+    archive = tmp_path / "ws-pets.zip"
+    rng = np.random.default_rng(1)
+    with zipfile.ZipFile(archive, "w") as z:
+        for c, channel in (("red", 0), ("blue", 2)):
+            for i in range(12):
+                small = rng.integers(0, 120, (4, 4, 3), dtype=np.uint8)
+                small[..., channel] += 120
+                path = tmp_path / f"{c}{i}.png"
+                Image.fromarray(small).resize((40, 40), Image.Resampling.BICUBIC).save(path)
+                z.write(path, f"{c}/{i}.png")
+    return archive
+
+
+def new_page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    return context, page
+
+
+def test_a_run_survives_a_reload_and_opens_from_the_private_link_only(app_url, browser, tmp_path):
+    mine, page = new_page(browser)
+    page.goto(app_url + "/data")  # a deep link: the cookie comes with the page
+    (cookie,) = [c for c in mine.cookies() if c["name"] == session.COOKIE]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    name = page.locator(".st-key-data_zip_name input")
+    name.fill("ws-pets")
+    name.press("Enter")
+    page.locator(".st-key-data_zip_0 input[type=file]").set_input_files(str(make_zip(tmp_path)))
+    expect(page.get_by_text("ws-pets.zip")).to_be_visible()
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_text("Imported ws-pets: 24 images in 2 classes")).to_be_visible()
+
+    page.get_by_role("link", name="Train", exact=True).first.click()
+    page.get_by_role("button", name="quick demo").click()
+    expect(page.get_by_text("Filled the controls with the quick demo preset")).to_be_visible()
+    page.get_by_role("combobox", name="Dataset", exact=True).click()
+    page.get_by_role("option", name="ws-pets").click()
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(page.get_by_test_id("stProgress")).to_be_visible()
+
+    # A reload while it runs: the same workspace, which finds its job again and watches it end.
+    page.reload()
+    outcome = page.get_by_text("Finished: test accuracy")
+    expect(page.get_by_test_id("stProgress").or_(outcome)).to_be_visible()
+    expect(outcome).to_be_visible(timeout=TRAIN_MS)
+    run_name = outcome.inner_text().rsplit("saved as", 1)[-1].strip()
+    assert "ws-pets" in run_name
+    page.reload()
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(run_name)
+
+    # The private link, shown on request in the sidebar's workspace panel.
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Your workspace").click()
+    expect(sidebar.get_by_text("of 2.00 GB used")).to_be_visible()
+    sidebar.get_by_text("Show my private link").click()
+    link = sidebar.get_by_test_id("stCode").inner_text().strip()
+    assert link == f"{app_url}/workspace/{cookie['value']}"
+
+    # Another browser opens the link: the same workspace, the same run.
+    other, elsewhere = new_page(browser)
+    elsewhere.goto(link)
+    train_link = elsewhere.get_by_role("link", name="Train", exact=True).first
+    expect(train_link).to_be_visible()
+    assert "/workspace/" not in elsewhere.url  # redirected: the secret left the address bar
+    train_link.click()
+    expect(elsewhere.get_by_role("combobox", name="Run", exact=True)).to_have_value(run_name)
+
+    # A third browser without the link sees none of it.
+    stranger, page3 = new_page(browser)
+    page3.goto(app_url + "/train")
+    expect(page3.get_by_text("No saved runs yet")).to_be_visible()
+    page3.get_by_role("combobox", name="Dataset", exact=True).click()
+    expect(page3.get_by_role("option", name="cifar10")).to_be_visible()
+    expect(page3.get_by_role("option", name="ws-pets")).to_have_count(0)
+    for context in (mine, other, stranger):
+        context.close()
