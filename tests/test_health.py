@@ -85,24 +85,24 @@ def test_the_check_finds_what_was_planted(tmp_path):
 
 
 def test_leaks_follow_the_stored_split_of_a_managed_dataset(data_root):
-    datasets.create("pets", "me")
+    datasets.create("pets", None)
     for c, base in (("cat", 0), ("dog", 100)):
-        datasets.add_class("pets", c, "me")
+        datasets.add_class("pets", c, None)
         datasets.add_images(
-            "pets", c, [(f"{i}.png", png_bytes(smooth(base + i))) for i in range(10)], "me"
+            "pets", c, [(f"{i}.png", png_bytes(smooth(base + i))) for i in range(10)], None
         )
     assignment = json.loads((data_root / "pets" / splits.SPLITS_FILE).read_text())["files"]
     test_cat = next(p for p, s in sorted(assignment.items()) if s == "test" and p.startswith("cat"))
     val_cat = next(p for p, s in sorted(assignment.items()) if s == "val" and p.startswith("cat"))
     # A copy of a test image and a near copy of a validation image, added to another class.
     datasets.add_images(
-        "pets", "dog", [("copy.png", (data_root / "pets" / test_cat).read_bytes())], "me"
+        "pets", "dog", [("copy.png", (data_root / "pets" / test_cat).read_bytes())], None
     )
     datasets.add_images(
         "pets",
         "dog",
         [("near.png", png_bytes(near_copy(Image.open(data_root / "pets" / val_cat))))],
-        "me",
+        None,
     )
     r = health.check("pets", use_cache=False)
     final = json.loads((data_root / "pets" / splits.SPLITS_FILE).read_text())["files"]
@@ -124,8 +124,8 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def test_a_half_built_dataset_is_reported_not_refused(data_root):
-    datasets.create("wip", "me")
-    datasets.add_class("wip", "cat", "me")
+    datasets.create("wip", None)
+    datasets.add_class("wip", "cat", None)
     r = health.check("wip", use_cache=False)
     assert r.classes == {"cat": 0} and r.images == 0 and r.imbalance is None
     assert any("no images" in p for p in r.problems)

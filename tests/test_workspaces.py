@@ -27,6 +27,7 @@ from core.jobs import expiry
 from core.jobs import runner as jobs
 from core.platform import workspaces
 from core.training import runs
+from core.training.run_writer import RunWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_PAGE, TRAIN_PAGE = "data", "train"
@@ -193,7 +194,7 @@ def test_names_never_leak_across_workspaces(isolated):
     assert "already exists" in texts(b.error)
     assert datasets.owner_of(catalog.dataset_ref("secret-data", bob)) == bob
 
-    writer = runs.RunWriter.reserve(workspaces.runs_root(bob), "secret-run", "x")
+    writer = RunWriter.reserve(workspaces.runs_root(bob), "secret-run", "x")
     assert writer.path.parent == workspaces.runs_root(bob)  # run names are per workspace too
     writer.release()
     t = page(TRAIN_PAGE, "bob").run()
