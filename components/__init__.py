@@ -9,7 +9,7 @@ import re
 
 import streamlit as st
 
-from components import _streamlit_private
+from components import _streamlit_private, session
 
 _streamlit_private.install()
 
@@ -49,4 +49,8 @@ def run_navigation() -> None:
         st.Page(script, title=title, icon=icon, url_path=url, default=url is None)
         for script, title, icon, url in PAGES
     ]
-    st.navigation(pages).run()
+    page = st.navigation(pages)
+    refused = session.single_user_refused()
+    if refused:  # on every page: the operator asked for something this server will not do
+        st.warning(refused, icon=":material/group:")
+    page.run()
