@@ -60,7 +60,7 @@ def _panel(spec: str, key: str) -> None:
         help="Reads every image once: duplicates, leaks between splits, "
         "unreadable files, odd sizes",
     ):
-        session.start_job("data_check", {"data": spec})
+        session.start_job("data_check", {"data": spec, **session.dataset_args()})
         st.rerun()  # the whole page: the panel starts polling
     if snap is None:
         return

@@ -99,6 +99,13 @@ def my_job(kind: str) -> jobs.Job | None:
     return job if job.owner == owner_tag() else None
 
 
+def dataset_args() -> dict:
+    """Job arguments that make a job's dataset a managed reference: resolved under the data root
+    only and checked again in the worker for this visitor (:func:`core.data.datasets.managed_job`);
+    in single-user mode the one user may use every dataset, like the operator."""
+    return {"managed": True, "user": None if single_user() else owner_tag()}
+
+
 def is_mine(owner: str | None) -> bool:
     """True if ``owner`` (a job's or run's owner tag) is this session (in single-user mode:
     everything, command-line runs included)."""

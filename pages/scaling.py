@@ -13,9 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import ICONS, plain, session
+from components import ICONS, dataset_panel, plain, session
 from components import scaling_charts as charts
-from core.data.catalog import list_datasets
 from core.experiments import search, sweep
 from core.models import scaling
 from core.models.timing import Timing
@@ -476,7 +475,10 @@ st.caption(
     "show how noisy this is. It holds the trainer while it runs."
 )
 cols = st.columns(4)
-search_data = cols[0].selectbox("Dataset", ["cifar10", *list_datasets()], key="scaling_search_data")
+# Only what this visitor may train on (the Train page's rule); the job checks it again.
+search_data = cols[0].selectbox(
+    "Dataset", ["cifar10", *dataset_panel.visible_datasets()], key="scaling_search_data"
+)
 search_steps = cols[1].multiselect(
     "β and γ steps", SEARCH_STEPS, default=list(search.DEFAULT_STEPS), key="scaling_search_steps"
 )
@@ -510,6 +512,7 @@ def search_args() -> dict:
         "steps": sorted(search_steps),
         "budget_s": float(search_budget),
         "subset": int(search_subset),
+        **session.dataset_args(),
     }
     search.grid(args["steps"])
     search.settings(args)

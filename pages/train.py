@@ -214,7 +214,14 @@ def start(values: dict) -> None:
     except (TypeError, ValueError) as exc:
         st.error(f"Cannot start: {plain(exc)}")
         return
-    session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+    session.start_job(
+        "train",
+        {
+            "config": config.to_dict(),
+            "owner": session.owner_tag(),
+            **session.dataset_args(),
+        },
+    )
 
 
 # ----- learning-rate finder --------------------------------------------------------------------
@@ -235,7 +242,14 @@ def start_lr_find(values: dict) -> None:
     except (TypeError, ValueError) as exc:
         st.error(f"Cannot start the finder: {plain(exc)}")
         return
-    session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
+    session.start_job(
+        "lr_find",
+        {
+            "config": config.to_dict(),
+            "owner": session.owner_tag(),
+            **session.dataset_args(),
+        },
+    )
 
 
 def lr_finder_panel() -> None:

@@ -48,10 +48,19 @@ def is_managed(folder: str | os.PathLike) -> bool:
         return False
 
 
-def resolve(spec: str) -> str | Path:
+def resolve(spec: str, *, managed_only: bool = False) -> str | Path:
     """What a data spec names: "cifar10", a managed dataset's folder, or a folder path.
 
     A plain name (no slash) that is a dataset under the data root wins over a relative path.
+
+    Args:
+        spec: The data spec.
+        managed_only: Accept only "cifar10" or a dataset under the data root, never a path (jobs
+            started from the app: a deleted dataset named like a server folder, "data" or
+            "runs", must not fall back to that folder).
+
+    Raises:
+        DataError: ``managed_only`` and ``spec`` is no dataset under the data root.
     """
     spec = str(spec).strip()
     if spec.lower() == "cifar10":
@@ -60,7 +69,15 @@ def resolve(spec: str) -> str | Path:
         managed = paths.data_dir() / spec
         if managed.is_dir():
             return managed
+    if managed_only:
+        raise DataError(gone_message(spec))
     return Path(spec).expanduser()
+
+
+def gone_message(name: str) -> str:
+    """The one line for a dataset a job may not (or no longer) use: the same whether it was
+    deleted or belongs to someone else, so it reveals nothing about other visitors."""
+    return f"There is no dataset named {str(name)[:64]!r} (it may have been deleted): pick another."
 
 
 def held_out(n: int, fraction: float) -> int:

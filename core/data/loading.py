@@ -116,6 +116,7 @@ def load_dataset(
     test_fraction: float = 0.2,
     progress: Progress | None = None,
     use_cache: bool = True,
+    managed_only: bool = False,
 ) -> Dataset:
     """Load a dataset with train, validation and test splits, optionally cut to subsets.
 
@@ -133,11 +134,13 @@ def load_dataset(
         test_fraction: share of each class held out for testing when a folder has no ``test/``.
         progress: receives decoding progress; its stop request aborts with ``Stopped``.
         use_cache: read and write the decoded-array cache.
+        managed_only: ``spec`` must be "cifar10" or a dataset under the data root, never a path
+            (jobs from the app; see :func:`core.data.catalog.resolve`).
 
     Raises:
         DataError: with a message saying what failed and how to fix it.
     """
-    target = resolve(spec)
+    target = resolve(spec, managed_only=managed_only)
     if storage_size is not None and int(storage_size) < 1:
         raise DataError(f"storage_size must be a positive number of pixels, got {storage_size}.")
     for name, value in (("subset", subset), ("test_subset", test_subset)):
