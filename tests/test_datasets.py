@@ -140,7 +140,7 @@ def test_browser_file_names_are_cleaned():
 
 def test_dataset_names_and_collisions():
     datasets.create("pets", "me")
-    with pytest.raises(DatasetError, match="already exists"):
+    with pytest.raises(DatasetError, match="not available as a dataset name"):
         datasets.create("pets", "you")
     for bad in ("a b", "../pets", "cifar10", "weights", ".x", ""):
         with pytest.raises(DatasetError, match="cannot name a dataset"):

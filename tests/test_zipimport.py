@@ -333,6 +333,6 @@ def test_not_a_zip_and_bad_names_are_clear_errors(data_root, tmp_path):
         with pytest.raises(DatasetError, match="cannot name a dataset"):
             import_zip(make_zip(classes()), bad, None)
     import_zip(make_zip(classes(), tmp_path / "p.zip"), "pets", None)
-    with pytest.raises(DatasetError, match="already exists"):
+    with pytest.raises(DatasetError, match="not available as a dataset name"):
         import_zip(make_zip(classes()), "pets", None)
     assert {p.name for p in data_root.iterdir()} == {"pets"}

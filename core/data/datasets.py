@@ -46,6 +46,8 @@ from core.data.images import ImageError, load_image
 META_FILE = "dataset.json"
 MAX_CLASS_NAME = 64  # characters
 MAX_FILE_NAME = 120  # characters, extension included
+# Names are shared by every visitor: a taken one is refused without saying whose it is.
+_TAKEN = "{name!r} is not available as a dataset name: choose another name."
 MIN_FREE_BYTES = 1 << 30  # refuse to fill the disk: keep at least this much free
 # Class names the layout scan reads as split folders, and the dataset's own files.
 RESERVED_CLASS_NAMES = {"train", "val", "test", META_FILE, splits.SPLITS_FILE}
@@ -102,7 +104,7 @@ def check_new_name(name: str) -> str:
             "starting with a letter or digit (and not 'cifar10' or 'weights')."
         )
     if (paths.data_dir() / name).exists():
-        raise DatasetError(f"A dataset named {name!r} already exists: choose another name.")
+        raise DatasetError(_TAKEN.format(name=name))
     return name
 
 
@@ -423,7 +425,7 @@ def publish(tmp: Path, name: str) -> Path:
     """
     final = paths.data_dir() / name
     if final.exists():
-        raise DatasetError(f"A dataset named {name!r} already exists: choose another name.")
+        raise DatasetError(_TAKEN.format(name=name))
     try:
         os.rename(tmp, final)  # onto an existing non-empty folder this fails: never a merge
     except OSError as exc:
