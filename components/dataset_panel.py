@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import plain, session
+from components import no_paths, plain, session
 from components.charts import plotly_text
 from core.data import augment, datasets, health
 from core.platform.progress import JobStatus
@@ -79,7 +79,7 @@ def _panel(spec: str, key: str) -> None:
         if st.button("Stop", key=f"{key}_stop"):
             job.stop()
     elif snap.status is JobStatus.ERROR:
-        st.error(f"The check failed: {plain(snap.error)}")
+        st.error(f"The check failed: {plain(no_paths(snap.error))}")
     elif snap.status in (JobStatus.STOPPED, JobStatus.CANCELLED):
         st.info("Check stopped before it finished.")
     elif snap.result:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import plain, session
+from components import no_paths, plain, session
 from core.export import exporter as export
 from core.export import quantize
 from core.export.folder import zip_bytes
@@ -81,7 +81,7 @@ def _panel(source: str, name: str, weights: str) -> None:
     if here and busy:
         st.progress(snap.fraction, text=_progress_text(snap))
     elif here and snap.status is JobStatus.ERROR:
-        st.error(f"Export failed: {plain(snap.error)}")
+        st.error(f"Export failed: {plain(no_paths(snap.error))}")
     for meta in export.source_exports(source, weights):
         ok = meta["parity"]["meets_target"]
         text, button = st.columns([4, 1], vertical_alignment="center")
@@ -121,7 +121,7 @@ def export_section(source: str, name: str, weights: str = "auto") -> None:
     try:
         export.resolve_source(source)
     except ValueError as exc:
-        st.caption(plain(exc))
+        st.caption(plain(no_paths(exc)))
         return
     job = session.my_job(KIND)
     polling = job is not None and job.args.get("source") == source and job.snapshot().active

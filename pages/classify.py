@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import ICONS, exports, plain, session
+from components import ICONS, exports, no_paths, plain, session
 from components.charts import plotly_text
 from core.data import images
 from core.serving import explain, inference
@@ -114,14 +114,14 @@ try:
         path, version = runs_available[choice]
         classifier = get_classifier(path, "auto", version)
 except ValueError as exc:
-    st.error(f"Could not load the model: {plain(exc)}")
+    st.error(f"Could not load the model: {plain(no_paths(exc))}")
     st.stop()
 prep = classifier.preprocessing
 st.caption(
     f"Model: {plain(choice)} · weights: {plain(classifier.weights)} · input {prep.size}×{prep.size} "
     f"({'centre crop ' + format(prep.crop, '.3g') if prep.crop < 1 else 'largest centre square'}, "
     f"{prep.resample})",
-    help=classifier.detail,
+    help=no_paths(classifier.detail),
 )
 
 # ----- one core call, rendered as results arrive (one batch in memory at a time) --------------
@@ -136,7 +136,9 @@ try:
     ):
         with st.container(border=True):
             if item.error:
-                st.error(f"{plain(item.name)}: {plain(item.error)}", icon=":material/warning:")
+                st.error(
+                    f"{plain(item.name)}: {plain(no_paths(item.error))}", icon=":material/warning:"
+                )
                 continue
             pic, chart = st.columns([1, 2])
             show_cam = pic.toggle(
@@ -167,7 +169,7 @@ try:
                 }
             )
 except Exception as exc:  # e.g. a saved run whose model cannot run: a message, not a traceback
-    st.error(f"The model could not classify these images: {plain(exc)}")
+    st.error(f"The model could not classify these images: {plain(no_paths(exc))}")
     st.stop()
 if len(rows) > 1:
     st.subheader("All results", anchor=False)

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import ICONS, dataset_panel, plain, session
+from components import ICONS, dataset_panel, no_paths, plain, session
 from components import scaling_charts as charts
 from core.experiments import search, sweep
 from core.models import scaling
@@ -302,7 +302,7 @@ def job_panel(kind: str, key: str, running: bool, render) -> None:
         if running:  # it just finished: rerun the page to re-enable Start and stop polling
             st.rerun()
         if snap.status is JobStatus.ERROR:
-            st.error(f"Failed: {plain(snap.error)}")
+            st.error(f"Failed: {plain(no_paths(snap.error))}")
         elif snap.status is JobStatus.CANCELLED:
             st.info("Cancelled before it started.")
         if snap.result is not None:
@@ -322,7 +322,7 @@ def start_button(kind: str, label: str, key: str, args_for) -> bool:
         try:
             args = args_for()
         except ValueError as exc:
-            st.error(f"Cannot start: {plain(exc)}")
+            st.error(f"Cannot start: {plain(no_paths(exc))}")
         else:
             session.start_job(kind, args)
             running = True
@@ -492,7 +492,7 @@ try:
     grid = search.grid(search_steps) if search_steps else []
 except ValueError as exc:
     grid = []
-    st.warning(plain(exc))
+    st.warning(plain(no_paths(exc)))
 if grid:
     st.caption(
         f"{len(grid)} candidates: "

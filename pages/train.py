@@ -160,7 +160,7 @@ def job_panel() -> None:
     else:
         result = snap.result or {}
         if snap.status is JobStatus.ERROR:
-            st.error(f"Training failed: {plain(snap.error)}")
+            st.error(f"Training failed: {plain(no_paths(snap.error))}")
         elif snap.status is JobStatus.CANCELLED:
             st.info("Cancelled before it started.")
         elif result.get("test_accuracy") is not None:
@@ -212,7 +212,7 @@ def start(values: dict) -> None:
         config = training.TrainConfig(**values)
         config.validate()  # nothing is started for a bad value
     except (TypeError, ValueError) as exc:
-        st.error(f"Cannot start: {plain(exc)}")
+        st.error(f"Cannot start: {plain(no_paths(exc))}")
         return
     session.start_job(
         "train",
@@ -240,7 +240,7 @@ def start_lr_find(values: dict) -> None:
         config = training.TrainConfig(**values)
         config.validate()
     except (TypeError, ValueError) as exc:
-        st.error(f"Cannot start the finder: {plain(exc)}")
+        st.error(f"Cannot start the finder: {plain(no_paths(exc))}")
         return
     session.start_job(
         "lr_find",
@@ -266,7 +266,7 @@ def lr_finder_panel() -> None:
     elif snap.active:
         st.progress(snap.fraction, text=step_text(snap))
     elif snap.status is JobStatus.ERROR:
-        st.error(f"The finder failed: {plain(snap.error)}")
+        st.error(f"The finder failed: {plain(no_paths(snap.error))}")
     result = snap.result or {}
     if result.get("lrs"):
         suggested = result.get("suggested")
@@ -326,7 +326,7 @@ def run_details(run) -> None:
     c4.metric("Epochs", len(run.history))
     c5.metric(f"Backbone at {cfg.get('resolution', '?')} px", cfg.get("backbone", "?"))
     facts = [
-        f"weights: {res['weights']}" if res.get("weights") else None,
+        f"weights: {no_paths(res['weights'])}" if res.get("weights") else None,
         f"device: {res['device']}" if res.get("device") else None,
         f"data: {no_paths(res['data_source'])} ({no_paths(res.get('split', ''))})"
         if res.get("data_source")
@@ -383,7 +383,7 @@ def run_details(run) -> None:
             try:
                 runs.delete_run(run.path)
             except (ValueError, OSError) as exc:
-                st.error(f"Could not delete the run: {plain(exc)}")
+                st.error(f"Could not delete the run: {plain(no_paths(exc))}")
             else:
                 st.session_state["train_notice"] = f"Deleted run {run.name}."
                 st.session_state.pop("train_run_pick", None)
@@ -422,7 +422,7 @@ if handoff:
     try:
         training.TrainConfig(**{**training.DEFAULTS, **handoff}).validate()
     except (TypeError, ValueError) as exc:
-        notices.warning(f"Could not apply the Scaling page's choice: {plain(exc)}")
+        notices.warning(f"Could not apply the Scaling page's choice: {plain(no_paths(exc))}")
     else:
         st.session_state.update(control_state(handoff))
         choice = ", ".join(f"{k} {v}" for k, v in handoff.items())

@@ -80,6 +80,36 @@ def gone_message(name: str) -> str:
     return f"There is no dataset named {str(name)[:64]!r} (it may have been deleted): pick another."
 
 
+def describe(folder: str | os.PathLike) -> str:
+    """How a message names a data folder: ``dataset 'pets'`` (``dataset 'pets' (train/cat)``)
+    for one under the data root, "the new dataset" for one being built there, "cifar10" for the
+    local CIFAR-10 copy; only other folders (given on the command line) by their path.
+
+    Messages reach the pages through job errors: a visitor learns which dataset, never where the
+    server keeps it.
+    """
+    folder = Path(os.path.abspath(folder))
+    named = (
+        (Path(os.path.abspath(paths.data_dir())), None),
+        (paths.cifar10_dir(), "cifar10"),
+    )
+    for root, label in named:
+        if root is None:
+            continue
+        try:
+            rel = folder.relative_to(os.path.abspath(root))
+        except ValueError:
+            continue
+        parts = rel.parts
+        if label is None:
+            if not parts:
+                return "the data folder"
+            label = "the new dataset" if parts[0].startswith(".") else f"dataset {parts[0]!r}"
+            parts = parts[1:]
+        return label + (f" ({'/'.join(parts)})" if parts else "")
+    return str(folder)
+
+
 def held_out(n: int, fraction: float) -> int:
     """How many of a class's ``n`` images a ``fraction`` holds out: rounded, and at least one
     on each side when the class has two or more."""

@@ -37,6 +37,7 @@ from core.data.catalog import (
     DATASET_NAME_RE,
     SPLIT_SEED,
     DataError,
+    describe,
     held_out,
     is_managed,
     list_datasets,
@@ -222,7 +223,9 @@ def load_image_folder(
         if "all" in parts:
             x, y = arrays["x_all"], arrays["y_all"]
             if not 0 < test_fraction < 1:
-                raise DataError(f"{root} has no test/ folder, so test_fraction must be above 0.")
+                raise DataError(
+                    f"{describe(root)} has no test/ folder, so test_fraction must be above 0."
+                )
             train_idx, test_idx = _stratified_split(y, test_fraction, rng)
             x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
             where = "" if parts["all"] == root else f" of {parts['all'].name}/"
@@ -254,7 +257,7 @@ def load_image_folder(
         x_test=x_test,
         y_test=y_test,
         class_names=class_names,
-        source=f"image folder {root} ({folder.how})",
+        source=f"image folder {describe(root)} ({folder.how})",
         split=f"{len(y_train)}/{len(y_val)}/{len(y_test)} train/validation/test; "
         + "; ".join(notes)
         + f" (split seed {SPLIT_SEED})",
