@@ -12,14 +12,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any page imports Te
 import streamlit as st
 
 import pages
-from components import _streamlit_private
+from components import _streamlit_private, session
 
 
 def main() -> None:
-    """The app shell (page config, the navigation of :data:`pages.PAGES`), then the page."""
+    """The app shell (page config, the navigation of :data:`pages.PAGES`, a warning when
+    single-user mode is refused), then the page."""
     _streamlit_private.install()
     st.set_page_config(page_title="EffNet Lab", page_icon=":material/science:", layout="wide")
-    st.navigation([pages.page(row.name) for row in pages.PAGES]).run()
+    page = st.navigation([pages.page(row.name) for row in pages.PAGES])
+    refused = session.single_user_refused()
+    if refused:  # on every page: the operator asked for something this server will not do
+        st.warning(refused, icon=":material/group:")
+    page.run()
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ tab is reloaded or closed; its runs stay on the server, read-only from then on.
 
 On a machine used by one person, ``EFFNET_LAB_SINGLE_USER=1`` makes every session the same
 owner ("local"): runs and jobs stay yours across reloads, and command-line runs are yours too.
+It is honoured only while the server listens on loopback alone (Streamlit's ``server.address``
+set to 127.x, ::1 or localhost): a server others can reach stays per-visitor, with a warning
+(:func:`single_user_refused`), since one shared owner would hand every stranger everyone's work.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import uuid
 
@@ -24,8 +28,35 @@ SINGLE_USER_TAG = "local"
 
 
 def single_user() -> bool:
-    """True when ``EFFNET_LAB_SINGLE_USER=1``: one person uses this app."""
+    """True when ``EFFNET_LAB_SINGLE_USER=1`` and the server listens on loopback only: one person
+    uses this app."""
+    return _single_user_asked() and _loopback_only()
+
+
+def single_user_refused() -> str | None:
+    """A one-line warning when single-user mode was asked for but refused, else None."""
+    if _single_user_asked() and not _loopback_only():
+        return (
+            "EFFNET_LAB_SINGLE_USER=1 is ignored: this server listens beyond this machine "
+            "(set server.address to 127.0.0.1 for one person), so every visitor keeps their own "
+            "work."
+        )
+    return None
+
+
+def _single_user_asked() -> bool:
     return os.environ.get("EFFNET_LAB_SINGLE_USER", "").strip() == "1"
+
+
+def _loopback_only() -> bool:
+    """Whether Streamlit's ``server.address`` is a loopback address (unset: all interfaces)."""
+    address = str(st.get_option("server.address") or "").strip().strip("[]")
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # empty (every interface) or a host name that may resolve anywhere
+        return False
 
 
 def owner_tag() -> str:
@@ -66,6 +97,13 @@ def my_job(kind: str) -> jobs.Job | None:
             st.session_state.pop(f"job_{kind}", None)
             return None
     return job if job.owner == owner_tag() else None
+
+
+def dataset_args() -> dict:
+    """Job arguments that make a job's dataset a managed reference: resolved under the data root
+    only and checked again in the worker for this visitor (:func:`core.data.datasets.managed_job`);
+    in single-user mode the one user may use every dataset, like the operator."""
+    return {"managed": True, "user": None if single_user() else owner_tag()}
 
 
 def is_mine(owner: str | None) -> bool:

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import exports, plain, session
+from components import exports, no_paths, plain, session
 from components.charts import plotly_text
 from core.data import images
 from core.serving import explain, inference
@@ -117,14 +117,14 @@ def render() -> None:
             path, version = runs_available[choice]
             classifier = get_classifier(path, "auto", version)
     except ValueError as exc:
-        st.error(f"Could not load the model: {plain(exc)}")
+        st.error(f"Could not load the model: {plain(no_paths(exc))}")
         return
     prep = classifier.preprocessing
     st.caption(
         f"Model: {plain(choice)} · weights: {plain(classifier.weights)} · input {prep.size}×{prep.size} "
         f"({'centre crop ' + format(prep.crop, '.3g') if prep.crop < 1 else 'largest centre square'}, "
         f"{prep.resample})",
-        help=classifier.detail,
+        help=no_paths(classifier.detail),
     )
 
     # ----- one core call, rendered as results arrive (one batch in memory at a time)
@@ -142,7 +142,10 @@ def render() -> None:
         ):
             with st.container(border=True):
                 if item.error:
-                    st.error(f"{plain(item.name)}: {plain(item.error)}", icon=":material/warning:")
+                    st.error(
+                        f"{plain(item.name)}: {plain(no_paths(item.error))}",
+                        icon=":material/warning:",
+                    )
                     continue
                 pic, chart = st.columns([1, 2])
                 show_cam = pic.toggle(
@@ -173,7 +176,7 @@ def render() -> None:
                     }
                 )
     except Exception as exc:  # e.g. a saved run whose model cannot run: a message, not a traceback
-        st.error(f"The model could not classify these images: {plain(exc)}")
+        st.error(f"The model could not classify these images: {plain(no_paths(exc))}")
         return
     if len(rows) > 1:
         st.subheader("All results", anchor=False)

@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from components import dataset_panel, plain, session
+from components import dataset_panel, no_paths, plain, session
 from core.data import datasets, images
 from core.data.zipimport import ZipImportError, import_zip
 from pages import ICONS
@@ -69,7 +69,7 @@ def new_dataset_section() -> None:
                 with st.spinner("Importing and checking every image…"):
                     report = import_zip(upload, name, owner=session.owner_tag(), label=upload.name)
             except (ZipImportError, datasets.DatasetError) as exc:
-                st.error(f"Nothing was imported: {plain(exc)}")
+                st.error(f"Nothing was imported: {plain(no_paths(exc))}")
             else:
                 used("data_zip")
                 st.session_state["data_last_import"] = report
@@ -81,7 +81,7 @@ def new_dataset_section() -> None:
             try:
                 datasets.create(name, session.owner_tag())
             except datasets.DatasetError as exc:
-                st.error(plain(exc))
+                st.error(plain(no_paths(exc)))
             else:
                 st.session_state["data_pick"] = name.strip()
                 notice(f"Created dataset {name.strip()}: now add classes and images.")
@@ -93,7 +93,7 @@ def call(action, *args, done: str) -> None:
     try:
         action(*args, session.owner_tag())
     except (datasets.DatasetError, OSError) as exc:
-        st.error(plain(exc))
+        st.error(plain(no_paths(exc)))
     else:
         notice(done)
 
@@ -102,7 +102,7 @@ def add_images(name: str, class_name: str, files, widget: str) -> None:
     try:
         report = datasets.add_images(name, class_name, files, session.owner_tag())
     except (datasets.DatasetError, OSError) as exc:
-        st.error(plain(exc))
+        st.error(plain(no_paths(exc)))
         return
     used(widget)
     for item in report["rejected"]:
@@ -205,7 +205,7 @@ def render() -> None:
     try:
         info = datasets.info(name)
     except datasets.DatasetError as exc:  # deleted meanwhile
-        st.error(plain(exc))
+        st.error(plain(no_paths(exc)))
         return
     mine = session.is_mine(info.owner)
     st.caption(

@@ -17,9 +17,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import pages
-from components import job_panel, plain, session
+from components import dataset_panel, job_panel, no_paths, plain, session
 from components import scaling_charts as charts
-from core.data.catalog import list_datasets
 from core.experiments import search, sweep
 from core.models import scaling
 from core.models.timing import Timing
@@ -327,7 +326,7 @@ def start_button(kind: str, label: str, key: str, args_for) -> None:
         try:
             args = args_for()
         except ValueError as exc:
-            st.error(f"Cannot start: {plain(exc)}")
+            st.error(f"Cannot start: {plain(no_paths(exc))}")
         else:
             session.start_job(kind, args)
 
@@ -482,6 +481,7 @@ def search_args(data: str, steps: list, budget: float, subset: int) -> dict:
         "steps": sorted(steps),
         "budget_s": float(budget),
         "subset": int(subset),
+        **session.dataset_args(),
     }
     search.grid(args["steps"])
     search.settings(args)
@@ -553,8 +553,9 @@ def search_section() -> None:
         "show how noisy this is. It holds the trainer while it runs."
     )
     cols = st.columns(4)
+    # Only what this visitor may train on (the Train page's rule); the job checks it again.
     search_data = cols[0].selectbox(
-        "Dataset", ["cifar10", *list_datasets()], key="scaling_search_data"
+        "Dataset", ["cifar10", *dataset_panel.visible_datasets()], key="scaling_search_data"
     )
     search_steps = cols[1].multiselect(
         "β and γ steps",
@@ -572,7 +573,7 @@ def search_section() -> None:
         grid = search.grid(search_steps) if search_steps else []
     except ValueError as exc:
         grid = []
-        st.warning(plain(exc))
+        st.warning(plain(no_paths(exc)))
     if grid:
         st.caption(
             f"{len(grid)} candidates: "

@@ -143,7 +143,7 @@ def training_outcome(job, snap) -> None:
     else:
         st.warning("Stopped before training began: no model was saved.")
     if snap.device:
-        weights = f" · weights: {result['weights']}" if result.get("weights") else ""
+        weights = f" · weights: {no_paths(result['weights'])}" if result.get("weights") else ""
         st.caption(f"Device: {plain(snap.device)}{plain(weights)}")
     live_curves(job, snap)
 
@@ -161,9 +161,16 @@ def start(values: dict) -> None:
         config = training.TrainConfig(**values)
         config.validate()  # nothing is started for a bad value
     except (TypeError, ValueError) as exc:
-        st.error(f"Cannot start: {plain(exc)}")
+        st.error(f"Cannot start: {plain(no_paths(exc))}")
         return
-    session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+    session.start_job(
+        "train",
+        {
+            "config": config.to_dict(),
+            "owner": session.owner_tag(),
+            **session.dataset_args(),
+        },
+    )
 
 
 # ----- learning-rate finder --------------------------------------------------------------------
@@ -182,9 +189,16 @@ def start_lr_find(values: dict) -> None:
         config = training.TrainConfig(**values)
         config.validate()
     except (TypeError, ValueError) as exc:
-        st.error(f"Cannot start the finder: {plain(exc)}")
+        st.error(f"Cannot start the finder: {plain(no_paths(exc))}")
         return
-    session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
+    session.start_job(
+        "lr_find",
+        {
+            "config": config.to_dict(),
+            "owner": session.owner_tag(),
+            **session.dataset_args(),
+        },
+    )
 
 
 def lr_live(job, snap) -> None:
@@ -250,7 +264,7 @@ def run_details(run) -> None:
     c4.metric("Epochs", len(run.history))
     c5.metric(f"Backbone at {cfg.get('resolution', '?')} px", cfg.get("backbone", "?"))
     facts = [
-        f"weights: {res['weights']}" if res.get("weights") else None,
+        f"weights: {no_paths(res['weights'])}" if res.get("weights") else None,
         f"device: {res['device']}" if res.get("device") else None,
         f"data: {no_paths(res['data_source'])} ({no_paths(res.get('split', ''))})"
         if res.get("data_source")
@@ -307,7 +321,7 @@ def run_details(run) -> None:
             try:
                 runs.delete_run(run.path)
             except (ValueError, OSError) as exc:
-                st.error(f"Could not delete the run: {plain(exc)}")
+                st.error(f"Could not delete the run: {plain(no_paths(exc))}")
             else:
                 st.session_state["train_notice"] = f"Deleted run {run.name}."
                 st.session_state.pop("train_run_pick", None)
@@ -393,7 +407,7 @@ def render() -> None:
         try:
             training.TrainConfig(**{**training.DEFAULTS, **handoff}).validate()
         except (TypeError, ValueError) as exc:
-            notices.warning(f"Could not apply the Scaling page's choice: {plain(exc)}")
+            notices.warning(f"Could not apply the Scaling page's choice: {plain(no_paths(exc))}")
         else:
             st.session_state.update(control_state(handoff))
             choice = ", ".join(f"{k} {v}" for k, v in handoff.items())

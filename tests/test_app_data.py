@@ -75,7 +75,7 @@ def test_import_a_zip_through_the_page(isolated):
     at.file_uploader(key="data_zip_1").set_value(("again.zip", zip_bytes(), "application/zip"))
     at.run()
     at.button(key="data_import").click().run()
-    assert "Nothing was imported: A dataset named 'pets' already exists" in texts(at.error)
+    assert "Nothing was imported: 'pets' is not available as a dataset name" in texts(at.error)
 
 
 def test_build_edit_and_delete_a_dataset_in_the_browser(isolated):

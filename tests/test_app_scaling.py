@@ -206,3 +206,25 @@ def test_search_section_runs_a_small_search(app, tmp_path, monkeypatch, tiny_cif
         0
     ].endswith("%")
     assert any(i.value.startswith("How noisy") for i in app.info)
+
+
+def test_the_search_lists_only_this_visitors_datasets_and_rechecks(tmp_path, monkeypatch):
+    """Like the Train page's picker: the visitor's own datasets and the ownerless ones, never
+    another visitor's; a search job on one is refused in the worker anyway."""
+    import hashlib
+
+    from core.data import datasets
+    from core.data.catalog import gone_message
+    from core.experiments import search
+
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path / "data"))
+    alice = hashlib.sha256(b"alice").hexdigest()[:16]
+    datasets.create("alices", alice)
+    datasets.create("bobs", "bob-tag")
+    datasets.create("shared", None)
+    at = open_page("scaling", 120, token="alice").run()
+    assert not at.exception
+    assert at.selectbox(key="scaling_search_data").options == ["cifar10", "alices", "shared"]
+    with pytest.raises(ValueError) as refused:
+        search.search({"data": "bobs", "managed": True, "user": alice})
+    assert str(refused.value) == gone_message("bobs")

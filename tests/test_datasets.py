@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def test_browser_file_names_are_cleaned():
 
 def test_dataset_names_and_collisions():
     datasets.create("pets", "me")
-    with pytest.raises(DatasetError, match="already exists"):
+    with pytest.raises(DatasetError, match="not available as a dataset name"):
         datasets.create("pets", "you")
     for bad in ("a b", "../pets", "cifar10", "weights", ".x", ""):
         with pytest.raises(DatasetError, match="cannot name a dataset"):
@@ -203,3 +204,59 @@ def test_a_dataset_placed_in_the_data_root_gets_its_split_stored_on_first_load(d
     again = load_dataset("placed")
     assert first.split == again.split and np.array_equal(first.y_test, again.y_test)
     assert datasets.info("placed").owner is None  # read-only in the app
+
+
+# ----- jobs from the app name datasets by managed reference only --------------------------------
+@pytest.mark.parametrize("name", ["data", "runs"])
+def test_app_jobs_refuse_a_vanished_dataset_named_like_a_project_folder(
+    data_root, tmp_path, monkeypatch, name, request
+):
+    """A visitor names a dataset like a folder of the project (where workers run), queues a check
+    and a training, and deletes it: the worker must not fall back to that folder."""
+    from core.jobs import runner as jobs
+    from core.platform import paths
+    from core.training.options import TrainConfig
+
+    # What a path fallback would scan (workers run in the project): made here when this
+    # checkout has none yet, so the test means the same in a fresh one.
+    folder = paths.PROJECT_ROOT / name
+    if not folder.is_dir():
+        folder.mkdir()
+        request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    assert folder.is_dir()
+    monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
+    build(name, owner="alice", n=3)
+    app = {"managed": True, "user": "alice"}
+    datasets.delete(name, "alice")
+    check = jobs.submit("data_check", {"data": name, **app}, owner="alice")
+    train = jobs.submit(
+        "train",
+        {"config": TrainConfig(data=name, epochs=1).to_dict(), "owner": "alice", **app},
+        owner="alice",
+    )
+    for job in (check, train):
+        snap = job.wait(timeout=180)
+        assert snap.status.value == "error", (job.kind, snap)
+        assert snap.error == (
+            f"There is no dataset named {name!r} (it may have been deleted): pick another."
+        )
+    assert not list((tmp_path / "runs").glob(f"*{name}*"))  # no run folder was made
+
+
+def test_app_jobs_use_only_datasets_the_visitor_may_use(data_root, monkeypatch, tmp_path):
+    """Another visitor's dataset reads exactly like a deleted one; ownerless ones are for all;
+    the command line (no ``managed``) keeps accepting paths."""
+    from core.data import catalog, health
+
+    build("bobs", owner="bob", n=3)
+    build("shared", owner=None, n=3)
+    with pytest.raises(DatasetError) as refused:
+        health.check_job({"data": "bobs", "managed": True, "user": "alice"}, None)
+    assert str(refused.value) == catalog.gone_message("bobs")
+    assert health.check_job({"data": "shared", "managed": True, "user": "alice"}, None)["images"]
+    assert health.check_job({"data": "bobs", "managed": True, "user": "bob"}, None)["images"]
+    assert health.check_job({"data": "bobs", "managed": True, "user": None}, None)["images"]
+    assert health.check_job({"data": str(data_root / "bobs")}, None)["images"]  # a CLI path
+    with pytest.raises(catalog.DataError, match="no dataset named 'elsewhere'"):
+        catalog.resolve("elsewhere", managed_only=True)
+    assert catalog.resolve("elsewhere") == Path("elsewhere")

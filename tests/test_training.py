@@ -247,7 +247,7 @@ def test_early_stopping_ends_patience_epochs_after_the_best(mini, tmp_path):
 def test_existing_run_name_is_refused(frozen_run, mini):
     _, result, _ = frozen_run
     cfg = config(mini, name=result.run_dir.name)
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(ValueError, match=r"run name .* is not available: choose another name"):
         train(cfg, runs_root=result.run_dir.parent)
 
 

@@ -48,10 +48,19 @@ def is_managed(folder: str | os.PathLike) -> bool:
         return False
 
 
-def resolve(spec: str) -> str | Path:
+def resolve(spec: str, *, managed_only: bool = False) -> str | Path:
     """What a data spec names: "cifar10", a managed dataset's folder, or a folder path.
 
     A plain name (no slash) that is a dataset under the data root wins over a relative path.
+
+    Args:
+        spec: The data spec.
+        managed_only: Accept only "cifar10" or a dataset under the data root, never a path (jobs
+            started from the app: a deleted dataset named like a server folder, "data" or
+            "runs", must not fall back to that folder).
+
+    Raises:
+        DataError: ``managed_only`` and ``spec`` is no dataset under the data root.
     """
     spec = str(spec).strip()
     if spec.lower() == "cifar10":
@@ -60,7 +69,45 @@ def resolve(spec: str) -> str | Path:
         managed = paths.data_dir() / spec
         if managed.is_dir():
             return managed
+    if managed_only:
+        raise DataError(gone_message(spec))
     return Path(spec).expanduser()
+
+
+def gone_message(name: str) -> str:
+    """The one line for a dataset a job may not (or no longer) use: the same whether it was
+    deleted or belongs to someone else, so it reveals nothing about other visitors."""
+    return f"There is no dataset named {str(name)[:64]!r} (it may have been deleted): pick another."
+
+
+def describe(folder: str | os.PathLike) -> str:
+    """How a message names a data folder: ``dataset 'pets'`` (``dataset 'pets' (train/cat)``)
+    for one under the data root, "the new dataset" for one being built there, "cifar10" for the
+    local CIFAR-10 copy; only other folders (given on the command line) by their path.
+
+    Messages reach the pages through job errors: a visitor learns which dataset, never where the
+    server keeps it.
+    """
+    folder = Path(os.path.abspath(folder))
+    named = (
+        (Path(os.path.abspath(paths.data_dir())), None),
+        (paths.cifar10_dir(), "cifar10"),
+    )
+    for root, label in named:
+        if root is None:
+            continue
+        try:
+            rel = folder.relative_to(os.path.abspath(root))
+        except ValueError:
+            continue
+        parts = rel.parts
+        if label is None:
+            if not parts:
+                return "the data folder"
+            label = "the new dataset" if parts[0].startswith(".") else f"dataset {parts[0]!r}"
+            parts = parts[1:]
+        return label + (f" ({'/'.join(parts)})" if parts else "")
+    return str(folder)
 
 
 def held_out(n: int, fraction: float) -> int:

@@ -32,7 +32,13 @@ from pathlib import Path
 from core.platform import paths
 
 from core.data import splits
-from core.data.catalog import _RESERVED_NAMES, DATASET_NAME_RE, DataError, list_datasets
+from core.data.catalog import (
+    _RESERVED_NAMES,
+    DATASET_NAME_RE,
+    DataError,
+    gone_message,
+    list_datasets,
+)
 from core.platform.fileio import write_json
 from core.data.imagefolder import IMAGE_EXTENSIONS, relative_files, scan
 from core.data.images import ImageError, load_image
@@ -40,6 +46,8 @@ from core.data.images import ImageError, load_image
 META_FILE = "dataset.json"
 MAX_CLASS_NAME = 64  # characters
 MAX_FILE_NAME = 120  # characters, extension included
+# Names are shared by every visitor: a taken one is refused without saying whose it is.
+_TAKEN = "{name!r} is not available as a dataset name: choose another name."
 MIN_FREE_BYTES = 1 << 30  # refuse to fill the disk: keep at least this much free
 # Class names the layout scan reads as split folders, and the dataset's own files.
 RESERVED_CLASS_NAMES = {"train", "val", "test", META_FILE, splits.SPLITS_FILE}
@@ -96,7 +104,7 @@ def check_new_name(name: str) -> str:
             "starting with a letter or digit (and not 'cifar10' or 'weights')."
         )
     if (paths.data_dir() / name).exists():
-        raise DatasetError(f"A dataset named {name!r} already exists: choose another name.")
+        raise DatasetError(_TAKEN.format(name=name))
     return name
 
 
@@ -223,6 +231,43 @@ def list_images(name: str, class_name: str) -> list[str]:
         for path, lab in files
         if lab == label
     ]
+
+
+def can_use(name: str, user: str | None) -> bool:
+    """Whether ``user`` may read (train on, check) dataset ``name``: its own, the ownerless
+    ones, and every one for the operator (None)."""
+    if name not in list_datasets():
+        return False
+    owner = owner_of(name)
+    return user is None or owner is None or owner == user
+
+
+def check_use(name: str, user: str | None) -> None:
+    """Raise unless ``name`` is "cifar10" or a dataset ``user`` may use (:func:`can_use`).
+
+    Raises:
+        DatasetError: one line, the same for a deleted and for another visitor's dataset.
+    """
+    if str(name).strip().lower() == "cifar10":
+        return
+    if not can_use(str(name), user):
+        raise DatasetError(gone_message(name))
+
+
+def managed_job(args: dict, name: str) -> bool:
+    """For a job's ``args``: whether it came from the app (``args["managed"]``), in which case its
+    dataset ``name`` is checked again here, in the worker (:func:`check_use` for
+    ``args["user"]``), and must be resolved under the data root only
+    (:func:`core.data.catalog.resolve` with ``managed_only``). The command line passes paths.
+
+    Raises:
+        DatasetError: an app job's dataset is gone or not this visitor's to use.
+    """
+    if not args.get("managed"):
+        return False
+    user = args.get("user")
+    check_use(name, user if isinstance(user, str) and user else None)
+    return True
 
 
 def can_edit(name: str, owner: str | None) -> bool:
@@ -380,7 +425,7 @@ def publish(tmp: Path, name: str) -> Path:
     """
     final = paths.data_dir() / name
     if final.exists():
-        raise DatasetError(f"A dataset named {name!r} already exists: choose another name.")
+        raise DatasetError(_TAKEN.format(name=name))
     try:
         os.rename(tmp, final)  # onto an existing non-empty folder this fails: never a merge
     except OSError as exc:

@@ -36,7 +36,7 @@ from core.platform import cache
 
 from core.platform import paths
 
-from core.data import splits
+from core.data import datasets, splits
 from core.data.catalog import DataError, is_managed, resolve
 from core.platform.fileio import write_json
 from core.data.imagefolder import map_chunks, relative_files, scan
@@ -56,13 +56,18 @@ LIST_LIMIT = 1000
 SAMPLES_PER_CLASS = 8
 
 
-def dataset_root(spec: str) -> Path:
+def dataset_root(spec: str, *, managed_only: bool = False) -> Path:
     """The folder a data spec names: a dataset name, a path, or "cifar10" (its local copy).
 
+    Args:
+        spec: The data spec.
+        managed_only: Only "cifar10" or a dataset under the data root (a job from the app).
+
     Raises:
-        DataError: "cifar10" without a local image copy (the check reads image files).
+        DataError: "cifar10" without a local image copy (the check reads image files), or
+            ``managed_only`` and no such dataset.
     """
-    target = resolve(spec)
+    target = resolve(spec, managed_only=managed_only)
     if target != "cifar10":
         return Path(target)
     local = paths.cifar10_dir()
@@ -76,28 +81,47 @@ def dataset_root(spec: str) -> Path:
 
 def check_job(args: dict, progress: Progress) -> dict | None:
     """The "data_check" job (:mod:`core.jobs.runner`): ``args["data"]`` is the spec; a stop request
-    ends it without a report (status "stopped")."""
+    ends it without a report (status "stopped"). From the app (``args["managed"]``) the spec is a
+    dataset name that ``args["user"]`` may use, checked again here
+    (:func:`core.data.datasets.managed_job`)."""
     from core.platform.progress import Stopped
 
+    spec = str(args["data"])
+    managed = datasets.managed_job(args, spec)
     try:
         return check(
-            str(args["data"]), progress=progress, use_cache=bool(args.get("use_cache", True))
+            spec,
+            progress=progress,
+            use_cache=bool(args.get("use_cache", True)),
+            managed_only=managed,
         )
     except Stopped:
         return None
 
 
-def check(spec: str, *, progress: Progress | None = None, use_cache: bool = True) -> dict:
+def check(
+    spec: str,
+    *,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+    managed_only: bool = False,
+) -> dict:
     """Check a dataset; returns the JSON-ready report (see the module docstring).
 
     A dataset under the data root gets its split stored first (:mod:`core.data.splits`), so its
     leaks are those training will meet.
 
+    Args:
+        spec: The data spec (:func:`dataset_root`).
+        progress: Receives progress; its stop request raises ``Stopped``.
+        use_cache: Read and write the cached report.
+        managed_only: Only "cifar10" or a dataset under the data root (a job from the app).
+
     Raises:
         DataError: the folder is missing, unreadable or has a wrong layout.
     """
     started = time.time()
-    root = dataset_root(spec)
+    root = dataset_root(spec, managed_only=managed_only)
     parts, class_names = scan(root, strict=False)
     files = relative_files(root, parts)
     carved = splits.carved_part(parts)

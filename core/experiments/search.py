@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.data.datasets import managed_job
 from core.models import scaling
 from core.platform.progress import Progress, Stopped
 
@@ -450,7 +451,8 @@ def search(args: dict, progress: Progress | None = None) -> dict:
     ``args``: ``data`` (as for training), ``budget_s``, ``steps`` (β and γ values, see
     :func:`grid`), ``subset``, ``test_subset``, ``epochs``, ``batch_size``, ``lr``, ``seed``,
     ``weights`` (auto, imagenet, lite0 or none) and ``base_resolution`` (default: the
-    dataset's storage size, at least 32).
+    dataset's storage size, at least 32); from the app also ``managed`` and ``user``
+    (:func:`core.data.datasets.managed_job`: the dataset is checked again, by name only).
 
     Returns:
         A JSON-ready dict: the settings, the device and weights used, one dict per candidate
@@ -468,6 +470,7 @@ def search(args: dict, progress: Progress | None = None) -> dict:
     progress = progress if progress is not None else Progress()
     candidates = grid(args.get("steps") or DEFAULT_STEPS)
     config, weights, budget = settings(args)
+    managed = managed_job(args, config.data)  # from the app: the visitor's dataset, checked again
     base = args.get("base_resolution")
     started = time.monotonic()
     deadline = started + budget
@@ -489,7 +492,11 @@ def search(args: dict, progress: Progress | None = None) -> dict:
     try:
         progress.message("Loading data")
         ds = load_dataset(
-            config.data, test_subset=config.test_subset, seed=config.seed, progress=progress
+            config.data,
+            test_subset=config.test_subset,
+            seed=config.seed,
+            progress=progress,
+            managed_only=managed,
         )
         if not len(ds.y_val):
             raise ValueError(

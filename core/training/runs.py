@@ -115,7 +115,8 @@ class RunWriter:
             base: Without a name: the name to use, with ``-2``, ``-3`` … appended if taken.
 
         Raises:
-            ValueError: ``name`` is taken (whatever the folder holds).
+            ValueError: ``name`` is taken (whatever the folder holds); the message names no
+                path and no owner.
         """
         root = Path(root)
         try:
@@ -124,9 +125,10 @@ class RunWriter:
                 try:
                     (root / name).mkdir()
                 except FileExistsError:
+                    # Names are shared by every visitor: say no more than that this one is
+                    # taken (not whose, not where the server keeps it).
                     raise ValueError(
-                        f"run folder {root / name} already exists: choose another "
-                        "name (or delete that run first)."
+                        f"the run name {name!r} is not available: choose another name."
                     ) from None
                 return cls(root / name)
             for i in range(1, 10_000):
@@ -138,9 +140,9 @@ class RunWriter:
                 return cls(path)
         except OSError as exc:  # no permission, a read-only disk, a file in the way
             raise ValueError(
-                f"cannot create a run folder in {root}: {exc.strerror or exc}"
+                f"cannot create the run's folder in the runs folder: {exc.strerror or exc}"
             ) from exc
-        raise ValueError(f"could not find a free run folder name like {root / base}")
+        raise ValueError(f"could not find a free run name like {base!r}")
 
     def release(self) -> None:
         """Remove the reserved folder again if nothing was written to it."""
