@@ -17,7 +17,7 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 import pages
-from components import _streamlit_private, web, workspace_panel
+from components import _streamlit_private, session, web, workspace_panel
 
 app = st.App(
     "app.py",
@@ -28,10 +28,14 @@ app = st.App(
 
 
 def main() -> None:
-    """The app shell (page config, the navigation of :data:`pages.PAGES`), then the page."""
+    """The app shell (page config, the navigation of :data:`pages.PAGES`, a warning when
+    single-user mode is refused), then the page."""
     _streamlit_private.install()
     st.set_page_config(page_title="EffNet Lab", page_icon=":material/science:", layout="wide")
     page = st.navigation([pages.page(row.name) for row in pages.PAGES])
+    refused = session.single_user_refused()
+    if refused:  # on every page: the operator asked for something this server will not do
+        st.warning(refused, icon=":material/group:")
     workspace_panel.render()  # the sidebar's workspace panel, on every page
     page.run()
 

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from components import charts, plain
+from components import charts, no_paths, plain
 from core.serving import explain, inference
 from core.training import evaluation, runs
 
@@ -53,7 +53,7 @@ def gallery(items: list[dict], run, heatmaps: bool) -> None:
                 tuple(m["index"] for m in items),
             )
         except Exception as exc:  # a model that cannot run: a message, not a traceback
-            st.error(f"Could not compute heatmaps: {plain(exc)}")
+            st.error(f"Could not compute heatmaps: {plain(no_paths(exc))}")
     st.image(pictures, width=_GALLERY_PX, caption=captions)
 
 

@@ -15,6 +15,8 @@ from datetime import datetime
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from components import no_paths
+
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
 METRICS = (("loss", "Loss"), ("accuracy", "Accuracy"))
@@ -334,7 +336,8 @@ def runs_rows(runs) -> list[dict]:
                 # Under the blog's protocol the test split also picked the epoch: say so per row.
                 "chosen on": "test (blog)" if cfg.get("validation") == "test" else "validation",
                 "backbone": cfg.get("backbone"),
-                "weights": run.results.get("weights") or cfg.get("weights"),  # used, else requested
+                # used, else requested; a weights file's path shows as its name
+                "weights": no_paths(run.results.get("weights") or cfg.get("weights") or ""),
                 "mode": cfg.get("mode"),
                 "resolution": cfg.get("resolution"),
                 "epochs": len(run.history),

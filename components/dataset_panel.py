@@ -52,7 +52,7 @@ def check_panel(spec: str, key: str) -> None:
         )
         and not busy
     ):
-        session.start_job("data_check", {"data": spec})
+        session.start_job("data_check", {"data": spec, **session.dataset_args()})
     job_panel.show(
         "data_check",
         key,

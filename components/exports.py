@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import job_panel, plain, session
+from components import job_panel, no_paths, plain, session
 from core.export import exporter as export
 from core.export import quantize
 from core.export.folder import zip_bytes
@@ -112,6 +112,6 @@ def export_section(source: str, name: str, weights: str = "auto") -> None:
     try:
         export.resolve_source(source)
     except ValueError as exc:
-        st.caption(plain(exc))
+        st.caption(plain(no_paths(exc)))
         return
     st.fragment(_body)(source, name, weights)

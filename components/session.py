@@ -4,8 +4,9 @@ A visitor works in a **workspace** (:mod:`core.platform.workspaces`) that outliv
 tab: its datasets, runs and exports live in its own folders, and job and run files record its
 *owner tag*, a hash of its secret, never the secret itself. Which workspace a session is in:
 
-1. ``EFFNET_LAB_SINGLE_USER=1``: one person uses this app; every session is the operator
-   ("local"), working in the shared runs and data roots, command-line runs included.
+1. ``EFFNET_LAB_SINGLE_USER=1`` on a server that listens on loopback only: one person uses this
+   app; every session is the operator ("local"), working in the shared runs and data roots,
+   command-line runs included.
 2. Streamlit's own sign-in is configured (``st.login``, OIDC in ``secrets.toml``) and the visitor
    is signed in: the account's workspace (:func:`account_tag`), on any browser.
 3. The browser's workspace cookie (:data:`COOKIE`, set by the server, :mod:`components.web`):
@@ -18,11 +19,17 @@ tab: its datasets, runs and exports live in its own folders, and job and run fil
 
 Anything in ``st.cache_resource`` is shared by every visitor, so this module keeps the shared
 part (the live job handles, by id) behind functions that only ever hand a workspace its own jobs.
+
+``EFFNET_LAB_SINGLE_USER=1`` is honoured only while the server listens on loopback alone
+(Streamlit's ``server.address`` set to 127.x, ::1 or localhost): a server others can reach keeps
+a workspace per visitor, with a warning (:func:`single_user_refused`), since the single user is
+the operator and would hand every stranger everyone's work.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 import secrets
@@ -88,8 +95,35 @@ def account_tag(user: Mapping) -> str | None:
 
 
 def single_user() -> bool:
-    """True when ``EFFNET_LAB_SINGLE_USER=1``: one person uses this app."""
+    """True when ``EFFNET_LAB_SINGLE_USER=1`` and the server listens on loopback only: one person
+    uses this app."""
+    return _single_user_asked() and _loopback_only()
+
+
+def single_user_refused() -> str | None:
+    """A one-line warning when single-user mode was asked for but refused, else None."""
+    if _single_user_asked() and not _loopback_only():
+        return (
+            "EFFNET_LAB_SINGLE_USER=1 is ignored: this server listens beyond this machine "
+            "(set server.address to 127.0.0.1 for one person), so every visitor keeps their own "
+            "workspace."
+        )
+    return None
+
+
+def _single_user_asked() -> bool:
     return os.environ.get("EFFNET_LAB_SINGLE_USER", "").strip() == "1"
+
+
+def _loopback_only() -> bool:
+    """Whether Streamlit's ``server.address`` is a loopback address (unset: all interfaces)."""
+    address = str(st.get_option("server.address") or "").strip().strip("[]")
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # empty (every interface) or a host name that may resolve anywhere
+        return False
 
 
 def _signed_in_user() -> Mapping:
@@ -275,6 +309,14 @@ def _latest_active(kind: str) -> str | None:
             if job.owner == tag:
                 return job.id
     return None
+
+
+def dataset_args() -> dict:
+    """Job arguments that make a job's dataset a managed reference: a workspace ref or a shared
+    name, resolved under the data root only and checked again in the worker against this
+    workspace (:func:`core.data.datasets.managed_job`); the single user, like the operator, may
+    use every dataset."""
+    return {"managed": True, "user": data_owner()}
 
 
 def is_mine(owner: str | None) -> bool:

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import errors, exports, plain, session
+from components import errors, exports, no_paths, plain, session
 from components.charts import plotly_text
 from core.data import images
 from core.platform.errors import UserError
@@ -123,7 +123,7 @@ def render() -> None:
         f"Model: {plain(choice)} · weights: {plain(classifier.weights)} · input {prep.size}×{prep.size} "
         f"({'centre crop ' + format(prep.crop, '.3g') if prep.crop < 1 else 'largest centre square'}, "
         f"{prep.resample})",
-        help=classifier.detail,
+        help=no_paths(classifier.detail),
     )
 
     # ----- one core call, rendered as results arrive (one batch in memory at a time)
@@ -141,7 +141,10 @@ def render() -> None:
         ):
             with st.container(border=True):
                 if item.error:
-                    st.error(f"{plain(item.name)}: {plain(item.error)}", icon=":material/warning:")
+                    st.error(
+                        errors.message(item.error, f"{plain(item.name)}: "),
+                        icon=":material/warning:",
+                    )
                     continue
                 pic, chart = st.columns([1, 2])
                 show_cam = pic.toggle(
@@ -172,7 +175,7 @@ def render() -> None:
                     }
                 )
     except Exception as exc:  # e.g. a saved run whose model cannot run: a message, not a traceback
-        st.error(f"The model could not classify these images: {plain(exc)}")
+        errors.show(exc, "The model could not classify these images: ")
         return
     if len(rows) > 1:
         st.subheader("All results", anchor=False)

@@ -482,6 +482,7 @@ def search_args(data: str, steps: list, budget: float, subset: int) -> dict:
         "steps": sorted(steps),
         "budget_s": float(budget),
         "subset": int(subset),
+        **session.dataset_args(),
     }
     search.grid(args["steps"])
     search.settings(args)
@@ -580,7 +581,7 @@ def search_section() -> None:
         grid = search.grid(search_steps) if search_steps else []
     except ValueError as exc:
         grid = []
-        st.warning(plain(exc))
+        st.warning(errors.message(exc))
     if grid:
         st.caption(
             f"{len(grid)} candidates: "

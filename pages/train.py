@@ -157,7 +157,7 @@ def training_outcome(job, snap) -> None:
     else:
         st.warning("Stopped before training began: no model was saved.")
     if snap.device:
-        weights = f" · weights: {result['weights']}" if result.get("weights") else ""
+        weights = f" · weights: {no_paths(result['weights'])}" if result.get("weights") else ""
         st.caption(f"Device: {plain(snap.device)}{plain(weights)}")
     live_curves(job, snap)
 
@@ -178,7 +178,14 @@ def start(values: dict) -> None:
         errors.show(exc, "Cannot start: ")
         return
     try:
-        session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
+        session.start_job(
+            "train",
+            {
+                "config": config.to_dict(),
+                "owner": session.owner_tag(),
+                **session.dataset_args(),  # a dataset ref, checked again in the worker
+            },
+        )
     except QuotaError as exc:
         st.error(f"Cannot start: {plain(exc)}")
 
@@ -201,7 +208,14 @@ def start_lr_find(values: dict) -> None:
     except UserError as exc:
         errors.show(exc, "Cannot start the finder: ")
         return
-    session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
+    session.start_job(
+        "lr_find",
+        {
+            "config": config.to_dict(),
+            "owner": session.owner_tag(),
+            **session.dataset_args(),
+        },
+    )
 
 
 def lr_live(job, snap) -> None:
@@ -265,7 +279,7 @@ def run_details(run) -> None:
     c4.metric("Epochs", len(run.history))
     c5.metric(f"Backbone at {cfg.get('resolution', '?')} px", cfg.get("backbone", "?"))
     facts = [
-        f"weights: {res['weights']}" if res.get("weights") else None,
+        f"weights: {no_paths(res['weights'])}" if res.get("weights") else None,
         f"device: {res['device']}" if res.get("device") else None,
         f"data: {no_paths(res['data_source'])} ({no_paths(res.get('split', ''))})"
         if res.get("data_source")
@@ -408,7 +422,7 @@ def render() -> None:
         try:
             training.TrainConfig(**{**training.DEFAULTS, **handoff}).validate()
         except (TypeError, ValueError) as exc:
-            notices.warning(f"Could not apply the Scaling page's choice: {plain(exc)}")
+            notices.warning(f"Could not apply the Scaling page's choice: {plain(no_paths(exc))}")
         else:
             st.session_state.update(control_state(handoff))
             choice = ", ".join(f"{k} {v}" for k, v in handoff.items())

@@ -206,3 +206,31 @@ def test_search_section_runs_a_small_search(app, tmp_path, monkeypatch, tiny_cif
         0
     ].endswith("%")
     assert any(i.value.startswith("How noisy") for i in app.info)
+
+
+def test_the_search_lists_only_this_workspaces_datasets_and_rechecks(tmp_path, monkeypatch):
+    """Like the Train page's picker: the workspace's own datasets and the shared ones, never
+    another workspace's; a search job on one is refused in the worker anyway, and a job's ref
+    to a shared dataset cannot reach a workspace's."""
+    import hashlib
+
+    from core.data import catalog, datasets
+    from core.experiments import search
+
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path / "data"))
+    alice = hashlib.sha256(b"alice").hexdigest()[:16]
+    bob = hashlib.sha256(b"bob").hexdigest()[:16]
+    datasets.create("alices", alice)
+    datasets.create("bobs", bob)
+    datasets.create("shared", None)
+    at = open_page("scaling", 120, token="alice").run()
+    assert not at.exception
+    picker = at.selectbox(key="scaling_search_data")
+    assert picker.options == ["cifar10", "alices", "shared"]  # shown by name
+    train_picker = open_page("train", 120, token="alice").run().selectbox(key="train_data")
+    assert picker.options == train_picker.options  # the Train page's rule
+    bobs = catalog.dataset_ref("bobs", bob)
+    for ref in (bobs, "bobs"):
+        with pytest.raises(ValueError) as refused:
+            search.search({"data": ref, "managed": True, "user": alice})
+        assert str(refused.value) == catalog.gone_message("bobs")

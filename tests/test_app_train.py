@@ -269,19 +269,55 @@ def test_two_visitors_share_one_trainer_safely(isolated, cifar10_dir, monkeypatc
     assert list(b.dataframe[0].value["run"]) == ["from-the-cli"]
 
 
-def test_single_user_mode_keeps_runs_yours_across_sessions(isolated, monkeypatch):
-    """EFFNET_LAB_SINGLE_USER=1: a reloaded tab (a new session) still owns the runs, and
-    command-line runs can be deleted from the page."""
+@pytest.fixture
+def server_address():
+    """Set Streamlit's ``server.address`` option for one test (restored after)."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    yield lambda address: config.set_option("server.address", address)
+    config.set_option("server.address", before)
+
+
+def test_single_user_mode_keeps_runs_yours_across_sessions(isolated, monkeypatch, server_address):
+    """EFFNET_LAB_SINGLE_USER=1 on a loopback-only server: a reloaded tab (a new session) still
+    owns the runs, and command-line runs can be deleted from the page."""
     monkeypatch.setenv("EFFNET_LAB_SINGLE_USER", "1")
+    server_address("127.0.0.1")
     make_run(isolated / "runs", "from-the-cli")
     make_run(isolated / "runs", "from-the-app", owner="local")
     at = open_page("train").run()
+    assert "EFFNET_LAB_SINGLE_USER" not in texts(at.warning)
+    assert not at.sidebar.expander  # the single user has the whole server: no workspace panel
     assert set(at.dataframe[0].value["run"]) == {"from-the-cli", "from-the-app"}
     at.selectbox(key="train_run_pick").set_value("from-the-cli").run()
     assert at.button(key="train_delete")  # not read-only
     monkeypatch.delenv("EFFNET_LAB_SINGLE_USER")
     other = open_page("train").run()
     assert list(other.dataframe[0].value["run"]) == ["from-the-cli"]
+
+
+@pytest.mark.parametrize("address", [None, "0.0.0.0", "example.org"])
+def test_single_user_mode_is_refused_beyond_loopback(
+    isolated, monkeypatch, server_address, address
+):
+    """A server others can reach (unset address: every interface) keeps a workspace per visitor,
+    with a one-line warning: the single user is the operator, and would hand every stranger
+    everyone's runs."""
+    monkeypatch.setenv("EFFNET_LAB_SINGLE_USER", "1")
+    server_address(address)
+    make_run(isolated / "runs", "from-the-app", owner="local")
+    at = open_page("train").run()
+    assert not at.exception
+    shown = [run for frame in at.dataframe for run in frame.value.get("run", [])]
+    assert "from-the-app" not in shown  # "local" owns it, and this visitor is not "local"
+    assert [e.label for e in at.sidebar.expander] == ["Your workspace"]  # a workspace's panel
+    for page in ("train", "home"):  # the shell warns once, on whichever page is open
+        if page != "train":
+            go(at, page)
+            assert not at.exception
+        warnings = [w.value for w in at.warning if "EFFNET_LAB_SINGLE_USER" in w.value]
+        assert len(warnings) == 1 and "\n" not in warnings[0], page
 
 
 def test_run_details_never_show_server_paths(isolated):

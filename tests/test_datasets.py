@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -214,3 +215,96 @@ def test_a_dataset_placed_in_the_data_root_gets_its_split_stored_on_first_load(d
     again = load_dataset("placed")
     assert first.split == again.split and np.array_equal(first.y_test, again.y_test)
     assert datasets.info("placed").owner is None  # read-only in the app
+
+
+# ----- jobs from the app name datasets by ref, resolved under the data root only ----------------
+@pytest.mark.slow
+@pytest.mark.parametrize("owner", [ALICE, None], ids=["workspace", "shared"])
+@pytest.mark.parametrize("name", ["data", "runs"])
+def test_app_jobs_refuse_a_vanished_dataset_named_like_a_project_folder(
+    data_root, tmp_path, monkeypatch, name, owner, request
+):
+    """A dataset named like a folder of the project (where workers run), in a workspace or the
+    shared root, is picked by a visitor for a check and a training, then deleted before the
+    workers start: they must not fall back to that folder."""
+    from core.jobs import runner as jobs
+    from core.platform import paths
+    from core.training.options import TrainConfig
+
+    # What a path fallback would scan (workers run in the project): made here when this
+    # checkout has none yet, so the test means the same in a fresh one.
+    folder = paths.PROJECT_ROOT / name
+    if not folder.is_dir():
+        folder.mkdir()
+        request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    assert folder.is_dir()
+    monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
+    build(name, owner=owner, n=3)
+    ref = catalog.dataset_ref(name, owner)
+    app = {"managed": True, "user": ALICE}  # as session.dataset_args() makes them
+    datasets.delete(ref, owner)
+    check = jobs.submit("data_check", {"data": ref, **app}, owner=ALICE)
+    train = jobs.submit(
+        "train",
+        {"config": TrainConfig(data=ref, epochs=1).to_dict(), "owner": ALICE, **app},
+        owner=ALICE,
+    )
+    for job in (check, train):
+        snap = job.wait(timeout=180)
+        assert snap.status.value == "error", (job.kind, snap)
+        assert snap.error == (
+            f"There is no dataset named {name!r} (it may have been deleted): pick another."
+        )
+    made = [p.name for p in (tmp_path / "runs").iterdir() if p.name != ".jobs"]
+    assert not made  # no run folder was made
+
+
+def test_app_jobs_use_only_datasets_the_workspace_may_use(data_root):
+    """Another workspace's dataset reads exactly like a deleted one (and names no tag); shared
+    ones (data root, no owner) are for all, an owned one left in the data root only for the
+    operator; the command line (no ``managed``) keeps accepting paths."""
+    from core.data import health
+
+    def check(ref, user):
+        return health.check_job({"data": ref, "managed": True, "user": user}, None)
+
+    build("pets", owner=BOB, n=3)
+    build("shared", owner=None, n=3)
+    build("legacy", owner=None, n=3)
+    datasets.write_meta(data_root / "legacy", BOB, "an app session before workspaces")
+    bobs = catalog.dataset_ref("pets", BOB)
+    for ref, user in ((bobs, ALICE), ("legacy", ALICE), (catalog.dataset_ref("x", ALICE), ALICE)):
+        with pytest.raises(DatasetError) as refused:
+            check(ref, user)
+        assert str(refused.value) == catalog.gone_message(ref)
+        assert BOB not in str(refused.value) and ALICE not in str(refused.value)
+    assert check("shared", ALICE)["images"] == 6
+    assert check(bobs, BOB)["images"] == 6
+    assert check(bobs, None)["images"] == 6  # the operator (the single user) may use any
+    assert check("legacy", None)["images"] == 6
+    # A ref spelled as a path, or a workspace's folder named by its path, is no dataset.
+    for spec in ("../data/shared", str(data_root / "shared"), f"w/{BOB}/../shared"):
+        with pytest.raises(DatasetError):
+            check(spec, ALICE)
+    assert health.check_job({"data": str(data_root / "shared")}, None)["images"]  # a CLI path
+    with pytest.raises(catalog.DataError, match="no dataset named 'elsewhere'"):
+        catalog.resolve("elsewhere", managed_only=True)
+    with pytest.raises(catalog.DataError, match="no dataset named 'gone'"):
+        catalog.resolve(catalog.dataset_ref("gone", ALICE), managed_only=True)
+    assert catalog.resolve("elsewhere") == Path("elsewhere")
+
+
+def test_messages_name_workspace_datasets_not_their_folders(data_root):
+    """What a data error says about a folder in the data root: the dataset's name, never the
+    server's path or the workspace's tag."""
+    folder = data_root / "w" / ALICE / "pets"
+    assert catalog.describe(folder) == "dataset 'pets'"
+    assert catalog.describe(folder / "train" / "cat") == "dataset 'pets' (train/cat)"
+    assert catalog.describe(data_root / "shared") == "dataset 'shared'"
+    assert catalog.describe(data_root / ".tmp-pets-x") == "the new dataset"
+    assert catalog.describe(data_root) == "the data folder"
+    build("pets", owner=ALICE, n=1, classes=("cat",))
+    with pytest.raises(catalog.DataError) as one_class:
+        load_dataset(catalog.dataset_ref("pets", ALICE))
+    text = str(one_class.value)
+    assert "dataset 'pets'" in text and str(data_root) not in text and ALICE not in text

@@ -91,8 +91,9 @@ def test_a_reused_pid_does_not_keep_a_dead_run_running(tmp_path):
 def test_run_folders_are_reserved_atomically(tmp_path):
     first = RunWriter.reserve(tmp_path, "mine", "unused")
     assert first.path == tmp_path / "mine" and first.path.is_dir() and not first.started
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(ValueError, match="already exists") as taken:
         RunWriter.reserve(tmp_path, "mine", "unused")
+    assert str(tmp_path) not in str(taken.value)  # the name only, never the server's folder
     auto = [RunWriter.reserve(tmp_path, None, "base").path.name for _ in range(3)]
     assert auto == ["base", "base-2", "base-3"]
     first.release()

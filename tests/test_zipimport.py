@@ -16,7 +16,7 @@ from PIL import Image
 from core.data import zipimport
 from core.data.datasets import DatasetError, info, read_meta
 from core.data.loading import load_dataset
-from core.data.zipimport import ZipImportError, directory_size, import_zip
+from core.data.zipimport import MAX_ENTRIES, ZipImportError, directory_size, import_zip
 
 
 @pytest.fixture(autouse=True)
@@ -226,6 +226,67 @@ def test_too_many_entries_are_refused_before_parsing(data_root, monkeypatch):
     assert directory_size(io.BytesIO(bytes(raw))) == 51
     with pytest.raises(ZipImportError, match=r"60 entries|limit is 50"):
         import_zip(io.BytesIO(bytes(raw)), "pets", None)
+    assert_nothing_left(data_root)
+
+
+def zip64_liar(path: Path, entries: int, classic_count: int, classic_size: int) -> Path:
+    """A zip of ``entries`` empty directory records whose classic end record says
+    ``classic_count`` entries in ``classic_size`` bytes while its ZIP64 record tells the truth
+    (zipfile believes the ZIP64 record whenever its locator is there)."""
+    record = struct.pack(
+        "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0
+    )
+    directory = (record + b"x") * entries
+    zip64_at = len(directory)
+    tail = struct.pack(
+        "<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, len(directory), 0
+    )
+    tail += struct.pack("<4sLQL", b"PK\x06\x07", 0, zip64_at, 1)
+    tail += struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, classic_count, classic_count, classic_size, 0, 0
+    )
+    path.write_bytes(directory + tail)
+    return path
+
+
+def test_a_zip64_record_that_contradicts_the_classic_one_is_refused_quickly(data_root, tmp_path):
+    import time
+    import tracemalloc
+
+    # 300 000 entries in ~14 MB; the classic record claims 1 entry in an empty directory.
+    liar = zip64_liar(tmp_path / "liar.zip", 300_000, 1, 0)
+    with zipfile.ZipFile(liar) as z:  # what zipfile itself would believe
+        assert len(z.infolist()) == 300_000
+    tracemalloc.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(ZipImportError, match="end records disagree"):
+            import_zip(liar, "pets", None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - began < 2.0
+    assert peak < 2 * 2**20  # the end records and one 64 KiB tail, never the directory
+    assert_nothing_left(data_root)
+
+
+def test_an_honest_zip64_directory_is_bounded_by_entries_and_file_size(data_root, tmp_path):
+    # Saturated classic fields defer to the ZIP64 record, whose count is over the limit.
+    big = zip64_liar(tmp_path / "big.zip", MAX_ENTRIES + 1, 0xFFFF, 0xFFFFFFFF)
+    with pytest.raises(ZipImportError, match="directory is too large"):
+        import_zip(big, "pets", None)
+    # A ZIP64 directory size beyond the file itself (and beyond what the limit can need).
+    raw = bytearray(zip64_liar(tmp_path / "small.zip", 10, 0xFFFF, 0xFFFFFFFF).read_bytes())
+    at = raw.rfind(b"PK\x06\x06")
+    raw[at + 40 : at + 48] = struct.pack("<Q", 2**40)
+    with pytest.raises(ZipImportError, match="directory is too large"):
+        directory_size(io.BytesIO(bytes(raw)))
+    raw[at + 40 : at + 48] = struct.pack("<Q", 10_000)
+    with pytest.raises(ZipImportError, match="out of bounds"):
+        directory_size(io.BytesIO(bytes(raw)))
+    assert (
+        directory_size(io.BytesIO(zip64_liar(tmp_path / "ok.zip", 10, 10, 470).read_bytes())) == 10
+    )
     assert_nothing_left(data_root)
 
 

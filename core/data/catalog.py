@@ -81,23 +81,79 @@ def is_managed(folder: str | os.PathLike) -> bool:
         return False
 
 
-def resolve(spec: str) -> str | Path:
+def resolve(spec: str, *, managed_only: bool = False) -> str | Path:
     """What a data spec names: "cifar10", a managed dataset's folder (a name in the data root, or
     a workspace's ``w/<tag>/<name>``), or a folder path.
 
     A plain name (no slash) that is a dataset under the data root wins over a relative path.
+
+    Args:
+        spec: The data spec.
+        managed_only: Accept only "cifar10" or an existing dataset under the data root (a shared
+            name or a workspace ref), never a path: jobs started from the app, where a deleted
+            dataset named like a server folder ("data", "runs") must not fall back to it.
+
+    Raises:
+        DataError: ``managed_only`` and ``spec`` is no dataset under the data root.
     """
     spec = str(spec).strip()
     if spec.lower() == "cifar10":
         return "cifar10"
     owner, name = split_ref(spec)
     if owner is not None and DATASET_NAME_RE.match(name) and name not in _RESERVED_NAMES:
-        return data_root(owner) / name
-    if DATASET_NAME_RE.match(spec) and spec not in _RESERVED_NAMES:
+        folder = data_root(owner) / name
+        if folder.is_dir() or not managed_only:
+            return folder
+    elif DATASET_NAME_RE.match(spec) and spec not in _RESERVED_NAMES:
         managed = paths.data_dir() / spec
         if managed.is_dir():
             return managed
+    if managed_only:
+        raise DataError(gone_message(spec))
     return Path(spec).expanduser()
+
+
+def gone_message(ref: str) -> str:
+    """The one line for a dataset a job may not (or no longer) use: the same whether it was
+    deleted or is another workspace's, and naming only the dataset (never a workspace's tag), so
+    it reveals nothing about other visitors."""
+    name = split_ref(ref)[1]
+    return f"There is no dataset named {name[:64]!r} (it may have been deleted): pick another."
+
+
+def describe(folder: str | os.PathLike) -> str:
+    """How a message names a data folder: ``dataset 'pets'`` (``dataset 'pets' (train/cat)``)
+    for one under the data root or in a workspace's, "the new dataset" for one being built there,
+    "cifar10" for the local CIFAR-10 copy; only other folders (given on the command line) by
+    their path.
+
+    Messages reach the pages through job errors: a visitor learns which dataset, never where the
+    server keeps it (nor the workspace's tag).
+    """
+    folder = Path(os.path.abspath(folder))
+    cifar10 = paths.cifar10_dir()
+    named = (
+        (Path(os.path.abspath(paths.data_dir())), None),
+        (cifar10, "cifar10"),
+    )
+    for root, label in named:
+        if root is None:
+            continue
+        try:
+            parts = folder.relative_to(os.path.abspath(root)).parts
+        except ValueError:
+            continue
+        if label is None:
+            if parts[:1] == (
+                workspaces.FOLDER,
+            ):  # w/<tag>/<name>/...: the tag is nobody's business
+                parts = parts[2:]
+            if not parts:
+                return "the data folder"
+            label = "the new dataset" if parts[0].startswith(".") else f"dataset {parts[0]!r}"
+            parts = parts[1:]
+        return label + (f" ({'/'.join(parts)})" if parts else "")
+    return str(folder)
 
 
 def held_out(n: int, fraction: float) -> int:

@@ -38,6 +38,7 @@ from core.data.catalog import (
     DataError,
     DatasetError,
     data_root,
+    gone_message,
     list_datasets,
     split_ref,
 )
@@ -162,6 +163,49 @@ def list_images(name: str, class_name: str) -> list[str]:
         for path, lab in files
         if lab == label
     ]
+
+
+def can_use(ref: str, user: str | None) -> bool:
+    """Whether ``user`` (a workspace's owner tag; None: the operator, who may use any) may read
+    (train on, check) dataset ``ref``: one in its own workspace, or a shared one (in the data
+    root, without an owner), the rule of the app's dataset pickers."""
+    owner, name = split_ref(ref)
+    if name not in list_datasets(owner):
+        return False
+    if user is None:
+        return True
+    if owner is not None:
+        return owner == user
+    return _owner(read_meta(paths.data_dir() / name)) is None
+
+
+def check_use(ref: str, user: str | None) -> None:
+    """Raise unless ``ref`` is "cifar10" or a dataset ``user`` may use (:func:`can_use`).
+
+    Raises:
+        DatasetError: one line, the same for a deleted and for another workspace's dataset.
+    """
+    if str(ref).strip().lower() == "cifar10":
+        return
+    if not can_use(str(ref), user):
+        raise DatasetError(gone_message(str(ref)))
+
+
+def managed_job(args: dict, ref: str) -> bool:
+    """For a job's ``args``: whether it came from the app (``args["managed"]``), in which case its
+    dataset ``ref`` (a shared name or ``w/<tag>/<name>``) is checked again here, in the worker,
+    against the job's workspace (:func:`check_use` for ``args["user"]``), and must be resolved
+    under the data root only (:func:`core.data.catalog.resolve` with ``managed_only``). The
+    command line passes paths.
+
+    Raises:
+        DatasetError: an app job's dataset is gone or not this workspace's to use.
+    """
+    if not args.get("managed"):
+        return False
+    user = args.get("user")
+    check_use(ref, user if isinstance(user, str) and user else None)
+    return True
 
 
 def can_edit(name: str, owner: str | None) -> bool:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from core.data import splits
+from core.data import datasets, splits
 from core.data.catalog import DataError, is_managed, resolve
 from core.data.duplicates import NEAR_BITS, NEAR_CORRELATION, dhash, near_pairs
 from core.data.health_report import CheckSettings, HealthReport, Leak, OddSize, Unreadable
@@ -49,13 +49,18 @@ LIST_LIMIT = 1000
 SAMPLES_PER_CLASS = 8
 
 
-def dataset_root(spec: str) -> Path:
+def dataset_root(spec: str, *, managed_only: bool = False) -> Path:
     """The folder a data spec names: a dataset name, a path, or "cifar10" (its local copy).
 
+    Args:
+        spec: The data spec.
+        managed_only: Only "cifar10" or a dataset under the data root (a job from the app).
+
     Raises:
-        DataError: "cifar10" without a local image copy (the check reads image files).
+        DataError: "cifar10" without a local image copy (the check reads image files), or
+            ``managed_only`` and no such dataset.
     """
-    target = resolve(spec)
+    target = resolve(spec, managed_only=managed_only)
     if target != "cifar10":
         return Path(target)
     local = paths.cifar10_dir()
@@ -69,29 +74,48 @@ def dataset_root(spec: str) -> Path:
 
 def check_job(args: dict, progress: Progress) -> dict | None:
     """The "data_check" job (:mod:`core.jobs.runner`): ``args["data"]`` is the spec; returns the
-    report's JSON form, or None when a stop request ended it (status "stopped")."""
+    report's JSON form, or None when a stop request ended it (status "stopped"). From the app
+    (``args["managed"]``) the spec is a dataset ref that ``args["user"]`` may use, checked again
+    here (:func:`core.data.datasets.managed_job`)."""
     from core.platform.progress import Stopped
 
+    spec = str(args["data"])
+    managed = datasets.managed_job(args, spec)
     try:
         report = check(
-            str(args["data"]), progress=progress, use_cache=bool(args.get("use_cache", True))
+            spec,
+            progress=progress,
+            use_cache=bool(args.get("use_cache", True)),
+            managed_only=managed,
         )
     except Stopped:
         return None
     return report.to_dict()
 
 
-def check(spec: str, *, progress: Progress | None = None, use_cache: bool = True) -> HealthReport:
+def check(
+    spec: str,
+    *,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+    managed_only: bool = False,
+) -> HealthReport:
     """Check a dataset (see the module docstring).
 
     A dataset under the data root gets its split stored first (:mod:`core.data.splits`), so its
     leaks are those training will meet.
 
+    Args:
+        spec: The data spec (:func:`dataset_root`).
+        progress: Receives progress; its stop request raises ``Stopped``.
+        use_cache: Read and write the cached report.
+        managed_only: Only "cifar10" or a dataset under the data root (a job from the app).
+
     Raises:
         DataError: the folder is missing, unreadable or has a wrong layout.
     """
     started = time.time()
-    root = dataset_root(spec)
+    root = dataset_root(spec, managed_only=managed_only)
     parts, class_names = scan(root, strict=False)
     files = relative_files(root, parts)
     carved = splits.carved_part(parts)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from core.data.catalog import DataError
+from core.data.catalog import DataError, describe
 from core.data.images import Preprocessing, decode_file
 from core.platform import cache, paths
 from core.platform.fileio import atomic_path
@@ -95,7 +95,7 @@ def read_folder(
             empty = [class_names[i] for i in np.flatnonzero(counts == 0)]
             raise DataError(
                 f"No readable image in class folder(s) {', '.join(map(repr, empty))} under "
-                f"{folder}: every file there failed to decode. Replace or remove those files."
+                f"{describe(folder)}: every file there failed to decode. Replace or remove those files."
             )
     return FolderArrays(
         {name: folder for name, (folder, _) in parts.items()},
@@ -136,19 +136,19 @@ def scan(root: Path, strict: bool = True) -> tuple[dict[str, tuple[Path, list]],
         return _scan_layout(root, strict)
     except OSError as exc:  # no permission, a vanished folder, an I/O error
         where = exc.filename or root
-        raise DataError(f"cannot read {where}: {exc.strerror or exc}") from exc
+        raise DataError(f"cannot read {describe(where)}: {exc.strerror or exc}") from exc
 
 
 def _scan_layout(root: Path, strict: bool = True) -> tuple[dict[str, tuple[Path, list]], list[str]]:
     """Find the layout and list the image files; raise DataError for a wrong layout."""
     if not root.exists():
         raise DataError(
-            f"Dataset folder not found: {root}. Give an existing folder with one subfolder per "
+            f"Dataset folder not found: {describe(root)}. Give an existing folder with one subfolder per "
             "class (or train/ and test/ subfolders that each have one subfolder per class)."
         )
     if not root.is_dir():
         raise DataError(
-            f"{root} is a file, not a folder: give a folder with one subfolder per class."
+            f"{describe(root)} is a file, not a folder: give a folder with one subfolder per class."
         )
     train = root / "train"
     given = {name: root / name for name in ("val", "test") if (root / name).is_dir()}
@@ -161,7 +161,7 @@ def _scan_layout(root: Path, strict: bool = True) -> tuple[dict[str, tuple[Path,
                 missing = sorted(set(class_names) - set(names))
                 extra = sorted(set(names) - set(class_names))
                 raise DataError(
-                    f"The {name}/ split in {root} has different classes from train/ (missing in "
+                    f"The {name}/ split in {describe(root)} has different classes from train/ (missing in "
                     f"{name}/: {missing or 'none'}; not in train/: {extra or 'none'}). Every split "
                     "needs the same class subfolders."
                 )
@@ -208,10 +208,10 @@ def _scan_classes(
     if not class_dirs:
         loose = any(_is_image(p.name) for p in folder.iterdir())
         raise DataError(
-            f"{folder} holds images but no class subfolders: put each class's images in its own "
-            f"subfolder (e.g. {folder / 'cat'}/*.jpg)."
+            f"{describe(folder)} holds images but no class subfolders: put each class's images "
+            "in its own subfolder (e.g. cat/*.jpg)."
             if loose
-            else f"No images found in {folder}: expected one subfolder per class, each holding image "
+            else f"No images found in {describe(folder)}: expected one subfolder per class, each holding image "
             f"files ({exts})."
         )
     files, empty = [], []
@@ -222,16 +222,17 @@ def _scan_classes(
         files.extend((label, entry) for entry in found)
     if not files:
         raise DataError(
-            f"No images found in {folder}: its class subfolders hold no image files ({exts})."
+            f"No images found in {describe(folder)}: its class subfolders hold no image files ({exts})."
         )
     if empty:
         raise DataError(
-            f"Class folder(s) {', '.join(map(repr, empty))} in {folder} contain no images "
+            f"Class folder(s) {', '.join(map(repr, empty))} in {describe(folder)} contain no "
+            "images "
             f"({exts}); add images or remove the folder(s)."
         )
     if len(class_dirs) < 2:
         raise DataError(
-            f"Only one class ({class_dirs[0].name!r}) found in {folder}: a classifier needs at "
+            f"Only one class ({class_dirs[0].name!r}) found in {describe(folder)}: a classifier needs at "
             "least two class subfolders."
         )
     return files, [d.name for d in class_dirs]

@@ -33,6 +33,7 @@ from core.data import cifar10
 from core.data.catalog import (
     SPLIT_SEED,
     DataError,
+    describe,
     held_out,
     is_managed,
     resolve,
@@ -96,6 +97,7 @@ def load_dataset(
     test_fraction: float = 0.2,
     progress: Progress | None = None,
     use_cache: bool = True,
+    managed_only: bool = False,
 ) -> Dataset:
     """Load a dataset with train, validation and test splits, optionally cut to subsets.
 
@@ -113,11 +115,13 @@ def load_dataset(
         test_fraction: share of each class held out for testing when a folder has no ``test/``.
         progress: receives decoding progress; its stop request aborts with ``Stopped``.
         use_cache: read and write the decoded-array cache.
+        managed_only: ``spec`` must be "cifar10" or a dataset under the data root, never a path
+            (jobs from the app; see :func:`core.data.catalog.resolve`).
 
     Raises:
         DataError: with a message saying what failed and how to fix it.
     """
-    target = resolve(spec)
+    target = resolve(spec, managed_only=managed_only)
     if storage_size is not None and int(storage_size) < 1:
         raise DataError(f"storage_size must be a positive number of pixels, got {storage_size}.")
     for name, value in (("subset", subset), ("test_subset", test_subset)):
@@ -199,7 +203,9 @@ def load_image_folder(
         if "all" in parts:
             x, y = arrays["x_all"], arrays["y_all"]
             if not 0 < test_fraction < 1:
-                raise DataError(f"{root} has no test/ folder, so test_fraction must be above 0.")
+                raise DataError(
+                    f"{describe(root)} has no test/ folder, so test_fraction must be above 0."
+                )
             train_idx, test_idx = _stratified_split(y, test_fraction, rng)
             x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
             where = "" if parts["all"] == root else f" of {parts['all'].name}/"
@@ -231,7 +237,7 @@ def load_image_folder(
         x_test=x_test,
         y_test=y_test,
         class_names=class_names,
-        source=f"image folder {root} ({folder.how})",
+        source=f"image folder {describe(root)} ({folder.how})",
         split=f"{len(y_train)}/{len(y_val)}/{len(y_test)} train/validation/test; "
         + "; ".join(notes)
         + f" (split seed {SPLIT_SEED})",

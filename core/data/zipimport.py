@@ -40,7 +40,7 @@ MAX_ENTRIES = 100_000  # files and folders in one zip
 MAX_ENTRY_BYTES = MAX_FILE_BYTES  # uncompressed, per image (the image decoder's own limit)
 MAX_TOTAL_BYTES = 4 * 2**30  # uncompressed, all images together
 MAX_DEPTH = 8  # folders deep
-_MAX_DIRECTORY_BYTES = MAX_ENTRIES * 600  # central directory: ~46 bytes + name per entry
+_MAX_RECORD_BYTES = 600  # central directory per allowed entry: 46 bytes + name (+ extra)
 _CHUNK = 1 << 20
 _REPORT_LIMIT = 500  # skipped / invalid entries listed in the report (all are counted)
 _SPLITS = ("train", "val", "test")
@@ -107,37 +107,33 @@ def directory_size(f: IO[bytes]) -> int:
 
     ``zipfile`` builds an object for every record before anyone can count them, so a small zip
     with millions of empty entries would exhaust memory; this walk needs one record at a time.
+    It reads the end records exactly as ``zipfile`` will (the ZIP64 record wins whenever its
+    locator is there, whatever the classic record says), so the directory it bounds and walks
+    is the one ``zipfile`` would parse.
 
     Raises:
-        ZipImportError: no end record, or a directory that does not add up.
+        ZipImportError: no end record, end records that disagree, a directory larger than the
+            file or than :data:`MAX_ENTRIES` entries can need, or one that does not add up.
     """
     f.seek(0, os.SEEK_END)
     size = f.tell()
-    tail_len = min(size, 22 + 65535)
-    f.seek(size - tail_len)
-    tail = f.read(tail_len)
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        raise ZipImportError("Not a zip file (no end-of-directory record).")
-    eocd = size - tail_len + at
-    _, _, _, _, count, cd_size, _, _ = struct.unpack("<4s4H2LH", tail[at : at + 22])
+    eocd, count, cd_size = _end_record(f, size)
     end = eocd
-    if count == 0xFFFF or cd_size == 0xFFFFFFFF:  # ZIP64: the real numbers are in its own record
-        if eocd < 20 + 56:
-            raise ZipImportError("Not a valid zip file (ZIP64 record missing).")
-        f.seek(eocd - 20 - 56)
-        record = f.read(56)
-        if record[:4] != b"PK\x06\x06":
-            raise ZipImportError("Not a valid zip file (ZIP64 record missing).")
-        count, cd_size = struct.unpack("<2Q", record[32:48])
-        end = eocd - 20 - 56
-    if cd_size > _MAX_DIRECTORY_BYTES or count > MAX_ENTRIES:
+    zip64 = _zip64_record(f, eocd)
+    if zip64 is not None:
+        count64, cd_size64 = zip64
+        # A classic field is either saturated (its ZIP64 twin holds the real number) or equal to
+        # it; anything else is a zip that tells two stories, and zipfile would believe the bigger.
+        if (count not in (0xFFFF, count64)) or (cd_size not in (0xFFFFFFFF, cd_size64)):
+            raise ZipImportError("Not a valid zip file (its end records disagree).")
+        count, cd_size, end = count64, cd_size64, eocd - 20 - 56
+    if count > MAX_ENTRIES or cd_size > MAX_ENTRIES * _MAX_RECORD_BYTES:
         raise ZipImportError(
             f"The zip's directory is too large (more than {MAX_ENTRIES} "
             "entries, or names too long)."
         )
     start = end - cd_size
-    if start < 0:
+    if start < 0 or cd_size > size:
         raise ZipImportError("Not a valid zip file (directory out of bounds).")
     f.seek(start)
     records, pos = 0, 0
@@ -154,6 +150,45 @@ def directory_size(f: IO[bytes]) -> int:
             break
     f.seek(0)
     return records
+
+
+def _end_record(f: IO[bytes], size: int) -> tuple[int, int, int]:
+    """``(offset, entries, directory bytes)`` of the classic end record, found as ``zipfile``
+    finds it (the last 22 bytes when the zip has no comment, else the last signature)."""
+    tail_len = min(size, 22 + 65535)
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    last = tail[-22:]
+    if len(last) == 22 and last[:4] == b"PK\x05\x06" and last[-2:] == b"\0\0":
+        at = len(tail) - 22
+    else:
+        at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise ZipImportError("Not a zip file (no end-of-directory record).")
+    _, _, _, _, count, cd_size, _, _ = struct.unpack("<4s4H2LH", tail[at : at + 22])
+    return size - tail_len + at, count, cd_size
+
+
+def _zip64_record(f: IO[bytes], eocd: int) -> tuple[int, int] | None:
+    """``(entries, directory bytes)`` from the ZIP64 end record, when ``zipfile`` would use one:
+    its locator right before the classic record, and the record right before the locator."""
+    if eocd < 20:
+        return None
+    f.seek(eocd - 20)
+    locator = f.read(20)
+    if locator[:4] != b"PK\x06\x07":
+        return None
+    _, disk, _, disks = struct.unpack("<4sLQL", locator)
+    if disk != 0 or disks > 1:
+        raise ZipImportError("Zip files split over several disks are not supported.")
+    if eocd < 20 + 56:
+        return None
+    f.seek(eocd - 20 - 56)
+    record = f.read(56)
+    if record[:4] != b"PK\x06\x06":
+        return None
+    count_here, count, cd_size = struct.unpack("<3Q", record[24:48])
+    return max(count_here, count), cd_size
 
 
 # ----- deciding what to extract ---------------------------------------------------------------

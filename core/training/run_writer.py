@@ -69,8 +69,10 @@ class RunWriter:
                     continue
                 return cls(path)
         except OSError as exc:  # no permission, a read-only disk, a file in the way
-            raise UserError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from exc
-        raise UserError(f"could not find a free run folder name like {root / base}")
+            raise UserError(  # not where: the runs folder's path is the server's
+                f"cannot create the run's folder in the runs folder: {exc.strerror or exc}"
+            ) from exc
+        raise UserError(f"could not find a free run name like {base!r}")
 
     def release(self) -> None:
         """Remove the reserved folder again if nothing was written to it."""
