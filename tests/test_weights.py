@@ -1,6 +1,7 @@
 """Weights: the Lite0 conversion into Keras's builder, source resolution, and clear errors."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +127,14 @@ def test_conversion_leaves_the_random_numbers_of_later_code_alone():
     random.seed(7)
     weights.convert_lite0(force=True)
     assert random.random() == expected
+
+
+def test_the_session_has_its_own_keras_home():
+    """tests/conftest.py points KERAS_HOME at a fresh folder before Keras loads, so no test sees
+    the developer's ~/.keras (its keras.json, or official weights that would change "auto")."""
+    import keras
+
+    home = Path(os.environ["KERAS_HOME"])
+    assert home.resolve() != (Path.home() / ".keras").resolve()
+    assert (home / "keras.json").is_file()  # written there by Keras when it loaded
+    assert keras.config.backend() == os.environ.get("KERAS_BACKEND", "tensorflow")
