@@ -5,8 +5,9 @@ The whole session runs offline-style: a short download timeout, caches, runs, th
 Keras's home (``KERAS_HOME``) in temp folders (never the user's), and the local CIFAR-10 copy
 named through ``EFFNET_LAB_CIFAR10_DIR``.
 
-Markers: ``slow`` (real training, subprocesses, the live app; deselect with ``-m "not slow"`` for a
-quick inner loop) and ``browser`` (real Chromium; every test under ``tests/browser`` gets both).
+Markers: ``slow`` (real training, subprocesses, the live app, or anything over about a second;
+deselect with ``-m "not slow"`` for a quick inner loop of well under a minute) and ``browser``
+(real Chromium; every test under ``tests/browser`` gets both).
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ def cifar10_dir() -> Path:
 @pytest.fixture(scope="session")
 def imagenet_samples_dir() -> Path:
     return _require(SHARED / "imagenet-samples", "ImageNet sample photos")
+
+
+@pytest.fixture(scope="session")
+def lite0_imagenet_classifier():
+    """The ImageNet classifier on the offline Lite0 weights, built once for the session: a
+    224-px model takes seconds to build and load, and the inference and Grad-CAM tests only
+    read it."""
+    from core.serving.inference import load_classifier
+
+    return load_classifier("imagenet", "lite0")
 
 
 @pytest.fixture(scope="session")

@@ -39,10 +39,8 @@ def left_share(heat: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def imagenet():
-    from core.serving.inference import load_classifier
-
-    return load_classifier("imagenet", "lite0")
+def imagenet(lite0_imagenet_classifier):
+    return lite0_imagenet_classifier
 
 
 @pytest.mark.parametrize("photo", ["n07747607_orange", "n04399382_teddy"])
@@ -69,6 +67,7 @@ def test_grad_cam_uses_the_last_conv_and_gives_the_models_probabilities(
     assert cams.shape == (1, 7, 7) and cams.max() == pytest.approx(1.0) and cams.min() >= 0
 
 
+@pytest.mark.slow
 def test_trained_runs_nested_backbone_is_found_below_its_top():
     """A run's model nests the backbone; at 96 px its 3×3 top is too coarse: block5c (6×6)."""
     from core.training.network import build_network

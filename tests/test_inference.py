@@ -10,8 +10,8 @@ from core.serving import inference
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    return inference.load_classifier("imagenet", "auto")
+def classifier(lite0_imagenet_classifier):
+    return lite0_imagenet_classifier
 
 
 def test_labels_and_synsets_are_the_standard_1000():
@@ -21,6 +21,7 @@ def test_labels_and_synsets_are_the_standard_1000():
     assert labels[0] == "tench" and synsets[0] == "n01440764"
 
 
+@pytest.mark.slow  # 20 photos through a 224-px network: seconds on a CPU
 def test_classifies_imagenet_samples(classifier, imagenet_samples_dir):
     files = sorted(imagenet_samples_dir.glob("*.JPEG"))
     assert len(files) == 20
