@@ -43,6 +43,7 @@ def imagenet(lite0_imagenet_classifier):
     return lite0_imagenet_classifier
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("photo", ["n07747607_orange", "n04399382_teddy"])
 def test_heat_lies_on_the_side_with_the_object(imagenet, imagenet_samples_dir, photo):
     shares = {}
@@ -56,6 +57,7 @@ def test_heat_lies_on_the_side_with_the_object(imagenet, imagenet_samples_dir, p
     assert shares["right"] < 0.2, shares
 
 
+@pytest.mark.slow
 def test_grad_cam_uses_the_last_conv_and_gives_the_models_probabilities(
     imagenet, imagenet_samples_dir
 ):

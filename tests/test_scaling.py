@@ -23,13 +23,9 @@ def keras_efficientnet():
     keras.backend.clear_session()
 
 
-def slow_above_b0(variants):
-    """B0 builds in about a second; the larger reference builds (2–12 s each) are slow."""
-    return [v if v == "b0" else pytest.param(v, marks=pytest.mark.slow) for v in variants]
-
-
 # ----- parameters equal Keras's count_params() ----------------------------------------------------
-@pytest.mark.parametrize("variant", slow_above_b0(scaling.OFFICIAL))
+@pytest.mark.parametrize("variant", list(scaling.OFFICIAL))
+@pytest.mark.slow  # 1 s (B0) to 12 s (B7) a build; the networks below B0 stay in the quick loop
 def test_params_equal_keras_for_official_variants(variant, keras_efficientnet):
     v = scaling.OFFICIAL[variant]
     model = keras_efficientnet(v.width, v.depth, v.resolution, weights=None)
@@ -75,6 +71,7 @@ def test_params_equal_keras_for_networks_smaller_than_b0(phi, bases, keras_effic
     assert scaling.formula_network(phi, **bases).params == model.count_params()
 
 
+@pytest.mark.slow
 def test_build_efficientnet_builds_networks_smaller_than_b0():
     """core.models.efficientnet builds width/depth below 1, with the layers core.models.scaling predicts."""
     import keras
