@@ -147,6 +147,7 @@ def session(page: str, failed: dict) -> AppTest:
     return at.run()
 
 
+@pytest.mark.slow  # three worker jobs and every page
 def test_no_page_shows_a_server_path(world, tmp_path):
     forbidden = server_paths(tmp_path)
     seen = {}

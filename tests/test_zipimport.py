@@ -249,6 +249,7 @@ def zip64_liar(path: Path, entries: int, classic_count: int, classic_size: int) 
     return path
 
 
+@pytest.mark.slow  # builds and parses a 300 000-entry zip (~2 s)
 def test_a_zip64_record_that_contradicts_the_classic_one_is_refused_quickly(data_root, tmp_path):
     import time
     import tracemalloc
