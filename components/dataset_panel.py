@@ -60,8 +60,9 @@ def _panel(spec: str, key: str) -> None:
         help="Reads every image once: duplicates, leaks between splits, "
         "unreadable files, odd sizes",
     ):
-        session.start_job("data_check", {"data": spec})
-        st.rerun()  # the whole page: the panel starts polling
+        job = session.start_job("data_check", {"data": spec})
+        if job is not None:  # else start_job showed why not (a queue cap)
+            st.rerun()  # the whole page: the panel starts polling
     if snap is None:
         return
     if snap.status is JobStatus.QUEUED:

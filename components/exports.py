@@ -74,8 +74,9 @@ def _panel(source: str, name: str, weights: str) -> None:
         width="stretch",
         help="Your other export is still running" if busy else None,
     ):
-        session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
-        st.rerun()  # the whole page: the section polls from now on
+        job = session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
+        if job is not None:  # else start_job showed why not (a queue cap)
+            st.rerun()  # the whole page: the section polls from now on
     if export.FORMATS[fmt].quantization:
         st.caption(f"int8 here means {export.FORMATS[fmt].quantization}.")
     if here and busy:

@@ -42,9 +42,17 @@ def _live_jobs() -> dict[str, jobs.Job]:
     return {}
 
 
-def start_job(kind: str, args: dict) -> jobs.Job:
-    """Start a job owned by this session; it becomes this session's current job of its kind."""
-    job = jobs.submit(kind, args, owner=owner_tag())
+def start_job(kind: str, args: dict) -> jobs.Job | None:
+    """Start a job owned by this session; it becomes this session's current job of its kind.
+
+    Over a queue cap it shows the one-line reason (:class:`core.jobs.runner.QueueFull`) and
+    returns None.
+    """
+    try:
+        job = jobs.submit(kind, args, owner=owner_tag())
+    except jobs.QueueFull as exc:
+        st.error(str(exc))
+        return None
     _live_jobs()[job.id] = job
     st.session_state[f"job_{kind}"] = job.id
     return job

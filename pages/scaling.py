@@ -325,8 +325,7 @@ def start_button(kind: str, label: str, key: str, args_for) -> bool:
         except ValueError as exc:
             st.error(f"Cannot start: {plain(exc)}")
         else:
-            session.start_job(kind, args)
-            running = True
+            running = session.start_job(kind, args) is not None
     return running
 
 

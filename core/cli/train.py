@@ -186,11 +186,14 @@ def _checked(values: dict, root: Path | None):
 def _run_job(kind: str, args: dict, root: Path | None) -> tuple[dict, int]:
     """Run a job in the background, watch it, and map its outcome to (result, exit status)."""
     from core.cli.watch import watch
-    from core.jobs.runner import submit
+    from core.jobs.runner import QueueFull, submit
 
-    job = submit(
-        kind, {**args, "runs_root": str(root) if root else None}, owner="cli", runs_root=root
-    )
+    try:
+        job = submit(
+            kind, {**args, "runs_root": str(root) if root else None}, owner="cli", runs_root=root
+        )
+    except QueueFull as exc:
+        raise CliError(str(exc)) from None
     snap, signum = watch(job)
     if snap.error:
         if snap.error_kind == "input":

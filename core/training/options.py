@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from core.platform import limits
+
 MODES = ("frozen", "finetune")
 VALIDATIONS = ("split", "test")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -446,6 +448,18 @@ class TrainConfig:
         """
         for f in fields(self):
             f.metadata["option"].validate(f.name, getattr(self, f.name))
+        # The shared server's caps (core.platform.limits), on top of each option's own range.
+        for name, cap, variable in (
+            ("epochs", limits.max_epochs(), "EFFNET_LAB_MAX_EPOCHS"),
+            ("resolution", limits.max_resolution(), "EFFNET_LAB_MAX_RESOLUTION"),
+            ("batch_size", limits.max_batch(), "EFFNET_LAB_MAX_BATCH"),
+        ):
+            value = getattr(self, name)
+            if value > cap:
+                option = next(f for f in fields(self) if f.name == name).metadata["option"]
+                raise ValueError(
+                    f"{option.what or name} must be at most {cap} on this server ({variable}), got {value!r}."
+                )
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict."""
