@@ -98,7 +98,10 @@ def test_queued_jobs_are_records_take_turns_and_a_flood_is_refused(
     monkeypatch.setenv("EFFNET_LAB_MAX_QUEUE", "7")  # the per-owner cap keeps its default, 3
     base = jobs.jobs_dir(tmp_path)
     holder = jobs.submit(
-        "data_check", {"data": str(cifar10_dir), "use_cache": False}, owner="A", runs_root=tmp_path
+        "data_check",
+        {"data": str(cifar10_dir), "use_cache": False},
+        owner="owner-A",
+        runs_root=tmp_path,
     )
     wait_until(lambda: holder.snapshot().status is JobStatus.RUNNING, 60, "the data check to run")
 
@@ -109,16 +112,16 @@ def test_queued_jobs_are_records_take_turns_and_a_flood_is_refused(
 
     x1, x2, x3 = quick("owner-X"), quick("owner-X"), quick("owner-X")
     y1 = quick("owner-Y")
-    a2 = quick("A")
+    a2 = quick("owner-A")
     with pytest.raises(jobs.QueueFull, match=r"You already have 3 job\(s\) running or queued"):
         quick("owner-X")
-    a3 = quick("A")  # A's running job counts too: this is A's third
+    a3 = quick("owner-A")  # A's running job counts too: this is A's third
     with pytest.raises(jobs.QueueFull, match="cancel a queued one"):
-        quick("A")
+        quick("owner-A")
     f1 = quick("fresh-1")
     with pytest.raises(ValueError, match=r"queue is full \(7 jobs waiting") as refused:
         quick("fresh-2")
-    others = ("owner-X", "owner-Y", "fresh-1", "A ", x1.id, holder.id, str(tmp_path))
+    others = ("owner-X", "owner-Y", "fresh-1", "owner-A", x1.id, holder.id, str(tmp_path))
     assert not any(name in str(refused.value) for name in others)
     assert "\n" not in str(refused.value)
 
@@ -140,7 +143,7 @@ def test_queued_jobs_are_records_take_turns_and_a_flood_is_refused(
 
     # Stop the running job from another process; each finishing worker starts the next job.
     # Nothing here polls a job (no snapshot, no slot_info), so the workers hand on by themselves.
-    assert stop_elsewhere(holder.id, "A", tmp_path).returncode == 0
+    assert stop_elsewhere(holder.id, "owner-A", tmp_path).returncode == 0
     # A finishing worker starts the next one as its last act, then exits at once: for that
     # instant two processes exist, but never two whose job is unfinished.
     by_pid = {holder._process.pid: holder, **{}}
@@ -168,7 +171,10 @@ def test_queued_jobs_are_records_take_turns_and_a_flood_is_refused(
 
 def test_a_poll_starts_the_next_job_when_a_worker_died(cifar10_dir, tmp_path):
     holder = jobs.submit(
-        "data_check", {"data": str(cifar10_dir), "use_cache": False}, owner="A", runs_root=tmp_path
+        "data_check",
+        {"data": str(cifar10_dir), "use_cache": False},
+        owner="owner-A",
+        runs_root=tmp_path,
     )
     wait_until(lambda: holder.snapshot().status is JobStatus.RUNNING, 60, "the data check to run")
     waiting = jobs.submit("data_check", {"data": str(tmp_path / "missing")}, runs_root=tmp_path)
@@ -186,7 +192,7 @@ def test_training_runs_niced_and_stops_at_the_time_limit_keeping_the_best_model(
     job = jobs.submit(
         "train",
         train_args(mini_cifar, tmp_path, "limited"),
-        owner="A",
+        owner="owner-A",
         runs_root=tmp_path,
         env={"EFFNET_LAB_MAX_WALL_S": "60"},
     )

@@ -171,7 +171,10 @@ class Job:
             return None
         order = [r["job"] for r in _queue_order(base, self._slot)]
         if self.id not in order:
-            return None
+            # Whoever took the record out (a start or a cancel) holds the lock until the worker
+            # or the final event is on disk: wait for that, so the caller reads one or the other.
+            with _locked(base):
+                return None
         state = ProgressState()
         state.apply({"e": "queued", "position": order.index(self.id) + 1})
         return state
@@ -526,7 +529,7 @@ def _dispatch(base: Path, slot: str) -> tuple[str, subprocess.Popen] | None:
 
 def _poke(base: Path, slot: str) -> tuple[str, subprocess.Popen] | None:
     """Start ``slot``'s next job if the slot is free (a lock-free look first: polls are cheap)."""
-    if _holder_alive(base, slot):
+    if _holder_alive(base, slot) or not any((base / "queue" / slot).glob("[0-9]*--*.json")):
         return None
     with _locked(base):
         return _dispatch(base, slot)
@@ -586,10 +589,20 @@ def run_worker(job_dir: str | os.PathLike) -> int:
     Returns the exit status (0 whatever the job's outcome; the outcome is in the events).
     """
     job_dir = Path(job_dir)
+    base = job_dir.parent
     spec = json.loads((job_dir / "spec.json").read_text(encoding="utf-8"))
+    slot = KINDS[spec["kind"]][2]
+    try:
+        _run(job_dir, spec)
+    finally:  # even after a crash of the worker itself: the queue must not stall
+        _hand_on(base, slot, job_dir.name)
+    return 0
+
+
+def _run(job_dir: Path, spec: dict) -> None:
+    """Run the job of ``spec`` in this process, reporting through ``job_dir/events.jsonl``."""
     kind, args = spec["kind"], spec.get("args", {})
     module_name, function_name, slot = KINDS[kind]
-    base = job_dir.parent
     write_json(job_dir / "worker.json", procs.identity())
     if slot == "trainer":
         _lower_priority(spec)
@@ -605,10 +618,12 @@ def run_worker(job_dir: str | os.PathLike) -> int:
         threading.Thread(
             target=_watch_parent, args=(spec["submitter"], progress), daemon=True
         ).start()
-    timer = threading.Timer(limits.max_wall_s(), _time_limit, (limits.max_wall_s(), progress))
-    timer.daemon = True
-    timer.start()
+    timer = None
     try:
+        seconds = limits.max_wall_s()
+        timer = threading.Timer(seconds, _time_limit, (seconds, progress))
+        timer.daemon = True
+        timer.start()
         function = getattr(importlib.import_module(module_name), function_name)
         result = function(args, progress)
     except Exception as exc:
@@ -620,10 +635,9 @@ def run_worker(job_dir: str | os.PathLike) -> int:
         if progress.snapshot().active:
             progress.finish(result=result)
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
         log.close()
-        _hand_on(base, slot, job_dir.name)
-    return 0
 
 
 def _hand_on(base: Path, slot: str, job_id: str) -> None:

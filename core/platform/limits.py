@@ -12,6 +12,11 @@ Queue (checked by :func:`core.jobs.runner.submit`):
 - ``EFFNET_LAB_MAX_QUEUE`` (50): jobs waiting in all queues together, so a flood of fresh
   sessions cannot grow the queue (and the waiting time) without bound.
 
+The command line is capped too, as the one owner "cli": every shell user of the server shares
+that workspace, and a script looping over ``python -m core train &`` would otherwise fill the
+queue ahead of the web visitors. The caps are read by the process that submits, so an operator
+who needs more sets the variable in their own shell; web visitors cannot.
+
 Training (checked by :meth:`core.training.options.TrainConfig.validate` and the job worker):
 
 - ``EFFNET_LAB_MAX_EPOCHS`` (100): epochs per training run.
