@@ -10,6 +10,7 @@ TensorFlow) and queue data checks of a missing folder, which end at once when th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from core.jobs import runner as jobs
 from core.platform.progress import JobStatus
 from core.training import runs
 
+pytestmark = pytest.mark.slow  # real worker processes (and one tiny training)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -185,7 +187,6 @@ def test_a_poll_starts_the_next_job_when_a_worker_died(cifar10_dir, tmp_path):
     assert snap.status is JobStatus.ERROR and snap.error_kind == "input", waiting.log_tail()
 
 
-@pytest.mark.slow
 def test_training_runs_niced_and_stops_at_the_time_limit_keeping_the_best_model(
     mini_cifar, tmp_path
 ):
@@ -210,3 +211,29 @@ def test_training_runs_niced_and_stops_at_the_time_limit_keeping_the_best_model(
     assert info.status == "stopped" and info.has_model
     record = json.loads((tmp_path / "limited" / "results.json").read_text())
     assert "time limit" in record["stop_reason"]
+
+
+def test_a_refused_start_shows_one_line_on_the_page(cifar10_dir, tmp_path, monkeypatch):
+    """Over the per-owner cap, the Train page's dataset check says why in one line (no
+    traceback) and starts nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    for name, folder in (("RUNS", "runs"), ("DATA", "data"), ("CACHE", "cache")):
+        monkeypatch.setenv(f"EFFNET_LAB_{name}", str(tmp_path / folder))
+    monkeypatch.setenv("EFFNET_LAB_MAX_JOBS_PER_OWNER", "1")
+    alice = hashlib.sha256(b"alice").hexdigest()[:16]  # components.session.owner_tag's hash
+    running = jobs.submit("data_check", {"data": str(cifar10_dir), "use_cache": False}, owner=alice)
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        at.session_state["session_token"] = "alice"
+        at.run()
+        at.switch_page("pages/train.py").run()
+        at.selectbox(key="train_data").set_value("cifar10").run()
+        at.button(key="train_health_start").click().run()
+        assert not at.exception
+        (error,) = [e.value for e in at.error]
+        assert error.startswith("You already have 1 job(s) running or queued")
+        assert "\n" not in error and str(tmp_path) not in error
+        assert len([p for p in jobs.jobs_dir().iterdir() if p.is_dir() and p.name != "queue"]) == 1
+    finally:
+        running.kill()
