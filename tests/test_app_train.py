@@ -228,7 +228,7 @@ def test_two_visitors_share_one_trainer_safely(isolated, cifar10_dir, monkeypatc
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(cifar10_dir))
     make_run(isolated / "runs", "from-the-cli")  # no owner: visible (read-only) to everyone
     a = AppTest.from_file(PAGE, default_timeout=60).run()
-    tiny_settings(a, epochs=1000, subset=200)
+    tiny_settings(a, epochs=100, subset=200)
     widget(a, "name").set_value("a-run")
     a.button(key="train_start").click().run()
     job_a = my_job(a)

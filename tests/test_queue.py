@@ -237,3 +237,31 @@ def test_a_refused_start_shows_one_line_on_the_page(cifar10_dir, tmp_path, monke
         assert len([p for p in jobs.jobs_dir().iterdir() if p.is_dir() and p.name != "queue"]) == 1
     finally:
         running.kill()
+
+
+def test_the_command_line_is_one_capped_owner(cifar10_dir, mini_cifar, tmp_path):
+    """Every shell user is the owner "cli": past its cap, ``python -m core train`` refuses in one
+    line (exit status 2) before anything is queued."""
+    running = jobs.submit(
+        "data_check",
+        {"data": str(cifar10_dir), "use_cache": False},
+        owner="cli",
+        runs_root=tmp_path,
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "core", "train", "--data", str(mini_cifar), "--epochs", "1"]
+            + ["--backbone", "lite0", "--weights", "lite0", "--out", str(tmp_path / "run")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "EFFNET_LAB_MAX_JOBS_PER_OWNER": "1"},
+        )
+        assert out.returncode == 2, out.stderr
+        assert "You already have 1 job(s) running or queued" in out.stderr
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        assert jobs.slot_info("trainer", tmp_path).queued == ()
+        assert not (tmp_path / "run").exists()
+    finally:
+        running.kill()
