@@ -205,11 +205,8 @@ class Job:
             if record is None:
                 return False
             record.unlink(missing_ok=True)
-            log = EventLog(self.dir / "events.jsonl")
-            try:  # written under the lock: a reader sees the record or the end, never neither
-                Progress(sinks=(log,)).finish(cancelled=True)
-            finally:
-                log.close()
+            # Written under the lock: a reader sees the record or the end, never neither.
+            _finish_unstarted(self.dir)
         return True
 
     def _signal(self, signum: int) -> None:
@@ -445,18 +442,26 @@ def _orphan(record: dict) -> bool:
     return isinstance(record.get("submitter"), dict) and not procs.alive(record["submitter"])
 
 
+def _finish_unstarted(job_dir: Path, message: str = "", error: str | None = None) -> None:
+    """Write the final event of a job whose worker never started: cancelled, or ``error``."""
+    if not job_dir.is_dir():
+        return
+    log = EventLog(job_dir / "events.jsonl")
+    try:
+        progress = Progress(sinks=(log,))
+        if message:
+            progress.message(message)
+        progress.finish(cancelled=error is None, error=error)
+    finally:
+        log.close()
+
+
 def _cancel_orphan(base: Path, record: dict) -> None:
     """Drop a queued job whose submitter went away (under the lock), saying so in its events."""
     record["path"].unlink(missing_ok=True)
-    job_dir = base / record["job"]
-    if job_dir.is_dir():
-        log = EventLog(job_dir / "events.jsonl")
-        try:
-            progress = Progress(sinks=(log,))
-            progress.message("The app or command that started this job ended before its turn")
-            progress.finish(cancelled=True)
-        finally:
-            log.close()
+    _finish_unstarted(
+        base / record["job"], "The app or command that started this job ended before its turn"
+    )
 
 
 def _check_caps(base: Path, owner: str) -> None:
@@ -508,16 +513,20 @@ def _dispatch(base: Path, slot: str) -> tuple[str, subprocess.Popen] | None:
         now = time.time()
         turns = {o: t for o, t in turns.items() if now - float(t) < _KEEP_S}
         write_json(_turns_path(base, slot), {**turns, str(record.get("owner", "")): now})
-        with open(job_dir / "worker.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "core", "job", str(job_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **spec.get("env", {}), "PYTHONUNBUFFERED": "1"},
-                cwd=str(paths.PROJECT_ROOT),
-                start_new_session=True,
-            )
+        try:
+            with open(job_dir / "worker.log", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "core", "job", str(job_dir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **spec.get("env", {}), "PYTHONUNBUFFERED": "1"},
+                    cwd=str(paths.PROJECT_ROOT),
+                    start_new_session=True,
+                )
+        except OSError as exc:  # e.g. out of processes: this job fails, the next may start
+            _finish_unstarted(job_dir, error=f"could not start its worker process: {exc}")
+            continue
         worker = procs.identity(process.pid)  # the same process after exec: same identity
         write_json(job_dir / "worker.json", worker)
         write_json(
