@@ -85,6 +85,12 @@ def render_option(col, name: str, opt: training.Option):
         bounds["min_value"] = opt.kind(opt.low)
     if opt.high is not None and not opt.high_open:
         bounds["max_value"] = opt.kind(opt.high)
+    cap = training.server_cap(name)  # this server's limit, e.g. 100 epochs
+    if cap is not None and cap[0] < bounds.get("max_value", cap[0] + 1):
+        bounds["max_value"] = opt.kind(cap[0])
+        value = st.session_state.get(key)
+        if value is not None and value > cap[0]:  # a default or preset above this server's cap
+            st.session_state[key] = opt.kind(cap[0])
     return col.number_input(
         opt.label,
         step=opt.kind(opt.step or 1),
@@ -179,7 +185,7 @@ def start(values: dict) -> None:
         return
     try:
         session.start_job("train", {"config": config.to_dict(), "owner": session.owner_tag()})
-    except QuotaError as exc:
+    except (QuotaError, jobs.QueueFull) as exc:
         st.error(f"Cannot start: {plain(exc)}")
 
 
@@ -201,7 +207,10 @@ def start_lr_find(values: dict) -> None:
     except UserError as exc:
         errors.show(exc, "Cannot start the finder: ")
         return
-    session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
+    try:
+        session.start_job("lr_find", {"config": config.to_dict(), "owner": session.owner_tag()})
+    except jobs.QueueFull as exc:
+        errors.show(exc, "Cannot start the finder: ")
 
 
 def lr_live(job, snap) -> None:
