@@ -1,12 +1,13 @@
 """Shared fixtures: the data in ../shared, a mini CIFAR-10, run folders, an isolated cache/runs
 folder, a live app and a browser.
 
-The whole session runs offline-style: a short download timeout, caches, runs and the data root
-in temp folders (never the user's), and the local CIFAR-10 copy named through
-``EFFNET_LAB_CIFAR10_DIR``.
+The whole session runs offline-style: a short download timeout, caches, runs, the data root and
+Keras's home (``KERAS_HOME``) in temp folders (never the user's), and the local CIFAR-10 copy
+named through ``EFFNET_LAB_CIFAR10_DIR``.
 
-Markers: ``slow`` (real training, subprocesses, the live app; deselect with ``-m "not slow"`` for a
-quick inner loop) and ``browser`` (real Chromium; every test under ``tests/browser`` gets both).
+Markers: ``slow`` (real training, subprocesses, the live app, or anything over about a second;
+deselect with ``-m "not slow"`` for a quick inner loop of well under a minute) and ``browser``
+(real Chromium; every test under ``tests/browser`` gets both).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +30,27 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 CHROMIUM = os.environ.get("EFFNET_LAB_CHROMIUM", "/usr/bin/chromium")
+
+# Keras reads KERAS_HOME once, when it is first imported: its keras.json (backend, floatx) and
+# models/, where core.models.weights looks for official ImageNet weights. A developer's own
+# ~/.keras would change what the tests see (a cached B0 file turns "auto" weights into official
+# weights instead of the offline Lite0 fallback), so the session gets an empty one, set here at
+# import time, before any test module (or the subprocesses they start) imports Keras. The Lite0
+# conversion the tests share lives in the session's EFFNET_LAB_CACHE (see ``_isolated_env``).
+if "keras" in sys.modules:
+    raise pytest.UsageError("keras was imported before tests/conftest.py could set KERAS_HOME")
+_OUTER_KERAS_HOME = os.environ.get("KERAS_HOME")
+KERAS_HOME = tempfile.mkdtemp(prefix="effnet-lab-keras-home-")
+os.environ["KERAS_HOME"] = KERAS_HOME
+
+
+def pytest_unconfigure(config):
+    """Remove the session's Keras home and give back the caller's KERAS_HOME."""
+    shutil.rmtree(KERAS_HOME, ignore_errors=True)
+    if _OUTER_KERAS_HOME is None:
+        os.environ.pop("KERAS_HOME", None)
+    else:
+        os.environ["KERAS_HOME"] = _OUTER_KERAS_HOME
 
 
 def _require(path: Path, what: str) -> Path:
@@ -83,6 +107,16 @@ def cifar10_dir() -> Path:
 @pytest.fixture(scope="session")
 def imagenet_samples_dir() -> Path:
     return _require(SHARED / "imagenet-samples", "ImageNet sample photos")
+
+
+@pytest.fixture(scope="session")
+def lite0_imagenet_classifier():
+    """The ImageNet classifier on the offline Lite0 weights, built once for the session: a
+    224-px model takes seconds to build and load, and the inference and Grad-CAM tests only
+    read it."""
+    from core.serving.inference import load_classifier
+
+    return load_classifier("imagenet", "lite0")
 
 
 @pytest.fixture(scope="session")

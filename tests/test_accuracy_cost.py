@@ -90,6 +90,7 @@ def test_train_page_shows_the_accuracy_cost_chart(costed_runs):
     )
 
 
+@pytest.mark.slow  # builds and times a Keras model
 def test_latency_helper_times_a_model_and_never_fails():
     import keras
 

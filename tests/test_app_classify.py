@@ -63,6 +63,7 @@ def test_classify_top_k_and_weights_selector(imagenet_samples_dir):
     assert len(at.dataframe) == 0  # one image: no results table
 
 
+@pytest.mark.slow
 def test_file_names_and_class_names_are_plain_text(tmp_path, monkeypatch, imagenet_samples_dir):
     """A hostile file name shows literally: no italics, links or HTML from it."""
     at = open_page("classify", 180).run()

@@ -17,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_classify_with_jax_backend_matches_tensorflow(imagenet_samples_dir):
     pytest.importorskip("jax", reason="jax is not installed (pip install -r requirements-dev.txt)")
     pytest.importorskip("tensorflow", reason="TensorFlow is not installed (requirements.txt)")

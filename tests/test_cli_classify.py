@@ -73,6 +73,7 @@ def test_all_good_exits_zero_with_lite0(imagenet_samples_dir):
     assert line["top"][0]["label"] == "orange" and "lite0" in line["weights"]
 
 
+@pytest.mark.slow
 def test_bad_arguments_exit_two(tmp_path):
     for args, message in [
         (["classify", "--top", "0", "x.jpg"], "--top"),

@@ -1,18 +1,42 @@
-"""``python -m core scaling``: JSON and text output, exit codes, clear errors."""
+"""``python -m core scaling``: JSON and text output, exit codes, clear errors.
+
+The calculator and the argument errors run ``core.cli.main`` in this process (what ``python -m
+core`` calls, without a Python start-up per case); the timing commands run as a real subprocess,
+as a user runs them, and are slow.
+"""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from core.cli import main
 from core.models import scaling
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+@pytest.fixture
+def run_cli(capsys):
+    """``python -m core scaling ARGS`` in this process: its exit status, stdout and stderr."""
+
+    def run(*args: str) -> SimpleNamespace:
+        capsys.readouterr()  # drop anything printed before
+        try:
+            status = main(["scaling", *args])
+        except SystemExit as exc:  # argparse's own errors (exit 2), as __main__'s sys.exit shows
+            status = exc.code
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=status, stdout=out, stderr=err)
+
+    return run
+
+
+def run_module(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m core scaling ARGS`` as a real subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "core", "scaling", *args],
         cwd=ROOT,
@@ -22,7 +46,7 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
-def test_phi_json_is_one_object_matching_core():
+def test_phi_json_is_one_object_matching_core(run_cli):
     result = run_cli("--phi", "1.5", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -37,7 +61,7 @@ def test_phi_json_is_one_object_matching_core():
     assert [s["layers"] for s in data["stages"]] == [r.layers for r in expected.stages]
 
 
-def test_custom_bases_change_the_result():
+def test_custom_bases_change_the_result(run_cli):
     default = json.loads(run_cli("--phi", "2", "--json").stdout)
     custom = json.loads(
         run_cli("--phi", "2", "--alpha", "1.4", "--beta", "1.05", "--gamma", "1.1", "--json").stdout
@@ -46,7 +70,7 @@ def test_custom_bases_change_the_result():
     assert custom["params"] != default["params"]
 
 
-def test_variant_json_and_text():
+def test_variant_json_and_text(run_cli):
     data = json.loads(run_cli("--variant", "B7", "--json").stdout)
     assert (data["width"], data["depth"], data["resolution"]) == (2.0, 3.1, 600)
     assert data["params"] == scaling.official_network("b7").params
@@ -61,12 +85,12 @@ def test_variant_json_and_text():
 
 
 @pytest.mark.parametrize("variant", list(scaling.OFFICIAL))
-def test_variant_json_has_implied_phi(variant):
+def test_variant_json_has_implied_phi(variant, run_cli):
     data = json.loads(run_cli("--variant", variant, "--json").stdout)
     assert data["implied_phi"] == scaling.implied_phi(variant).to_dict()
 
 
-def test_negative_phi_is_a_network_smaller_than_b0():
+def test_negative_phi_is_a_network_smaller_than_b0(run_cli):
     data = json.loads(run_cli("--phi", "-3", "--json").stdout)
     expected = scaling.formula_network(-3)
     assert data["width"] == pytest.approx(1.1**-3) and data["resolution"] == 147
@@ -103,15 +127,16 @@ def test_negative_phi_is_a_network_smaller_than_b0():
         (["search", "--weights", "x"], "invalid choice"),
     ],
 )
-def test_invalid_values_exit_2_with_a_clear_message(args, message):
+def test_invalid_values_exit_2_with_a_clear_message(args, message, run_cli):
     result = run_cli(*args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
+@pytest.mark.slow
 def test_sweep_json_times_each_network():
-    result = run_cli(
+    result = run_module(
         "sweep", "--phis", "-1", "0", "--base-resolution", "48", "--batch-sizes", "1", "--json"
     )
     assert result.returncode == 0, result.stderr
@@ -132,8 +157,9 @@ def test_sweep_json_times_each_network():
     assert "Timing networks" in result.stderr  # the progress bar goes to stderr
 
 
+@pytest.mark.slow
 def test_sweep_text_names_the_device():
-    result = run_cli("sweep", "--variants", "b0", "--batch-sizes", "1")
+    result = run_module("sweep", "--variants", "b0", "--batch-sizes", "1")
     assert result.returncode == 0, result.stderr
     assert "Forward pass on CPU" in result.stdout or "Forward pass on GPU" in result.stdout
     assert "B0" in result.stdout and "5,330,571" in result.stdout and "ms/img @1" in result.stdout
@@ -141,7 +167,7 @@ def test_sweep_text_names_the_device():
 
 @pytest.mark.slow
 def test_search_json_fields(tiny_cifar):
-    result = run_cli(
+    result = run_module(
         "search",
         "--data",
         str(tiny_cifar),

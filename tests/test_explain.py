@@ -39,12 +39,11 @@ def left_share(heat: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def imagenet():
-    from core.serving.inference import load_classifier
-
-    return load_classifier("imagenet", "lite0")
+def imagenet(lite0_imagenet_classifier):
+    return lite0_imagenet_classifier
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("photo", ["n07747607_orange", "n04399382_teddy"])
 def test_heat_lies_on_the_side_with_the_object(imagenet, imagenet_samples_dir, photo):
     shares = {}
@@ -58,6 +57,7 @@ def test_heat_lies_on_the_side_with_the_object(imagenet, imagenet_samples_dir, p
     assert shares["right"] < 0.2, shares
 
 
+@pytest.mark.slow
 def test_grad_cam_uses_the_last_conv_and_gives_the_models_probabilities(
     imagenet, imagenet_samples_dir
 ):
@@ -69,6 +69,7 @@ def test_grad_cam_uses_the_last_conv_and_gives_the_models_probabilities(
     assert cams.shape == (1, 7, 7) and cams.max() == pytest.approx(1.0) and cams.min() >= 0
 
 
+@pytest.mark.slow
 def test_trained_runs_nested_backbone_is_found_below_its_top():
     """A run's model nests the backbone; at 96 px its 3×3 top is too coarse: block5c (6×6)."""
     from core.training.network import build_network

@@ -246,6 +246,7 @@ def test_only_images_many_times_larger_take_the_shortcut():
         assert min(decoded.size) == (short // 2 if reduced else short)
 
 
+@pytest.mark.slow  # decodes a 3709×2913 mosaic twice per mode: seconds each
 @pytest.mark.parametrize(
     "kind, orientation",
     [("jpeg", 6), ("grey jpeg", 3), ("rgba png", 8), ("16-bit png", 1)],

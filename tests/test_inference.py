@@ -10,8 +10,8 @@ from core.serving import inference
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    return inference.load_classifier("imagenet", "auto")
+def classifier(lite0_imagenet_classifier):
+    return lite0_imagenet_classifier
 
 
 def test_labels_and_synsets_are_the_standard_1000():
@@ -21,6 +21,7 @@ def test_labels_and_synsets_are_the_standard_1000():
     assert labels[0] == "tench" and synsets[0] == "n01440764"
 
 
+@pytest.mark.slow  # 20 photos through a 224-px network: seconds on a CPU
 def test_classifies_imagenet_samples(classifier, imagenet_samples_dir):
     files = sorted(imagenet_samples_dir.glob("*.JPEG"))
     assert len(files) == 20
@@ -35,6 +36,7 @@ def test_classifies_imagenet_samples(classifier, imagenet_samples_dir):
     assert classifier.preprocessing.crop == IMAGENET_CROP and classifier.resolution == 224
 
 
+@pytest.mark.slow
 def test_all_classes_form_a_probability_distribution(classifier, imagenet_samples_dir):
     image = load_image(sorted(imagenet_samples_dir.glob("*.JPEG"))[0])
     [pred] = classifier.classify([image], top=5000)  # more than there are: all 1000 come back
@@ -43,6 +45,7 @@ def test_all_classes_form_a_probability_distribution(classifier, imagenet_sample
     assert (probs >= 0).all() and probs.sum() == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_top_k_and_batching_agree(classifier, imagenet_samples_dir):
     files = sorted(imagenet_samples_dir.glob("*.JPEG"))[:5]
     images = [load_image(f) for f in files]
@@ -56,6 +59,7 @@ def test_top_k_and_batching_agree(classifier, imagenet_samples_dir):
         )
 
 
+@pytest.mark.slow
 def test_classify_files_keeps_order_reports_errors_and_batches(classifier, imagenet_samples_dir):
     files = sorted(imagenet_samples_dir.glob("*.JPEG"))[:5]
     inputs = (

@@ -1,9 +1,12 @@
 """core.jobs.runner: jobs in real worker processes — progress, stop, the first-in-first-out queue,
-cancel, SIGKILL mid-run, and a worker whose starter went away. These are the paths the Train and
-Scaling pages and the command line all use."""
+cancel, SIGKILL mid-run, and a worker whose starter went away (all slow). These are the paths the
+Train and Scaling pages and the command line all use. Quick: every job kind resolves to its
+function, and bad job ids are refused."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -13,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from core.jobs import runner as jobs
-from core.platform.progress import JobStatus
+from core.platform.progress import JobStatus, Progress
 from core.training import runs
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -47,6 +49,7 @@ def wait_until(predicate, timeout: float = 240.0, what: str = "condition"):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_measure_job_reports_timings(tmp_path):
     job = jobs.submit(
         "measure",
@@ -60,6 +63,7 @@ def test_measure_job_reports_timings(tmp_path):
     assert snap.device.startswith(("CPU", "GPU")) and job.owner == "me"
 
 
+@pytest.mark.slow
 def test_bad_input_is_an_input_error(tmp_path):
     job = jobs.submit("measure", {"width": 1.0, "depth": 1.0, "resolution": 16}, runs_root=tmp_path)
     snap = job.wait(timeout=240)
@@ -68,6 +72,7 @@ def test_bad_input_is_an_input_error(tmp_path):
         jobs.submit("mine-bitcoin", {}, runs_root=tmp_path)
 
 
+@pytest.mark.slow
 def test_queue_is_first_in_first_out_cancel_and_stop(mini_cifar, tmp_path):
     first = jobs.submit(
         "train", train_args(mini_cifar, tmp_path, "first"), owner="a", runs_root=tmp_path
@@ -102,6 +107,7 @@ def test_queue_is_first_in_first_out_cancel_and_stop(mini_cifar, tmp_path):
     assert jobs.slot_info("trainer", tmp_path).running is None
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_leaves_a_loadable_model_and_an_interrupted_run(mini_cifar, tmp_path):
     job = jobs.submit("train", train_args(mini_cifar, tmp_path, "killed"), runs_root=tmp_path)
     wait_until(lambda: len(job.snapshot().epochs) >= 2, what="two epochs")
@@ -116,6 +122,7 @@ def test_sigkill_mid_run_leaves_a_loadable_model_and_an_interrupted_run(mini_cif
     assert jobs.slot_info("trainer", tmp_path).running is None  # the lock died with it
 
 
+@pytest.mark.slow
 def test_a_worker_stops_cleanly_when_its_starter_goes_away(mini_cifar, tmp_path):
     """The process that submitted the job exits at once; the worker notices and stops, keeping
     its run (as when the web server or the CLI that started it is killed)."""
@@ -151,3 +158,15 @@ def test_open_job_refuses_unknown_ids(tmp_path):
     for bad in ("nope", "../etc", ".hidden"):
         with pytest.raises(ValueError, match="no job"):
             jobs.open_job(bad, tmp_path)
+
+
+@pytest.mark.parametrize("kind", sorted(jobs.KINDS))
+def test_every_job_kind_resolves_to_a_job_function(kind):
+    """KINDS names its functions as strings (core.jobs may not import the layers above it), so
+    a renamed module or function would only fail inside a worker: resolve each one here, as the
+    worker does, and check it takes ``(args, progress)``."""
+    module_name, function_name, slot = jobs.KINDS[kind]
+    function = getattr(importlib.import_module(module_name), function_name)
+    assert callable(function)
+    inspect.signature(function).bind({}, Progress())
+    assert slot.isidentifier()  # a slot names its lock file and queue folder

@@ -49,6 +49,7 @@ def test_timing_excludes_the_warm_up_and_gives_rates():
     assert t.gmacs_per_s == pytest.approx(0.4, rel=0.4)  # 2 M multiply-adds × 200 img/s
 
 
+@pytest.mark.slow
 def test_measure_job_times_each_batch_size_on_this_device():
     progress = Progress()
     result = measure.measure_job(
@@ -60,6 +61,7 @@ def test_measure_job_times_each_batch_size_on_this_device():
     assert progress.snapshot().device.startswith(("CPU", "GPU"))
 
 
+@pytest.mark.slow
 def test_stop_request_ends_the_measurement_early():
     progress = Progress()
     progress.request_stop()

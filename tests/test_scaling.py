@@ -12,9 +12,10 @@ from core.models import layer_cost, scaling
 PHI_GRID = [i / 20 for i in range(141)]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def keras_efficientnet():
-    """Keras's own EfficientNet builder (the reference), clearing Keras's state after each use."""
+    """Keras's own EfficientNet builder (the reference), clearing Keras's state after the module
+    (once: each ``clear_session`` runs a full garbage collection, ~0.4 s with TensorFlow loaded)."""
     import keras
 
     from core.platform import _keras_private
@@ -25,6 +26,7 @@ def keras_efficientnet():
 
 # ----- parameters equal Keras's count_params() ----------------------------------------------------
 @pytest.mark.parametrize("variant", list(scaling.OFFICIAL))
+@pytest.mark.slow  # 1 s (B0) to 12 s (B7) a build; the networks below B0 stay in the quick loop
 def test_params_equal_keras_for_official_variants(variant, keras_efficientnet):
     v = scaling.OFFICIAL[variant]
     model = keras_efficientnet(v.width, v.depth, v.resolution, weights=None)
@@ -39,6 +41,7 @@ def test_params_equal_keras_for_official_variants(variant, keras_efficientnet):
         (1.5, {"alpha": 1.3, "beta": 1.25, "gamma": 1.05}),
     ],
 )
+@pytest.mark.slow  # networks larger than B0: over a second each
 def test_params_equal_keras_for_formula_networks(phi, bases, keras_efficientnet):
     m = scaling.multipliers(phi, **bases)
     model = keras_efficientnet(m.width, m.depth, m.resolution, weights=None)
@@ -55,7 +58,9 @@ def test_params_equal_keras_for_formula_networks(phi, bases, keras_efficientnet)
             -3.0,
             {"alpha": 2.0, "beta": 2.0, "gamma": 1.0},
         ),  # width and depth 0.125: minimum channels
-        (-1.5, {"alpha": 1.3, "beta": 1.45, "gamma": 1.2}),
+        pytest.param(  # nearly B0's size: over a second
+            -1.5, {"alpha": 1.3, "beta": 1.45, "gamma": 1.2}, marks=pytest.mark.slow
+        ),
     ],
 )
 def test_params_equal_keras_for_networks_smaller_than_b0(phi, bases, keras_efficientnet):
@@ -67,6 +72,7 @@ def test_params_equal_keras_for_networks_smaller_than_b0(phi, bases, keras_effic
     assert scaling.formula_network(phi, **bases).params == model.count_params()
 
 
+@pytest.mark.slow
 def test_build_efficientnet_builds_networks_smaller_than_b0():
     """core.models.efficientnet builds width/depth below 1, with the layers core.models.scaling predicts."""
     import keras

@@ -139,6 +139,7 @@ def test_training_share_plans_compiles_and_drops_what_does_not_fit(
     ) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_width_one_candidates_copy_b0s_blocks_by_name():
     """Depth only adds blocks: every B0 layer is copied; the new blocks are not."""
     import keras

@@ -54,6 +54,7 @@ def test_bad_plans_are_refused_with_a_sentence(args, message):
         sweep.plan(args)
 
 
+@pytest.mark.slow
 def test_sweep_times_each_point_at_each_batch_size():
     points = sweep.phi_points([-2, 0], base_resolution=48)
     progress = Progress()

@@ -21,8 +21,6 @@ from core.platform.progress import Progress
 from core.training import TrainConfig, runs, train
 from core.training.features import cached_features
 
-pytestmark = pytest.mark.slow
-
 RUN_FILES = {
     "status.json",
     "config.json",
@@ -157,6 +155,7 @@ def frozen_run(mini, tmp_path_factory):
     return cfg, result, progress
 
 
+@pytest.mark.slow
 def test_frozen_run_writes_everything(frozen_run):
     cfg, result, progress = frozen_run
     assert not result.stopped and result.epochs == 2
@@ -208,6 +207,7 @@ def test_frozen_run_writes_everything(frozen_run):
     assert snap.device == result.device
 
 
+@pytest.mark.slow
 def test_reloaded_model_gives_the_same_test_accuracy(frozen_run, mini):
     cfg, result, _ = frozen_run
     model, classes, prep = runs.load_run_model(result.run_dir)
@@ -216,6 +216,7 @@ def test_reloaded_model_gives_the_same_test_accuracy(frozen_run, mini):
     assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_frozen_features_give_the_same_model_as_the_blog_way(frozen_run, mini):
     """Cached features + head training == training the full network with the backbone inside."""
     cfg, result, _ = frozen_run
@@ -234,6 +235,7 @@ def test_frozen_features_give_the_same_model_as_the_blog_way(frozen_run, mini):
     np.testing.assert_allclose(fast.predict(x, verbose=0), slow.predict(x, verbose=0), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_blog_protocol_validates_on_the_test_split_and_says_so(mini, tmp_path):
     result = train(config(mini, validation="test", epochs=3), runs_root=tmp_path)
     info = runs.load_run(result.run_dir)
@@ -246,6 +248,7 @@ def test_blog_protocol_validates_on_the_test_split_and_says_so(mini, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_patience_epochs_after_the_best(mini, tmp_path):
     result = train(config(mini, epochs=40, patience=2, lr=3e-3), runs_root=tmp_path)
     info = runs.load_run(result.run_dir)
@@ -258,6 +261,7 @@ def test_early_stopping_ends_patience_epochs_after_the_best(mini, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_existing_run_name_is_refused(frozen_run, mini):
     _, result, _ = frozen_run
     cfg = config(mini, name=result.run_dir.name)
@@ -266,6 +270,7 @@ def test_existing_run_name_is_refused(frozen_run, mini):
 
 
 # ----- fine-tuning ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
     cfg = config(
         mini, mode="finetune", augment=False, finetune_blocks=1, epochs=1, cache_features=True
@@ -297,6 +302,7 @@ def test_finetune_on_cached_prefix_trains_only_the_top(mini, tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("augment", [False, True])
 def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path, augment):
     cfg = config(
@@ -327,6 +333,7 @@ def test_two_phase_fine_tuning_trains_the_head_first_then_the_top(mini, tmp_path
     assert top_trained == (best["phase"] == "finetune")  # a head-phase best keeps ImageNet's top
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
 def test_flip_tta_validates_and_tests_on_images_and_mirrors(mini, tmp_path, mode):
     from core.serving.inference import load_classifier
@@ -352,6 +359,7 @@ def test_flip_tta_validates_and_tests_on_images_and_mirrors(mini, tmp_path, mode
     assert pred.top[0]["prob"] == pytest.approx(float(probs[0].max()), abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, head_epochs", [("frozen", 0), ("finetune", 1)])
 def test_flip_augmentation_on_cached_features(mini, tmp_path, mode, head_epochs):
     cfg = config(
@@ -424,6 +432,7 @@ class StopAfterFirstBatch(Progress):
         self.request_stop()
 
 
+@pytest.mark.slow
 def test_stop_in_the_first_epoch_keeps_the_model(mini, tmp_path):
     cfg = config(mini, mode="finetune", augment=True, finetune_blocks=1, epochs=50, batch_size=16)
     progress = StopAfterFirstBatch()
@@ -438,6 +447,7 @@ def test_stop_in_the_first_epoch_keeps_the_model(mini, tmp_path):
     assert test_accuracy(model, ds) == pytest.approx(result.test_accuracy, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_each_new_best_is_saved_as_it_happens(mini, tmp_path):
     """Saving after each improvement: the model file exists from the first epoch on."""
     seen = []
@@ -467,6 +477,7 @@ class StopDuringExtraction(Progress):
             self.request_stop()
 
 
+@pytest.mark.slow
 def test_stop_during_feature_extraction_records_a_stopped_run_without_model(mini, tmp_path):
     progress = StopDuringExtraction()
     result = train(config(mini, batch_size=16), progress, runs_root=tmp_path)
@@ -494,6 +505,7 @@ def test_data_errors_are_reported_and_leave_no_run(tmp_path):
 
 
 # ----- bounded memory: features larger than the budget live on disk ---------------------------
+@pytest.mark.slow
 def test_features_over_the_memory_budget_spill_to_disk_and_train_the_same(
     mini, tmp_path, monkeypatch
 ):
@@ -511,6 +523,7 @@ def test_features_over_the_memory_budget_spill_to_disk_and_train_the_same(
     assert leftovers == []  # cache off: the disk-backed arrays were removed
 
 
+@pytest.mark.slow
 def test_features_that_fit_nowhere_are_refused_with_the_numbers(mini, tmp_path, monkeypatch):
     from core.training import feature_memory
 

@@ -2,6 +2,7 @@
 errors."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,6 +45,7 @@ def test_lite0_conversion_maps_every_tensor():
     np.testing.assert_allclose(np.asarray(norm(rescale(x))), (x - 127.0) / 128.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_wrong_model_is_refused():
     from core.models.efficientnet import build_efficientnet
 
@@ -76,6 +78,7 @@ def test_bad_sources_give_clear_errors(tmp_path):
         weights.load_backbone("lite0", str(bad))
 
 
+@pytest.mark.slow
 def test_local_weights_file_round_trip(tmp_path):
     model, _info = weights.load_backbone("lite0", "lite0", input_shape=(64, 64, 3))
     path = tmp_path / "mine.weights.h5"
@@ -86,6 +89,7 @@ def test_local_weights_file_round_trip(tmp_path):
     np.testing.assert_allclose(model.predict_on_batch(x), again.predict_on_batch(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_notop_backbone_shares_converted_weights():
     full, _ = weights.load_backbone("lite0", "lite0", input_shape=(96, 96, 3))
     notop, _ = weights.load_backbone(
@@ -117,6 +121,7 @@ def test_weights_files_are_listed_only_from_the_weights_root(tmp_path, monkeypat
     ] == ["a.weights.h5", "sub/b.h5"]
 
 
+@pytest.mark.slow  # converts again (force=True)
 def test_conversion_leaves_the_random_numbers_of_later_code_alone():
     # Keras draws layer seeds (stochastic-depth dropout) from Python's random: a run that
     # triggers the one-off conversion must train exactly like the runs after it.
@@ -127,3 +132,14 @@ def test_conversion_leaves_the_random_numbers_of_later_code_alone():
     random.seed(7)
     lite0.convert_lite0(force=True)
     assert random.random() == expected
+
+
+def test_the_session_has_its_own_keras_home():
+    """tests/conftest.py points KERAS_HOME at a fresh folder before Keras loads, so no test sees
+    the developer's ~/.keras (its keras.json, or official weights that would change "auto")."""
+    import keras
+
+    home = Path(os.environ["KERAS_HOME"])
+    assert home.resolve() != (Path.home() / ".keras").resolve()
+    assert (home / "keras.json").is_file()  # written there by Keras when it loaded
+    assert keras.config.backend() == os.environ.get("KERAS_BACKEND", "tensorflow")

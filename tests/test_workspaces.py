@@ -66,6 +66,7 @@ def page(name: str, token: str) -> AppTest:
 
 
 # ----- expiry -----------------------------------------------------------------------------------
+@pytest.mark.slow  # real worker jobs
 def test_expiry_removes_everything_of_an_expired_workspace_and_nothing_else(isolated, cifar10_dir):
     old, fresh, account = session.tag_of("old"), session.tag_of("fresh"), "acc0000000000000"
     for tag in (old, fresh):
