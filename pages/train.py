@@ -1,8 +1,10 @@
 """Train page: train an EfficientNet classifier in a background worker process and watch it learn.
 
 Controls (generated from :mod:`core.training.options`, or a preset) → ``TrainConfig`` → a job
-(:mod:`core.jobs.runner`) owned by this workspace. Jobs queue for the one trainer, first in,
-first out; other visitors see that it is busy but can neither see nor stop this workspace's run.
+(:mod:`core.jobs.runner`) owned by this workspace. Jobs queue for the one trainer, workspaces
+taking turns, within the server's caps (:mod:`core.platform.limits`: jobs per workspace, epochs,
+resolution, batch; the number controls stop at them); other visitors see that it is busy but can
+neither see nor stop this workspace's run.
 The job panel (:mod:`components.job_panel`) shows it, live curves included, and this page draws
 its outcome. Below: this workspace's runs (and runs started from the command line) to compare,
 inspect, download and delete.
