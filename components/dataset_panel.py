@@ -14,10 +14,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import job_panel, plain, session
+from components import errors, job_panel, plain, session
 from components.charts import plotly_text
 from core.data import augment, health
 from core.data.health_report import HealthReport
+from core.jobs.runner import QueueFull
 
 ICON = ":material/health_and_safety:"
 SPLIT_COLORS = {"train": "#2f6fde", "val": "#ff7f0e", "test": "#2ca02c"}
@@ -52,7 +53,10 @@ def check_panel(spec: str, key: str) -> None:
         )
         and not busy
     ):
-        session.start_job("data_check", {"data": spec, **session.dataset_args()})
+        try:
+            session.start_job("data_check", {"data": spec, **session.dataset_args()})
+        except QueueFull as exc:  # this workspace (or everyone) has too many jobs waiting
+            errors.show(exc)
     job_panel.show(
         "data_check",
         key,

@@ -12,6 +12,7 @@ from core.export import exporter as export
 from core.export import quantize
 from core.export.folder import zip_bytes
 from core.export.record import ExportRecord
+from core.jobs.runner import QueueFull
 from core.platform.workspaces import QuotaError
 
 KIND = "export"
@@ -69,7 +70,7 @@ def _body(source: str, name: str, weights: str) -> None:
     ):
         try:
             session.start_job(KIND, {"source": source, "format": fmt, "weights": weights})
-        except QuotaError as exc:
+        except (QuotaError, QueueFull) as exc:
             st.error(f"Cannot export: {plain(exc)}")
         else:
             st.rerun()  # the whole page: the Export button is disabled while the job runs

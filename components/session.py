@@ -260,6 +260,9 @@ def start_job(kind: str, args: dict) -> jobs.Job:
 
     Raises:
         core.platform.workspaces.QuotaError: No room for what the job will write.
+        core.jobs.runner.QueueFull: The workspace (or the whole queue) is at its queue cap.
+
+    Both are :class:`~core.platform.errors.UserError`: callers show the message in one line.
     """
     if kind in _WRITING_KINDS:
         make_room(workspace_settings.job_reserve_bytes(), _WRITING_KINDS[kind])

@@ -320,16 +320,16 @@ def chart_tabs(c: Choice) -> None:
 # ----- background jobs of this session: start buttons; the job panel shows them --------------
 def start_button(kind: str, label: str, key: str, args_for) -> None:
     """A Start button for a ``kind`` job, disabled while this session's job of that kind runs;
-    ``args_for()`` gives the job's args or raises UserError with a sentence."""
+    ``args_for()`` gives the job's args or raises UserError with a sentence; a start refused
+    by a queue cap says why the same way."""
     job = session.my_job(kind)
     running = job is not None and job.snapshot().active
     if st.button(label, key=key, disabled=running) and not running:
         try:
-            args = args_for()
+            # A bad setting, or a queue cap (core.jobs.runner.QueueFull): both one line.
+            session.start_job(kind, args_for())
         except UserError as exc:
             errors.show(exc, "Cannot start: ")
-        else:
-            session.start_job(kind, args)
 
 
 # ----- measure this network on this machine

@@ -1,8 +1,10 @@
 """Train page: train an EfficientNet classifier in a background worker process and watch it learn.
 
 Controls (generated from :mod:`core.training.options`, or a preset) → ``TrainConfig`` → a job
-(:mod:`core.jobs.runner`) owned by this workspace. Jobs queue for the one trainer, first in,
-first out; other visitors see that it is busy but can neither see nor stop this workspace's run.
+(:mod:`core.jobs.runner`) owned by this workspace. Jobs queue for the one trainer, workspaces
+taking turns, within the server's caps (:mod:`core.platform.limits`: jobs per workspace, epochs,
+resolution, batch; the number controls stop at them); other visitors see that it is busy but can
+neither see nor stop this workspace's run.
 The job panel (:mod:`components.job_panel`) shows it, live curves included, and this page draws
 its outcome. Below: this workspace's runs (and runs started from the command line) to compare,
 inspect, download and delete.
@@ -85,6 +87,12 @@ def render_option(col, name: str, opt: training.Option):
         bounds["min_value"] = opt.kind(opt.low)
     if opt.high is not None and not opt.high_open:
         bounds["max_value"] = opt.kind(opt.high)
+    cap = training.server_cap(name)  # this server's limit, e.g. 100 epochs
+    if cap is not None and cap[0] < bounds.get("max_value", cap[0] + 1):
+        bounds["max_value"] = opt.kind(cap[0])
+        value = st.session_state.get(key)
+        if value is not None and value > cap[0]:  # a default or preset above this server's cap
+            st.session_state[key] = opt.kind(cap[0])
     return col.number_input(
         opt.label,
         step=opt.kind(opt.step or 1),
@@ -186,7 +194,7 @@ def start(values: dict) -> None:
                 **session.dataset_args(),  # a dataset ref, checked again in the worker
             },
         )
-    except QuotaError as exc:
+    except (QuotaError, jobs.QueueFull) as exc:
         st.error(f"Cannot start: {plain(exc)}")
 
 
@@ -208,14 +216,17 @@ def start_lr_find(values: dict) -> None:
     except UserError as exc:
         errors.show(exc, "Cannot start the finder: ")
         return
-    session.start_job(
-        "lr_find",
-        {
-            "config": config.to_dict(),
-            "owner": session.owner_tag(),
-            **session.dataset_args(),
-        },
-    )
+    try:
+        session.start_job(
+            "lr_find",
+            {
+                "config": config.to_dict(),
+                "owner": session.owner_tag(),
+                **session.dataset_args(),
+            },
+        )
+    except jobs.QueueFull as exc:
+        errors.show(exc, "Cannot start the finder: ")
 
 
 def lr_live(job, snap) -> None:

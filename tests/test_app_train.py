@@ -67,12 +67,21 @@ def test_every_option_has_its_generated_control(app):
 
 def test_number_bounds_come_from_the_options(app):
     at = app.run()
-    assert widget(at, "resolution").min == 32 and widget(at, "resolution").max == 1024
-    assert widget(at, "epochs").min == 1
+    # The option allows 1024 px and 10 000 epochs; this server's limits (core.platform.limits)
+    # stop the controls at 512 and 100.
+    assert widget(at, "resolution").min == 32 and widget(at, "resolution").max == 512
+    assert widget(at, "epochs").min == 1 and widget(at, "epochs").max == 100
     widget(at, "mode").set_value("finetune").run()
     assert not widget(at, "finetune_blocks").disabled and not widget(at, "augment").disabled
     widget(at, "mode").set_value("frozen").run()
     assert widget(at, "finetune_blocks").disabled and widget(at, "augment").disabled
+
+
+def test_a_lower_server_limit_caps_the_control_and_its_default(isolated, monkeypatch):
+    monkeypatch.setenv("EFFNET_LAB_MAX_EPOCHS", "20")
+    at = open_page("train").run()
+    assert not at.exception and not at.error
+    assert widget(at, "epochs").max == 20 and widget(at, "epochs").value == 20  # default 50
 
 
 def test_renders_inside_the_app_shell(isolated):
@@ -226,7 +235,7 @@ def test_two_visitors_share_one_trainer_safely(isolated, cifar10_dir, monkeypatc
     monkeypatch.setenv("EFFNET_LAB_CIFAR10_DIR", str(cifar10_dir))
     make_run(isolated / "runs", "from-the-cli")  # no owner: visible (read-only) to everyone
     a = open_page("train").run()
-    tiny_settings(a, epochs=1000, subset=200)
+    tiny_settings(a, epochs=100, subset=200)
     widget(a, "name").set_value("a-run")
     a.button(key="train_start").click().run()
     job_a = my_job(a)

@@ -82,7 +82,7 @@ def test_train_command_end_to_end(mini, tmp_path):
 def start_and_wait_for_epoch_1(
     mini, out, **popen
 ) -> tuple[subprocess.Popen, list[str], threading.Thread]:
-    proc = cli("train", "--data", str(mini), *TINY, "--epochs", "500", "--out", str(out), **popen)
+    proc = cli("train", "--data", str(mini), *TINY, "--epochs", "100", "--out", str(out), **popen)
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(proc.stderr), daemon=True)
     reader.start()
@@ -118,7 +118,7 @@ def test_signals_stop_cleanly_and_keep_the_run(mini, tmp_path, signum, status, s
     stderr = "".join(seen)
     assert proc.returncode == status, stderr
     result = last_json(stdout)
-    assert result["status"] == "stopped" and result["stopped"] and 1 <= result["epochs"] < 500
+    assert result["status"] == "stopped" and result["stopped"] and 1 <= result["epochs"] < 100
     assert said in stderr and "Traceback" not in stderr
     info = runs.load_run(out)
     assert info.status == "stopped" and info.has_model

@@ -22,7 +22,7 @@ from core.training import runs
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_args(data: Path, runs_root: Path, name: str, epochs: int = 1000, **extra) -> dict:
+def train_args(data: Path, runs_root: Path, name: str, epochs: int = 100, **extra) -> dict:
     config = dict(
         data=str(data),
         backbone="lite0",

@@ -103,12 +103,26 @@ def trained_and_imagenet_backbones(model):
         ("dropout", 1.0, "dropout must be"),
         ("name", "../escape", "run name"),
         ("data", "/no/such/folder", "does not exist"),
+        ("epochs", 101, "epochs must be at most 100 on this server .EFFNET_LAB_MAX_EPOCHS."),
+        ("resolution", 520, "resolution must be at most 512 on this server"),
+        ("batch_size", 2048, "batch_size must be at most 1024 on this server"),
     ],
 )
 def test_bad_config_values(field, value, message):
     cfg = TrainConfig(**{field: value})
     with pytest.raises(ValueError, match=message):
         cfg.validate()
+
+
+def test_server_limits_are_settings(monkeypatch):
+    """The training caps come from core.platform.limits: an administrator raises them with the
+    environment variable the message names, and a nonsense value is refused by name."""
+    TrainConfig(data="cifar10", epochs=100).validate()
+    monkeypatch.setenv("EFFNET_LAB_MAX_EPOCHS", "500")
+    TrainConfig(data="cifar10", epochs=500).validate()
+    monkeypatch.setenv("EFFNET_LAB_MAX_EPOCHS", "many")
+    with pytest.raises(ValueError, match="EFFNET_LAB_MAX_EPOCHS must be a number"):
+        TrainConfig(data="cifar10", epochs=5).validate()
 
 
 def test_defaults_and_presets_are_valid():

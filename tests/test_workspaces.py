@@ -8,7 +8,6 @@ AppTest has no cookies: a test acts as the workspace whose secret is ``token`` b
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from core.data import catalog, datasets
 from core.jobs import expiry
 from core.jobs import runner as jobs
 from core.platform import workspaces
+from core.platform.progress import JobStatus
 from core.training import runs
 from core.training.run_writer import RunWriter
 
@@ -66,8 +66,8 @@ def page(name: str, token: str) -> AppTest:
 
 
 # ----- expiry -----------------------------------------------------------------------------------
-@pytest.mark.slow  # a real queued worker job
-def test_expiry_removes_everything_of_an_expired_workspace_and_nothing_else(isolated):
+@pytest.mark.slow  # real worker jobs
+def test_expiry_removes_everything_of_an_expired_workspace_and_nothing_else(isolated, cifar10_dir):
     old, fresh, account = session.tag_of("old"), session.tag_of("fresh"), "acc0000000000000"
     for tag in (old, fresh):
         fill(tag)
@@ -77,25 +77,26 @@ def test_expiry_removes_everything_of_an_expired_workspace_and_nothing_else(isol
     workspaces.touch(account, "account", now=long_ago)  # accounts never expire
     make_run(isolated / "runs", "from-the-cli")  # the command line's: shared
     datasets.create("shared", None, classes=["a"])
-    # A live job of the old workspace: a real worker, waiting for a slot the test holds.
-    lock = open(jobs.jobs_dir() / "measure.lock", "a+")  # noqa: SIM115
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    # A live job of the old workspace, queued (a record) behind a real data check that holds
+    # the "data" slot; the checks queued behind it read a missing folder (they end at once).
+    holder = jobs.submit("data_check", {"data": str(cifar10_dir), "use_cache": False}, owner="cli")
     try:
-        job = jobs.submit("measure", {}, owner=old)
-        mine = jobs.submit("measure", {}, owner=fresh)
         deadline = time.time() + 60
-        while time.time() < deadline and job.snapshot().queue_position is None:
+        while time.time() < deadline and holder.snapshot().status is not JobStatus.RUNNING:
             time.sleep(0.2)
-        assert job.snapshot().active and mine.snapshot().active
+        assert holder.snapshot().status is JobStatus.RUNNING, holder.log_tail()
+        job = jobs.submit("data_check", {"data": str(isolated / "missing")}, owner=old)
+        mine = jobs.submit("data_check", {"data": str(isolated / "missing")}, owner=fresh)
+        assert job.snapshot().status is JobStatus.QUEUED and mine.snapshot().active
 
         assert expiry.expire() == [old]
 
-        assert not job.snapshot().active  # its job was ended
-        assert mine.snapshot().active  # the other workspace's job goes on
+        assert job.snapshot().status is JobStatus.CANCELLED  # its job was ended
+        assert mine.snapshot().status is JobStatus.QUEUED  # the other workspace's job goes on
     finally:
-        mine.kill()
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        for live in (locals().get("mine"), holder):
+            if live is not None:
+                live.kill()
     assert not workspaces.runs_root(old).exists() and not workspaces.data_root(old).exists()
     assert workspaces.read_record(old) is None
     for tag in (fresh, account):  # untouched, exports included

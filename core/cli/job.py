@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
 
 
 def register(sub) -> None:
@@ -15,4 +18,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.jobs.runner import run_worker
 
-    return run_worker(args.job_dir)
+    status = run_worker(args.job_dir)
+    # The job's results are saved and its slot's next job already started: leave at once rather
+    # than tear down TensorFlow or JAX, which is slow and holds memory the next job needs.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

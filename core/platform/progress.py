@@ -72,6 +72,8 @@ class Snapshot:
         batches: Per-batch metric dicts (epoch, step, loss, accuracy).
         queue_position: 1-based place in the queue while QUEUED, else None.
         marks: Named points on the epoch axis, e.g. ``{"epoch": 3, "label": "fine-tuning"}``.
+        stop_reason: Why a stop was requested when it was not a person's Stop (e.g. the time
+            limit was reached), else None.
     """
 
     status: JobStatus = JobStatus.IDLE
@@ -91,6 +93,7 @@ class Snapshot:
     batches: tuple[dict, ...] = ()
     queue_position: int | None = None
     marks: tuple[dict, ...] = ()
+    stop_reason: str | None = None
 
     @property
     def active(self) -> bool:
@@ -127,6 +130,7 @@ class ProgressState:
     batches: list = field(default_factory=list)
     queue_position: int | None = None
     marks: list = field(default_factory=list)
+    stop_reason: str | None = None
 
     def apply(self, event: dict) -> None:
         """Fold one event into the state. Unknown event types are ignored (newer writers)."""
@@ -162,6 +166,7 @@ class ProgressState:
         elif kind == "message":
             self.message = str(event.get("text", ""))
         elif kind == "stopping":
+            self.stop_reason = event.get("reason") or self.stop_reason
             if self.status in (JobStatus.RUNNING, JobStatus.IDLE):
                 self.status = JobStatus.STOPPING
         elif kind == "finish":
@@ -191,6 +196,7 @@ class ProgressState:
             batches=tuple(dict(r) for r in self.batches),
             queue_position=self.queue_position,
             marks=tuple(dict(m) for m in self.marks),
+            stop_reason=self.stop_reason,
         )
 
 
@@ -278,12 +284,16 @@ class Progress:
         )
 
     # ----- stop ----------------------------------------------------------------------------
-    def request_stop(self) -> None:
-        """Ask the worker to stop at the end of its current batch."""
+    def request_stop(self, reason: str | None = None) -> None:
+        """Ask the worker to stop at the end of its current batch.
+
+        Args:
+            reason: Why, when it is not a person's Stop (kept as ``Snapshot.stop_reason``).
+        """
         already = self._stop.is_set()
         self._stop.set()
         if not already:
-            self._emit("stopping")
+            self._emit("stopping", **({"reason": reason} if reason else {}))
 
     @property
     def stop_requested(self) -> bool:

@@ -23,7 +23,15 @@ Two modes, and where their speed comes from:
 """
 
 from core.training.option import Option
-from core.training.options import DEFAULTS, MODES, OPTIMIZERS, SCHEDULES, TrainConfig, options
+from core.training.options import (
+    DEFAULTS,
+    MODES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    options,
+    server_cap,
+)
 from core.training.presets import PRESETS, Preset, preset_config
 from core.training.run import RunResult, train
 
@@ -39,5 +47,6 @@ __all__ = [
     "TrainConfig",
     "options",
     "preset_config",
+    "server_cap",
     "train",
 ]

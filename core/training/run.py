@@ -276,6 +276,7 @@ def _run(
     writer.finish(
         {
             "status": "stopped" if stopped else "done",
+            "stop_reason": progress.snapshot().stop_reason if stopped else None,
             "test_accuracy": scores["accuracy"],
             "val_accuracy": best.get("val_accuracy"),
             "protocol": config.protocol,
