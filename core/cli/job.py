@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.jobs.runner import run_worker
+    from core.jobs.worker import run_worker
 
     status = run_worker(args.job_dir)
     # The job's results are saved and its slot's next job already started: leave at once rather

@@ -28,39 +28,38 @@ train``) gets a :class:`Job` handle and watches it the same way:
 - if the process that submitted a job goes away, its worker stops cleanly on its own (and a job
   still queued is cancelled when its turn comes).
 
-Job folders live under ``<runs folder>/.jobs/`` and are pruned after a day.
+Job folders live under ``<runs folder>/.jobs/`` and are pruned after a day. The queue's files are
+kept by :mod:`core.jobs.queue`, the worker's side is :mod:`core.jobs.worker`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import importlib
 import json
-import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.platform import limits, paths, procs
-from core.platform.errors import UserError, error_kind, error_message
-from core.platform.fileio import write_json
-from core.platform.progress import (
-    EventLog,
-    EventReader,
-    JobStatus,
-    Progress,
-    ProgressState,
-    Snapshot,
+from core.jobs.queue import (
+    QueueFull,  # noqa: F401  (re-exported: callers catch runner.QueueFull)
+    _check_caps,
+    _dispatch,
+    _finish_unstarted,
+    _locked,
+    _poke,
+    _prune,
+    _queue_order,
+    _read_json,
+    _record_of,
+    jobs_dir,
 )
+from core.platform import procs
+from core.platform.fileio import write_json
+from core.platform.progress import EventReader, JobStatus, ProgressState, Snapshot
 
 # kind → (module, function, slot). A job function takes (args: dict, progress) and returns a
 # JSON-ready result; bad input raises core.platform.errors.UserError (a ValueError).
@@ -76,20 +75,6 @@ KINDS = {
     "lr_find": ("core.training.lrfind", "lr_find_job", "trainer"),
 }
 _POLL_S = 0.25
-_KEEP_S = 24 * 3600  # finished job folders (and owners' last turns) older than this are pruned
-
-
-class QueueFull(UserError):
-    """A job refused because a queue cap is reached; the message says what to wait for or cancel
-    (and names only the submitter's own jobs)."""
-
-
-def jobs_dir(runs_root: str | os.PathLike | None = None) -> Path:
-    """Where job folders, queue records and slot holders live (created on demand)."""
-    root = Path(runs_root) if runs_root is not None else paths.runs_dir()
-    path = root / ".jobs"
-    (path / "queue").mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass(frozen=True)
@@ -361,284 +346,3 @@ def slot_info(slot: str = "trainer", runs_root: str | os.PathLike | None = None)
     if holder and procs.alive(holder.get("worker")):
         running, owner = holder.get("job"), holder.get("owner")
     return SlotInfo(running, owner, tuple(r["job"] for r in _queue_order(base, slot)))
-
-
-# ----- the queue ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _locked(base: Path) -> Iterator[None]:
-    """Hold the queue lock of ``base`` (every process that reads or changes the queue takes it;
-    the kernel releases it even when the holder is killed)."""
-    with open(base / "queue.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _records(base: Path, slot: str | None = None) -> list[dict]:
-    """Queued records (of ``slot``, or of every slot), oldest first, each with its ``path``."""
-    folders = [base / "queue" / slot] if slot else sorted((base / "queue").glob("*"))
-    records = []
-    for folder in folders:
-        for path in sorted(folder.glob("[0-9]*--*.json")) if folder.is_dir() else []:
-            record = _read_json(path)
-            if record and isinstance(record.get("job"), str):
-                records.append({**record, "path": path, "slot": folder.name})
-    return records
-
-
-def _record_of(base: Path, slot: str, job_id: str) -> Path | None:
-    return next(iter((base / "queue" / slot).glob(f"[0-9]*--{job_id}.json")), None)
-
-
-def _turns_path(base: Path, slot: str) -> Path:
-    return base / f"{slot}.turns.json"
-
-
-def _queue_order(base: Path, slot: str) -> list[dict]:
-    """The slot's records in the order they will start: round-robin over owners, the owner whose
-    last start is oldest first (never started: first of all), first in first out within one."""
-    last = {o: float(t) for o, t in (_read_json(_turns_path(base, slot)) or {}).items()}
-    by_owner: dict[str, list[dict]] = {}
-    for record in _records(base, slot):
-        by_owner.setdefault(str(record.get("owner", "")), []).append(record)
-    order, clock = [], max([time.time(), *last.values()])
-    while by_owner:
-        owner = min(by_owner, key=lambda o: (last.get(o, 0.0), by_owner[o][0]["path"].name))
-        order.append(by_owner[owner].pop(0))
-        clock += 1.0  # the owner's simulated start: its next job waits for everyone else's
-        last[owner] = clock
-        if not by_owner[owner]:
-            del by_owner[owner]
-    return order
-
-
-def _holder_alive(base: Path, slot: str) -> bool:
-    holder = _read_json(base / f"{slot}.holder")
-    return bool(holder) and procs.alive(holder.get("worker"))
-
-
-def _orphan(record: dict) -> bool:
-    """True if the process that submitted a queued job has gone (it would stop at once)."""
-    return isinstance(record.get("submitter"), dict) and not procs.alive(record["submitter"])
-
-
-def _finish_unstarted(job_dir: Path, message: str = "", error: str | None = None) -> None:
-    """Write the final event of a job whose worker never started: cancelled, or ``error``."""
-    if not job_dir.is_dir():
-        return
-    log = EventLog(job_dir / "events.jsonl")
-    try:
-        progress = Progress(sinks=(log,))
-        if message:
-            progress.message(message)
-        progress.finish(cancelled=error is None, error=error)
-    finally:
-        log.close()
-
-
-def _cancel_orphan(base: Path, record: dict) -> None:
-    """Drop a queued job whose submitter went away (under the lock), saying so in its events."""
-    record["path"].unlink(missing_ok=True)
-    _finish_unstarted(
-        base / record["job"], "The app or command that started this job ended before its turn"
-    )
-
-
-def _check_caps(base: Path, owner: str) -> None:
-    """Refuse a new job of ``owner`` over a cap (under the lock); messages never name others."""
-    records = []
-    for record in _records(base):
-        if _orphan(record):
-            _cancel_orphan(base, record)  # a dead submitter's jobs do not hold places
-        else:
-            records.append(record)
-    running = [h for h in map(_read_json, base.glob("*.holder")) if h and procs.alive(h["worker"])]
-    mine = sum(r.get("owner") == owner for r in records) + sum(
-        h.get("owner") == owner for h in running
-    )
-    cap = limits.max_jobs_per_owner()
-    if mine >= cap:
-        raise QueueFull(
-            f"You already have {mine} job(s) running or queued, the most allowed at once "
-            f"({cap}): wait for one to finish, or cancel a queued one."
-        )
-    most = limits.max_queue()
-    if len(records) >= most:
-        raise QueueFull(
-            f"The server's queue is full ({len(records)} jobs waiting, at most {most}): "
-            "try again when some have started."
-        )
-
-
-def _dispatch(base: Path, slot: str) -> tuple[str, subprocess.Popen] | None:
-    """If ``slot`` is free, start its next queued job's worker (call with the lock held).
-
-    Returns:
-        ``(job id, worker process)`` of the job started, or None.
-    """
-    holder_path = base / f"{slot}.holder"
-    if _holder_alive(base, slot):
-        return None
-    holder_path.unlink(missing_ok=True)  # a dead worker's: the slot is free
-    for record in _queue_order(base, slot):
-        if _orphan(record):
-            _cancel_orphan(base, record)
-            continue
-        record["path"].unlink(missing_ok=True)
-        job_dir = base / record["job"]
-        spec = _read_json(job_dir / "spec.json")
-        if spec is None:  # its folder was removed by hand
-            continue
-        turns = _read_json(_turns_path(base, slot)) or {}
-        now = time.time()
-        turns = {o: t for o, t in turns.items() if now - float(t) < _KEEP_S}
-        write_json(_turns_path(base, slot), {**turns, str(record.get("owner", "")): now})
-        try:
-            with open(job_dir / "worker.log", "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "core", "job", str(job_dir)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **spec.get("env", {}), "PYTHONUNBUFFERED": "1"},
-                    cwd=str(paths.PROJECT_ROOT),
-                    start_new_session=True,
-                )
-        except OSError as exc:  # e.g. out of processes: this job fails, the next may start
-            _finish_unstarted(job_dir, error=f"could not start its worker process: {exc}")
-            continue
-        worker = procs.identity(process.pid)  # the same process after exec: same identity
-        write_json(job_dir / "worker.json", worker)
-        write_json(
-            holder_path, {"job": record["job"], "owner": spec.get("owner", ""), "worker": worker}
-        )
-        return record["job"], process
-    return None
-
-
-def _poke(base: Path, slot: str) -> tuple[str, subprocess.Popen] | None:
-    """Start ``slot``'s next job if the slot is free (a lock-free look first: polls are cheap)."""
-    if _holder_alive(base, slot) or not any((base / "queue" / slot).glob("[0-9]*--*.json")):
-        return None
-    with _locked(base):
-        return _dispatch(base, slot)
-
-
-def _prune(base: Path) -> None:
-    """Remove finished job folders older than a day (and any left half-made)."""
-    cutoff = time.time() - _KEEP_S
-    for job_dir in base.iterdir():
-        if not job_dir.is_dir() or job_dir.name == "queue":
-            continue
-        try:
-            if (
-                job_dir.stat().st_mtime < cutoff
-                and not procs.alive(_read_json(job_dir / "worker.json"))
-                and not any((base / "queue").glob(f"*/*--{job_dir.name}.json"))
-            ):
-                shutil.rmtree(job_dir, ignore_errors=True)
-        except OSError:
-            continue
-
-
-# ----- the worker side ----------------------------------------------------------------------------
-def _watch_parent(submitter: dict, progress: Progress) -> None:
-    """Stop the job cleanly if the process that submitted it goes away."""
-    while True:
-        time.sleep(1.0)
-        if not procs.alive(submitter):
-            progress.message("The app or command that started this job ended: stopping")
-            progress.request_stop()
-            return
-
-
-def _time_limit(seconds: float, progress: Progress) -> None:
-    """Stop the job like a Stop once it has run ``seconds`` (the shared server's wall-time cap)."""
-    hours = f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
-    reason = f"the time limit of {hours} per job was reached (EFFNET_LAB_MAX_WALL_S)"
-    progress.message(f"Stopping: {reason}")
-    progress.request_stop(reason=reason)
-
-
-def _lower_priority(spec: dict) -> None:
-    """Run below the submitter's CPU priority (by :func:`core.platform.limits.trainer_nice`), so
-    the web server stays interactive; a worker started by another worker does not sink further."""
-    try:
-        wanted = int(spec.get("nice") or 0) + limits.trainer_nice()
-        current = os.nice(0)
-        if wanted > current:
-            os.nice(wanted - current)
-    except (OSError, ValueError):  # a priority we may not change is no reason to fail the job
-        pass
-
-
-def run_worker(job_dir: str | os.PathLike) -> int:
-    """The worker process's main: run the job, report through events, hand the slot on.
-
-    Returns the exit status (0 whatever the job's outcome; the outcome is in the events).
-    """
-    job_dir = Path(job_dir)
-    base = job_dir.parent
-    spec = json.loads((job_dir / "spec.json").read_text(encoding="utf-8"))
-    slot = KINDS[spec["kind"]][2]
-    try:
-        _run(job_dir, spec)
-    finally:  # even after a crash of the worker itself: the queue must not stall
-        _hand_on(base, slot, job_dir.name)
-    return 0
-
-
-def _run(job_dir: Path, spec: dict) -> None:
-    """Run the job of ``spec`` in this process, reporting through ``job_dir/events.jsonl``."""
-    kind, args = spec["kind"], spec.get("args", {})
-    module_name, function_name, slot = KINDS[kind]
-    write_json(job_dir / "worker.json", procs.identity())
-    if slot == "trainer":
-        _lower_priority(spec)
-    log = EventLog(job_dir / "events.jsonl")
-    progress = Progress(sinks=(log,))
-
-    def on_signal(signum, frame):  # SIGTERM (docker stop, systemd, the app) or SIGINT
-        progress.request_stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):  # also when started with SIGINT ignored
-        signal.signal(signum, on_signal)
-    if isinstance(spec.get("submitter"), dict):
-        threading.Thread(
-            target=_watch_parent, args=(spec["submitter"], progress), daemon=True
-        ).start()
-    timer = None
-    try:
-        seconds = limits.max_wall_s()
-        timer = threading.Timer(seconds, _time_limit, (seconds, progress))
-        timer.daemon = True
-        timer.start()
-        function = getattr(importlib.import_module(module_name), function_name)
-        result = function(args, progress)
-    except Exception as exc:
-        if progress.snapshot().active:
-            progress.finish(error=error_message(exc), error_kind=error_kind(exc))
-        if error_kind(exc) == "crash":
-            logging.getLogger(__name__).exception("job %s failed", job_dir.name)
-    else:
-        if progress.snapshot().active:
-            progress.finish(result=result)
-    finally:
-        if timer is not None:
-            timer.cancel()
-        log.close()
-
-
-def _hand_on(base: Path, slot: str, job_id: str) -> None:
-    """Free ``slot`` and start its next queued job (this worker exits right after)."""
-    with _locked(base):
-        holder = _read_json(base / f"{slot}.holder") or {}
-        if holder.get("job") == job_id:
-            (base / f"{slot}.holder").unlink(missing_ok=True)
-        _dispatch(base, slot)
