@@ -66,3 +66,22 @@ def max_wall_s() -> float:
 def trainer_nice() -> int:
     """The niceness increment of a training worker (``EFFNET_LAB_TRAINER_NICE``)."""
     return int(positive_number("EFFNET_LAB_TRAINER_NICE", 10, "niceness steps"))
+
+
+# Training options the shared server caps below their own range: option name → (the limit's
+# reader above, its environment variable).
+_SERVER_CAPS = {
+    "epochs": (max_epochs, "EFFNET_LAB_MAX_EPOCHS"),
+    "resolution": (max_resolution, "EFFNET_LAB_MAX_RESOLUTION"),
+    "batch_size": (max_batch, "EFFNET_LAB_MAX_BATCH"),
+}
+CAPPED_OPTIONS = tuple(_SERVER_CAPS)
+
+
+def server_cap(name: str) -> tuple[int, str] | None:
+    """The shared server's cap on training option ``name`` (read now) and the environment
+    variable that sets it, or None when only the option's own range applies."""
+    if name not in _SERVER_CAPS:
+        return None
+    reader, variable = _SERVER_CAPS[name]
+    return reader(), variable

@@ -13,33 +13,17 @@ import re
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
-from core.platform import limits
+from core.platform.limits import CAPPED_OPTIONS, server_cap
 from core.training.option import Option, OptionError, option
 
 MODES = ("frozen", "finetune")
 VALIDATIONS = ("split", "test")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
-# Options the shared server caps below their own range (core.platform.limits): name → (the
-# limit's reader, its environment variable).
-_SERVER_CAPS = {
-    "epochs": (limits.max_epochs, "EFFNET_LAB_MAX_EPOCHS"),
-    "resolution": (limits.max_resolution, "EFFNET_LAB_MAX_RESOLUTION"),
-    "batch_size": (limits.max_batch, "EFFNET_LAB_MAX_BATCH"),
-}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 
 
 # ----- checks and choices that need other modules (looked up lazily) ----------------------------
-def server_cap(name: str) -> tuple[int, str] | None:
-    """The shared server's cap on option ``name`` (read now, :mod:`core.platform.limits`) and
-    the environment variable that sets it, or None when only the option's own range applies."""
-    if name not in _SERVER_CAPS:
-        return None
-    reader, variable = _SERVER_CAPS[name]
-    return reader(), variable
-
-
 def _backbones() -> tuple:
     from core.models.efficientnet import VARIANTS
 
@@ -354,7 +338,7 @@ class TrainConfig:
         for f in fields(self):
             f.metadata["option"].validate(f.name, getattr(self, f.name))
         # The shared server's caps (core.platform.limits), on top of each option's own range.
-        for name in _SERVER_CAPS:
+        for name in CAPPED_OPTIONS:
             value, (cap, variable) = getattr(self, name), server_cap(name)
             if value is not None and value > cap:
                 what = next(f for f in fields(self) if f.name == name).metadata["option"].what
