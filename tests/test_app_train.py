@@ -209,7 +209,8 @@ def test_tiny_run_is_listed_and_deletable(app, cifar10_dir, monkeypatch):
     assert not at.exception and not at.error
     assert "Finished: test accuracy" in texts(at.success)
 
-    [run] = runs.list_runs()
+    run = runs.load_run(snap.result["run_dir"])  # in this visitor's workspace
+    assert [r.name for r in runs.list_runs(run.path.parent)] == [run.name]
     table = at.dataframe[0].value
     row = table[table["run"] == run.name].iloc[0]
     assert row["status"] == "done"
@@ -223,7 +224,7 @@ def test_tiny_run_is_listed_and_deletable(app, cifar10_dir, monkeypatch):
 
     at.button(key="train_delete").click().run()  # the confirmation inside the Delete popover
     assert not at.exception
-    assert runs.list_runs() == []
+    assert runs.list_runs(run.path.parent) == [] and not run.path.exists()
     assert "Deleted run" in texts(at.success)
     assert "No saved runs yet" in texts(at.info)
 
