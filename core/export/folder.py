@@ -34,8 +34,6 @@ import math
 import sys
 from pathlib import Path
 
-from core.export.record import ExportRecord
-
 import numpy as np
 from PIL import Image, ImageOps
 
