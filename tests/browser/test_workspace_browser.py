@@ -92,14 +92,14 @@ def test_a_run_survives_a_reload_and_opens_from_the_private_link_only(app_url, b
     stranger, page3 = new_page(browser)
     page3.goto(app_url + "/train")
     page3.get_by_role("combobox", name="Dataset", exact=True).click()
-    expect(page3.get_by_role("option", name="cifar10")).to_be_visible()
+    expect(page3.get_by_role("option", name="cifar10")).to_be_visible(timeout=60_000)
     expect(page3.get_by_role("option", name="ws-pets")).to_have_count(0)
     page3.keyboard.press("Escape")
     runs = page3.get_by_role("combobox", name="Run", exact=True)
     none = page3.get_by_text("No saved runs yet")
-    expect(runs.or_(none)).to_be_visible()
+    expect(runs.or_(none)).to_be_visible(timeout=60_000)
     if runs.count():  # runs started from the command line (other tests') are shared, read-only
         # (AppTest checks that no other workspace's run is listed: tests/test_workspaces.py)
-        expect(runs).not_to_have_value(run_name)
+        expect(runs).not_to_have_value(run_name, timeout=60_000)
     for context in (mine, other, stranger):
         context.close()
