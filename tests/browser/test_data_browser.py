@@ -5,30 +5,11 @@ data root (EFFNET_LAB_DATA). Datasets belong to the browser session that made th
 moves between pages by the navigation links (a reload would be a new session).
 """
 
-import zipfile
-
-import numpy as np
-from PIL import Image
+from pets_zip import pets_zip
 from playwright.sync_api import expect
 
 # Cold start on 2 busy cores: import TensorFlow, convert the offline weights, build and trace.
 TRAIN_MS = 480_000
-
-
-def make_zip(tmp_path):
-    """Two classes of 12 smooth images each (red-ish and blue-ish), in a wrapper folder, plus junk."""
-    archive = tmp_path / "browser-pets.zip"
-    rng = np.random.default_rng(0)
-    with zipfile.ZipFile(archive, "w") as z:
-        for c, channel in (("red", 0), ("blue", 2)):
-            for i in range(12):
-                small = rng.integers(0, 120, (4, 4, 3), dtype=np.uint8)
-                small[..., channel] += 120
-                path = tmp_path / f"{c}{i}.png"
-                Image.fromarray(small).resize((40, 40), Image.Resampling.BICUBIC).save(path)
-                z.write(path, f"pets/{c}/{i}.png")
-        z.writestr("pets/.DS_Store", b"junk")
-    return archive
 
 
 def test_import_check_and_train(app_url, page, tmp_path):
@@ -36,7 +17,9 @@ def test_import_check_and_train(app_url, page, tmp_path):
     name = page.locator(".st-key-data_zip_name input")
     name.fill("browser-pets")
     name.press("Enter")
-    page.locator(".st-key-data_zip_0 input[type=file]").set_input_files(str(make_zip(tmp_path)))
+    page.locator(".st-key-data_zip_0 input[type=file]").set_input_files(
+        str(pets_zip(tmp_path, "browser-pets", folder="pets", junk=True))
+    )
     expect(page.get_by_text("browser-pets.zip")).to_be_visible()
     page.get_by_role("button", name="Import", exact=True).click()
     expect(page.get_by_text("Imported browser-pets: 24 images in 2 classes")).to_be_visible()

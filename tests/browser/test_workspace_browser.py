@@ -6,31 +6,13 @@ The live server (tests/conftest.py ``app_url``) is ``streamlit run app.py``, whi
 Playwright context is a separate browser (its own cookies).
 """
 
-import zipfile
-
-import numpy as np
-from PIL import Image
+from pets_zip import pets_zip
 from playwright.sync_api import expect
 
 from components import session
 
 # Cold start on 2 busy cores: import TensorFlow, convert the offline weights, build and trace.
 TRAIN_MS = 480_000
-
-
-def make_zip(tmp_path):
-    """Two classes of 12 smooth 40 px images (red-ish and blue-ish)."""
-    archive = tmp_path / "ws-pets.zip"
-    rng = np.random.default_rng(1)
-    with zipfile.ZipFile(archive, "w") as z:
-        for c, channel in (("red", 0), ("blue", 2)):
-            for i in range(12):
-                small = rng.integers(0, 120, (4, 4, 3), dtype=np.uint8)
-                small[..., channel] += 120
-                path = tmp_path / f"{c}{i}.png"
-                Image.fromarray(small).resize((40, 40), Image.Resampling.BICUBIC).save(path)
-                z.write(path, f"{c}/{i}.png")
-    return archive
 
 
 def new_page(browser):
@@ -48,7 +30,9 @@ def test_a_run_survives_a_reload_and_opens_from_the_private_link_only(app_url, b
     name = page.locator(".st-key-data_zip_name input")
     name.fill("ws-pets")
     name.press("Enter")
-    page.locator(".st-key-data_zip_0 input[type=file]").set_input_files(str(make_zip(tmp_path)))
+    page.locator(".st-key-data_zip_0 input[type=file]").set_input_files(
+        str(pets_zip(tmp_path, "ws-pets", seed=1))
+    )
     expect(page.get_by_text("ws-pets.zip")).to_be_visible()
     page.get_by_role("button", name="Import", exact=True).click()
     expect(page.get_by_text("Imported ws-pets: 24 images in 2 classes")).to_be_visible()
