@@ -13,6 +13,9 @@ import re
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
+from core.data.catalog import resolve, split_ref
+from core.models.efficientnet import VARIANTS
+from core.models.weights import SOURCES
 from core.platform import limits
 from core.training.option import Option, OptionError, option
 
@@ -41,13 +44,11 @@ def server_cap(name: str) -> tuple[int, str] | None:
 
 
 def _backbones() -> tuple:
-    from core.models.efficientnet import VARIANTS
 
     return tuple(VARIANTS)
 
 
 def _check_data(value: str) -> None:
-    from core.data.catalog import resolve, split_ref
 
     if not value.strip():
         raise OptionError("data must be 'cifar10', a dataset name or the path of an image folder.")
@@ -66,7 +67,6 @@ def _check_data(value: str) -> None:
 
 
 def _check_weights(value: str) -> None:
-    from core.models.weights import SOURCES
 
     try:
         missing = value not in SOURCES and not Path(value).expanduser().is_file()
