@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from core.platform.errors import UserError
+from core.platform.fileio import atomic_path
 
 
 def register(sub) -> None:
@@ -47,7 +48,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the model once, then decode and classify the files a batch at a time, printing one
     JSON line per file in the order given; unreadable files get an error line."""
-    from core.serving.inference import load_classifier
+    from core.serving.inference import load_classifier  # per-command lazy import (see core.cli)
 
     if not 1 <= args.top <= 1000:
         raise UserError(f"--top must be from 1 to 1000, got {args.top}")
@@ -97,8 +98,7 @@ def _write_cam(item, preprocessing, folder: Path) -> str:
     """Write one heatmap as ``<stem>.cam.png`` at the input's own size; returns its path."""
     from PIL import Image
 
-    from core.platform.fileio import atomic_path
-    from core.serving.explain import place
+    from core.serving.explain import place  # per-command lazy import (see core.cli)
 
     heat = place(item.cam, preprocessing, item.source_size)
     path = folder / f"{Path(item.name).stem}.cam.png"

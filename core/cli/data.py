@@ -12,7 +12,10 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from core.cli.watch import Bar
+from core.data.catalog import list_datasets
 from core.platform.errors import UserError
+from core.platform.progress import Progress, Stopped
 
 if TYPE_CHECKING:
     from core.data.health_report import HealthReport
@@ -65,8 +68,7 @@ def register(sub) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from core.data import datasets
-    from core.data.catalog import list_datasets
+    from core.data import datasets  # per-command lazy import (see core.cli)
 
     rows = []
     for name in list_datasets():
@@ -97,7 +99,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from core.data.zipimport import import_zip
+    from core.data.zipimport import import_zip  # per-command lazy import (see core.cli)
 
     try:
         report = import_zip(args.zip, args.name, owner=None)
@@ -119,9 +121,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from core.cli.watch import Bar
-    from core.data import health
-    from core.platform.progress import Progress, Stopped
+    from core.data import health  # per-command lazy import (see core.cli)
 
     progress, box = Progress(), {}
 
@@ -199,7 +199,7 @@ def print_report(r: HealthReport) -> None:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    from core.data import datasets
+    from core.data import datasets  # per-command lazy import (see core.cli)
 
     datasets.delete(args.name, owner=None)  # a DatasetError: exit 2
     print(f"deleted {args.name}")

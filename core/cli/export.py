@@ -13,12 +13,13 @@ import sys
 
 from core.cli import CliError
 from core.cli.watch import run_job
+from core.export.record import ExportRecord
 from core.platform.errors import UserError
 
 
 def register(sub) -> None:
     """Add the ``export`` command."""
-    from core.export.exporter import FORMATS, MIN_IMAGES
+    from core.export.exporter import FORMATS, MIN_IMAGES  # per-command lazy import (see core.cli)
 
     p = sub.add_parser(
         "export",
@@ -67,9 +68,8 @@ def run(args: argparse.Namespace) -> int:
     """Check the arguments here (exit 2 at once), then export in a job and report parity."""
     from pathlib import Path
 
-    from core.export import exporter as export
-    from core.export import quantize
-    from core.export.record import ExportRecord
+    from core.export import exporter as export  # per-command lazy import (see core.cli)
+    from core.export import quantize  # per-command lazy import (see core.cli)
 
     fmt = export.check_format(args.format)
     source = export.resolve_source(args.source)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from core.platform import runtime
+
 
 def register(sub) -> None:
     """Add the ``info`` command."""
@@ -15,8 +17,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.models import weights
-    from core.platform import runtime
+    from core.models import weights  # per-command lazy import (see core.cli)
 
     print(json.dumps({**runtime.runtime_info(), "weights": weights.status()}, indent=2))
     return 0

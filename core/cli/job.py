@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+from core.jobs.worker import run_worker
+
 
 def register(sub) -> None:
     """Add the hidden ``job`` command."""
@@ -16,8 +18,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.jobs.worker import run_worker
-
     status = run_worker(args.job_dir)
     # The job's results are saved and its slot's next job already started: leave at once rather
     # than tear down TensorFlow or JAX, which is slow and holds memory the next job needs.

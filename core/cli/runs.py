@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.training import runs
+    from core.training import runs  # per-command lazy import (see core.cli)
 
     root = Path(args.root).expanduser() if args.root else None
     if root is not None and not root.is_dir():

@@ -68,7 +68,7 @@ def _add_bases(p: argparse.ArgumentParser) -> None:
 
 
 def _register_sweep(sub) -> None:
-    from core.experiments import sweep
+    from core.experiments import sweep  # per-command lazy import (see core.cli)
 
     p = sub.add_parser(
         "sweep",
@@ -119,7 +119,7 @@ def _register_sweep(sub) -> None:
 
 
 def _register_search(sub) -> None:
-    from core.experiments import search
+    from core.experiments import search  # per-command lazy import (see core.cli)
 
     d = search.DEFAULTS
     p = sub.add_parser(
@@ -243,7 +243,7 @@ def _no_calculator_flags(args: argparse.Namespace, command: str) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """``python -m core scaling sweep``: time forward passes and print them."""
-    from core.experiments import sweep
+    from core.experiments import sweep  # per-command lazy import (see core.cli)
 
     _no_calculator_flags(args, "sweep")
     job_args: dict = {"batch_sizes": args.batch_sizes, "budget_s": args.budget_s}
@@ -285,7 +285,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     """``python -m core scaling search``: the α, β, γ search, then its table and noise."""
-    from core.experiments import search
+    from core.experiments import search  # per-command lazy import (see core.cli)
 
     _no_calculator_flags(args, "search")
     job_args = {

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from core.cli import CliError
 from core.cli.watch import run_job
+from core.platform import paths
 from core.platform.errors import UserError
+from core.platform.runtime import accelerators
 
 
 def _flag(name: str) -> str:
@@ -25,7 +27,7 @@ def _flag(name: str) -> str:
 
 def add_option_flags(parser: argparse.ArgumentParser, names=None) -> None:
     """One flag per training option (or those in ``names``), generated from its Option."""
-    from core.training import options
+    from core.training import options  # per-command lazy import (see core.cli)
 
     for name, opt, default in options():
         if names is not None and name not in names:
@@ -56,7 +58,7 @@ def add_option_flags(parser: argparse.ArgumentParser, names=None) -> None:
 
 def register(subparsers) -> None:
     """Add the ``train`` and ``bench`` commands."""
-    from core.training import PRESETS
+    from core.training import PRESETS  # per-command lazy import (see core.cli)
 
     p = subparsers.add_parser(
         "train",
@@ -130,14 +132,14 @@ def register(subparsers) -> None:
 
 
 def _options() -> list[str]:
-    from core.training import options
+    from core.training import options  # per-command lazy import (see core.cli)
 
     return [name for name, _, _ in options()]
 
 
 def _given(args, names=None) -> dict:
     """The training options given on the command line (None means not given)."""
-    from core.training import options
+    from core.training import options  # per-command lazy import (see core.cli)
 
     return {
         name: getattr(args, name)
@@ -156,8 +158,7 @@ def _place(values: dict, out: str | None) -> tuple[dict, Path | None]:
 
 def _checked(values: dict, root: Path | None):
     """Validate ``values`` as a TrainConfig and check the run folder is free (exit 2 if not)."""
-    from core.platform import paths
-    from core.training import TrainConfig
+    from core.training import TrainConfig  # per-command lazy import (see core.cli)
 
     config = TrainConfig(**values)
     config.validate()  # an OptionError (a UserError): exit 2
@@ -183,7 +184,7 @@ def _checked(values: dict, root: Path | None):
 # ----- commands ---------------------------------------------------------------------------------
 def run_train(args) -> int:
     """``python -m core train``."""
-    from core.training import PRESETS
+    from core.training import PRESETS  # per-command lazy import (see core.cli)
 
     base = PRESETS[args.preset].values if args.preset else {}
     values, root = _place({**base, **_given(args)}, args.out)
@@ -201,7 +202,7 @@ def _bench_overrides(args, names) -> tuple[dict, Path | None]:
 
 def run_bench_seed(args) -> int:
     """``python -m core bench seed``: the blog's protocol our way, and one epoch the blog's way."""
-    from core.training import PRESETS
+    from core.training import PRESETS  # per-command lazy import (see core.cli)
 
     overrides, root = _bench_overrides(
         args, ("data", "subset", "test_subset", "epochs", "weights", "backbone")
@@ -228,8 +229,7 @@ def run_bench_seed(args) -> int:
 
 def run_bench_best(args) -> int:
     """``python -m core bench best``: the best preset for this machine, timed end to end."""
-    from core.platform.runtime import accelerators
-    from core.training import PRESETS
+    from core.training import PRESETS  # per-command lazy import (see core.cli)
 
     overrides, root = _bench_overrides(
         args, ("data", "subset", "test_subset", "epochs", "weights", "resolution", "batch_size")
@@ -252,7 +252,7 @@ def run_bench_best(args) -> int:
 
 def run_lr_find(args) -> int:
     """``python -m core lr-find``: the learning-rate range test as a job."""
-    from core.training import PRESETS
+    from core.training import PRESETS  # per-command lazy import (see core.cli)
 
     if not 5 <= args.steps <= 10_000:
         raise UserError(f"--steps must be from 5 to 10000, got {args.steps}")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from core.cli import CliError
-from core.jobs.runner import Job
+from core.jobs.runner import Job, submit
 from core.platform.errors import UserError
 from core.platform.progress import Snapshot
 
@@ -152,7 +152,6 @@ def run_job(kind: str, args: dict, root: Path | None = None) -> tuple[dict, int]
         CliError: It crashed (exit 1, with the worker log's tail) or was cancelled before it
             started.
     """
-    from core.jobs.runner import submit
 
     job = submit(
         kind, {**args, "runs_root": str(root) if root else None}, owner="cli", runs_root=root

@@ -34,9 +34,10 @@ from core.data.catalog import DataError, is_managed, resolve
 from core.data.duplicates import NEAR_BITS, NEAR_CORRELATION, dhash, near_pairs
 from core.data.health_report import CheckSettings, HealthReport, Leak, OddSize, Unreadable
 from core.data.imagefolder import map_chunks, relative_files, scan
-from core.data.images import MAX_FILE_BYTES, load_image
+from core.data.images import MAX_FILE_BYTES, Preprocessing, load_image
 from core.platform import cache, paths
 from core.platform.fileio import write_json
+from core.platform.progress import Stopped
 
 if TYPE_CHECKING:
     from core.platform.progress import Progress
@@ -77,7 +78,6 @@ def check_job(args: dict, progress: Progress) -> dict | None:
     report's JSON form, or None when a stop request ended it (status "stopped"). From the app
     (``args["managed"]``) the spec is a dataset ref that ``args["user"]`` may use, checked again
     here (:func:`core.data.datasets.managed_job`)."""
-    from core.platform.progress import Stopped
 
     spec = str(args["data"])
     managed = datasets.managed_job(args, spec)
@@ -312,7 +312,6 @@ def _layout(parts) -> str:
 # ----- pictures for the pages -----------------------------------------------------------------
 def load_samples(root: Path, files: list[str], size: int = 96) -> list[np.ndarray]:
     """Square thumbnails of files given relative to ``root`` (files outside it are refused)."""
-    from core.data.images import Preprocessing
 
     base = Path(root).resolve()
     out = []

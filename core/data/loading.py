@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.data import cifar10
+from core.data import cifar10, splits
 from core.data.catalog import (
     SPLIT_SEED,
     DataError,
@@ -38,6 +38,7 @@ from core.data.catalog import (
     is_managed,
     resolve,
 )
+from core.data.imagefolder import read_folder
 from core.platform import paths
 
 if TYPE_CHECKING:
@@ -181,8 +182,6 @@ def load_image_folder(
     Raises:
         DataError: the folder is missing or has a wrong layout, or a class has no readable image.
     """
-    from core.data import splits
-    from core.data.imagefolder import read_folder
 
     root = Path(path).expanduser()
     if storage_size is not None and int(storage_size) < 1:
@@ -249,7 +248,6 @@ def _stored_split(
     folder, carved: str, stored: dict[str, str], rng: np.random.Generator, notes: list[str]
 ):
     """``((x, y) train, validation, test)``: folder parts as they are, the rest as stored."""
-    from core.data import splits
 
     rows = splits.split_rows(stored, folder.files[carved], folder.arrays[f"k_{carved}"])
     x, y = folder.arrays[f"x_{carved}"], folder.arrays[f"y_{carved}"]

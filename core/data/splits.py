@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.catalog import SPLIT_SEED, held_out
+from core.data.imagefolder import relative_files, scan
 from core.platform.fileio import write_json
 
 SPLITS_FILE = "splits.json"
@@ -50,7 +52,6 @@ def carved_part(parts) -> str | None:
 
 def targets(n: int, lacking: tuple[str, ...]) -> dict[str, int]:
     """How many of a class's ``n`` images each split should hold."""
-    from core.data.catalog import held_out
 
     test = held_out(n, TEST_FRACTION) if "test" in lacking else 0
     val = held_out(n - test, VAL_FRACTION) if "val" in lacking else 0
@@ -59,7 +60,6 @@ def targets(n: int, lacking: tuple[str, ...]) -> dict[str, int]:
 
 def order_key(path: str) -> str:
     """The seeded order in which new images are assigned (a hash: no file name sorts first)."""
-    from core.data.catalog import SPLIT_SEED
 
     return hashlib.sha256(f"{SPLIT_SEED}/{path}".encode()).hexdigest()
 
@@ -208,7 +208,6 @@ def _no_lock() -> Iterator[bool]:
 
 def ensure(root: Path) -> dict[str, str] | None:
     """Store (or update) the split of the dataset at ``root``; returns it (None: all folders)."""
-    from core.data.imagefolder import relative_files, scan
 
     parts, _ = scan(Path(root), strict=False)
     part = carved_part(parts)

@@ -18,6 +18,7 @@ from core.training.network import build_network
 from core.training.options import TrainConfig
 from core.training.presets import preset_config
 from core.training.run import load_data, train
+from core.training.runs import load_run
 
 
 def fit_blog_way(
@@ -115,7 +116,6 @@ def bench_seed_job(args: dict, progress: Progress) -> dict:
 def bench_best_job(args: dict, progress: Progress) -> dict:
     """Job entry: the best preset for this machine (``args["recipe"]``: "cpu", "gpu" or None for
     this machine's), with ``args["overrides"]``, timed end to end."""
-    from core.training.runs import load_run
 
     recipe = args.get("recipe") or ("gpu" if accelerators() else "cpu")
     preset = f"best-{recipe}"

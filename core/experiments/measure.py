@@ -11,8 +11,10 @@ Also used elsewhere: :func:`per_image_latency_ms` for the latency a training run
 
 from __future__ import annotations
 
+from core.models.efficientnet import build_efficientnet
 from core.models.timing import Timing, time_forward
 from core.platform.progress import Progress, Stopped
+from core.platform.runtime import describe_device
 
 
 def build_model(width: float, depth: float, resolution: int):
@@ -21,7 +23,6 @@ def build_model(width: float, depth: float, resolution: int):
     Raises:
         ValueError: If the resolution is below Keras's minimum of 32 pixels.
     """
-    from core.models.efficientnet import build_efficientnet
 
     return build_efficientnet(
         "b0",
@@ -39,7 +40,6 @@ def measure_job(args: dict, progress: Progress) -> list[dict]:
     ``batch_sizes``. Returns one :meth:`Timing.to_dict` per batch size timed; after a stop
     request, those completed so far.
     """
-    from core.platform.runtime import describe_device
 
     progress.begin(describe_device())
     progress.message("Building the model (random weights)")

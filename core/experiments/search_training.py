@@ -17,7 +17,10 @@ import numpy as np
 
 from core.experiments.search_result import Outcome
 from core.models import scaling
+from core.models.efficientnet import build_efficientnet
+from core.models.weights import load_backbone
 from core.platform.progress import Progress
+from core.training.fit import compile_model, predict
 
 if TYPE_CHECKING:
     from core.models.weights import WeightsInfo
@@ -56,8 +59,6 @@ def starting_weights(source: str, resolution: int) -> StartingWeights:
     if source == "none":  # every candidate from scratch, Keras's own stem normalisation
         return StartingWeights()
     import keras
-
-    from core.models.weights import load_backbone
 
     model, info = load_backbone(
         "b0", source, input_shape=(resolution, resolution, 3), include_top=False, pooling="avg"
@@ -135,8 +136,6 @@ def _build(m: scaling.Multipliers, ds, start: StartingWeights, imagenet: bool, s
     ``(layers copied, layers with weights)``."""
     import keras
 
-    from core.models.efficientnet import build_efficientnet
-
     size = m.resolution
     backbone = build_efficientnet(
         start.family,
@@ -191,8 +190,6 @@ def train_candidate(
         error, and test accuracy measured this once, unless a stop request ended it.
     """
     import keras
-
-    from core.training.fit import compile_model, predict
 
     keras.utils.set_random_seed(seed)
     model, (copied, total) = _build(m, ds, start, imagenet, seed)

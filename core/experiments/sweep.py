@@ -17,9 +17,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from core.experiments.measure import build_model
 from core.models import scaling
+from core.models.timing import time_forward
 from core.platform.errors import UserError
 from core.platform.progress import Progress, Stopped
+from core.platform.runtime import describe_device
 
 DEFAULT_VARIANTS = ("b0", "b1", "b2", "b3")
 DEFAULT_BATCH_SIZES = (1, 8)
@@ -144,10 +147,6 @@ def sweep(
     """
     import keras
 
-    from core.experiments.measure import build_model
-    from core.models.timing import time_forward
-    from core.platform.runtime import describe_device
-
     progress = progress if progress is not None else Progress()
     started = time.perf_counter()
     done: list[dict] = []
@@ -197,7 +196,6 @@ def sweep(
 
 def sweep_job(args: dict, progress: Progress) -> dict:
     """Job entry (see :mod:`core.jobs.runner`): :func:`plan` the ``args``, then :func:`sweep`."""
-    from core.platform.runtime import describe_device
 
     points, batch_sizes, budget = plan(args)
     progress.begin(describe_device())

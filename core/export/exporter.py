@@ -37,9 +37,14 @@ from core.export.parity_images import (
     sample_photo_inputs,
 )
 from core.export.record import ExportRecord, Parity
+from core.models import efficientnet as models
 from core.models.efficientnet import float32_model
-from core.platform import paths
+from core.platform import paths, procs
 from core.platform.errors import UserError
+from core.platform.progress import Progress, Stopped
+from core.platform.runtime import describe_device
+from core.serving.inference import load_classifier
+from core.training import runs
 
 IMAGENET = "imagenet"
 
@@ -60,8 +65,6 @@ def resolve_source(source: str) -> Source:
     Raises:
         ValueError: Not a run folder, a run still training, or a run without a saved model.
     """
-    from core.models import efficientnet as models
-    from core.training import runs
 
     key = str(source).strip().lower()
     if key == IMAGENET or key in models.VARIANTS:
@@ -183,7 +186,6 @@ def export(
     Raises:
         UserError: Bad format, source, folder or image count, or a backend other than TensorFlow.
     """
-    from core.platform.progress import Progress, Stopped
 
     progress = progress if progress is not None else Progress()
     spec, src = check_format(fmt), resolve_source(source)
@@ -205,9 +207,6 @@ def _export(
     src: Source, fmt: Format, out: Path, tmp: Path, n: int, weights: str, progress
 ) -> ExportRecord:
     import keras
-
-    from core.platform.runtime import describe_device
-    from core.serving.inference import load_classifier
 
     if keras.backend.backend() != "tensorflow":
         raise UserError(
@@ -296,7 +295,6 @@ def _export(
 
 def _remove_stale(out: Path) -> None:
     """Remove half-written folders that a killed export left beside ``out``."""
-    from core.platform import procs
 
     for stale in out.parent.glob(f".{out.name}.*-*"):
         pid = stale.name.rsplit("-", 1)[-1]
@@ -329,7 +327,6 @@ def _preprocessing_notes(prep: Preprocessing) -> str:
 
 def _source_facts(src: Source, weights: str) -> dict:
     """What was exported, for model.json."""
-    from core.training import runs
 
     if src.kind != "run":
         return {"kind": src.kind, "name": src.name, "weights": weights}

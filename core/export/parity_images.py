@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.images import Preprocessing
+from core.data.images import EXTENSIONS, ImageError, Preprocessing, load_image
 from core.platform import paths
+from core.platform.progress import Stopped
+from core.training import TrainConfig, runs
+from core.training.run import load_data
 
 # Extra views when there are fewer held-out images than asked for: (crop of the source, flip).
 _CROPS = (1.0, 0.75, 0.6, 0.5, 0.4)
@@ -59,7 +62,6 @@ def sample_photo_inputs(preprocessing: Preprocessing, n: int) -> tuple[np.ndarra
     Raises:
         ValueError: No sample photos, or too few for ``n`` views.
     """
-    from core.data.images import EXTENSIONS
 
     folder = paths.imagenet_samples_dir()
     files = []
@@ -83,9 +85,6 @@ def run_dataset(run_path: Path, preprocessing: Preprocessing, progress):
     """A run's dataset as stored at the size its model takes: (the Dataset, "") or (None, why
     not). :func:`run_inputs` and :func:`calibration_inputs` both take this, so an export loads
     the dataset once."""
-    from core.platform.progress import Stopped
-    from core.training import TrainConfig, runs
-    from core.training.run import load_data
 
     cfg = runs.load_run(run_path).config or {}
     if not cfg.get("data"):
@@ -171,7 +170,6 @@ def calibration_inputs(
 
 def _readable(files: list[Path]) -> list:
     """The files that open as images (PIL), in order; damaged or non-image files are skipped."""
-    from core.data.images import ImageError, load_image
 
     images = []
     for file in files:

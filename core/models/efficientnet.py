@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from core.models import scaling
 from core.models.scaling import Variant
+from core.platform._keras_private import default_blocks_args, efficientnet_builder
 from core.platform.errors import UserError
 
 # The released B0–B7 come from the scaling module's table (one source of truth), plus Lite0:
@@ -28,7 +29,6 @@ def variant(name: str) -> Variant:
 
 def _lite_blocks_args() -> list[dict]:
     """B0's block table with squeeze-excite removed (EfficientNet-Lite)."""
-    from core.platform._keras_private import default_blocks_args
 
     blocks = default_blocks_args()
     for args in blocks:
@@ -66,8 +66,6 @@ def build_efficientnet(
         An uncompiled ``keras.Model`` taking float RGB pixels in 0..255.
     """
     import keras
-
-    from core.platform._keras_private import efficientnet_builder
 
     spec = variant(name)
     if input_shape is None:

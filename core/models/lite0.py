@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.models.efficientnet import build_efficientnet, set_input_normalization
 from core.models.torch_pickle import TorchPickleError, read_torch_legacy
 from core.models.weights_info import WeightsError
 from core.platform import paths
@@ -77,7 +78,6 @@ def assign_lite0(model, state: dict[str, np.ndarray]) -> None:
     Raises:
         WeightsError: Shapes or layer counts do not match (wrong file or wrong model).
     """
-    from core.models.efficientnet import set_input_normalization
 
     layer_names = [layer.name for layer in model.layers]
     prefixes = sorted(
@@ -115,7 +115,6 @@ def convert_lite0(force: bool = False) -> Path:
         The cached weights path (for a 224×224 Lite0 with its 1000-class top; the weights are
         resolution-independent, so any input size can load them).
     """
-    from core.models.efficientnet import build_efficientnet
 
     target = lite0_cache_path()
     if target.exists() and not force:

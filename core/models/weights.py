@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.models.efficientnet import build_efficientnet, set_input_normalization
 from core.models.lite0 import convert_lite0, lite0_cache_path, lite0_package_path
 from core.models.weights_info import WeightsError, WeightsInfo
 from core.platform import paths, reachability
+from core.platform._keras_private import official_weights_hash
 
 SOURCES = ("auto", "imagenet", "lite0", "none")
 
@@ -64,8 +66,6 @@ def fetch_official(variant: str, include_top: bool = True, timeout: float | None
     """
     from keras.utils import get_file
 
-    from core.platform._keras_private import official_weights_hash
-
     file_hash = official_weights_hash(variant, include_top)
     if file_hash is None:
         raise WeightsError(f"there are no official Keras ImageNet weights for {variant}")
@@ -101,7 +101,6 @@ def load_weights_file(model, path: str | os.PathLike, *, official_preprocessing:
         official_preprocessing: The file is an official Keras ImageNet file, whose stem needs the
             extra ``1/sqrt(std)`` scaling the Keras builder adds; we fold it into the variance.
     """
-    from core.models.efficientnet import set_input_normalization
 
     path = Path(path)
     if not path.is_file():
@@ -202,7 +201,6 @@ def load_backbone(
     Returns:
         ``(model, WeightsInfo)``.
     """
-    from core.models.efficientnet import build_efficientnet
 
     info = resolve_source(variant, source, include_top)
     model = build_efficientnet(

@@ -18,7 +18,12 @@ import numpy as np
 from PIL import Image
 
 from core.data.images import ImageError, Preprocessing, load_image
+from core.models import efficientnet as models
+from core.models import labels as labels_mod
+from core.models import weights as weights_mod
 from core.platform.errors import UserError
+from core.serving.explain import GradCam
+from core.training import runs
 
 # Files per classification request (one upload or one CLI call), so a request's work is bounded.
 MAX_FILES = 64
@@ -157,7 +162,6 @@ class Classifier:
 
     def _explain_inputs(self, x: np.ndarray, classes=None) -> np.ndarray:
         """Grad-CAM maps of prepared inputs ``x`` (N, size, size, 3)."""
-        from core.serving.explain import GradCam
 
         if self._gradcam is None:
             self._gradcam = GradCam(self.model)
@@ -237,9 +241,6 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
     Raises:
         ValueError: Unknown model or unusable weights (the message says what to do).
     """
-    from core.models import efficientnet as models
-    from core.models import labels as labels_mod
-    from core.models import weights as weights_mod
 
     t0 = time.perf_counter()
     key = model.strip().lower()
@@ -266,7 +267,6 @@ def load_classifier(model: str = "imagenet", weights: str = "auto") -> Classifie
         raise UserError(
             f"model {model!r} is neither 'imagenet', a backbone name, nor an existing run folder or .keras file"
         )
-    from core.training import runs
 
     try:
         net, class_names, preprocessing = runs.load_run_model(path)

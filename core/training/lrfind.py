@@ -24,7 +24,11 @@ from core.data.datasets import managed_job
 from core.platform.errors import UserError
 from core.platform.progress import Progress
 from core.platform.runtime import accelerators, describe_device, device_context
+from core.training.features import training_inputs
+from core.training.fit import compile_model
+from core.training.network import build_network
 from core.training.options import TrainConfig
+from core.training.run import load_data
 
 STEPS = 100
 START, END = 1e-6, 1.0
@@ -96,10 +100,6 @@ def find_lr(
     Raises:
         ValueError: Bad configuration or data, or ``steps``/``start``/``end`` out of range.
     """
-    from core.training.features import training_inputs
-    from core.training.fit import compile_model
-    from core.training.network import build_network
-    from core.training.run import load_data
 
     if not (isinstance(steps, int) and 5 <= steps <= 10_000):
         raise UserError(f"steps must be a whole number from 5 to 10000, got {steps!r}")

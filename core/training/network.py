@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.data.augment import augmentation_layers
+from core.models.weights import load_backbone
+from core.platform.runtime import allow_jit
 from core.training.options import TrainConfig
 
 _BLOCK_RE = re.compile(r"^(block\d+[a-z])_")  # Keras names layers block1a_…, block6d_…
@@ -94,9 +96,6 @@ def build_network(config: TrainConfig, num_classes: int, storage_size: int) -> T
     """
     import keras
     from keras import layers
-
-    from core.models.weights import load_backbone
-    from core.platform.runtime import allow_jit
 
     keras.utils.set_random_seed(config.seed)
     size = config.resolution

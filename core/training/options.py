@@ -13,6 +13,9 @@ import re
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
+from core.data.catalog import resolve, split_ref
+from core.models.efficientnet import VARIANTS
+from core.models.weights import SOURCES
 from core.platform.limits import CAPPED_OPTIONS, server_cap
 from core.training.option import Option, OptionError, option
 
@@ -25,13 +28,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 
 # ----- checks and choices that need other modules (looked up lazily) ----------------------------
 def _backbones() -> tuple:
-    from core.models.efficientnet import VARIANTS
 
     return tuple(VARIANTS)
 
 
 def _check_data(value: str) -> None:
-    from core.data.catalog import resolve, split_ref
 
     if not value.strip():
         raise OptionError("data must be 'cifar10', a dataset name or the path of an image folder.")
@@ -50,7 +51,6 @@ def _check_data(value: str) -> None:
 
 
 def _check_weights(value: str) -> None:
-    from core.models.weights import SOURCES
 
     try:
         missing = value not in SOURCES and not Path(value).expanduser().is_file()

@@ -13,11 +13,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from core.data.datasets import managed_job
+from core.data.imagefolder import storage_preprocessing
+from core.data.loading import load_dataset
 from core.models.timing import per_image_latency_ms
 from core.platform import paths
 from core.platform.errors import UserError, error_kind, error_message
 from core.platform.progress import Progress, Stopped
 from core.platform.runtime import backend, device_context, device_plan
+from core.training.evaluation import evaluate as score
 from core.training.features import head_inputs, training_inputs
 from core.training.fit import fit, predict_probs
 from core.training.network import build_network
@@ -91,7 +94,6 @@ def load_data(config: TrainConfig, progress: Progress, *, managed_only: bool = F
     """The dataset ``config`` names, cut to its subsets; under the blog's protocol (validation
     "test") no validation split is carved, and the test split validates. ``managed_only``: the
     name must be "cifar10" or a dataset under the data root (a job from the app)."""
-    from core.data.loading import load_dataset
 
     progress.message("Loading data")
     ds = load_dataset(
@@ -116,7 +118,6 @@ def load_data(config: TrainConfig, progress: Progress, *, managed_only: bool = F
 
 def evaluate(model, x_test, ds, batch_size: int) -> dict:
     """Score the model on the test split (see :func:`core.training.evaluation.evaluate`)."""
-    from core.training.evaluation import evaluate as score
 
     probs = predict_probs(model, x_test, batch_size)  # evenly split, a batch at a time
     return score(probs, ds.y_test, ds.x_test, ds.class_names)
@@ -198,7 +199,6 @@ def _run(
 ) -> RunResult:
     """The body of :func:`train` (inside the device context of ``plan``, a
     :class:`core.platform.runtime.DevicePlan`)."""
-    from core.data.imagefolder import storage_preprocessing
 
     device, on_gpu = plan.describe(), plan.on_gpu
     timings: dict[str, float] = {}

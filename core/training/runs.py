@@ -36,8 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.imagefolder import storage_preprocessing
+from core.data.images import Preprocessing
+from core.models.efficientnet import float32_model
 from core.platform import paths, procs
 from core.platform.errors import UserError
+from core.platform.runtime import accelerators, allow_jit
+from core.training.evaluation import Predictions
 
 STATUSES = ("running", "done", "stopped", "interrupted", "error")
 _TEXT_COLUMNS = ("phase",)  # two-phase fine-tuning: "head", then "finetune"
@@ -222,10 +227,6 @@ def load_run_model(path: str | os.PathLike):
     """
     import keras
 
-    from core.data.imagefolder import storage_preprocessing
-    from core.data.images import Preprocessing
-    from core.platform.runtime import allow_jit
-
     path = Path(path)
     # A run folder, or a .keras file directly (its classes.json beside it, if any).
     model_file = path if path.suffix == ".keras" else path / "model.keras"
@@ -235,8 +236,6 @@ def load_run_model(path: str | os.PathLike):
             "training started)."
         )
     model = keras.saving.load_model(model_file, compile=False)
-    from core.models.efficientnet import float32_model
-    from core.platform.runtime import accelerators
 
     if not accelerators():  # a GPU-trained (mixed_float16) run computes in float32 on a CPU
         model = float32_model(model)
@@ -259,7 +258,6 @@ def load_run_model(path: str | os.PathLike):
 def predictions(path: str | os.PathLike):
     """A run's saved test predictions (:class:`core.training.evaluation.Predictions`), or None when it
     has none (unfinished, or saved before predictions were kept)."""
-    from core.training.evaluation import Predictions
 
     path = Path(path)
     file = path / "predictions.npz"
