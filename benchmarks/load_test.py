@@ -77,6 +77,22 @@ def start_server(env: dict, port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"streamlit did not start; see {log}")
 
 
+def settings(env: dict) -> dict:
+    """The queue, quota and priority settings the server ran with (read as the server reads them)."""
+    code = (
+        "import json; from core.platform import limits, workspace_settings as w; print(json.dumps({"
+        "'max_jobs_per_owner': limits.max_jobs_per_owner(), 'max_queue': limits.max_queue(), "
+        "'trainer_nice': limits.trainer_nice(), 'max_wall_s': limits.max_wall_s(), "
+        "'workspace_quota_gb': w.workspace_quota_bytes() / 1e9, "
+        "'total_quota_gb': w.total_quota_bytes() / 1e9, "
+        "'upload_files_per_round': w.upload_files_per_round()}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
 async def visitor(browser, url: str, rounds: int, timings: list, errors: list) -> None:
     from playwright.async_api import expect
 
@@ -163,7 +179,7 @@ def main() -> None:
                     "--subset",
                     "20000",
                     "--epochs",
-                    "1000",
+                    "100",  # the most EFFNET_LAB_MAX_EPOCHS allows by default
                     "--out",
                     str(tmp / "runs" / "busy-trainer"),
                 ],
@@ -211,6 +227,7 @@ def main() -> None:
         "first_visit_with_model_load_s": round(warm, 1),
         "wall_s": round(wall, 1),
         "run_trained_throughout": still_training,
+        "settings": settings(env),
     }
     print(
         f"{args.sessions} sessions × {args.rounds} rounds while a run trains: "
