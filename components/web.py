@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from components.session import COOKIE, SECRET_RE, new_secret
 from core.jobs import expiry
+from core.platform import workspaces
 
 MAX_AGE_S = 400 * 24 * 3600
 # Requests that never need a workspace: health checks and static files.
@@ -101,11 +102,19 @@ def routes() -> list[Route]:
 EXPIRY_EVERY_S = 3600
 
 
+def expire_once() -> list[str] | None:
+    """Remove the expired workspaces (their tags), or None when another server on the same
+    store (an app replica) is doing it right now."""
+    with workspaces.expiry_turn() as mine:
+        return expiry.expire() if mine else None
+
+
 def _expiry_loop(stop: threading.Event) -> None:
-    """Remove expired workspaces now, then every hour until the server stops."""
+    """Remove expired workspaces now, then every hour until the server stops (replicas on one
+    store take turns: :func:`expire_once`)."""
     while True:
         try:
-            removed = expiry.expire()
+            removed = expire_once()
             if removed:
                 logging.getLogger(__name__).info("removed %d expired workspace(s)", len(removed))
         except Exception:  # a disk hiccup must not end the loop (or the server)

@@ -123,6 +123,22 @@ def test_a_folder_without_a_record_is_never_removed(isolated):
     assert expiry.expire(now=time.time() + 365 * DAY) == [] and stray.is_dir()
 
 
+def test_app_replicas_on_one_store_take_turns_at_expiry(isolated):
+    """Every app replica runs the hourly expiry: while one holds the store's expiry lock, another
+    one's round does nothing (None), and the next round removes what is due."""
+    tag = session.tag_of("gone")
+    fill(tag)
+    workspaces.touch(tag, "anonymous", now=time.time() - 30 * DAY)
+    with workspaces.expiry_turn() as first:
+        assert first
+        with workspaces.expiry_turn() as second:
+            assert not second
+        assert web.expire_once() is None  # another replica's round is under way
+        assert workspaces.read_record(tag) is not None and workspaces.runs_root(tag).is_dir()
+    assert web.expire_once() == [tag]
+    assert workspaces.read_record(tag) is None and not workspaces.runs_root(tag).exists()
+
+
 # ----- quotas -----------------------------------------------------------------------------------
 def test_quota_refuses_before_writing(isolated, monkeypatch):
     tag = session.tag_of("alice")

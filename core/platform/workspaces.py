@@ -17,10 +17,13 @@ never removed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +144,23 @@ def ensure(tag: str, kind: str) -> Record:
 def remove_record(tag: str) -> None:
     """Forget the workspace (its folders must be gone already)."""
     (_records_dir() / f"{check_tag(tag)}.json").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def expiry_turn() -> Iterator[bool]:
+    """Whether this process may remove expired workspaces now: True while it holds the store's
+    expiry lock (``<runs root>/.workspaces/expiry.lock``), False when another process (another
+    app replica on the same store) holds it. App replicas sharing a store each run the hourly
+    expiry; the lock makes them take turns instead of removing the same workspace twice at once.
+    Never blocks; the kernel releases the lock when its holder dies."""
+    _records_dir().mkdir(parents=True, exist_ok=True)
+    with open(_records_dir() / "expiry.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the file releases the lock
 
 
 # ----- disk use -----------------------------------------------------------------------------------
