@@ -1,0 +1,129 @@
+"""core.jobs with EFFNET_LAB_EXECUTOR=ray, on a real two-node Ray cluster on loopback
+(tests/ray_cluster.py: a head at 127.0.0.2 with no CPUs, so jobs can only run on the worker node
+127.0.0.3): a training runs there and says so, Stop through the request file, a node killed
+mid-run (the run interrupted and loadable, the job failed saying why, the next queued job runs
+once the node is back), and a job that outlives the process that submitted it. One cluster for
+the whole module (starting one takes seconds); all slow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.jobs import runner as jobs
+from core.platform.progress import JobStatus
+from core.training import runs
+from tests.ray_cluster import LocalRayCluster
+from tests.test_jobs import train_args, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+NODE = "127.0.0.3"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A started cluster, with this process (and the processes it starts) in Ray mode on it."""
+    import ray
+
+    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "EFFNET_LAB_EXECUTOR")}
+    with LocalRayCluster(workers=1) as c:
+        os.environ.update(RAY_ADDRESS=c.address, EFFNET_LAB_EXECUTOR="ray")
+        try:
+            yield c
+        finally:
+            ray.shutdown()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def test_a_training_runs_on_the_cluster_node_and_says_so(cluster, mini_cifar, tmp_path):
+    job = jobs.submit(
+        "train", train_args(mini_cifar, tmp_path, "on-ray", epochs=1), owner="a", runs_root=tmp_path
+    )
+    snap = job.wait(timeout=300)
+    assert snap.status is JobStatus.DONE, (snap.error, job.log_tail())
+    info = runs.load_run(tmp_path / "on-ray")
+    assert (info.status, info.executor, info.node) == ("done", "ray", NODE)
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "runs", "--root", str(tmp_path), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    row = json.loads(out.stdout.splitlines()[0])
+    assert (row["executor"], row["node"]) == ("ray", NODE), out.stderr
+    assert jobs.slot_info("trainer", tmp_path).running is None
+
+
+def test_stop_from_another_replica_keeps_the_model(cluster, mini_cifar, tmp_path):
+    job = jobs.submit(
+        "train", train_args(mini_cifar, tmp_path, "stopped"), owner="a", runs_root=tmp_path
+    )
+    wait_until(lambda: job.snapshot().epochs, timeout=300, what="the first epoch")
+    assert jobs.slot_info("trainer", tmp_path).running == job.id
+    # What Job.stop writes; a replica on another host can send no signal, so only this file.
+    (job.dir / "stop").write_text("stop\n")
+    snap = job.wait(timeout=120)
+    assert snap.status is JobStatus.STOPPED, (snap.error, job.log_tail())
+    info = runs.load_run(tmp_path / "stopped")
+    assert info.status == "stopped" and info.has_model and info.executor == "ray"
+
+
+def test_a_dead_node_interrupts_the_run_and_the_queue_goes_on(cluster, mini_cifar, tmp_path):
+    first = jobs.submit(
+        "train", train_args(mini_cifar, tmp_path, "node-died"), owner="a", runs_root=tmp_path
+    )
+    wait_until(lambda: len(first.snapshot().epochs) >= 2, timeout=300, what="two epochs")
+    second = jobs.submit(
+        "train", train_args(mini_cifar, tmp_path, "next", epochs=1), owner="b", runs_root=tmp_path
+    )
+    assert second.snapshot().queue_position == 1  # one node: one training at a time
+    assert cluster.kill_worker() > 0
+    snap = first.wait(timeout=60)
+    assert snap.status is JobStatus.ERROR and "Ray node" in snap.error, snap.error
+    assert "\n" not in snap.error and "/" not in snap.error
+    info = runs.load_run(tmp_path / "node-died")
+    assert info.status == "interrupted" and info.has_model and "best model" in info.error
+    model, classes, _ = runs.load_run_model(info.path)
+    assert len(classes) == 10 and model.output_shape == (None, 10)
+    cluster.add_worker(NODE)  # the next job was waiting for a node with room: it starts now
+    snap = second.wait(timeout=300)
+    assert snap.status is JobStatus.DONE, (snap.error, second.log_tail())
+    assert runs.load_run(tmp_path / "next").node == NODE
+
+
+def test_a_job_outlives_the_process_that_submitted_it(cluster, mini_cifar, tmp_path):
+    code = (
+        "import json, sys, time; from core.jobs import runner as jobs\n"
+        "job = jobs.submit('train', json.loads(sys.argv[1]), runs_root=sys.argv[2])\n"
+        "print(job.id, flush=True)\n"
+        "while not job.snapshot().epochs: time.sleep(0.2)\n"
+        "import os; os._exit(0)\n"
+    )
+    args = train_args(mini_cifar, tmp_path, "orphan", epochs=3)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(args), str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    job = jobs.open_job(out.stdout.strip(), tmp_path)
+    time.sleep(2)  # the submitter is gone: a local worker would be stopping now
+    assert jobs.slot_info("trainer", tmp_path).running == job.id
+    snap = job.wait(timeout=300)
+    assert snap.status is JobStatus.DONE, (snap.error, job.log_tail())
+    assert len(snap.epochs) == 3 and runs.load_run(tmp_path / "orphan").status == "done"
