@@ -112,7 +112,7 @@ def test_a_job_outlives_the_process_that_submitted_it(cluster, mini_cifar, tmp_p
         "while not job.snapshot().epochs: time.sleep(0.2)\n"
         "import os; os._exit(0)\n"
     )
-    args = train_args(mini_cifar, tmp_path, "orphan", epochs=3)
+    args = train_args(mini_cifar, tmp_path, "orphan")
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(args), str(tmp_path)],
         cwd=REPO,
@@ -121,9 +121,33 @@ def test_a_job_outlives_the_process_that_submitted_it(cluster, mini_cifar, tmp_p
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    job = jobs.open_job(out.stdout.strip(), tmp_path)
-    time.sleep(2)  # the submitter is gone: a local worker would be stopping now
+    job = jobs.open_job(out.stdout.strip(), tmp_path)  # as another replica sees it
+    seen = len(job.snapshot().epochs)
+    # A local worker would stop within a second of its submitter's end; this one trains on.
+    wait_until(lambda: len(job.snapshot().epochs) >= seen + 3, timeout=120, what="more epochs")
     assert jobs.slot_info("trainer", tmp_path).running == job.id
-    snap = job.wait(timeout=300)
-    assert snap.status is JobStatus.DONE, (snap.error, job.log_tail())
-    assert len(snap.epochs) == 3 and runs.load_run(tmp_path / "orphan").status == "done"
+    jobs.stop_job(job.id, "", tmp_path)
+    snap = job.wait(timeout=120)
+    assert snap.status is JobStatus.STOPPED, (snap.error, job.log_tail())
+    assert runs.load_run(tmp_path / "orphan").status == "stopped"
+
+
+def test_an_unreachable_cluster_is_one_line_at_once(tmp_path):
+    """No cluster fixture: nothing listens at the address, and the command says so in one line
+    within seconds instead of waiting on ray.init."""
+    env = {**os.environ, "EFFNET_LAB_EXECUTOR": "ray", "RAY_ADDRESS": "127.0.0.9:1"}
+    env["EFFNET_LAB_RUNS"] = str(tmp_path)
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "train", "--preset", "quick"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert time.monotonic() - started < 60
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Ray cluster at 127.0.0.9:1" in lines[0], lines
+    assert not list(tmp_path.glob("*/config.json")) and not list(tmp_path.glob(".jobs/*"))
