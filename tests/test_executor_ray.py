@@ -81,6 +81,30 @@ def test_stop_from_another_replica_keeps_the_model(cluster, mini_cifar, tmp_path
     assert info.status == "stopped" and info.has_model and info.executor == "ray"
 
 
+def test_a_wider_slot_runs_two_trainings_at_once(cluster, mini_cifar, tmp_path, monkeypatch):
+    """EFFNET_LAB_RAY_SLOTS=2: the trainer slot has two seats (the node has 2 CPUs, a job asks
+    for one), so two owners' trainings run side by side; a third waits its turn."""
+    monkeypatch.setenv("EFFNET_LAB_RAY_SLOTS", "2")
+    a, b = (
+        jobs.submit("train", train_args(mini_cifar, tmp_path, o), owner=o, runs_root=tmp_path)
+        for o in ("a", "b")
+    )
+    third = jobs.submit(
+        "train", train_args(mini_cifar, tmp_path, "c", epochs=1), owner="c", runs_root=tmp_path
+    )
+    wait_until(lambda: a.snapshot().epochs and b.snapshot().epochs, timeout=300, what="both")
+    info = jobs.slot_info("trainer", tmp_path)
+    assert set(info.running_all) == {a.id, b.id} and info.queued == (third.id,)
+    third.stop()  # cancelled in the queue
+    for job in (a, b):
+        jobs.stop_job(job.id, job.owner, tmp_path)
+    assert [j.wait(timeout=120).status for j in (a, b, third)] == [
+        JobStatus.STOPPED,
+        JobStatus.STOPPED,
+        JobStatus.CANCELLED,
+    ]
+
+
 def test_a_dead_node_interrupts_the_run_and_the_queue_goes_on(cluster, mini_cifar, tmp_path):
     first = jobs.submit(
         "train", train_args(mini_cifar, tmp_path, "node-died"), owner="a", runs_root=tmp_path

@@ -204,19 +204,19 @@ def _dispatch(base: Path, slot: str) -> list[tuple[str, subprocess.Popen | None]
         ``(job id, worker process)`` of each job started (the process is None for a job started
         on Ray, whose worker runs on a cluster node).
     """
+    for path in _seats(base, slot):
+        if _live_holder(base, path) is None:
+            path.unlink(missing_ok=True)  # a dead worker's: the seat is free
+    order = _queue_order(base, slot)
+    if not order:  # nothing waits (a finishing Ray worker then need not join the cluster)
+        return []
     try:
         width = _width()
     except UserError:  # a Ray cluster that cannot be reached now: the jobs wait in the queue
         return []
-    free = []
-    for n in range(max(width, len(_seats(base, slot)))):
-        path = _seat(base, slot, n)
-        if _live_holder(base, path) is None:
-            path.unlink(missing_ok=True)  # a dead worker's: the seat is free
-            if n < width:
-                free.append(path)
+    free = [p for p in (_seat(base, slot, n) for n in range(width)) if not p.exists()]
     started: list[tuple[str, subprocess.Popen | None]] = []
-    for record in _queue_order(base, slot):
+    for record in order:
         if not free:
             break
         if _orphan(record):

@@ -58,8 +58,12 @@ def connect() -> None:
     Raises:
         core.platform.cluster.ExecutorError: The cluster cannot be reached or joined (one line).
     """
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise cluster.ExecutorError(
+            "EFFNET_LAB_EXECUTOR=ray needs Ray: pip install -r requirements-ray.txt"
+        ) from None
     if ray.is_initialized():
         return
     address, timeout = cluster.ray_address(), cluster.ray_connect_s()
@@ -173,9 +177,9 @@ def _actor_class():
 
 def launch(job_dir: Path, slot: str, spec: dict, root: Path, deadline: float) -> None:
     """Start the worker of the job in ``job_dir`` as a detached actor (returns at once)."""
+    connect()
     import ray
 
-    connect()
     actor = ray.remote(_actor_class()).options(
         name=f"job-{job_dir.name}",
         namespace=NAMESPACE,
