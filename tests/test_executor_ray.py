@@ -24,6 +24,7 @@ from tests.test_jobs import train_args, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 NODE = "127.0.0.3"
+OTHER_BOOT = "00000000-0000-0000-0000-000000000000"  # no machine's boot id
 
 pytestmark = pytest.mark.slow
 
@@ -105,18 +106,42 @@ def test_a_wider_slot_runs_two_trainings_at_once(cluster, mini_cifar, tmp_path, 
     ]
 
 
-def test_a_dead_node_interrupts_the_run_and_the_queue_goes_on(cluster, mini_cifar, tmp_path):
+def _as_if_on_another_host(path: Path, key: str | None = None) -> None:
+    """Rewrite a worker identity's boot id to another machine's, as a replica on another host
+    reads it: its PID then means nothing there, and only the heartbeat tells it is alive."""
+    data = json.loads(path.read_text())
+    ident = data[key] if key else data
+    assert ident["heartbeat"] and ident["executor"] == "ray" and ident["node"] == NODE
+    ident["boot"] = OTHER_BOOT
+    path.write_text(json.dumps(data))
+
+
+def test_a_dead_node_interrupts_the_run_and_the_queue_goes_on(
+    cluster, mini_cifar, tmp_path, monkeypatch
+):
+    """Seen from another host (the worker's PID ignored): alive by its heartbeats while the
+    node lives; failed, with its run interrupted and loadable, once they stop; the queued job
+    starts when the node is back."""
+    monkeypatch.setenv("EFFNET_LAB_HEARTBEAT_STALE_S", "4")
     first = jobs.submit(
         "train", train_args(mini_cifar, tmp_path, "node-died"), owner="a", runs_root=tmp_path
     )
     wait_until(lambda: len(first.snapshot().epochs) >= 2, timeout=300, what="two epochs")
+    _as_if_on_another_host(first.dir / "worker.json")
+    _as_if_on_another_host(tmp_path / "node-died" / "status.json", "worker")
     second = jobs.submit(
         "train", train_args(mini_cifar, tmp_path, "next", epochs=1), owner="b", runs_root=tmp_path
     )
     assert second.snapshot().queue_position == 1  # one node: one training at a time
+    time.sleep(6)  # longer than the staleness: only fresh heartbeats keep it running
+    assert first.snapshot().status is JobStatus.RUNNING
+    assert runs.load_run(tmp_path / "node-died").status == "running"
     assert cluster.kill_worker() > 0
+    killed = time.monotonic()
     snap = first.wait(timeout=60)
     assert snap.status is JobStatus.ERROR and "Ray node" in snap.error, snap.error
+    # Seen by the heartbeat going stale (4 s, less up to one 2 s beat), not at once by a PID.
+    assert 1.5 < time.monotonic() - killed < 30
     assert "\n" not in snap.error and "/" not in snap.error
     info = runs.load_run(tmp_path / "node-died")
     assert info.status == "interrupted" and info.has_model and "best model" in info.error
