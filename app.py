@@ -17,7 +17,7 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 import pages
-from components import _streamlit_private, session, web, workspace_panel
+from components import _streamlit_private, errors, executor, session, web, workspace_panel
 
 app = st.App(
     "app.py",
@@ -36,6 +36,9 @@ def main() -> None:
     refused = session.single_user_refused()
     if refused:  # on every page: the operator asked for something this server will not do
         st.warning(refused, icon=":material/group:")
+    unreachable = executor.problem()
+    if unreachable:  # on every page: jobs cannot start (EFFNET_LAB_EXECUTOR=ray, no cluster)
+        errors.show(unreachable, "Background jobs cannot start: ")
     workspace_panel.render()  # the sidebar's workspace panel, on every page
     page.run()
 

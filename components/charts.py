@@ -342,6 +342,8 @@ def runs_rows(runs) -> list[dict]:
                 "resolution": cfg.get("resolution"),
                 "epochs": len(run.history),
                 "subset": cfg.get("subset"),
+                # Where its worker ran: the Ray node's address; a local run names no host.
+                "ran on": f"ray ({run.node})" if run.executor == "ray" else "local",
                 "created": datetime.fromtimestamp(run.created) if run.created else None,
             }
         )

@@ -15,6 +15,7 @@ server keeps only the secret's hash.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from components import executor
 from components.session import COOKIE, SECRET_RE, new_secret
 from core.jobs import expiry
 from core.platform import workspaces
@@ -125,7 +127,12 @@ def _expiry_loop(stop: threading.Event) -> None:
 
 @asynccontextmanager
 async def lifespan(app):
-    """``st.App`` lifespan: workspace expiry runs in a background thread from server start."""
+    """``st.App`` lifespan: workspace expiry runs in a background thread from server start, and
+    with the Ray executor the cluster is joined at once (an unreachable one is logged in one
+    line within seconds, and every page then says so)."""
+    found = await asyncio.to_thread(executor.problem)
+    if found:
+        logging.getLogger(__name__).error("jobs cannot start: %s", found)
     stop = threading.Event()
     threading.Thread(
         target=_expiry_loop, args=(stop,), daemon=True, name="workspace-expiry"

@@ -73,3 +73,21 @@ def test_home_links_every_other_page_with_its_whole_description():
     assert [link.proto.page for link in links] == [row.name for row in others]  # the URL paths
     captions = [c.value for c in at.caption]
     assert captions[: len(others)] == [row.blurb for row in others]
+
+
+def test_an_unreachable_ray_cluster_is_one_line_on_every_page(monkeypatch, tmp_path):
+    """EFFNET_LAB_EXECUTOR=ray with nothing at RAY_ADDRESS: each page still renders, under one
+    error line naming the address (the check refuses before ray.init, so Ray is not joined)."""
+    from components import executor
+
+    monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("EFFNET_LAB_EXECUTOR", "ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.9:1")
+    monkeypatch.setattr(executor, "_last", {"at": None, "problem": None})  # no earlier answer
+    at = open_page("scaling").run()
+    assert not at.exception
+    shown = [e.value.replace("\\", "") for e in at.error]  # plain(): Markdown escaped
+    assert len(shown) == 1 and shown[0].startswith(
+        "Background jobs cannot start: cannot reach the Ray cluster at 127.0.0.9:1 ("
+    ), shown
+    assert [t.value for t in at.title] == [HEADINGS["scaling"]]

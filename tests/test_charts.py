@@ -36,3 +36,15 @@ def test_metric_rows_end_with_the_macro_average():
     rows = charts.class_metrics_rows(class_metrics([[3, 1], [0, 4]], ["cat", "dog"]))
     assert [r["class"] for r in rows] == ["cat", "dog", "macro average"]
     assert rows[-1]["support"] == 8 and rows[-1]["recall"] == (0.75 + 1.0) / 2
+
+
+def test_the_runs_table_says_where_each_run_ran_without_a_host_name(tmp_path):
+    from core.training.runs import RunInfo
+
+    def run(name, executor, node):
+        return RunInfo(tmp_path / name, name, "done", {}, 0.5, 1.0, [], [], None,
+                       executor=executor, node=node)  # fmt: skip
+
+    rows = charts.runs_rows([run("a", "ray", "10.0.0.7"), run("b", "local", "lab-server"),
+                             run("c", None, None)])  # fmt: skip
+    assert [r["ran on"] for r in rows] == ["ray (10.0.0.7)", "local", "local"]

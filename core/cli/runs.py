@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             "path": str(r.path),
             "epochs": len(r.history),
             "has_model": r.has_model,
+            "executor": r.executor,
+            "node": r.node,
         }
         for r in found
     ]

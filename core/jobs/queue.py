@@ -2,8 +2,10 @@
 
 A waiting job is only a record, ``queue/<slot>/<time>--<id>.json``: it costs no process and no
 polling. An exclusive ``flock`` on ``queue.lock`` around every look at the queue makes sure exactly
-one worker starts per free slot; ``<slot>.holder`` names the running job and its worker (a dead
-worker frees the slot). The next job of a slot is picked round-robin over owners
+one worker starts per free seat of a slot; ``<slot>.holder`` names the running job and its worker
+(a dead worker frees the seat). A slot has one seat with the local executor; with the Ray
+executor (:mod:`core.jobs.ray_executor`) it has :func:`_width` seats, the others held by
+``<slot>.<n>.holder``. The executor is chosen when a job is submitted and kept in its spec. The next job of a slot is picked round-robin over owners
 (``<slot>.turns.json`` keeps each owner's last start). :mod:`core.jobs.runner` is the public face.
 """
 
@@ -20,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.platform import limits, paths, procs
+from core.platform import cluster, limits, liveness, paths, procs
 from core.platform.errors import UserError
 from core.platform.fileio import write_json
 from core.platform.progress import EventLog, Progress
@@ -96,9 +98,50 @@ def _queue_order(base: Path, slot: str) -> list[dict]:
     return order
 
 
+def _width() -> int:
+    """Seats per slot: 1 with the local executor, the Ray executor's width with Ray."""
+    if cluster.executor() != "ray":
+        return 1
+    from core.jobs import ray_executor  # Ray is imported only in Ray mode
+
+    return ray_executor.width()
+
+
+def _seats(base: Path, slot: str) -> list[Path]:
+    """Every holder file of ``slot`` there is (seat 0 first)."""
+    extra = sorted(base.glob(f"{slot}.[0-9]*.holder"), key=lambda p: int(p.name.split(".")[-2]))
+    return [base / f"{slot}.holder", *extra]
+
+
+def _seat(base: Path, slot: str, n: int) -> Path:
+    return base / (f"{slot}.holder" if n == 0 else f"{slot}.{n}.holder")
+
+
+def worker_alive(job_dir: Path, worker: dict | None) -> bool:
+    """True if the worker ``worker`` of the job in ``job_dir`` still runs, on any host: a Ray
+    job's pending identity gives way to the worker's own (``worker.json``) once it started."""
+    if isinstance(worker, dict) and worker.get("pending"):
+        worker = _read_json(job_dir / "worker.json") or worker
+    return liveness.alive(worker, job_dir)
+
+
+def _live_holder(base: Path, path: Path) -> dict | None:
+    holder = _read_json(path)
+    job = holder.get("job") if holder else None
+    return (
+        holder if isinstance(job, str) and worker_alive(base / job, holder.get("worker")) else None
+    )
+
+
+def _live_holders(base: Path, slot: str | None = None) -> list[dict]:
+    """The running jobs' holders (of ``slot``, or of every slot), seat 0 first."""
+    paths_ = _seats(base, slot) if slot else sorted(base.glob("*.holder"))
+    return [h for h in (_live_holder(base, p) for p in paths_) if h]
+
+
 def _holder_alive(base: Path, slot: str) -> bool:
-    holder = _read_json(base / f"{slot}.holder")
-    return bool(holder) and procs.alive(holder.get("worker"))
+    """True if every seat of ``slot`` is taken (nothing to start)."""
+    return len(_live_holders(base, slot)) >= _width()
 
 
 def _orphan(record: dict) -> bool:
@@ -136,7 +179,7 @@ def _check_caps(base: Path, owner: str) -> None:
             _cancel_orphan(base, record)  # a dead submitter's jobs do not hold places
         else:
             records.append(record)
-    running = [h for h in map(_read_json, base.glob("*.holder")) if h and procs.alive(h["worker"])]
+    running = _live_holders(base)
     mine = sum(r.get("owner") == owner for r in records) + sum(
         h.get("owner") == owner for h in running
     )
@@ -154,17 +197,28 @@ def _check_caps(base: Path, owner: str) -> None:
         )
 
 
-def _dispatch(base: Path, slot: str) -> tuple[str, subprocess.Popen] | None:
-    """If ``slot`` is free, start its next queued job's worker (call with the lock held).
+def _dispatch(base: Path, slot: str) -> list[tuple[str, subprocess.Popen | None]]:
+    """Start ``slot``'s next queued jobs while it has free seats (call with the lock held).
 
     Returns:
-        ``(job id, worker process)`` of the job started, or None.
+        ``(job id, worker process)`` of each job started (the process is None for a job started
+        on Ray, whose worker runs on a cluster node).
     """
-    holder_path = base / f"{slot}.holder"
-    if _holder_alive(base, slot):
-        return None
-    holder_path.unlink(missing_ok=True)  # a dead worker's: the slot is free
-    for record in _queue_order(base, slot):
+    for path in _seats(base, slot):
+        if _live_holder(base, path) is None:
+            path.unlink(missing_ok=True)  # a dead worker's: the seat is free
+    order = _queue_order(base, slot)
+    if not order:  # nothing waits (a finishing Ray worker then need not join the cluster)
+        return []
+    try:
+        width = _width()
+    except UserError:  # a Ray cluster that cannot be reached now: the jobs wait in the queue
+        return []
+    free = [p for p in (_seat(base, slot, n) for n in range(width)) if not p.exists()]
+    started: list[tuple[str, subprocess.Popen | None]] = []
+    for record in order:
+        if not free:
+            break
         if _orphan(record):
             _cancel_orphan(base, record)
             continue
@@ -177,33 +231,67 @@ def _dispatch(base: Path, slot: str) -> tuple[str, subprocess.Popen] | None:
         now = time.time()
         turns = {o: t for o, t in turns.items() if now - float(t) < _KEEP_S}
         write_json(_turns_path(base, slot), {**turns, str(record.get("owner", "")): now})
-        try:
-            with open(job_dir / "worker.log", "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "core", "job", str(job_dir)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **spec.get("env", {}), "PYTHONUNBUFFERED": "1"},
-                    cwd=str(paths.PROJECT_ROOT),
-                    start_new_session=True,
-                )
-        except OSError as exc:  # e.g. out of processes: this job fails, the next may start
-            _finish_unstarted(job_dir, error=f"could not start its worker process: {exc}")
+        if spec.get("executor") == "ray":
+            process, worker = None, _start_on_ray(job_dir, slot, spec)
+        else:
+            process, worker = _start_local(job_dir, spec)
+        if worker is None:
             continue
-        worker = procs.identity(process.pid)  # the same process after exec: same identity
-        write_json(job_dir / "worker.json", worker)
         write_json(
-            holder_path, {"job": record["job"], "owner": spec.get("owner", ""), "worker": worker}
+            free.pop(0), {"job": record["job"], "owner": spec.get("owner", ""), "worker": worker}
         )
-        return record["job"], process
-    return None
+        started.append((record["job"], process))
+    return started
 
 
-def _poke(base: Path, slot: str) -> tuple[str, subprocess.Popen] | None:
-    """Start ``slot``'s next job if the slot is free (a lock-free look first: polls are cheap)."""
-    if _holder_alive(base, slot) or not any((base / "queue" / slot).glob("[0-9]*--*.json")):
+def _start_local(job_dir: Path, spec: dict) -> tuple[subprocess.Popen | None, dict | None]:
+    """Start the job's worker process here; returns it and its identity (None: it failed)."""
+    try:
+        with open(job_dir / "worker.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core", "job", str(job_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **spec.get("env", {}), "PYTHONUNBUFFERED": "1"},
+                cwd=str(paths.PROJECT_ROOT),
+                start_new_session=True,
+            )
+    except OSError as exc:  # e.g. out of processes: this job fails, the next may start
+        _finish_unstarted(job_dir, error=f"could not start its worker process: {exc}")
+        return None, None
+    worker = procs.identity(process.pid)  # the same process after exec: same identity
+    write_json(job_dir / "worker.json", worker)
+    return process, worker
+
+
+def _start_on_ray(job_dir: Path, slot: str, spec: dict) -> dict | None:
+    """Start the job's worker as a Ray actor; returns its pending identity (None: it failed)."""
+    from core.jobs import ray_executor  # Ray is imported only in Ray mode
+
+    worker = liveness.pending()
+    # Before the launch, so that the worker's own identity, written when it starts, wins.
+    write_json(job_dir / "worker.json", worker)
+    liveness.beat(job_dir)  # the dispatch time: a worker not started by ray_start_s counts as dead
+    try:
+        deadline = time.time() + cluster.ray_start_s()
+        ray_executor.launch(job_dir, slot, spec, paths.PROJECT_ROOT, deadline)
+    except Exception as exc:  # whatever Ray raised: this job fails, the next may start
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        _finish_unstarted(job_dir, error=f"could not start it on the Ray cluster: {first}")
         return None
+    return worker
+
+
+def _poke(base: Path, slot: str) -> list[tuple[str, subprocess.Popen | None]]:
+    """Start ``slot``'s next jobs if it has free seats (a lock-free look first: polls are cheap)."""
+    if not any((base / "queue" / slot).glob("[0-9]*--*.json")):
+        return []
+    try:
+        if _holder_alive(base, slot):
+            return []
+    except UserError:  # a Ray cluster that cannot be reached now: the jobs wait in the queue
+        return []
     with _locked(base):
         return _dispatch(base, slot)
 
@@ -217,7 +305,7 @@ def _prune(base: Path) -> None:
         try:
             if (
                 job_dir.stat().st_mtime < cutoff
-                and not procs.alive(_read_json(job_dir / "worker.json"))
+                and not liveness.alive(_read_json(job_dir / "worker.json"), job_dir)
                 and not any((base / "queue").glob(f"*/*--{job_dir.name}.json"))
             ):
                 shutil.rmtree(job_dir, ignore_errors=True)

@@ -20,13 +20,18 @@ train``) gets a :class:`Job` handle and watches it the same way:
   never hold up another's one;
 - **caps** (:mod:`core.platform.limits`): running plus queued jobs per owner and the total queue
   length; :func:`submit` over a cap raises :class:`QueueFull`;
-- **stop** of a running job is SIGTERM: the worker stops at the end of the current batch and
-  keeps what it has (any process may stop a job, :func:`stop_job`); stop of a queued job removes
-  its record (cancelled, no process ever started); **kill** is SIGKILL;
+- **stop** of a running job is a request file, ``DIR/stop``, that the worker polls, plus SIGTERM
+  when the worker runs on this machine: the worker stops at the end of the current batch and
+  keeps what it has (any process on any host sharing the runs folder may stop a job,
+  :func:`stop_job`); stop of a queued job removes its record (cancelled, no process ever
+  started); **kill** is SIGKILL (on a Ray node, the job's actor sends it on a ``kill`` request);
 - a job running past ``EFFNET_LAB_MAX_WALL_S`` stops exactly like a Stop, saying why; training
   workers run at a lower CPU priority than the web server;
-- if the process that submitted a job goes away, its worker stops cleanly on its own (and a job
-  still queued is cancelled when its turn comes).
+- with the local executor, if the process that submitted a job goes away, its worker stops
+  cleanly on its own (and a job still queued is cancelled when its turn comes); with the Ray
+  executor (``EFFNET_LAB_EXECUTOR=ray``, :mod:`core.jobs.ray_executor`) jobs outlive the app
+  replica that submitted them, run as detached actors on the cluster, several per slot, and are
+  seen alive from other hosts by their heartbeat (:mod:`core.platform.liveness`).
 
 Job folders live under ``<runs folder>/.jobs/`` and are pruned after a day. The queue's files are
 kept by :mod:`core.jobs.queue`, the worker's side is :mod:`core.jobs.worker`.
@@ -44,11 +49,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.jobs import ray_executor
 from core.jobs.queue import (
     QueueFull,  # noqa: F401  (re-exported: callers catch runner.QueueFull)
     _check_caps,
     _dispatch,
     _finish_unstarted,
+    _live_holders,
     _locked,
     _poke,
     _prune,
@@ -56,9 +63,10 @@ from core.jobs.queue import (
     _read_json,
     _record_of,
     jobs_dir,
+    worker_alive,
 )
-from core.platform import procs
-from core.platform.fileio import write_json
+from core.platform import cluster, procs
+from core.platform.fileio import write_json, write_text
 from core.platform.progress import EventReader, JobStatus, ProgressState, Snapshot
 
 # kind → (module, function, slot). A job function takes (args: dict, progress) and returns a
@@ -82,14 +90,16 @@ class SlotInfo:
     """Who uses a slot now, and how many wait for it.
 
     Attributes:
-        running: The job id holding the slot, or None when it is free.
+        running: The job id holding the slot (its first seat, with Ray), or None when it is free.
         owner: That job's owner (an opaque session token, or "cli").
         queued: Job ids waiting, in the order they will start.
+        running_all: Every running job of the slot (with Ray a slot runs several at once).
     """
 
     running: str | None
     owner: str | None
     queued: tuple[str, ...]
+    running_all: tuple[str, ...] = ()
 
 
 class Job:
@@ -123,7 +133,7 @@ class Job:
     def _alive(self) -> bool:
         if self._process is not None:
             return self._process.poll() is None
-        return procs.alive(self._worker())
+        return worker_alive(self.dir, self._worker())
 
     def snapshot(self) -> Snapshot:
         """The job's progress now: QUEUED with its place while it waits as a record; a worker
@@ -145,15 +155,15 @@ class Job:
             state = self._reader.poll()  # it may have finished between the two reads
             if state.status.finished:
                 return state.snapshot()
-            return _died(state, self._exit_code()).snapshot()
+            return _died(state, self._exit_code(), self._worker()).snapshot()
 
     def _queued_state(self) -> ProgressState | None:
         """The job's place in its queue (starting the slot's next job if the slot is free), or
         None once it is no longer waiting."""
         base = self.dir.parent
-        started = _poke(base, self._slot)
-        if started is not None and started[0] == self.id:
-            self._process = started[1]  # ours: keep the handle for its exit status
+        started = dict(_poke(base, self._slot))
+        if self.id in started:
+            self._process = started[self.id]  # ours: keep the handle for its exit status
             return None
         order = [r["job"] for r in _queue_order(base, self._slot)]
         if self.id not in order:
@@ -171,13 +181,23 @@ class Job:
     def stop(self) -> None:
         """Ask the job to stop at the end of its current batch; a queued job is cancelled."""
         if not self.cancel():
+            self._request("stop")
             self._signal(signal.SIGTERM)
 
     def kill(self) -> None:
         """End the worker at once (SIGKILL); the run keeps its last saved best model. A queued
         job is cancelled."""
         if not self.cancel():
+            self._request("kill")
             self._signal(signal.SIGKILL)
+
+    def _request(self, what: str) -> None:
+        """Leave a ``stop`` or ``kill`` request in the job folder, for a worker on any host (the
+        worker polls it for a stop; a Ray job's actor kills its worker on a kill)."""
+        try:
+            write_text(self.dir / "stop", what + "\n")
+        except OSError:  # the job folder is gone: nothing left to stop
+            pass
 
     def cancel(self) -> bool:
         """Take the job out of its queue (status cancelled, no process ever started).
@@ -201,7 +221,12 @@ class Job:
                 self._process.send_signal(signum)
             return
         worker = self._worker()
-        if procs.alive(worker):
+        # Signals reach only a worker on this machine (same boot); one elsewhere reads the request.
+        if (
+            isinstance(worker, dict)
+            and worker.get("boot") == procs.boot_id()
+            and procs.alive(worker)
+        ):
             try:
                 os.kill(worker["pid"], signum)
             except OSError:
@@ -225,8 +250,23 @@ class Job:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _died(state: ProgressState, exit_code: int | None) -> ProgressState:
+def _died(state: ProgressState, exit_code: int | None, worker: dict | None = None) -> ProgressState:
     """Mark a state whose worker ended without a final event as failed, saying how."""
+    if isinstance(worker, dict) and worker.get("executor") == "ray":
+        if worker.get("pending"):
+            error = (
+                "the Ray cluster did not start this job within "
+                f"{cluster.ray_start_s():g} s (EFFNET_LAB_RAY_START_S): no node had room for it"
+            )
+        else:
+            error = (
+                "the Ray node or worker running this job died before the job finished; "
+                "a training run keeps its best model saved so far"
+            )
+        state.apply(
+            {"e": "finish", "status": JobStatus.ERROR.value, "error_kind": "crash", "error": error}
+        )
+        return state
     if exit_code is not None and exit_code < 0:
         how = f"was killed by signal {-exit_code} ({signal.Signals(-exit_code).name})"
         if -exit_code == signal.SIGKILL:
@@ -273,6 +313,12 @@ def submit(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}: choose one of {', '.join(KINDS)}")
+    executor = cluster.executor()
+    if executor == "ray":
+        ray_executor.connect()  # an unreachable cluster: one line now, not a job that never starts
+    # Local workers stop when their submitter goes away; Ray jobs outlive the replica that
+    # submitted them, so they name no submitter (nor are their queued records ever orphaned).
+    submitter = procs.identity() if executor == "local" else None
     base = jobs_dir(runs_root)
     _prune(base)
     slot = KINDS[kind][2]
@@ -290,19 +336,21 @@ def submit(
                 "owner": owner,
                 "submitted": now,
                 "parent": os.getpid(),
-                "submitter": procs.identity(),
+                "submitter": submitter,
                 "nice": os.nice(0),  # a trainer worker runs this much lower than its submitter
                 "env": dict(env or {}),
+                "executor": executor,
+                # The settings a worker on another node needs (the node's own environment wins).
+                "ray_env": ray_executor.forwarded_env() if executor == "ray" else {},
             },
         )
         # The record is the queued job: its file name orders an owner's jobs (first in, first out).
         write_json(
             base / "queue" / slot / f"{time.time_ns():020d}--{job_id}.json",
-            {"job": job_id, "owner": owner, "submitted": now, "submitter": procs.identity()},
+            {"job": job_id, "owner": owner, "submitted": now, "submitter": submitter},
         )
-        started = _dispatch(base, slot)
-    mine = started is not None and started[0] == job_id
-    return Job(job_dir, started[1] if mine else None)
+        started = dict(_dispatch(base, slot))
+    return Job(job_dir, started.get(job_id))
 
 
 def open_job(job_id: str, runs_root: str | os.PathLike | None = None) -> Job:
@@ -341,8 +389,11 @@ def slot_info(slot: str = "trainer", runs_root: str | os.PathLike | None = None)
     shares (starting the next job first if the slot is free: the fallback when a worker died)."""
     base = jobs_dir(runs_root)
     _poke(base, slot)
-    holder = _read_json(base / f"{slot}.holder")
-    running = owner = None
-    if holder and procs.alive(holder.get("worker")):
-        running, owner = holder.get("job"), holder.get("owner")
-    return SlotInfo(running, owner, tuple(r["job"] for r in _queue_order(base, slot)))
+    holders = _live_holders(base, slot)
+    running, owner = (holders[0].get("job"), holders[0].get("owner")) if holders else (None, None)
+    return SlotInfo(
+        running,
+        owner,
+        tuple(r["job"] for r in _queue_order(base, slot)),
+        tuple(h["job"] for h in holders),
+    )

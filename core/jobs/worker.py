@@ -14,9 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-from core.jobs.queue import _dispatch, _locked, _read_json
+from core.jobs.queue import _dispatch, _locked, _read_json, _seats
 from core.jobs.runner import KINDS
-from core.platform import limits, procs
+from core.platform import limits, liveness, procs
 from core.platform.errors import error_kind, error_message
 from core.platform.fileio import write_json
 from core.platform.progress import EventLog, Progress
@@ -28,6 +28,20 @@ def _watch_parent(submitter: dict, progress: Progress) -> None:
         time.sleep(1.0)
         if not procs.alive(submitter):
             progress.message("The app or command that started this job ended: stopping")
+            progress.request_stop()
+            return
+
+
+def _watch_requests(job_dir: Path, progress: Progress) -> None:
+    """Stop the job when a ``stop`` request appears in its folder (written by :meth:`Job.stop`
+    in any process on any host that shares the runs folder: the signal reaches only this one)."""
+    while True:
+        time.sleep(0.5)
+        try:
+            request = (job_dir / "stop").read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if request in ("stop", "kill"):  # a kill the actor or a signal carries out; stop meanwhile
             progress.request_stop()
             return
 
@@ -52,8 +66,14 @@ def _lower_priority(spec: dict) -> None:
         pass
 
 
-def run_worker(job_dir: str | os.PathLike) -> int:
+def run_worker(job_dir: str | os.PathLike, executor: str = "local", node: str | None = None) -> int:
     """The worker process's main: run the job, report through events, hand the slot on.
+
+    Args:
+        job_dir: The job folder.
+        executor: "ray" when a Ray actor started this worker on a cluster node: it then keeps
+            heartbeats in its job and run folders, so other hosts see it alive.
+        node: The Ray node's address (recorded in the job's and run's worker identity).
 
     Returns the exit status (0 whatever the job's outcome; the outcome is in the events).
     """
@@ -61,6 +81,8 @@ def run_worker(job_dir: str | os.PathLike) -> int:
     base = job_dir.parent
     spec = json.loads((job_dir / "spec.json").read_text(encoding="utf-8"))
     slot = KINDS[spec["kind"]][2]
+    if executor == "ray":
+        liveness.start_heartbeat(job_dir, executor, node)
     try:
         _run(job_dir, spec)
     finally:  # even after a crash of the worker itself: the queue must not stall
@@ -72,7 +94,7 @@ def _run(job_dir: Path, spec: dict) -> None:
     """Run the job of ``spec`` in this process, reporting through ``job_dir/events.jsonl``."""
     kind, args = spec["kind"], spec.get("args", {})
     module_name, function_name, slot = KINDS[kind]
-    write_json(job_dir / "worker.json", procs.identity())
+    write_json(job_dir / "worker.json", liveness.identity())
     if slot == "trainer":
         _lower_priority(spec)
     log = EventLog(job_dir / "events.jsonl")
@@ -87,6 +109,7 @@ def _run(job_dir: Path, spec: dict) -> None:
         threading.Thread(
             target=_watch_parent, args=(spec["submitter"], progress), daemon=True
         ).start()
+    threading.Thread(target=_watch_requests, args=(job_dir, progress), daemon=True).start()
     timer = None
     try:
         seconds = limits.max_wall_s()
@@ -110,9 +133,10 @@ def _run(job_dir: Path, spec: dict) -> None:
 
 
 def _hand_on(base: Path, slot: str, job_id: str) -> None:
-    """Free ``slot`` and start its next queued job (this worker exits right after)."""
+    """Free this job's seat of ``slot`` and start the slot's next queued job (this worker exits
+    right after; with Ray it joins the cluster to start it)."""
     with _locked(base):
-        holder = _read_json(base / f"{slot}.holder") or {}
-        if holder.get("job") == job_id:
-            (base / f"{slot}.holder").unlink(missing_ok=True)
+        for seat in _seats(base, slot):
+            if (_read_json(seat) or {}).get("job") == job_id:
+                seat.unlink(missing_ok=True)
         _dispatch(base, slot)

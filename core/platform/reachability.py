@@ -14,12 +14,18 @@ def unreachable_reason(url: str, timeout: float) -> str | None:
     The attempt runs in a daemon thread that we stop waiting for: name resolution ignores socket
     timeouts, so joining with a timeout is what bounds the whole check.
     """
-    host = urlsplit(url).hostname
+    return tcp_unreachable_reason(urlsplit(url).hostname, 443, timeout)
+
+
+def tcp_unreachable_reason(host: str, port: int, timeout: float) -> str | None:
+    """None if ``host`` accepts a TCP connection on ``port`` within ``timeout`` seconds, else a
+    short reason (the same bounded check as :func:`unreachable_reason`, for any port: e.g. a Ray
+    cluster's GCS before ``ray.init``, which would otherwise retry for a long time)."""
     outcome: list[str | None] = []
 
     def attempt() -> None:
         try:
-            socket.create_connection((host, 443), timeout=max(timeout, 0.001)).close()
+            socket.create_connection((host, port), timeout=max(timeout, 0.001)).close()
             outcome.append(None)
         except OSError as exc:
             outcome.append(str(exc) or exc.__class__.__name__)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.platform import procs
+from core.platform import liveness
 from core.platform.errors import UserError
 from core.platform.fileio import atomic_path, write_json, write_text
 
@@ -99,15 +99,20 @@ class RunWriter:
         write_json(self.path / "classes.json", list(class_names))
         if preprocessing is not None:
             write_json(self.path / "preprocessing.json", preprocessing)
+        worker = liveness.identity()
         write_json(
             self.path / "status.json",
             {
                 "status": "running",
-                "worker": procs.identity(),
+                "worker": worker,
                 "owner": owner,
                 "created": time.time(),
+                # Where it ran: "local" or "ray", and the Ray node's address or this host's name.
+                "executor": worker["executor"],
+                "node": worker["node"],
             },
         )
+        liveness.beat_also(self.path)  # a Ray worker: hosts other than its own see it alive
 
     def history(self, rows: list[dict]) -> None:
         """Rewrite ``history.csv`` with all epoch rows so far."""

@@ -2,8 +2,11 @@
 
 A run folder holds::
 
-    status.json        {"status": "running", "worker": {pid, start, boot}, "owner": ..., "created": ...}
+    status.json        {"status": "running", "worker": {pid, start, boot, ...}, "owner": ...,
+                       "created": ..., "executor": "local"|"ray", "node": host or Ray node address}
                        at start, then the final status
+    heartbeat          refreshed every few seconds while a Ray worker trains it (see
+                       core.platform.liveness): how other hosts know it still runs
     config.json        the TrainConfig as a dict
     classes.json       class names in label order
     preprocessing.json how an image becomes the model's input (core.data.images.Preprocessing)
@@ -39,7 +42,7 @@ import numpy as np
 from core.data.imagefolder import storage_preprocessing
 from core.data.images import Preprocessing
 from core.models.efficientnet import float32_model
-from core.platform import paths, procs
+from core.platform import liveness, paths
 from core.platform.errors import UserError
 from core.platform.runtime import accelerators, allow_jit
 from core.training.evaluation import Predictions
@@ -69,6 +72,9 @@ class RunInfo:
         error: Why the run failed, for status "error".
         owner: The owner tag of the app session that started it (None: started elsewhere,
             e.g. from the command line).
+        executor: Where its worker ran: "local" (a process beside the app) or "ray" (a Ray
+            cluster node); None for runs saved before it was recorded.
+        node: The Ray node's address, or the host's name, of its worker (None: not recorded).
     """
 
     path: Path
@@ -83,6 +89,8 @@ class RunInfo:
     results: dict = field(default_factory=dict)
     error: str | None = None
     owner: str | None = None
+    executor: str | None = None
+    node: str | None = None
 
     @property
     def has_model(self) -> bool:
@@ -116,11 +124,11 @@ def _read_history(path: Path) -> list[dict]:
     return rows
 
 
-def _worker_alive(status: dict) -> bool:
+def _worker_alive(status: dict, path: Path) -> bool:
     worker = status.get("worker")
     if worker is None and status.get("pid") is not None:  # runs written before identities
         worker = {"pid": status.get("pid")}
-    return procs.alive(worker)
+    return liveness.alive(worker, path)
 
 
 def clean_temp_files(path: Path) -> int:
@@ -155,7 +163,7 @@ def load_run(path: str | os.PathLike) -> RunInfo:
         raise UserError(f"run folder {path} is damaged: {exc}") from exc
     state = results.get("status") or status.get("status") or "running"
     error = results.get("error") or status.get("error")
-    if state == "running" and not _worker_alive(status):
+    if state == "running" and not _worker_alive(status, path):
         state = "interrupted"
         error = (
             "the process running this training ended before it finished; the best model "
@@ -179,6 +187,8 @@ def load_run(path: str | os.PathLike) -> RunInfo:
         results=results,
         error=error,
         owner=status.get("owner"),
+        executor=status.get("executor"),
+        node=status.get("node"),
     )
 
 
