@@ -2,7 +2,7 @@
 
 N processes (``--processes N``) each run the project's ordinary training
 (:func:`core.training.run.train`) with a :class:`ProcessGroup`: they join one
-``jax.distributed`` system (``keras.distribution.initialize``), and the head trains under
+``jax.distributed`` system (what ``keras.distribution.initialize`` does, see :func:`worker`), and the head trains under
 Keras's ``DataParallel`` over the *global* device list, every process feeding its share of
 each global batch (:func:`core.training.fit.shard_positions`). JAX's compiled train step sums
 the gradients across processes (over gloo on CPUs), so the result is the model one process
@@ -25,7 +25,9 @@ Two launchers start the processes:
   GPUs only, not CPU processes.
 
 Each process is a fresh ``python -m core.training.distributed`` with ``KERAS_BACKEND=jax``
-in its environment (Keras reads it once, at import).
+in its environment (Keras reads it once, at import). The JAX coordinator listens on the
+coordinator's address only; the gloo collectives listen on the address the host's name resolves
+to (loopback here; on several hosts it must be one the others reach).
 """
 
 from __future__ import annotations
@@ -81,11 +83,6 @@ def check(config: TrainConfig, processes: int, launcher: str) -> None:
         )
     if processes == 1:
         return
-    if backend() != "jax":
-        raise DistributedError(
-            f"training over several processes needs the JAX backend (this is {backend()}): "
-            "set KERAS_BACKEND=jax"
-        )
     if config.mode != "frozen":
         raise DistributedError(
             "training over several processes supports --mode frozen only (the head on cached "
@@ -94,6 +91,11 @@ def check(config: TrainConfig, processes: int, launcher: str) -> None:
     if config.batch_size % processes:
         raise DistributedError(
             f"the batch size ({config.batch_size}) must be a multiple of --processes ({processes})"
+        )
+    if backend() != "jax":
+        raise DistributedError(
+            f"training over several processes needs the JAX backend (this is {backend()}): "
+            "set KERAS_BACKEND=jax"
         )
 
 
@@ -341,11 +343,21 @@ def worker(spec: dict, index: int, coordinator: str) -> dict:
     import jax
     import keras
 
+    config = TrainConfig.from_dict(spec["config"])
     # CPUs exchange gradients over gloo (jax 0.10's default, set here so it never changes).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    keras.distribution.initialize(coordinator, spec["count"], index)
+    # What keras.distribution.initialize does, but with the coordinator bound to its own
+    # address: Keras passes no bind address, and JAX then listens on every interface ([::]).
+    # Keras's other step there (agreeing on a random seed over the processes) is not needed:
+    # every process seeds Keras with the run's seed itself.
+    keras.utils.set_random_seed(config.seed)
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=spec["count"],
+        process_id=index,
+        coordinator_bind_address=coordinator if index == 0 else None,
+    )
     group = ProcessGroup(index, spec["count"], tuple(keras.distribution.list_devices()))
-    config = TrainConfig.from_dict(spec["config"])
     root = spec.get("runs_root")
     result = train(config, runs_root=Path(root) if root else None, group=group)
     return {"index": index, "pid": os.getpid(), "result": result.to_dict()}
