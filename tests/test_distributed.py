@@ -26,8 +26,11 @@ TINY = [
     *("--backbone", "lite0", "--weights", "lite0", "--resolution", "32", "--mode", "frozen"),
     *("--batch-size", "32", "--epochs", "3", "--lr", "0.01"),
 ]
-# Measured: 4.5e-7 (weights), 1.5e-8 (probabilities); float32 sums in another order.
-WEIGHT_TOLERANCE = 1e-5
+# The gradients are float32 sums taken in another order (per process, then across), so they
+# differ in the last bits; Adam divides each step by the gradient's running RMS, which turns
+# that into up to ~1e-3 of a step for near-zero components. Measured (lr 0.01, 3 epochs): 1.3e-5
+# at most, on a head kernel of magnitude ~0.1 (1e-4 is 1 % of one step at lr 0.01).
+WEIGHT_TOLERANCE = 1e-4
 
 
 # ----- options --------------------------------------------------------------------------------
