@@ -49,6 +49,12 @@ def test_check_refuses_in_one_line(processes, launcher, values, message):
         check(TrainConfig(**values), processes, launcher)
 
 
+def test_the_ray_launcher_needs_a_cluster_address(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(DistributedError, match="--launcher ray needs RAY_ADDRESS"):
+        check(TrainConfig(mode="frozen", batch_size=32), 2, "ray")
+
+
 def test_one_process_is_always_allowed():
     check(TrainConfig(mode="finetune", batch_size=33), 1, "local")  # the ordinary path
 

@@ -2,11 +2,12 @@
 
 N processes (``--processes N``) each run the project's ordinary training
 (:func:`core.training.run.train`) with a :class:`ProcessGroup`: they join one
-``jax.distributed`` system (what ``keras.distribution.initialize`` does, see :func:`worker`), and the head trains under
-Keras's ``DataParallel`` over the *global* device list, every process feeding its share of
-each global batch (:func:`core.training.fit.shard_positions`). JAX's compiled train step sums
-the gradients across processes (over gloo on CPUs), so the result is the model one process
-trains with the same global batch, to float rounding; nothing here reduces anything by hand.
+``jax.distributed`` system (what ``keras.distribution.initialize`` does, see :func:`worker`),
+and the head trains under Keras's ``DataParallel`` over the *global* device list, every process
+feeding its share of each global batch (:func:`core.training.fit.shard_positions`). JAX's
+compiled train step sums the gradients across processes (over gloo on CPUs), so the result is
+the model one process trains with the same global batch, to float rounding; nothing here
+reduces anything by hand.
 Process 0 writes the run like any other run (the run tools load it unchanged).
 
 What is distributed is frozen mode's training: the head on the backbone's cached features. Each
@@ -32,7 +33,9 @@ to (loopback here; on several hosts it must be one the others reach).
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import importlib.util
 import json
 import os
 import socket
@@ -92,6 +95,12 @@ def check(config: TrainConfig, processes: int, launcher: str) -> None:
         raise DistributedError(
             f"the batch size ({config.batch_size}) must be a multiple of --processes ({processes})"
         )
+    if launcher == "ray" and not os.environ.get("RAY_ADDRESS"):
+        raise DistributedError(
+            "--launcher ray needs RAY_ADDRESS: the address (HOST:PORT) of the Ray cluster's head"
+        )
+    if launcher == "ray" and importlib.util.find_spec("ray") is None:
+        raise DistributedError("--launcher ray needs Ray: pip install -r requirements-dev.txt")
     if backend() != "jax":
         raise DistributedError(
             f"training over several processes needs the JAX backend (this is {backend()}): "
@@ -147,7 +156,8 @@ class ProcessGroup:
 
     def describe(self, plan: DevicePlan) -> str:
         """E.g. ``CPU (2 cores, x86_64) × 2 processes (data parallel over 2 devices)``."""
-        return f"{plan.describe()} × {self.count} processes (data parallel over {self.device_count} devices)"
+        over = f"data parallel over {self.device_count} devices"
+        return f"{plan.describe()} × {self.count} processes ({over})"
 
     def replicate(self, model):
         """A copy of ``model`` built in the group's scope (its variables span the group), with
@@ -226,7 +236,17 @@ def _start(spec: dict, index: int, coordinator: str, env: dict, folder: Path):
         coordinator,
     ]
     root = Path(__file__).resolve().parents[2]
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root), out
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, preexec_fn=_die_with_parent
+    )
+    return proc, out
+
+
+def _die_with_parent() -> None:
+    """In a worker, before it runs: on Linux, be killed when the launcher (or the Ray actor
+    that started it) dies, so no training process outlives its launch."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 
 
 def _collect(procs: list, deadline: float) -> list[str]:
@@ -240,9 +260,12 @@ def _collect(procs: list, deadline: float) -> list[str]:
                 pending.remove((proc, _))
                 if proc.returncode != 0:
                     failed = proc
-        if time.time() > deadline:
-            failed = pending[0][0]
-            break
+        if time.time() > deadline and failed is None:
+            for proc, out in procs:
+                proc.kill()
+                proc.wait()
+                out.close()
+            raise RuntimeError(f"the training processes ran past {TIMEOUT_ENV}")
         time.sleep(0.2)
     for proc, _ in procs:
         if proc.poll() is None:
@@ -327,10 +350,15 @@ def _launch_ray(spec: dict, processes: int) -> list[dict]:
             for i in range(processes)
         ]
         coordinator = ray.get(actors[0].address.remote())
-        return ray.get(
-            [a.run.remote(spec, i, coordinator) for i, a in enumerate(actors)], timeout=timeout_s()
-        )
-    finally:
+        refs = [a.run.remote(spec, i, coordinator) for i, a in enumerate(actors)]
+        deadline, pending = time.time() + timeout_s(), list(refs)
+        while pending:  # the first failure ends the launch (the others would wait for it)
+            done, pending = ray.wait(pending, timeout=max(1.0, deadline - time.time()))
+            if not done:
+                raise RuntimeError(f"the training processes ran past {TIMEOUT_ENV}")
+            ray.get(done)
+        return ray.get(refs)
+    finally:  # killing an actor ends its training process too (see _die_with_parent)
         for actor in actors:
             ray.kill(actor)
         remove_placement_group(group)
