@@ -79,6 +79,20 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", help="run folder to create (default: a new folder under the runs folder)"
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="train one model data parallel over this many processes (JAX backend, frozen "
+        "mode; see docs/distributed.md; default 1: this process alone)",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("local", "ray"),
+        default="local",
+        help="with --processes: start them here (local) or on the Ray cluster RAY_ADDRESS "
+        "names, spread over its nodes (ray) (default local)",
+    )
     p.set_defaults(func=run_train)
 
     lr = subparsers.add_parser(
@@ -189,10 +203,23 @@ def run_train(args) -> int:
     base = PRESETS[args.preset].values if args.preset else {}
     values, root = _place({**base, **_given(args)}, args.out)
     config = _checked(values, root)
+    if args.processes != 1:
+        return _run_distributed(config, args.processes, args.launcher, root)
     result, status = run_job("train", {"config": config.to_dict()}, root)
     result["status"] = "stopped" if result.get("stopped") else "done"
     print(json.dumps(result), flush=True)
     return status
+
+
+def _run_distributed(config, processes: int, launcher: str, root: Path | None) -> int:
+    """``python -m core train --processes N``: in the foreground (the processes are this
+    command's children, or Ray's actors), one JSON line at the end."""
+    from core.training.distributed import train_distributed  # per-command lazy import
+
+    result = train_distributed(config, processes, launcher, root)
+    result["status"] = "stopped" if result.get("stopped") else "done"
+    print(json.dumps(result), flush=True)
+    return 0
 
 
 def _bench_overrides(args, names) -> tuple[dict, Path | None]:

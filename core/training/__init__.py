@@ -8,6 +8,7 @@ One module per layer:
 - :mod:`~core.training.features`: feature extraction for the fast paths, and its cache;
 - :mod:`~core.training.fit`: the training loop and its callback;
 - :mod:`~core.training.run`: one run (train, evaluate, save) and its job entry.
+- :mod:`~core.training.distributed`: one run's model trained over N processes or hosts (JAX).
 
 Two modes, and where their speed comes from:
 

@@ -3,6 +3,7 @@ best weights (by validation accuracy)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -182,6 +183,8 @@ def fit(
     before: tuple[list[dict], int | None] | None = None,
     phase: str | None = None,
     label: str = "Training",
+    group=None,
+    local=None,
 ) -> tuple[list[dict], int | None]:
     """Train ``model`` epoch by epoch in a seeded batch order; keep the best validation weights.
 
@@ -202,6 +205,14 @@ def fit(
             must beat to replace them. Patience counts from this phase's start.
         phase: Recorded in each row ("head", "finetune"; None for one-phase runs).
         label: The progress phase's name.
+        group: Multi-process data parallel (a
+            :class:`core.training.distributed.ProcessGroup`): ``model`` was built in its
+            distribution's scope, every process runs this same loop on the same inputs and
+            feeds its share of each global batch of ``config.batch_size`` (see
+            :func:`shard_positions`); JAX sums the gradients. None: this process alone.
+        local: With ``group``: a process-local model of the same architecture. Keras predicts
+            only on arrays this process holds whole, so validation (and ``on_best``) runs on
+            this copy, its weights set from ``model``'s first.
 
     Returns:
         ``(rows, best_epoch)``: one metrics dict per epoch (the earlier phase's first), and the
@@ -213,17 +224,26 @@ def fit(
     n, batch = len(y), config.batch_size
     # JAX data parallel splits every batch evenly over the devices (runtime.batch_multiple): the
     # batch size must divide, the ragged last batch is trimmed, predict pads validation.
-    multiple = batch_multiple()
+    multiple = group.device_count if group is not None else batch_multiple()
     if batch % multiple:
         raise ValueError(
             f"batch size {batch} must be a multiple of the {multiple} devices it is split over."
         )
+    # Under a process group only Keras's fit (and what it builds) runs in the distribution's
+    # scope: validation predicts outside it, on the process-local copy.
+    scope = group.scope if group is not None else contextlib.nullcontext
     if compile:
-        compile_model(model, config, n, epochs, on_gpu, steps_per_execution)
+        with scope():
+            compile_model(model, config, n, epochs, on_gpu, steps_per_execution)
+    index, count = (group.index, group.count) if group is not None else (0, 1)
+    local_batch = batch // count  # this process's share of each global batch
+    local_n = (
+        n if count == 1 else len(shard_positions(n - (n % batch) % multiple, batch, index, count))
+    )
     rows: list[dict] = list(before[0]) if before else []
     first = len(rows)  # epochs already done by an earlier phase
-    callback = _callback_class()(progress, n, batch, first)
-    progress.start(label, n * epochs, "img")
+    callback = _callback_class()(progress, local_n, local_batch, first)
+    progress.start(label, local_n * epochs, "img")
     best, best_weights, best_epoch = -math.inf, None, None
     if before and before[1]:
         best_epoch = before[1]
@@ -238,22 +258,33 @@ def fit(
             if isinstance(x, tuple)
             else None
         )
-        inputs, labels = as_inputs(x, y, batch, order, mirror)
-        history = model.fit(
-            inputs,
-            labels,
-            batch_size=None if labels is None else batch,
-            epochs=epoch + 1 - first,
-            initial_epoch=epoch - first,
-            shuffle=False,
-            callbacks=[callback],
-            verbose=0,
-        ).history
+        if mirror is not None:
+            mirror = mirror[: len(order)]  # aligned with ``order`` (trimmed above)
+        if count > 1:  # this process's share of every global batch, in the same order
+            part = shard_positions(len(order), batch, index, count)
+            order = order[part]
+            mirror = None if mirror is None else mirror[part]
+        inputs, labels = as_inputs(x, y, local_batch, order, mirror)
+        with scope():
+            history = model.fit(
+                inputs,
+                labels,
+                batch_size=None if labels is None else local_batch,
+                epochs=epoch + 1 - first,
+                initial_epoch=epoch - first,
+                shuffle=False,
+                callbacks=[callback],
+                verbose=0,
+            ).history
         last = {k: float(v[-1]) for k, v in history.items() if v}
+        scored = model
+        if local is not None:
+            local.set_weights(model.get_weights())
+            scored = local
         # Validation by our own predict: the same path as the test split's (and flip TTA's).
         val_loss = val_accuracy = None
         if val is not None:
-            val_loss, val_accuracy = loss_and_accuracy(predict_probs(model, val[0], batch), val[1])
+            val_loss, val_accuracy = loss_and_accuracy(predict_probs(scored, val[0], batch), val[1])
         row = {
             "epoch": epoch + 1,
             "loss": last.get("loss"),
@@ -286,7 +317,25 @@ def fit(
             break
     if best_weights is not None:
         model.set_weights(best_weights)
+        if local is not None:
+            local.set_weights(best_weights)
     return rows, best_epoch
+
+
+def shard_positions(length: int, batch: int, index: int, count: int) -> np.ndarray:
+    """Positions, in a global order of ``length`` items cut into batches of ``batch``, of
+    process ``index``'s share of every batch: its ``1/count`` slice, in process order.
+
+    JAX assembles a global batch from the processes' local batches in process order
+    (``jax.make_array_from_process_local_data``), so ``count`` processes, each fed its share
+    in batches of ``batch // count``, train on exactly the global batches one process would.
+    Every batch (the last, shorter one too) must split evenly: ``fit`` trims the order so.
+    """
+    parts = []
+    for start in range(0, length, batch):
+        share = min(batch, length - start) // count
+        parts.append(np.arange(start + index * share, start + (index + 1) * share))
+    return np.concatenate(parts) if parts else np.arange(0)
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:

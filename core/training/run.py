@@ -131,6 +131,7 @@ def train(
     finish: bool = True,
     owner: str | None = None,
     managed_only: bool = False,
+    group=None,
 ) -> RunResult:
     """Train one classifier and save it as a run.
 
@@ -144,6 +145,10 @@ def train(
         owner: Recorded with the run (the app's session owner tag; None from the CLI).
         managed_only: ``config.data`` must be "cifar10" or a dataset under the data root, never
             a path (a job from the app; see :func:`core.data.catalog.resolve`).
+        group: This process's place in multi-process data-parallel training (a
+            :class:`core.training.distributed.ProcessGroup`, frozen mode only): every process
+            of the group calls this with the same config; they train one model together, and
+            only process 0 writes the run. None (the default): this process alone.
 
     Returns:
         The :class:`RunResult` (also passed to ``progress.finish`` as a dict).
@@ -158,12 +163,15 @@ def train(
     writer: RunWriter | None = None
     try:
         config.validate()
-        plan = device_plan()
-        device = plan.describe()
+        plan = device_plan() if group is None else group.local_plan()
+        device = plan.describe() if group is None else group.describe(plan)
         progress.begin(device=device)
-        writer = reserve_run_dir(config, runs_root)
+        if group is None or group.index == 0:
+            writer = reserve_run_dir(config, runs_root)
+        else:  # the other processes train the same model and write nothing
+            writer = _NoWriter(Path(runs_root or "."))
         with device_context(plan):
-            result = _run(config, progress, writer, plan, started, owner, managed_only)
+            result = _run(config, progress, writer, plan, started, owner, managed_only, group)
     except Exception as exc:
         message = error_message(exc)
         if writer is not None and writer.started:
@@ -196,11 +204,12 @@ def _run(
     started: float,
     owner: str | None,
     managed_only: bool = False,
+    group=None,
 ) -> RunResult:
     """The body of :func:`train` (inside the device context of ``plan``, a
     :class:`core.platform.runtime.DevicePlan`)."""
 
-    device, on_gpu = plan.describe(), plan.on_gpu
+    device, on_gpu = plan.describe() if group is None else group.describe(plan), plan.on_gpu
     timings: dict[str, float] = {}
     try:
         ds = load_data(config, progress, managed_only=managed_only)
@@ -221,6 +230,9 @@ def _run(
         return _stopped_early(writer, net.weights.label, device, started, timings)
     timings["features_s"] = round(time.time() - t, 2)
     t = time.time()
+    local = None
+    if group is not None:  # the head trains as one model over the group; ``local`` scores it
+        local, train_model = train_model, group.replicate(train_model)
     # Each new best is saved at once (atomically): a killed run still leaves its best model.
     common = dict(
         on_gpu=on_gpu, on_epoch=writer.history, on_best=lambda epoch: writer.model(net.model)
@@ -253,7 +265,7 @@ def _run(
     if progress.stop_requested and before is not None:
         rows, best_epoch = before
     else:
-        group = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
+        grouped = _HEAD_STEPS_PER_EXECUTION if config.mode == "frozen" else 1
         rows, best_epoch = fit(
             train_model,
             x_train,
@@ -261,15 +273,18 @@ def _run(
             (x_val, ds.y_val),
             config,
             progress,
-            steps_per_execution=group,
+            steps_per_execution=grouped,
             before=before,
             phase="finetune" if two_phase else None,
             label="Fine-tuning" if two_phase else "Training",
+            group=group,
+            local=local,
             **common,
         )
     timings["train_s"] = round(time.time() - t, 2)
     progress.message("Evaluating on the test split")
-    scores = evaluate(train_model, x_test, ds, config.batch_size)  # the one look at the test split
+    scored = train_model if local is None else local
+    scores = evaluate(scored, x_test, ds, config.batch_size)  # the one look at the test split
     best = rows[best_epoch - 1] if best_epoch else {}
     stopped = progress.stop_requested
     wall = round(time.time() - started, 2)
@@ -297,7 +312,8 @@ def _run(
             "device": device,
             "backend": backend(),
             "precision": plan.policy,
-            "devices": len(plan.devices),
+            "devices": len(plan.devices) if group is None else group.device_count,
+            **({} if group is None else {"processes": group.count}),
             "weights": net.weights.label,
             "weights_detail": net.weights.detail,
             "data_source": ds.source,
@@ -306,7 +322,10 @@ def _run(
             "train_images": len(ds.y_train),
             "val_images": len(ds.y_val),
             "test_images": len(ds.y_test),
-            "latency_ms": per_image_latency_ms(net.model, skip=stopped),  # batch 1, saved model
+            # batch 1, saved model (measured once, by the process that writes the run)
+            "latency_ms": per_image_latency_ms(
+                net.model, skip=stopped or (group is not None and group.index != 0)
+            ),
         },
         scores["confusion"],
         scores["predictions"],
@@ -323,6 +342,29 @@ def _run(
         config.protocol,
         best_epoch,
     )
+
+
+class _NoWriter(RunWriter):
+    """The run writer of a data-parallel process other than 0: it writes nothing."""
+
+    def start(self, *args, **kwargs) -> None:
+        pass
+
+    def history(self, rows: list[dict]) -> None:
+        pass
+
+    def model(self, model) -> None:
+        pass
+
+    def finish(self, *args, **kwargs) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    @property
+    def started(self) -> bool:
+        return False
 
 
 def _stopped_early(
