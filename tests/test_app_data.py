@@ -18,6 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data import catalog, datasets
+from core.jobs import runner as jobs
 
 
 def jpeg(seed: int) -> bytes:
@@ -188,6 +189,8 @@ def test_the_health_check_runs_as_a_job_on_both_pages(isolated):
     at.run()
     import_and_wait(at)
     at.button(key="data_health_start").click().run()
+    check = jobs.open_job(at.session_state["job_data_check"])
+    assert check.args["dataset_id"] == datasets.dataset_id(ref("pets"))  # checked in the worker
     deadline = time.time() + 120
     while time.time() < deadline and not [m for m in at.metric if m.label == "Leaks"]:
         time.sleep(1)
