@@ -268,6 +268,9 @@ def start_job(kind: str, args: dict) -> jobs.Job:
         make_room(workspace_settings.job_reserve_bytes(), _WRITING_KINDS[kind])
     if kind == "train" and runs_root() is not None:
         args = {**args, "runs_root": str(runs_root())}
+    ref = args.get("data") or (args.get("config") or {}).get("data")
+    if args.get("managed") and ref:  # the worker refuses a dataset replaced meanwhile
+        args = {**args, "dataset_id": datasets.dataset_id(str(ref))}
     job = jobs.submit(kind, args, owner=owner_tag())
     _live_jobs()[job.id] = job
     st.session_state[f"job_{kind}"] = job.id

@@ -11,14 +11,14 @@ import time
 
 import streamlit as st
 
-from components import dataset_panel, errors, plain, session
-from core.data import catalog, datasets, images
+from components import dataset_panel, errors, job_panel, plain, session
+from core.data import catalog, datasets, images, names, zipimport
 from core.data.names import MAX_CLASS_NAME
-from core.data.zipimport import import_zip
 from core.platform.errors import UserError
 from pages import ICONS
 
-# Streamlit keeps an upload in the server's memory: this is also the most one import costs.
+# Streamlit keeps an upload in the server's memory until it is saved as the import job's staging
+# file in the workspace (it counts against the quota until the job has consumed it).
 # server.maxUploadSize in .streamlit/config.toml must be at least this (it caps every upload).
 ZIP_UPLOAD_MB = 200
 IMAGE_UPLOAD_MB = images.MAX_FILE_BYTES // 2**20
@@ -54,6 +54,37 @@ def show_import_report(report: dict) -> None:
 
 
 # ----- new datasets -------------------------------------------------------------------------------
+def start_import(upload, name: str) -> None:
+    """Save the upload as a staging file in this workspace and start the import job on it."""
+    owner = session.data_owner()
+    try:
+        names.check_new_name(name, owner)  # a bad or taken name: said now, not after the queue
+        session.make_room(upload.size, "this zip")  # before a byte is written
+        staged = zipimport.stage_upload(upload, owner)
+        try:
+            session.start_job(
+                "zip_import",
+                {"staging": staged, "name": name, "owner": owner, "label": upload.name},
+            )
+        except Exception:  # refused (QueueFull): no job will consume it
+            zipimport.discard_staged(owner, staged)
+            raise
+    except (UserError, OSError) as exc:
+        errors.show(exc, "Nothing was imported: ")
+    else:
+        used("data_zip")
+        st.rerun()
+
+
+def import_outcome(job, snap) -> None:
+    """A finished import: its report, and the new dataset picked below (once per job)."""
+    report = snap.result
+    if st.session_state.get("data_import_picked") != job.id:
+        st.session_state["data_import_picked"] = job.id
+        st.session_state["data_pick"] = catalog.dataset_ref(report["name"], session.data_owner())
+    show_import_report(report)
+
+
 def new_dataset_section() -> None:
     zip_tab, empty_tab = st.tabs(["Import a zip", "Start an empty dataset"])
     with zip_tab:
@@ -66,20 +97,13 @@ def new_dataset_section() -> None:
         upload = st.file_uploader(
             "Zip file", type=["zip"], key=fresh_key("data_zip"), max_upload_size=ZIP_UPLOAD_MB
         )
-        if st.button("Import", key="data_import", type="primary", disabled=upload is None):
-            try:
-                session.make_room(upload.size, "this zip")  # before a byte is written
-                with st.spinner("Importing and checking every image…"):
-                    report = import_zip(upload, name, owner=session.data_owner(), label=upload.name)
-            except UserError as exc:
-                errors.show(exc, "Nothing was imported: ")
-            else:
-                used("data_zip")
-                st.session_state["data_last_import"] = report
-                st.session_state["data_pick"] = catalog.dataset_ref(
-                    report["name"], session.data_owner()
-                )
-                notice(f"Imported dataset {report['name']}.")
+        job = session.my_job("zip_import")
+        busy = job is not None and job.snapshot().active
+        if st.button("Import", key="data_import", type="primary", disabled=upload is None or busy):
+            start_import(upload, name)
+        job_panel.show(
+            "zip_import", "data_zip_job", result=import_outcome, failed="Nothing was imported"
+        )
     with empty_tab:
         name = st.text_input("Name of the new dataset", key="data_new_name", max_chars=64)
         if st.button("Create", key="data_create", disabled=not name.strip()):
@@ -195,9 +219,6 @@ def render() -> None:
     )
     if "data_notice" in st.session_state:
         st.success(plain(st.session_state.pop("data_notice")))
-    last_import = st.session_state.pop("data_last_import", None)
-    if last_import:
-        show_import_report(last_import)
 
     st.header("New dataset", anchor=False)
     new_dataset_section()

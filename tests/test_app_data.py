@@ -18,6 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data import catalog, datasets
+from core.jobs import runner as jobs
 
 
 def jpeg(seed: int) -> bytes:
@@ -59,6 +60,16 @@ def session(page: str = "data", token: str = "alice") -> AppTest:
     return open_page(page, token=token)
 
 
+def import_and_wait(at: AppTest, timeout: float = 120) -> AppTest:
+    """Click Import, then rerun until the import job has ended (it runs in a worker process)."""
+    at.button(key="data_import").click().run()
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (at.success or at.error):
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
 def test_import_a_zip_through_the_page(isolated):
     at = session().run()
     assert not at.exception
@@ -66,9 +77,10 @@ def test_import_a_zip_through_the_page(isolated):
     at.text_input(key="data_zip_name").set_value("pets")
     at.file_uploader(key="data_zip_0").set_value(("pets.zip", zip_bytes(), "application/zip"))
     at.run()
-    at.button(key="data_import").click().run()
+    import_and_wait(at)
     assert not at.exception and not at.error
     assert "Imported pets: 8 images in 2 classes" in texts(at.success)
+    assert [p.name for p in (isolated / "data" / "w" / owner_of("alice")).iterdir()] == ["pets"]
     assert at.selectbox(key="data_pick").value == ref("pets")
     assert "Yours" in texts(at.caption)
     assert datasets.owner_of(ref("pets")) == owner_of("alice")
@@ -79,8 +91,31 @@ def test_import_a_zip_through_the_page(isolated):
     at.text_input(key="data_zip_name").set_value("pets")  # the same name again
     at.file_uploader(key="data_zip_1").set_value(("again.zip", zip_bytes(), "application/zip"))
     at.run()
-    at.button(key="data_import").click().run()
+    at.button(key="data_import").click().run()  # refused at once: no job, no staging file
     assert "Nothing was imported: A dataset named 'pets' already exists" in texts(at.error)
+    assert [p.name for p in (isolated / "data" / "w" / owner_of("alice")).iterdir()] == ["pets"]
+
+
+def test_an_import_survives_a_reload_and_a_failed_one_says_why_in_one_line(isolated):
+    at = session().run()
+    at.text_input(key="data_zip_name").set_value("pets")
+    bad = io.BytesIO()
+    with zipfile.ZipFile(bad, "w") as z:  # one class only: refused by the worker
+        z.writestr("cat/0.jpg", jpeg(0))
+    at.file_uploader(key="data_zip_0").set_value(("one.zip", bad.getvalue(), "application/zip"))
+    at.run()
+    at.button(key="data_import").click().run()
+    job_id = at.session_state["job_zip_import"]
+    reloaded = session().run()  # a new session of the same workspace finds the job again
+    deadline = time.time() + 120
+    while time.time() < deadline and not reloaded.error:
+        time.sleep(0.5)
+        reloaded.run()
+    assert reloaded.session_state["job_zip_import"] == job_id
+    (error,) = reloaded.error
+    assert error.value.startswith("Nothing was imported: Only one class")
+    assert "\n" not in error.value and str(isolated) not in error.value
+    assert list((isolated / "data" / "w" / owner_of("alice")).iterdir()) == []
 
 
 def test_build_edit_and_delete_a_dataset_in_the_browser(isolated):
@@ -152,8 +187,10 @@ def test_the_health_check_runs_as_a_job_on_both_pages(isolated):
     at.text_input(key="data_zip_name").set_value("pets")
     at.file_uploader(key="data_zip_0").set_value(("pets.zip", zip_bytes(6), "application/zip"))
     at.run()
-    at.button(key="data_import").click().run()
+    import_and_wait(at)
     at.button(key="data_health_start").click().run()
+    check = jobs.open_job(at.session_state["job_data_check"])
+    assert check.args["dataset_id"] == datasets.dataset_id(ref("pets"))  # checked in the worker
     deadline = time.time() + 120
     while time.time() < deadline and not [m for m in at.metric if m.label == "Leaks"]:
         time.sleep(1)

@@ -24,6 +24,7 @@ from core.data import catalog, datasets
 from core.jobs import runner as jobs
 from core.platform import paths, workspaces
 from core.training.options import TrainConfig
+from pages import PAGES
 
 TOKEN = "alice"
 TAG = hashlib.sha256(TOKEN.encode()).hexdigest()[:16]
@@ -209,3 +210,38 @@ def test_the_walk_finds_a_planted_path(tmp_path):
         assert leaks(at, [planted]), line
     clean = AppTest.from_string("import streamlit as st\nst.caption('fine', help='no path')").run()
     assert not leaks(clean, [planted])
+
+
+# ----- another workspace's names --------------------------------------------------------------------
+OTHER_TAG = hashlib.sha256(b"bob").hexdigest()[:16]
+OTHER_NAMES = ("zz-other-secret-ds", "zz-other-secret-run")
+PAGE_NAMES = [row.name for row in PAGES]
+
+
+@pytest.fixture
+def two_workspaces(tmp_path, monkeypatch) -> None:
+    """Alice's workspace with a dataset and a run; Bob's with a dataset and a run whose names are
+    unique strings that must never reach Alice."""
+    monkeypatch.setenv("EFFNET_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("EFFNET_LAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("EFFNET_LAB_CACHE", str(tmp_path / "cache"))
+    for tag, (ds, run) in ((TAG, ("pets", "alice-run")), (OTHER_TAG, OTHER_NAMES)):
+        workspaces.ensure(tag, "anonymous")
+        datasets.create(ds, tag, classes=["cat", "dog"])
+        ref = catalog.dataset_ref(ds, tag)
+        for c in ("cat", "dog"):
+            datasets.add_images(ref, c, [(f"{i}.jpg", jpeg(i + 7 * len(c))) for i in range(3)], tag)
+        make_run(workspaces.runs_root(tag), run, owner=tag)
+
+
+@pytest.mark.slow  # every page, each with its imports
+def test_no_page_shows_another_workspaces_names(two_workspaces):
+    seen = {page: open_page(page, 120, token=TOKEN).run() for page in PAGE_NAMES}
+    for where, at in seen.items():
+        assert not at.exception, (where, at.exception)
+        assert shown_strings(at), where
+    found = {where: leaks(at, list(OTHER_NAMES + (OTHER_TAG,))) for where, at in seen.items()}
+    assert not {where: shown for where, shown in found.items() if shown}
+    # The walk looked where such names would be: her own dataset and run are shown there.
+    assert seen["data"].selectbox(key="data_pick").options == ["pets"]
+    assert "alice-run" in " ".join(shown_strings(seen["train"]))

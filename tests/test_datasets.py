@@ -308,3 +308,37 @@ def test_messages_name_workspace_datasets_not_their_folders(data_root):
         load_dataset(catalog.dataset_ref("pets", ALICE))
     text = str(one_class.value)
     assert "dataset 'pets'" in text and str(data_root) not in text and ALICE not in text
+
+
+# ----- immutable ids --------------------------------------------------------------------------------
+def test_each_dataset_gets_an_immutable_id_and_old_ones_get_one_on_first_listing(tmp_path):
+    tag = "0123456789abcdef"
+    first = datasets.create("pets", tag, classes=["cat", "dog"])
+    ref = catalog.dataset_ref("pets", tag)
+    made = (first / catalog.ID_FILE).read_text()
+    assert len(made) == 32 and int(made, 16) >= 0
+    assert datasets.dataset_id(ref) == made == datasets.dataset_id(ref)  # stable
+    assert datasets.dataset_id("cifar10") == "cifar10"
+    assert datasets.dataset_id(catalog.dataset_ref("nope", tag)) is None
+
+    old = catalog.data_root(tag) / "old"  # made before ids existed: no id file
+    (old / "cat").mkdir(parents=True)
+    assert not (old / catalog.ID_FILE).exists()
+    assert "old" in catalog.list_datasets(tag)
+    assert len((old / catalog.ID_FILE).read_text()) == 32
+
+
+def test_a_job_refuses_a_dataset_deleted_and_recreated_under_its_name(tmp_path):
+    tag = "0123456789abcdef"
+    ref = catalog.dataset_ref("pets", tag)
+    datasets.create("pets", tag, classes=["cat", "dog"])
+    args = {"managed": True, "user": tag, "dataset_id": datasets.dataset_id(ref)}
+    assert datasets.managed_job(args, ref)  # the same dataset: fine
+    datasets.delete(ref, tag)
+    with pytest.raises(datasets.DatasetError, match="no dataset named"):
+        datasets.managed_job(args, ref)
+    datasets.create("pets", tag, classes=["cat", "dog"])  # a new one under the old name
+    with pytest.raises(datasets.DatasetError, match="deleted or replaced"):
+        datasets.managed_job(args, ref)
+    with pytest.raises(datasets.DatasetError):  # never a server folder by its name
+        datasets.managed_job({"managed": True, "user": tag}, "data")

@@ -4,8 +4,10 @@ bombs refused with bounded memory, junk listed, corrupt images counted, all or n
 from __future__ import annotations
 
 import io
+import os
 import stat
 import struct
+import threading
 import zipfile
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from core.data import zipimport
 from core.data.datasets import DatasetError, info, read_meta
 from core.data.loading import load_dataset
 from core.data.zipimport import MAX_ENTRIES, ZipImportError, directory_size, import_zip
+from core.jobs import runner
+from core.platform import workspaces
+from core.platform.progress import JobStatus, Progress
 
 
 @pytest.fixture(autouse=True)
@@ -337,3 +342,95 @@ def test_not_a_zip_and_bad_names_are_clear_errors(data_root, tmp_path):
     with pytest.raises(DatasetError, match="already exists"):
         import_zip(make_zip(classes()), "pets", None)
     assert {p.name for p in data_root.iterdir()} == {"pets"}
+
+
+# ----- the import as a job: staging file, worker process, Stop ---------------------------------
+TAG = "0123456789abcdef"  # a workspace's owner tag
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "inside" / "runs"
+    monkeypatch.setenv("EFFNET_LAB_RUNS", str(root))
+    return root
+
+
+def stage(entries, owner=TAG) -> str:
+    return zipimport.stage_upload(make_zip(entries), owner)
+
+
+def test_a_staged_zip_is_imported_by_a_worker_and_the_staging_file_goes(data_root, runs_root):
+    staged = stage(classes(4))
+    folder = data_root / "w" / TAG
+    assert [p.name for p in folder.iterdir()] == [f".tmp-upload-{staged}.zip"]
+    assert workspaces.usage(TAG) > 0  # the staging file counts while it exists
+    job = runner.submit(
+        "zip_import",
+        {"staging": staged, "name": "pets", "owner": TAG, "label": "pets.zip"},
+        owner=TAG,
+    )
+    snap = job.wait(timeout=120)
+    assert snap.status is JobStatus.DONE, snap.error
+    assert snap.result["images"] == 8 and snap.done == snap.total == 8
+    assert "MB written" in snap.message
+    assert [p.name for p in folder.iterdir()] == ["pets"]  # the staging file is gone
+    assert info(f"w/{TAG}/pets").source == "zip pets.zip"
+
+
+def test_a_failed_job_leaves_no_staging_file_and_no_dataset(data_root, runs_root):
+    staged = stage([("cat/0.png", png(0))])  # one class: refused
+    job = runner.submit("zip_import", {"staging": staged, "name": "pets", "owner": TAG}, owner=TAG)
+    snap = job.wait(timeout=120)
+    assert snap.status is JobStatus.ERROR and "Only one class" in snap.error
+    assert list((data_root / "w" / TAG).iterdir()) == []
+    assert not list(data_root.glob(".tmp-*"))
+
+
+def test_stop_of_an_import_leaves_nothing_behind(data_root, runs_root):
+    staged = stage(classes(20))
+    done, presses = [], []
+
+    def stop_after_three(event):  # the Stop button, pressed while entries are being written
+        if event["e"] == "advance":
+            done.append(event["done"])
+            if event["done"] == 3:  # from another thread, as the worker's signal handler does
+                presses.append(threading.Thread(target=progress.request_stop))
+                presses[-1].start()
+
+    progress = Progress(sinks=(stop_after_three,))
+    result = zipimport.import_job({"staging": staged, "name": "pets", "owner": TAG}, progress)
+    presses[0].join()
+    assert result is None
+    assert 3 <= max(done) < 40  # stopped at a next entry, not at the end
+    assert list((data_root / "w" / TAG).iterdir()) == []  # no dataset, no staging file
+    assert not list(data_root.glob(".tmp-*"))  # no temporary folder
+    assert workspaces.usage(TAG) == 0  # the quota sees nothing left
+
+
+def test_the_quota_is_checked_in_the_job_before_writing(data_root, runs_root, monkeypatch):
+    staged = stage(classes(4))
+    monkeypatch.setenv("EFFNET_LAB_WORKSPACE_QUOTA_GB", "0.00001")  # 10 kB
+    with pytest.raises(workspaces.QuotaError):
+        zipimport.import_job({"staging": staged, "name": "pets", "owner": TAG}, Progress())
+    assert list((data_root / "w" / TAG).iterdir()) == []
+    assert not list(data_root.glob(".tmp-*"))
+
+
+def test_hostile_zips_are_refused_in_the_job_too(data_root, runs_root, monkeypatch):
+    monkeypatch.setattr(zipimport, "MAX_ENTRIES", 5)
+    staged = stage(classes(4))  # 8 entries
+    with pytest.raises(ZipImportError, match="entries"):
+        zipimport.import_job({"staging": staged, "name": "pets", "owner": TAG}, Progress())
+    assert list((data_root / "w" / TAG).iterdir()) == []
+
+
+def test_staging_ids_never_name_a_path_and_abandoned_files_are_removed(data_root):
+    for bad in ("../../etc/passwd", "x", None, "A" * 32):
+        with pytest.raises(ZipImportError, match="upload it again"):
+            zipimport.staging_path(TAG, bad)
+    with pytest.raises(ValueError):
+        zipimport.staging_path("../other", "0" * 32)
+    old = zipimport.staging_path(TAG, stage(classes(1)))
+    os.utime(old, (0, 0))  # abandoned long ago
+    fresh = zipimport.staging_path(TAG, stage(classes(1)))
+    assert not old.exists() and fresh.exists()

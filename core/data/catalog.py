@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 from core.platform import paths, workspaces
@@ -20,6 +21,14 @@ _RESERVED_NAMES = {"weights", "cifar10", workspaces.FOLDER}
 # A workspace's dataset as the app and its jobs name it: "w/<tag>/<name>" (its folder relative to
 # the data root). The tag is a hash, never the visitor's secret; pages show only the name.
 _REF_RE = re.compile(r"^" + workspaces.FOLDER + r"/([0-9a-f]{16})/([^/]+)$")
+
+
+# A managed dataset's immutable id: 128 random bits in hex, in this file of its folder, written
+# once (O_EXCL) by whoever creates the dataset or first lists one made before ids existed. Jobs
+# check it in the worker, so a dataset deleted and re-created under the same name is never used
+# in place of the one a queued job was started on. The built-in "cifar10" is its own id.
+ID_FILE = "dataset.id"
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class DataError(UserError):
@@ -54,11 +63,53 @@ def list_datasets(owner: str | None = None) -> list[str]:
         found = list(data_root(owner).iterdir())
     except OSError:  # an unreadable data root offers nothing (and must not break a page)
         return []
-    return sorted(
+    listed = sorted(
         p.name
         for p in found
         if p.is_dir() and DATASET_NAME_RE.match(p.name) and p.name not in _RESERVED_NAMES
     )
+    root = data_root(owner)
+    for name in listed:  # migration: a dataset made before ids existed gets one on first listing
+        ensure_id(root / name)
+    return listed
+
+
+def ensure_id(folder: str | os.PathLike) -> str | None:
+    """The immutable id of the dataset in ``folder``, written now if it has none (the first
+    writer wins; every later call reads that one).
+
+    Returns:
+        The id, or None when the folder cannot hold one (a read-only folder of the operator's):
+        such a dataset is then checked by its name only.
+    """
+    path = Path(folder) / ID_FILE
+    for _ in range(2):
+        try:
+            with open(path, "rb") as f:
+                text = f.read(64).decode("ascii", "replace").strip()
+            return text if _ID_RE.match(text) else None
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            continue  # another process wrote it first: read theirs
+        except OSError:
+            return None
+        new = uuid.uuid4().hex
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(new)
+        return new
+    return None
+
+
+def replaced_message(ref: str) -> str:
+    """The one line for a job whose dataset was deleted (or replaced by another of its name)
+    after the job was started."""
+    name = split_ref(ref)[1]
+    return f"The dataset {name[:64]!r} was deleted or replaced since this job was started."
 
 
 def is_managed(folder: str | os.PathLike) -> bool:

@@ -38,8 +38,10 @@ from core.data.catalog import (
     DataError,
     DatasetError,
     data_root,
+    ensure_id,
     gone_message,
     list_datasets,
+    replaced_message,
     split_ref,
 )
 from core.data.imagefolder import IMAGE_EXTENSIONS, relative_files, scan
@@ -195,6 +197,17 @@ def check_use(ref: str, user: str | None) -> None:
         raise DatasetError(gone_message(str(ref)))
 
 
+def dataset_id(ref: str) -> str | None:
+    """The immutable id of dataset ``ref`` ("cifar10" for the built-in one), or None when there
+    is no such dataset (or it cannot hold an id)."""
+    if str(ref).strip().lower() == "cifar10":
+        return "cifar10"
+    owner, name = split_ref(ref)
+    if name not in list_datasets(owner):
+        return None
+    return ensure_id(data_root(owner) / name)
+
+
 def managed_job(args: dict, ref: str) -> bool:
     """For a job's ``args``: whether it came from the app (``args["managed"]``), in which case its
     dataset ``ref`` (a shared name or ``w/<tag>/<name>``) is checked again here, in the worker,
@@ -202,13 +215,20 @@ def managed_job(args: dict, ref: str) -> bool:
     under the data root only (:func:`core.data.catalog.resolve` with ``managed_only``). The
     command line passes paths.
 
+    The job also carries the dataset's immutable id (``args["dataset_id"]``, recorded when it
+    was submitted): the folder the ref names now must still hold that id, so a dataset deleted
+    and re-created under the same name is refused, never used instead.
+
     Raises:
-        DatasetError: an app job's dataset is gone or not this workspace's to use.
+        DatasetError: an app job's dataset is gone, replaced, or not this workspace's to use.
     """
     if not args.get("managed"):
         return False
     user = args.get("user")
     check_use(ref, user if isinstance(user, str) and user else None)
+    wanted = args.get("dataset_id")
+    if wanted and dataset_id(ref) != wanted:
+        raise DatasetError(replaced_message(ref))
     return True
 
 

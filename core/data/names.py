@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import unicodedata
 
-from core.data.catalog import _RESERVED_NAMES, DATASET_NAME_RE, DatasetError, data_root
+from core.data.catalog import _RESERVED_NAMES, DATASET_NAME_RE, ID_FILE, DatasetError, data_root
 from core.data.imagefolder import IMAGE_EXTENSIONS
 from core.data.splits import SPLITS_FILE
 
@@ -18,7 +18,7 @@ META_FILE = "dataset.json"  # a dataset's own file: who made it, and how
 MAX_CLASS_NAME = 64  # characters
 MAX_FILE_NAME = 120  # characters, extension included
 # Class names the layout scan reads as split folders, and the dataset's own files.
-RESERVED_CLASS_NAMES = {"train", "val", "test", META_FILE, SPLITS_FILE}
+RESERVED_CLASS_NAMES = {"train", "val", "test", META_FILE, SPLITS_FILE, ID_FILE}
 _EXTENSION_OF = {
     "JPEG": ".jpg",
     "MPO": ".jpg",

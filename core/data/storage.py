@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.data.catalog import DatasetError, data_root
+from core.data.catalog import DatasetError, data_root, ensure_id
 from core.data.names import META_FILE
 from core.platform import paths
 from core.platform.fileio import write_json
@@ -38,10 +38,12 @@ def temp_dir(name: str) -> Path:
 
 
 def write_meta(folder: Path, owner: str | None, source: str) -> None:
-    """Write ``dataset.json``: owner tag (None: read-only in the app), time and source."""
+    """Write ``dataset.json``: owner tag (None: read-only in the app), time and source; and give
+    the new dataset its immutable id (:func:`core.data.catalog.ensure_id`)."""
     write_json(
         Path(folder) / META_FILE, {"owner": owner, "created": time.time(), "source": source[:200]}
     )
+    ensure_id(folder)
 
 
 def publish(tmp: Path, name: str, owner: str | None = None) -> Path:

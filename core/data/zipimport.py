@@ -16,7 +16,14 @@ optionally inside one wrapper folder. What makes the import safe:
 - **Every image is decoded** (:func:`core.data.images.load_image`, with its pixel limits); files that
   fail are removed and listed.
 - **Atomic**: everything is extracted into a hidden folder in the data root and renamed into
-  place at the end; a failed import removes that folder and leaves nothing behind.
+  place at the end; a failed (or stopped) import removes that folder and leaves nothing behind.
+
+The app runs an import as a job (kind ``zip_import``, :func:`import_job`) in a worker process:
+the page saves the upload as a hidden *staging file* in the workspace's data folder
+(:func:`stage_upload`, after the quota check; it counts against the quota while it exists), and
+the job consumes and deletes it, reporting entries done of the total (and the bytes written),
+and stops at the next entry on Stop. The command line calls :func:`import_zip` directly (it is
+already a process of its own).
 """
 
 from __future__ import annotations
@@ -26,15 +33,21 @@ import re
 import shutil
 import stat
 import struct
+import time
+import uuid
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from core.data import datasets, names, splits
-from core.data.catalog import DataError, DatasetError
+from core.data.catalog import DataError, DatasetError, data_root
 from core.data.imagefolder import IMAGE_EXTENSIONS, scan
 from core.data.images import MAX_FILE_BYTES, ImageError, load_image
+from core.data.storage import _TEMP_PREFIX
+from core.platform import workspaces
+from core.platform.progress import Stopped
 
 MAX_ENTRIES = 100_000  # files and folders in one zip
 MAX_ENTRY_BYTES = MAX_FILE_BYTES  # uncompressed, per image (the image decoder's own limit)
@@ -45,6 +58,12 @@ _CHUNK = 1 << 20
 _REPORT_LIMIT = 500  # skipped / invalid entries listed in the report (all are counted)
 _SPLITS = ("train", "val", "test")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# A staging file: hidden (never listed as a dataset), named by a random id, never by a path.
+_STAGING_PREFIX = f"{_TEMP_PREFIX}upload-"
+_STAGING_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# Job folders are pruned after a day (core.jobs.queue), so a staging file older than that has no
+# job left to consume it: an abandoned upload, removed like the other stale temporary files.
+_STAGING_STALE_S = 86400
 
 
 class ZipImportError(DatasetError):
@@ -58,6 +77,7 @@ def import_zip(
     *,
     label: str | None = None,
     progress=None,
+    room: Callable[[int], None] | None = None,
 ) -> dict:
     """Import a zip as the new dataset ``name``.
 
@@ -66,7 +86,11 @@ def import_zip(
         name: The new dataset's name (:func:`core.data.names.check_new_name`).
         owner: The owner tag to record (None: read-only in the app; see :mod:`core.data.datasets`).
         label: How to name the zip in the dataset's record (default: its file name).
-        progress: Optional :class:`core.platform.progress.Progress` (units: entries).
+        progress: Optional :class:`core.platform.progress.Progress` (units: entries); a stop
+            request ends the import at the next entry (:class:`~core.platform.progress.Stopped`,
+            nothing kept).
+        room: Called with the images' declared uncompressed bytes before anything is written
+            (a workspace's quota check, which raises to refuse).
 
     Returns:
         A JSON-ready report: ``name``, ``classes`` ({name: images}), ``images``,
@@ -93,7 +117,7 @@ def import_zip(
             raise ZipImportError(f"Not a readable zip file: {exc}.") from exc
         with zf:
             plan, skipped = _plan(zf.infolist())
-            return _extract(zf, plan, skipped, name, owner, label, progress)
+            return _extract(zf, plan, skipped, name, owner, label, progress, room)
     except OSError as exc:
         raise ZipImportError(f"Could not read the zip: {exc.strerror or exc}.") from exc
     finally:
@@ -264,14 +288,24 @@ def _plan(infos: list[zipfile.ZipInfo]) -> tuple[list[tuple[zipfile.ZipInfo, lis
 
 # ----- extracting -----------------------------------------------------------------------------
 def _extract(
-    zf: zipfile.ZipFile, plan, skipped: list, name: str, owner: str | None, label: str, progress
+    zf: zipfile.ZipFile,
+    plan,
+    skipped: list,
+    name: str,
+    owner: str | None,
+    label: str,
+    progress,
+    room: Callable[[int], None] | None = None,
 ) -> dict:
     if not plan:
         raise ZipImportError(
             "The zip holds no images in class folders (expected "
             "<class>/<image> or train/<class>/<image>)."
         )
-    datasets.require_space(sum(info.file_size for info, _ in plan))
+    declared = sum(info.file_size for info, _ in plan)
+    if room is not None:
+        room(declared)  # the quota, before a byte is written
+    datasets.require_space(declared)
     tmp = datasets.temp_dir(name)
     invalid, total = [], 0
     if progress is not None:
@@ -296,7 +330,8 @@ def _extract(
                 invalid.append({"entry": info.filename[:300], "reason": problem})
             if progress is not None:
                 progress.advance(1)
-                progress.check_stop()
+                progress.message(f"{total / 1e6:.1f} MB written")
+                progress.check_stop()  # Stop: at the next entry, and the finally removes tmp
         kept_splits = _drop_empty(tmp)
         classes = _check_layout(tmp)
         datasets.write_meta(tmp, owner, f"zip {label}")
@@ -380,3 +415,96 @@ def _check_layout(tmp: Path) -> dict[str, int]:
         raise ZipImportError(text) from None
     counts = Counter(class_names[label] for _, files in parts.values() for label, _ in files)
     return {c: counts[c] for c in class_names}
+
+
+# ----- the import as a job (the app's) -------------------------------------------------------
+def staging_path(owner: str | None, staging_id: str) -> Path:
+    """The staging file ``staging_id`` of ``owner`` (None: the operator's data root): always a
+    hidden file directly in that data folder, whatever ``staging_id`` holds.
+
+    Raises:
+        ZipImportError: ``staging_id`` is not a staging id.
+    """
+    if not isinstance(staging_id, str) or not _STAGING_ID_RE.match(staging_id):
+        raise ZipImportError("The uploaded zip is not known here: upload it again.")
+    root = data_root(None if owner is None else workspaces.check_tag(owner))
+    return root / f"{_STAGING_PREFIX}{staging_id}.zip"
+
+
+def stage_upload(upload: IO[bytes], owner: str | None) -> str:
+    """Save a browser upload as a staging file in ``owner``'s data folder, for a ``zip_import``
+    job to consume; the caller checked the quota first. Abandoned staging files (older than a
+    day) are removed first.
+
+    Returns:
+        The staging id (the job's argument; never a path).
+    """
+    staging_id = uuid.uuid4().hex
+    target = staging_path(owner, staging_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target.parent)
+    upload.seek(0)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(upload, out, _CHUNK)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return staging_id
+
+
+def discard_staged(owner: str | None, staging_id: str) -> None:
+    """Remove a staging file whose job was never submitted (the queue refused it)."""
+    staging_path(owner, staging_id).unlink(missing_ok=True)
+
+
+def remove_stale_staging(folder: Path, max_age_s: float = _STAGING_STALE_S) -> int:
+    """Remove staging files in ``folder`` older than ``max_age_s``; returns how many."""
+    removed, now = 0, time.time()
+    for entry in Path(folder).glob(f"{_STAGING_PREFIX}*.zip"):
+        try:
+            if entry.is_file() and now - entry.stat().st_mtime > max_age_s:
+                entry.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def import_job(args: dict, progress) -> dict | None:
+    """The ``zip_import`` job: import the staging file ``args["staging"]`` of ``args["owner"]``
+    as dataset ``args["name"]``, then delete the staging file, whatever happened.
+
+    Runs in a worker process (:mod:`core.jobs.worker`). The hostile-zip checks of
+    :func:`import_zip` all run here; the workspace's quota is checked again against the images'
+    declared size (less the staging file, which goes away) before anything is written.
+
+    Returns:
+        The import report (:func:`import_zip`), or None when stopped (nothing kept).
+    """
+    owner = args.get("owner")
+    path = staging_path(owner, args.get("staging"))
+    try:
+        progress.begin()
+        try:
+            staged = path.stat().st_size
+        except OSError:
+            raise ZipImportError("The uploaded zip is gone: upload it again.") from None
+
+        def room(nbytes: int) -> None:
+            if owner is not None:
+                workspaces.require_room(owner, max(0, nbytes - staged), "this zip's images")
+
+        return import_zip(
+            path,
+            str(args.get("name", "")),
+            owner,
+            label=str(args.get("label") or "upload"),
+            progress=progress,
+            room=room,
+        )
+    except Stopped:
+        return None  # import_zip removed its temporary folder: nothing is kept
+    finally:
+        path.unlink(missing_ok=True)

@@ -81,6 +81,7 @@ KINDS = {
     "sweep": ("core.experiments.sweep", "sweep_job", "measure"),
     "search": ("core.experiments.search", "search_job", "trainer"),
     "lr_find": ("core.training.lrfind", "lr_find_job", "trainer"),
+    "zip_import": ("core.data.zipimport", "import_job", "data"),
 }
 _POLL_S = 0.25
 
