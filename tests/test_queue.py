@@ -224,6 +224,12 @@ def test_training_runs_niced_and_stops_at_the_time_limit_keeping_the_best_model(
     stat = Path(f"/proc/{pid}/stat").read_text()
     nice = int(stat[stat.rfind(")") + 2 :].split()[16])  # field 19 overall
     assert nice >= os.nice(0) + 10, "a training worker runs below its submitter's priority"
+    # Where the kernel shares the CPU between sessions first (autogroup), the worker's session
+    # is niced too: otherwise its niceness would not count against the web server's session.
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if enabled.is_file() and enabled.read_text().strip() == "1":
+        assert int(autogroup.read_text().split("nice")[1]) >= 10, autogroup.read_text()
 
     snap = job.wait(timeout=300)
     assert snap.status is JobStatus.STOPPED, (snap.error, job.log_tail())
