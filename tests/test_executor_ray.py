@@ -68,6 +68,25 @@ def test_a_training_runs_on_the_cluster_node_and_says_so(cluster, mini_cifar, tm
     assert jobs.slot_info("trainer", tmp_path).running is None
 
 
+def test_a_finishing_worker_starts_the_next_queued_job(cluster, mini_cifar, tmp_path):
+    """The slot has one seat: the second job waits as a record, and the first job's worker, as it
+    exits, starts it on the cluster (its actor must outlive that worker, which exits at once)."""
+    first, second = (
+        jobs.submit(
+            "train", train_args(mini_cifar, tmp_path, name, epochs=1), owner=o, runs_root=tmp_path
+        )
+        for name, o in (("first", "a"), ("second", "b"))
+    )
+    assert jobs.slot_info("trainer", tmp_path).queued == (second.id,)
+    snap = first.wait(timeout=300)
+    assert snap.status is JobStatus.DONE, (snap.error, first.log_tail())
+    # Nobody here polls the queue before the hand-on (wait only reads the first job's events):
+    # the second job runs because the first job's worker started it.
+    snap = second.wait(timeout=300)
+    assert snap.status is JobStatus.DONE, (snap.error, second.log_tail())
+    assert runs.load_run(tmp_path / "second").node == NODE
+
+
 def test_stop_from_another_replica_keeps_the_model(cluster, mini_cifar, tmp_path):
     job = jobs.submit(
         "train", train_args(mini_cifar, tmp_path, "stopped"), owner="a", runs_root=tmp_path

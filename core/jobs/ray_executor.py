@@ -122,55 +122,80 @@ def _resources(slot: str) -> dict:
 
 
 def _actor_class():
-    """The job actor's class, defined here so that Ray pickles it by value (stdlib only)."""
+    """The job actor's class, defined here so that Ray pickles it by value (stdlib only).
+
+    The job starts in the actor's *constructor*, not in a method called afterwards: a detached
+    actor's creation belongs to the cluster (GCS), but a method call belongs to the process that
+    made it and is lost when that process exits first. The process that dispatches the next job
+    is often the finishing worker itself, which exits at once, and whose own actor holds the
+    node's CPU until then, so the new actor cannot even start before it has gone. When its
+    child ends, the actor kills itself, which frees its resources.
+    """
 
     class JobActor:
-        def run(self, job_dir: str, root: str, env: dict, beat_s: float, deadline: float) -> int:
+        def __init__(self, job_dir: str, root: str, env: dict, beat_s: float, deadline: float):
+            import threading
+
+            threading.Thread(
+                target=self._run, args=(job_dir, root, env, beat_s, deadline), daemon=True
+            ).start()
+
+        @staticmethod
+        def _run(job_dir: str, root: str, env: dict, beat_s: float, deadline: float) -> None:
             import subprocess
             import sys
 
             import ray
 
-            if time.time() > deadline:  # its dispatch already counts as failed: never run late
-                ray.actor.exit_actor()
-            job = Path(job_dir)
-            node = ray.util.get_node_ip_address()
-            child_env = {
-                **env.get("forward", {}),
-                **os.environ,  # the node's own settings win (e.g. CUDA_VISIBLE_DEVICES from Ray)
-                **env.get("spec", {}),
-                "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).strip(
-                    os.pathsep
-                ),
-                "PYTHONUNBUFFERED": "1",
-                "EFFNET_LAB_EXECUTOR": "ray",  # the worker hands its slot on through Ray too
-                "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-            }
-            with open(job / "worker.log", "ab") as log:
-                child = subprocess.Popen(
-                    [sys.executable, "-m", "core", "job", job_dir, "--executor", "ray"]
-                    + ["--node", node],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=child_env,
-                    cwd=root,
-                )
-            last = 0.0
-            while child.poll() is None:
-                if time.monotonic() - last >= beat_s:
+            try:
+                job = Path(job_dir)
+                if time.time() > deadline:  # its dispatch already counts as failed: never run late
+                    return
+                try:  # a restart after its node died finds the mark of its first start
+                    (job / "actor-started").touch(exist_ok=False)
+                except FileExistsError:
+                    return
+                node = ray.util.get_node_ip_address()
+                child_env = {
+                    **env.get("forward", {}),
+                    **os.environ,  # the node's own settings win (e.g. CUDA_VISIBLE_DEVICES)
+                    **env.get("spec", {}),
+                    "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).strip(
+                        os.pathsep
+                    ),
+                    "PYTHONUNBUFFERED": "1",
+                    "EFFNET_LAB_EXECUTOR": "ray",  # the worker hands its slot on through Ray too
+                    "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+                }
+                with open(job / "worker.log", "ab") as log:
+                    child = subprocess.Popen(
+                        [sys.executable, "-m", "core", "job", job_dir, "--executor", "ray"]
+                        + ["--node", node],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=child_env,
+                        cwd=root,
+                    )
+                last = 0.0
+                while child.poll() is None:
+                    if time.monotonic() - last >= beat_s:
+                        try:
+                            (job / "heartbeat").write_text(f"{time.time():.3f}\n")
+                        except OSError:
+                            pass
+                        last = time.monotonic()
                     try:
-                        (job / "heartbeat").write_text(f"{time.time():.3f}\n")
+                        if (job / "stop").read_text().strip() == "kill":
+                            child.kill()
                     except OSError:
                         pass
-                    last = time.monotonic()
+                    time.sleep(min(beat_s, 0.5))
+            finally:  # free the actor's resources; nobody waits for a result
                 try:
-                    if (job / "stop").read_text().strip() == "kill":
-                        child.kill()
-                except OSError:
-                    pass
-                time.sleep(min(beat_s, 0.5))
-            ray.actor.exit_actor()  # free the actor's resources; nobody waits for its result
+                    ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+                finally:
+                    os._exit(0)
 
     return JobActor
 
@@ -185,9 +210,11 @@ def launch(job_dir: Path, slot: str, spec: dict, root: Path, deadline: float) ->
         namespace=NAMESPACE,
         lifetime="detached",
         scheduling_strategy="SPREAD",
-        max_restarts=0,
+        # One restart: an actor placed on a node that died before it started (a node is seen dead
+        # only after Ray's health checks) is created again elsewhere; one that had started its
+        # job returns at once when restarted (its actor-started mark exists): no job runs twice.
+        max_restarts=1,
         **_resources(slot),
     )
-    handle = actor.remote()
     env = {"forward": spec.get("ray_env", {}), "spec": spec.get("env", {})}
-    handle.run.remote(str(job_dir), str(root), env, cluster.heartbeat_s(), deadline)
+    actor.remote(str(job_dir), str(root), env, cluster.heartbeat_s(), deadline)
