@@ -218,3 +218,15 @@ def launch(job_dir: Path, slot: str, spec: dict, root: Path, deadline: float) ->
     )
     env = {"forward": spec.get("ray_env", {}), "spec": spec.get("env", {})}
     actor.remote(str(job_dir), str(root), env, cluster.heartbeat_s(), deadline)
+    # The actor's registration reaches the cluster asynchronously; the finishing worker that
+    # dispatches the next job exits right after this call, which would lose it. Return only once
+    # the cluster knows the actor by name (from then on its creation no longer needs us).
+    until = time.monotonic() + 30
+    while True:
+        try:
+            ray.get_actor(f"job-{job_dir.name}", namespace=NAMESPACE)
+            return
+        except ValueError:
+            if time.monotonic() > until:
+                raise
+            time.sleep(0.05)
