@@ -81,11 +81,18 @@ def download_wheels(dest: Path, python_version: str) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+
 def pack_images(source: Path, archive: Path) -> dict:
     """Pack the image folder ``source`` (``train/<class>/*``, ``test/<class>/*``) into ``archive``
     (tar.xz, files in sorted order with fixed metadata, so the same images give the same bytes;
     symlinks are followed). Writes ``<archive stem>.json`` beside it and returns it."""
-    files = sorted(p for p in source.rglob("*") if p.is_file())
+    # Images only: the app's own files in a dataset folder (e.g. its ``dataset.id``, written the
+    # first time the folder is listed as a dataset) are not data.
+    files = sorted(
+        p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
         raise SystemExit(f"no files under {source}")
     archive.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ def test_gpu_bench_cpu_smoke_runs_the_gpu_recipe_end_to_end(
     jax_python, jax_without_tensorflow, tiny_cifar, tmp_path
 ):
     archive = tmp_path / "data" / "cifar10.tar.xz"
+    (tiny_cifar / "dataset.id").write_text("0" * 32)  # the app's own file: not packed as data
     packed = subprocess.run(
         [
             sys.executable,
