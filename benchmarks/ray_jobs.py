@@ -43,6 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # ray_cluster.LocalRayCluster
 
+from mini_cifar import make_mini_cifar as mini_cifar  # noqa: E402
+
 from core.jobs import runner  # noqa: E402
 from core.platform import paths  # noqa: E402
 from core.training import preset_config  # noqa: E402
@@ -53,17 +55,6 @@ JOB_TIMEOUT_S = 1800
 
 
 # ----- the data and the jobs ----------------------------------------------------------------------
-def mini_cifar(source: Path, dest: Path, n_train: int, n_test: int) -> Path:
-    """A folder of symlinks to the first images of each CIFAR-10 class (nothing is copied)."""
-    for split, n in (("train", n_train), ("test", n_test)):
-        for cls in sorted(p.name for p in (source / split).iterdir()):
-            folder = dest / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            for image in sorted((source / split / cls).iterdir())[:n]:
-                os.symlink(image, folder / image.name)
-    return dest
-
-
 def demo_config(data: Path, quick: bool) -> dict:
     """The quick-demo preset, shrunk to a few images per class (``--quick``: smaller still)."""
     config = preset_config(

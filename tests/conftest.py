@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.mini_cifar import make_mini_cifar
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 CHROMIUM = os.environ.get("EFFNET_LAB_CHROMIUM", "/usr/bin/chromium")
@@ -168,17 +170,6 @@ def jax_without_tensorflow(tmp_path) -> dict:
     (site / "sitecustomize.py").write_text(_HIDE_TENSORFLOW)
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": path}
-
-
-def make_mini_cifar(cifar10_dir: Path, dest: Path, n_train: int = 20, n_test: int = 10) -> Path:
-    """A folder of symlinks to the first images of each CIFAR-10 class (nothing is copied)."""
-    for split, n in (("train", n_train), ("test", n_test)):
-        for cls in sorted(p.name for p in (cifar10_dir / split).iterdir()):
-            folder = dest / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            for image in sorted((cifar10_dir / split / cls).iterdir())[:n]:
-                os.symlink(image, folder / image.name)
-    return dest
 
 
 @pytest.fixture(scope="session")
