@@ -4,6 +4,7 @@ import zipfile
 
 import numpy as np
 from PIL import Image
+from playwright.sync_api import expect
 
 
 def pets_zip(tmp_path, name: str, *, folder: str = "", junk: bool = False, seed: int = 0):
@@ -23,3 +24,23 @@ def pets_zip(tmp_path, name: str, *, folder: str = "", junk: bool = False, seed:
         if junk:
             z.writestr(f"{prefix}.DS_Store", b"junk")
     return archive
+
+
+def import_pets_and_pick_quick_demo(page, tmp_path, name: str, seed: int) -> None:
+    """On ``page`` (at the Data page): import a pets zip as dataset ``name``, then on the Train
+    page fill the quick demo preset and pick that dataset (nothing started yet)."""
+    field = page.locator(".st-key-data_zip_name input")
+    field.fill(name)
+    field.press("Enter")
+    page.locator(".st-key-data_zip_0 input[type=file]").set_input_files(
+        str(pets_zip(tmp_path, name, seed=seed))
+    )
+    expect(page.get_by_text(f"{name}.zip")).to_be_visible()
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_text(f"Imported {name}: 24 images in 2 classes")).to_be_visible()
+
+    page.get_by_role("link", name="Train", exact=True).first.click()
+    page.get_by_role("button", name="quick demo").click()
+    expect(page.get_by_text("Filled the controls with the quick demo preset")).to_be_visible()
+    page.get_by_role("combobox", name="Dataset", exact=True).click()
+    page.get_by_role("option", name=name).click()

@@ -15,7 +15,7 @@ import re
 from urllib.parse import urlsplit
 
 from conftest import live_app
-from pets_zip import pets_zip
+from pets_zip import import_pets_and_pick_quick_demo
 from playwright.sync_api import expect
 
 from components import session
@@ -54,21 +54,7 @@ def test_a_workspace_on_two_replicas_sees_one_run_and_stops_it_from_either(
         mine, a = new_page(browser)
         a.goto(url_a + "/data")
         (cookie,) = [c for c in mine.cookies() if c["name"] == session.COOKIE]
-        name = a.locator(".st-key-data_zip_name input")
-        name.fill("rep-pets")
-        name.press("Enter")
-        a.locator(".st-key-data_zip_0 input[type=file]").set_input_files(
-            str(pets_zip(tmp_path, "rep-pets", seed=2))
-        )
-        expect(a.get_by_text("rep-pets.zip")).to_be_visible()
-        a.get_by_role("button", name="Import", exact=True).click()
-        expect(a.get_by_text("Imported rep-pets: 24 images in 2 classes")).to_be_visible()
-
-        a.get_by_role("link", name="Train", exact=True).first.click()
-        a.get_by_role("button", name="quick demo").click()
-        expect(a.get_by_text("Filled the controls with the quick demo preset")).to_be_visible()
-        a.get_by_role("combobox", name="Dataset", exact=True).click()
-        a.get_by_role("option", name="rep-pets").click()
+        import_pets_and_pick_quick_demo(a, tmp_path, "rep-pets", seed=2)
         epochs = a.get_by_label("Epochs", exact=True)
         epochs.fill("10000")
         epochs.press("Enter")

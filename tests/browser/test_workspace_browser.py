@@ -6,7 +6,7 @@ The live server (tests/conftest.py ``app_url``) is ``streamlit run app.py``, whi
 Playwright context is a separate browser (its own cookies).
 """
 
-from pets_zip import pets_zip
+from pets_zip import import_pets_and_pick_quick_demo
 from playwright.sync_api import expect
 
 from components import session
@@ -27,21 +27,7 @@ def test_a_run_survives_a_reload_and_opens_from_the_private_link_only(app_url, b
     page.goto(app_url + "/data")  # a deep link: the cookie comes with the page
     (cookie,) = [c for c in mine.cookies() if c["name"] == session.COOKIE]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
-    name = page.locator(".st-key-data_zip_name input")
-    name.fill("ws-pets")
-    name.press("Enter")
-    page.locator(".st-key-data_zip_0 input[type=file]").set_input_files(
-        str(pets_zip(tmp_path, "ws-pets", seed=1))
-    )
-    expect(page.get_by_text("ws-pets.zip")).to_be_visible()
-    page.get_by_role("button", name="Import", exact=True).click()
-    expect(page.get_by_text("Imported ws-pets: 24 images in 2 classes")).to_be_visible()
-
-    page.get_by_role("link", name="Train", exact=True).first.click()
-    page.get_by_role("button", name="quick demo").click()
-    expect(page.get_by_text("Filled the controls with the quick demo preset")).to_be_visible()
-    page.get_by_role("combobox", name="Dataset", exact=True).click()
-    page.get_by_role("option", name="ws-pets").click()
+    import_pets_and_pick_quick_demo(page, tmp_path, "ws-pets", seed=1)
     page.get_by_role("button", name="Start", exact=True).click()
     expect(page.get_by_test_id("stProgress")).to_be_visible()
 
