@@ -60,6 +60,10 @@ def test_classify_top_k_and_weights_selector(imagenet_samples_dir):
     ).run()
     assert not at.exception and not at.error
     assert any("lite0" in c.value for c in at.caption)
+    bars = at.get("progress")  # the top-k as bars, best first, each labelled with its class
+    assert len(bars) == 3
+    values = [bar.proto.value for bar in bars]
+    assert values == sorted(values, reverse=True) and "orange" in bars[0].proto.text
     assert len(at.dataframe) == 0  # one image: no results table
 
 
