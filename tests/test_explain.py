@@ -92,6 +92,29 @@ def test_trained_runs_nested_backbone_is_found_below_its_top():
         explain.cam_model(net.model, "no_such_layer")
 
 
+def test_multiscale_backbone_is_cut_where_every_pooled_output_depends_on_the_cut():
+    """A multi-scale run pools the ends of stages 5 and 6 beside the top: at 160 px the
+    deepest block output that all three depend on is block5c (10×10), not the 5×5 top."""
+    from core.training.network import build_network
+    from core.training.options import TrainConfig
+
+    net = build_network(
+        TrainConfig(
+            backbone="lite0", weights="none", mode="frozen", resolution=160, multiscale=True
+        ),
+        10,
+        32,
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    cm = explain.cam_model(net.model)
+    assert (cm.layer, cm.side) == ("block5c_add", (10, 10))
+    cams, probs = explain.grad_cam(cm, x, classes=[0, 1])
+    assert cams.shape == (2, 10, 10)
+    np.testing.assert_allclose(probs, net.model.predict_on_batch(x), atol=1e-5)
+    with pytest.raises(ValueError, match="not a block output"):
+        explain.cam_model(net.model, "top_activation")  # the stage pools do not pass through it
+
+
 def test_place_covers_only_the_crop_the_model_saw():
     cam = np.ones((7, 7), dtype="float32")
     heat = explain.place(cam, Preprocessing(224, 0.5), (400, 200))

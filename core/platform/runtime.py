@@ -131,6 +131,36 @@ def _bf16_gpus() -> bool:
         return False
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (x86 AVX512_BF16 or AMX-BF16; Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def feature_policy(setting: str) -> str:
+    """The Keras dtype policy of the frozen feature extractor for the ``feature_precision``
+    training option: "mixed_bfloat16" for "bfloat16", and for "auto" on TensorFlow on a CPU
+    with native bfloat16 (:func:`cpu_has_bf16`), while training runs in float32; else
+    "float32" (the extractor then follows the training policy, e.g. mixed precision on a GPU)."""
+    import keras
+
+    if keras.config.dtype_policy().name != "float32":
+        return "float32"  # already mixed precision (a GPU): nothing to change
+    # auto: TensorFlow's oneDNN kernels use the CPU's bfloat16 units; XLA's CPU kernels (JAX)
+    # are not known to here, so auto leaves JAX in float32.
+    native = backend() == "tensorflow" and cpu_has_bf16()
+    if setting == "bfloat16" or (setting == "auto" and native):
+        return "mixed_bfloat16"
+    return "float32"
+
+
 def precision(on_gpu: bool) -> str:
     """The Keras dtype policy to train with (``EFFNET_LAB_PRECISION`` overrides ``auto``).
 

@@ -76,6 +76,12 @@ def _block_outputs(model) -> list:
                 out.append(layer)
         elif layer.name == "top_activation":
             out.append(layer)
+    # A multi-scale backbone (core.training.network.multiscale) also pools earlier blocks'
+    # outputs: only a cut at or before the first of those leaves every output depending on it.
+    taps = [n[len("multiscale_pool_") :] for n in names if n.startswith("multiscale_pool_")]
+    if taps:
+        first = min(i for i, layer in enumerate(out) if layer.name in taps)
+        out = out[: first + 1]
     return out
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from core.platform import cache, paths
 from core.platform.fileio import atomic_path
 from core.platform.progress import Progress
+from core.platform.runtime import feature_policy
 from core.training.feature_memory import allocate, discard, memory_budget
 from core.training.network import TrainNetwork, apply_layers
 from core.training.options import TrainConfig
@@ -143,6 +144,8 @@ def cache_key(net: TrainNetwork, config: TrainConfig, cut: str, storage_size: in
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "policy": keras.config.dtype_policy().name,
+        "extractor_policy": extractor_policy(config) if cut == "pooled" else None,
+        "multiscale": bool(config.multiscale) and config.mode == "frozen",
         "version": CACHE_VERSION,
     }
 
@@ -169,8 +172,12 @@ def training_inputs(
 
     batch = 512 if on_gpu else 128
     storage = ds.storage_size
+    test_extractor = None
     if config.mode == "frozen":
-        extractor = pooled_extractor(net, storage)
+        policy = extractor_policy(config)
+        extractor = pooled_extractor(net, storage, policy)
+        if policy != "float32":  # the test split is measured as the saved model computes
+            test_extractor = pooled_extractor(net, storage)
         cut, train_model = "pooled", head_model(net)
     elif not config.augment:
         cut_tensor = net.first_trainable.input
@@ -203,18 +210,35 @@ def training_inputs(
     x_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     if train_only:
         return train_model, x_train, None, None
-    return (train_model, x_train) + _evaluation_pair(ds, config, features)
+    test_features = features
+    if test_extractor is not None:
+        test_key = {**key, "extractor_policy": "float32"}
+
+        def test_features(x, name):
+            return cached_features(
+                test_extractor,
+                x,
+                test_key,
+                progress,
+                f"Extracting features ({name})",
+                batch,
+                config.cache_features,
+            )
+
+    return (train_model, x_train) + _evaluation_pair(ds, config, features, test_features)
 
 
-def _evaluation_pair(ds, config: TrainConfig, features) -> tuple:
-    """``(x_val, x_test)`` through ``features(images, name)`` (see :func:`_with_mirror`). Under
-    the blog's protocol the test split validates: its inputs serve both."""
+def _evaluation_pair(ds, config: TrainConfig, features, test_features=None) -> tuple:
+    """``(x_val, x_test)`` through ``features(images, name)`` (see :func:`_with_mirror`);
+    ``test_features`` (default ``features``) for the test split. Under the blog's protocol the
+    test split validates: its inputs serve both."""
+    test_features = test_features or features
     if ds.x_val is ds.x_test:
-        x_test = _with_mirror(features, ds.x_test, "test", config.flip_tta)
+        x_test = _with_mirror(test_features, ds.x_test, "test", config.flip_tta)
         return x_test, x_test
     return (
         _with_mirror(features, ds.x_val, "validation", config.flip_tta),
-        _with_mirror(features, ds.x_test, "test", config.flip_tta),
+        _with_mirror(test_features, ds.x_test, "test", config.flip_tta),
     )
 
 
@@ -287,12 +311,44 @@ def head_inputs(
     return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)
 
 
-def pooled_extractor(net: TrainNetwork, storage: int):
-    """image → the whole (frozen) backbone's pooled features, BatchNorm folded."""
+def extractor_policy(config: TrainConfig) -> str:
+    """The dtype policy of frozen mode's feature extractor (``feature_precision``, resolved by
+    :func:`core.platform.runtime.feature_policy`); float32 for every other path."""
+    return feature_policy(config.feature_precision) if config.mode == "frozen" else "float32"
+
+
+def pooled_extractor(net: TrainNetwork, storage: int, policy: str = "float32"):
+    """image → the whole (frozen) backbone's pooled features, BatchNorm folded; computed under
+    ``policy`` ("mixed_bfloat16": see :func:`in_policy`), returned in float32."""
     import keras
 
     image = keras.Input((storage, storage, 3), name="image")
-    return keras.Model(image, fold_batchnorm(net.backbone)(apply_layers(net.stem, image)))
+    backbone = fold_batchnorm(net.backbone)
+    if policy != "float32":
+        backbone = in_policy(backbone, policy)
+    features = keras.ops.cast(backbone(apply_layers(net.stem, image)), "float32")
+    return keras.Model(image, features)
+
+
+def in_policy(model, policy: str):
+    """A copy of ``model`` (a functional model of plain layers) that computes under the Keras
+    dtype ``policy``, e.g. "mixed_bfloat16": bfloat16 arithmetic on float32 weights. For frozen
+    extraction only: training and the saved model keep their own policy."""
+    import keras
+
+    def copy(layer):
+        config = {**layer.get_config(), "dtype": policy}
+        twin = type(layer).from_config(config)
+        if layer.weights:
+            twin.build(layer.input.shape)
+            twin.set_weights(layer.get_weights())
+            # Normalization keeps mean/variance as constants that set_weights leaves stale
+            # (see core.models.efficientnet.set_input_normalization)
+            if isinstance(twin, keras.layers.Normalization):
+                twin.finalize_state()
+        return twin
+
+    return keras.models.clone_model(model, clone_function=copy)
 
 
 def fold_batchnorm(model):

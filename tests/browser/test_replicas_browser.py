@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 from components import session
 
 # Cold start of the worker on busy cores: import TensorFlow, convert the offline weights (once per
-# cache), build Lite0 at 96 px and extract the features of 24 images.
+# cache), build Lite0 at 128 px and extract the features of 24 images.
 TRAINING_MS = 240_000
 # A replica's first Train page on busy cores takes longer than expect's 5 s default.
 PAGE_MS = 60_000
