@@ -347,31 +347,3 @@ def test_datasets_by_name_under_the_data_root(tmp_path, monkeypatch):
 def test_an_unreadable_folder_is_a_data_error(unreadable_dir):
     with pytest.raises(DataError, match=r"cannot read .*Permission denied"):
         load_dataset(str(unreadable_dir))
-
-
-def test_many_tiny_files_decode_in_processes_exactly_as_on_one_thread(tmp_path, monkeypatch):
-    """Many tiny files decode in one process per core (the GIL limits one): the same arrays,
-    labels and skipped count as the thread path, unreadable files included; a stop request
-    between tasks still stops it."""
-    from core.data import imagefolder
-
-    for i, name in enumerate("abc"):
-        make_class(tmp_path / "train" / name, i, 12, size=(10, 10), ext=".jpg")
-        make_class(tmp_path / "test" / name, i, 4, size=(10, 10), ext=".jpg")
-    (tmp_path / "train" / "a" / "garbage.jpg").write_bytes(b"not a jpeg")
-    one = imagefolder.read_folder(tmp_path, 8, None, use_cache=False)
-    monkeypatch.setattr(imagefolder, "_PROCESS_MIN_FILES", 10)
-    monkeypatch.setattr(imagefolder, "_PROCESS_CHUNK", 7)  # several tasks per part
-    calls = []
-    real = imagefolder._decode_in_processes
-    monkeypatch.setattr(imagefolder, "_decode_in_processes", lambda *a: calls.append(1) or real(*a))
-    many = imagefolder.read_folder(tmp_path, 8, None, use_cache=False)
-    assert calls, "the process path was not taken"
-    assert sorted(one.arrays) == sorted(many.arrays)
-    for name in one.arrays:
-        np.testing.assert_array_equal(one.arrays[name], many.arrays[name])
-    assert one.skipped == many.skipped == 1
-    progress = Progress()
-    progress.request_stop()
-    with pytest.raises(Stopped):
-        imagefolder.read_folder(tmp_path, 8, progress, use_cache=False)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,10 +37,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 _CACHE_VERSION = 5  # 5: photos decode as the plain resize, reduced only when 16 × larger
 _CHUNK = 256  # images per decoding task: progress and stop checks happen between chunks
 _TINY_FILE_BYTES = 16 * 1024  # files smaller than this on average decode fastest on one thread
-# ... or, when there are many, in one process per core: the GIL, not the decoder, limits a
-# process (60 000 CIFAR-10 JPEGs: ~7 000 img/s in one, see _decode_parts).
-_PROCESS_MIN_FILES = 8192
-_PROCESS_CHUNK = 2048  # tiny files per task of a decoding process
 
 
 @dataclass
@@ -347,76 +342,16 @@ def _decode_threads(parts: dict, sample: int = 64) -> int:
     return min(4, (os.cpu_count() or 1) + 1)
 
 
-def _decode_paths(paths_: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``paths_`` to size×size (a decoding process's task): ``(images, readable)``."""
-    preprocessing = storage_preprocessing(size)
-    x = np.zeros((len(paths_), size, size, 3), np.uint8)
-    ok = np.zeros(len(paths_), bool)
-    for i, path in enumerate(paths_):
-        try:
-            x[i] = decode_file(path, preprocessing)
-            ok[i] = True
-        except Exception:  # PIL raises many types for broken files; all mean "skip"
-            pass
-    return x, ok
-
-
-def _decode_in_processes(
-    parts: dict, size: int, progress: Progress | None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Many tiny files: decode them in one process per core (fresh interpreters, "spawn": this
-    may run in a process with TensorFlow's threads, which a fork would copy mid-state).
-    Tasks finish in order for ``progress``; a stop request cancels the tasks not yet started."""
-    workers = min(os.cpu_count() or 1, 4)
-    tasks = [
-        (name, [entry.path for _, entry in files[i : i + _PROCESS_CHUNK]])
-        for name, (_, files) in parts.items()
-        for i in range(0, len(files), _PROCESS_CHUNK)
-    ]
-    done: dict[str, list] = {name: [] for name in parts}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_decode_paths, paths_, size) for _, paths_ in tasks]
-        try:
-            for future, (name, paths_) in zip(futures, tasks):
-                done[name].append(future.result())
-                if progress is not None:
-                    progress.advance(len(paths_))
-                    progress.check_stop()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-    return {
-        name: (
-            np.concatenate([x for x, _ in parts_])
-            if parts_
-            else np.zeros((0, size, size, 3), np.uint8),
-            np.concatenate([ok for _, ok in parts_]) if parts_ else np.zeros(0, bool),
-        )
-        for name, parts_ in done.items()
-    }
-
-
 def _decode_parts(
     parts: dict, class_names: list[str], size: int, progress: Progress | None
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Decode every part's files in a thread pool (or, for many tiny files, in one process per
-    core); unreadable files are dropped and counted."""
+    """Decode every part's files in a thread pool; unreadable files are dropped and counted."""
     total = sum(len(files) for _, files in parts.values())
     if progress is not None:
         progress.start("Decoding images", total, "img")
     arrays, skipped = {}, 0
-    threads = _decode_threads(parts)
-    if threads == 1 and total >= _PROCESS_MIN_FILES and (os.cpu_count() or 1) > 1:
-        for name, (x, ok) in _decode_in_processes(parts, size, progress).items():
-            labels = np.fromiter((label for label, _ in parts[name][1]), np.int64, len(ok))
-            arrays[f"x_{name}"], arrays[f"y_{name}"] = x[ok], labels[ok]
-            arrays[f"k_{name}"] = np.flatnonzero(ok)
-            skipped += int((~ok).sum())
-        return arrays, skipped
     preprocessing = storage_preprocessing(size)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=_decode_threads(parts)) as pool:
         for name, (_, files) in parts.items():
             x = np.empty((len(files), size, size, 3), np.uint8)
             ok = np.zeros(len(files), bool)

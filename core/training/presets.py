@@ -28,7 +28,7 @@ PRESETS: dict[str, Preset] = {
     # Lite0 frozen at 128 px (32 px images upscaled), with multi-scale features (the pooled ends
     # of stages 5 and 6 beside the top: ~+3 points), extracted in bfloat16 where the CPU has it
     # natively (~1.7x faster; the test split in float32, as the saved model computes), flip TTA,
-    # 14 000 training images and a 2 000-image test subset: ~80 % in under a minute for the whole
+    # 12 000 training images and a 2 000-image test subset: ~80 % in under a minute for the whole
     # process on the 2-core box from an empty cache (see docs/benchmarks.md).
     "quick": Preset(
         "quick demo",
@@ -47,7 +47,7 @@ PRESETS: dict[str, Preset] = {
             optimizer="adam",
             schedule="cosine",
             dropout=0.3,
-            subset=14000,
+            subset=12000,
             test_subset=2000,
         ),
     ),
