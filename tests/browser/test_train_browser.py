@@ -6,6 +6,8 @@ this test only drives the page, as a person would.
 
 from playwright.sync_api import expect
 
+from core.training.presets import PRESETS
+
 # Points on the live chart's "train (per epoch)" curve (0 before the chart exists).
 EPOCH_POINTS = """() => {
     const plot = document.querySelector('.st-key-train_live_chart .js-plotly-plot');
@@ -20,7 +22,8 @@ def test_start_watch_stop_and_listed(app_url, page, cifar10_dir):
     page.goto(app_url + "/train")
     page.get_by_role("button", name="quick demo").click()
     expect(page.get_by_text("Filled the controls with the quick demo preset")).to_be_visible()
-    expect(page.get_by_label("Training subset (images)", exact=True)).to_have_value("5000")
+    subset = str(PRESETS["quick"].values["subset"])
+    expect(page.get_by_label("Training subset (images)", exact=True)).to_have_value(subset)
     # Frozen quick demo trains a head on cached features in well under a second per epoch: ask for
     # many epochs so that Stop surely lands during training (the run keeps what it learned).
     epochs = page.get_by_label("Epochs", exact=True)
