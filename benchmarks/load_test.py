@@ -71,7 +71,6 @@ class CpuSampler:
             fields = raw.rsplit(")", 1)[1].split()
             used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             pid = int(entry.name)
-            self.first.setdefault(pid, used if self._started else 0.0)
             self.last[pid] = (name, used, int(fields[1]))
 
     def _run(self) -> None:
@@ -79,9 +78,9 @@ class CpuSampler:
             self._sample()
 
     def __enter__(self) -> CpuSampler:
-        self._started = True  # processes alive now count from now
         self._sample()
-        self._started = False  # processes born later count from zero
+        # processes alive now count from now; those born later from zero (see by_group)
+        self.first = {pid: used for pid, (_name, used, _parent) in self.last.items()}
         self._thread.start()
         return self
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.platform import cluster, limits, liveness, paths, procs
-from core.platform.errors import UserError
+from core.platform.errors import UserError, first_line
 from core.platform.fileio import write_json
 from core.platform.progress import EventLog, Progress
 
@@ -277,7 +277,7 @@ def _start_on_ray(job_dir: Path, slot: str, spec: dict) -> dict | None:
         deadline = time.time() + cluster.ray_start_s()
         ray_executor.launch(job_dir, slot, spec, paths.PROJECT_ROOT, deadline)
     except Exception as exc:  # whatever Ray raised: this job fails, the next may start
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        first = first_line(exc)
         _finish_unstarted(job_dir, error=f"could not start it on the Ray cluster: {first}")
         return None
     return worker

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from core.platform import cluster
+from core.platform.errors import first_line
 from core.platform.reachability import tcp_unreachable_reason
 
 NAMESPACE = "effnet-lab"
@@ -85,7 +86,7 @@ def connect() -> None:
             logging_level="ERROR",
         )
     except Exception as exc:  # ConnectionError, RuntimeError, ...: one line, whatever Ray raised
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        first = first_line(exc)
         raise cluster.ExecutorError(f"cannot join the Ray cluster at {address}: {first}") from None
 
 

@@ -35,6 +35,12 @@ def error_message(exc: BaseException) -> str:
     )
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none (for a one-line
+    message built around a third party's multi-line error, e.g. Ray's)."""
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+
+
 def error_kind(exc: BaseException) -> str:
     """ "input" for bad input the person can fix (any ``ValueError``, so every :class:`UserError`),
     else "crash"."""

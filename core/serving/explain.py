@@ -29,6 +29,7 @@ from PIL import Image
 
 from core.data.images import Preprocessing
 from core.platform.errors import UserError
+from core.training.network import MULTISCALE_POOL
 
 # Feature maps smaller than this (a side) localise too coarsely: a shallower block is used.
 MIN_SIDE = 4
@@ -78,7 +79,7 @@ def _block_outputs(model) -> list:
             out.append(layer)
     # A multi-scale backbone (core.training.network.multiscale) also pools earlier blocks'
     # outputs: only a cut at or before the first of those leaves every output depending on it.
-    taps = [n[len("multiscale_pool_") :] for n in names if n.startswith("multiscale_pool_")]
+    taps = [n[len(MULTISCALE_POOL) :] for n in names if n.startswith(MULTISCALE_POOL)]
     if taps:
         first = min(i for i, layer in enumerate(out) if layer.name in taps)
         out = out[: first + 1]

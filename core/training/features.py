@@ -195,6 +195,20 @@ def training_inputs(
             return net.model, ds.x_train, None, None
         return (net.model, ds.x_train) + _evaluation_pair(ds, config, lambda x, name: x)
     key = cache_key(net, config, cut, storage)
+    features = _features_through_cache(extractor, key, config, progress, batch)
+    x_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
+    if train_only:
+        return train_model, x_train, None, None
+    test_features = features
+    if test_extractor is not None:
+        test_key = {**key, "extractor_policy": "float32"}
+        test_features = _features_through_cache(test_extractor, test_key, config, progress, batch)
+    return (train_model, x_train) + _evaluation_pair(ds, config, features, test_features)
+
+
+def _features_through_cache(extractor, key: dict, config: TrainConfig, progress, batch: int):
+    """``features(images, name)``: ``extractor`` applied to the images through the features
+    cache under ``key`` (when ``config.cache_features``), as phase "Extracting features (name)"."""
 
     def features(x, name):
         return cached_features(
@@ -207,25 +221,7 @@ def training_inputs(
             config.cache_features,
         )
 
-    x_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
-    if train_only:
-        return train_model, x_train, None, None
-    test_features = features
-    if test_extractor is not None:
-        test_key = {**key, "extractor_policy": "float32"}
-
-        def test_features(x, name):
-            return cached_features(
-                test_extractor,
-                x,
-                test_key,
-                progress,
-                f"Extracting features ({name})",
-                batch,
-                config.cache_features,
-            )
-
-    return (train_model, x_train) + _evaluation_pair(ds, config, features, test_features)
+    return features
 
 
 def _evaluation_pair(ds, config: TrainConfig, features, test_features=None) -> tuple:
@@ -295,18 +291,7 @@ def head_inputs(
     # The same function (and cache entries) as frozen mode's features.
     extractor = pooled_extractor(net, ds.storage_size)
     key = cache_key(net, config, "pooled", ds.storage_size)
-
-    def features(x, name):
-        return cached_features(
-            extractor,
-            x,
-            key,
-            progress,
-            f"Extracting features ({name})",
-            batch,
-            config.cache_features,
-        )
-
+    features = _features_through_cache(extractor, key, config, progress, batch)
     f_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)
 

@@ -164,7 +164,7 @@ def train(
     try:
         config.validate()
         plan = device_plan() if group is None else group.local_plan()
-        device = plan.describe() if group is None else group.describe(plan)
+        device = _describe(plan, group)
         progress.begin(device=device)
         if group is None or group.index == 0:
             writer = reserve_run_dir(config, runs_root)
@@ -209,7 +209,7 @@ def _run(
     """The body of :func:`train` (inside the device context of ``plan``, a
     :class:`core.platform.runtime.DevicePlan`)."""
 
-    device, on_gpu = plan.describe() if group is None else group.describe(plan), plan.on_gpu
+    device, on_gpu = _describe(plan, group), plan.on_gpu
     timings: dict[str, float] = {}
     try:
         ds = load_data(config, progress, managed_only=managed_only)
@@ -342,6 +342,11 @@ def _run(
         config.protocol,
         best_epoch,
     )
+
+
+def _describe(plan, group) -> str:
+    """The device line of a run: ``plan``'s, or the whole process group's."""
+    return plan.describe() if group is None else group.describe(plan)
 
 
 class _NoWriter(RunWriter):

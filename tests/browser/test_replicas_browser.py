@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from conftest import live_app
 from pets_zip import import_pets_and_pick_quick_demo
 from playwright.sync_api import expect
+from visitors import new_page
 
 from components import session
 
@@ -25,13 +26,6 @@ from components import session
 TRAINING_MS = 240_000
 # A replica's first Train page on busy cores takes longer than expect's 5 s default.
 PAGE_MS = 60_000
-
-
-def new_page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    return context, page
 
 
 def test_a_workspace_on_two_replicas_sees_one_run_and_stops_it_from_either(

@@ -8,18 +8,12 @@ Playwright context is a separate browser (its own cookies).
 
 from pets_zip import import_pets_and_pick_quick_demo
 from playwright.sync_api import expect
+from visitors import new_page
 
 from components import session
 
 # Cold start on 2 busy cores: import TensorFlow, convert the offline weights, build and trace.
 TRAIN_MS = 480_000
-
-
-def new_page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    return context, page
 
 
 def test_a_run_survives_a_reload_and_opens_from_the_private_link_only(app_url, browser, tmp_path):
