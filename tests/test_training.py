@@ -399,26 +399,33 @@ class PhaseLog(Progress):
         super().start(phase, total, unit)
 
 
+FROZEN_MULTISCALE = dict(mode="frozen", multiscale=True)
+FINETUNE_CACHED = dict(mode="finetune", augment=False, finetune_blocks=2, flip_features=True)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("path", [FROZEN_MULTISCALE, FINETUNE_CACHED], ids=["frozen", "finetune"])
 def test_bfloat16_features_train_and_the_test_split_is_measured_as_the_saved_model_computes(
-    mini, tmp_path
+    mini, tmp_path, path
 ):
-    """feature_precision=bfloat16 with multi-scale features: train and validation features come
-    from the bfloat16 extractor, the test split from float32 (what the saved model computes), so
-    the reloaded model gives exactly the run's test accuracy; every cache entry is its own."""
+    """feature_precision=bfloat16 on both cached paths (multi-scale pooled features; the
+    fine-tuned top's feature maps): train and validation features come from the bfloat16
+    extractor, the test split from float32 (what the saved model computes), so the reloaded
+    model gives exactly the run's test accuracy; every cache entry is its own."""
     cfg = config(
         mini,
         resolution=48,
-        multiscale=True,
         feature_precision="bfloat16",
         flip_tta=True,
         cache_features=True,
+        **path,
     )
     phases = PhaseLog()
     result = train(cfg, phases, runs_root=tmp_path)
     assert result.test_accuracy > 0.15  # 10 classes, 20 images each, 2 epochs: above chance
     model, _, _ = runs.load_run_model(result.run_dir)
-    assert model.get_layer("head_bn").input.shape[-1] == 1584  # top + block6d + block5c pooled
+    if path is FROZEN_MULTISCALE:  # top + block6d + block5c pooled
+        assert model.get_layer("head_bn").input.shape[-1] == 1584
     ds = load_dataset(str(mini), seed=cfg.seed)
     x = ds.x_test.astype("float32")
     probs = (model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)) / 2
@@ -428,8 +435,8 @@ def test_bfloat16_features_train_and_the_test_split_is_measured_as_the_saved_mod
     extracting = [p for p in again.phases if p.startswith("Extracting")]
     assert extracting and all(p.endswith("(cached)") for p in extracting)
     plain = PhaseLog()
-    train(config(mini, resolution=48, cache_features=True), plain, runs_root=tmp_path)
-    assert "Extracting features (train)" in plain.phases  # float32, single-scale: a new entry
+    train(config(mini, resolution=48, cache_features=True, **path), plain, runs_root=tmp_path)
+    assert "Extracting features (train)" in plain.phases  # float32: a new entry
 
 
 def test_feature_cache_reuses_features_keyed_by_images_and_model(tmp_path, monkeypatch):

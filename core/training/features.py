@@ -144,7 +144,7 @@ def cache_key(net: TrainNetwork, config: TrainConfig, cut: str, storage_size: in
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "policy": keras.config.dtype_policy().name,
-        "extractor_policy": extractor_policy(config) if cut == "pooled" else None,
+        "extractor_policy": extractor_policy(config),
         "multiscale": bool(config.multiscale) and config.mode == "frozen",
         "version": CACHE_VERSION,
     }
@@ -181,10 +181,11 @@ def training_inputs(
         cut, train_model = "pooled", head_model(net)
     elif not config.augment:
         cut_tensor = net.first_trainable.input
-        prefix = fold_batchnorm(keras.Model(net.backbone.input, cut_tensor))
+        policy = extractor_policy(config)
+        extractor = prefix_extractor(net, storage, policy)
+        if policy != "float32":  # the test split is measured as the saved model computes
+            test_extractor = prefix_extractor(net, storage)
         suffix = keras.Model(cut_tensor, net.backbone.output)
-        image = keras.Input((storage, storage, 3), name="image")
-        extractor = keras.Model(image, prefix(apply_layers(net.stem, image)))
         cut, maps_in = (
             net.first_trainable.name,
             keras.Input(cut_tensor.shape[1:], name="feature_maps"),
@@ -290,16 +291,30 @@ def head_inputs(
         return head_model(net), pooled(maps[0], "train"), pooled(maps[1], "validation")
     # The same function (and cache entries) as frozen mode's features.
     extractor = pooled_extractor(net, ds.storage_size)
-    key = cache_key(net, config, "pooled", ds.storage_size)
+    key = {**cache_key(net, config, "pooled", ds.storage_size), "extractor_policy": "float32"}
     features = _features_through_cache(extractor, key, config, progress, batch)
     f_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)
 
 
 def extractor_policy(config: TrainConfig) -> str:
-    """The dtype policy of frozen mode's feature extractor (``feature_precision``, resolved by
-    :func:`core.platform.runtime.feature_policy`); float32 for every other path."""
-    return feature_policy(config.feature_precision) if config.mode == "frozen" else "float32"
+    """The dtype policy of the cached paths' feature extractors (frozen mode, and finetune
+    without augmentation): ``feature_precision``, resolved by
+    :func:`core.platform.runtime.feature_policy`; float32 for the path that extracts nothing."""
+    cached = config.mode == "frozen" or not config.augment
+    return feature_policy(config.feature_precision) if cached else "float32"
+
+
+def prefix_extractor(net: TrainNetwork, storage: int, policy: str = "float32"):
+    """image → the frozen prefix's feature maps (where ``net.first_trainable`` begins),
+    BatchNorm folded; computed under ``policy`` (see :func:`in_policy`), returned in float32."""
+    import keras
+
+    prefix = fold_batchnorm(keras.Model(net.backbone.input, net.first_trainable.input))
+    if policy != "float32":
+        prefix = in_policy(prefix, policy)
+    image = keras.Input((storage, storage, 3), name="image")
+    return keras.Model(image, keras.ops.cast(prefix(apply_layers(net.stem, image)), "float32"))
 
 
 def pooled_extractor(net: TrainNetwork, storage: int, policy: str = "float32"):

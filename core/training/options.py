@@ -323,11 +323,11 @@ class TrainConfig:
         kind=str,
         widget="select",
         choices=FEATURE_PRECISIONS,
-        only_for=("mode", "frozen"),
         advanced=True,
-        help="frozen: the arithmetic of the frozen backbone while features are cached "
-        "(bfloat16: faster where the CPU supports it, features kept in float32; auto: "
-        "bfloat16 on a CPU with native bfloat16, else float32); the saved model stays float32",
+        help="the arithmetic of the frozen part while its features are cached (frozen, and "
+        "finetune without augment; bfloat16: faster where the CPU supports it, features kept "
+        "in float32, the test split extracted in float32; auto: bfloat16 on a CPU with native "
+        "bfloat16, else float32); the saved model stays float32",
     )
     flip_features: bool = option(
         False,
