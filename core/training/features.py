@@ -126,8 +126,11 @@ def cached_features(
     return feats
 
 
-def cache_key(net: TrainNetwork, config: TrainConfig, cut: str, storage_size: int) -> dict:
-    """Everything that determines the frozen part's output, besides the images themselves."""
+def cache_key(
+    net: TrainNetwork, config: TrainConfig, cut: str, storage_size: int, policy: str
+) -> dict:
+    """Everything that determines the frozen part's output, besides the images themselves
+    (``policy``: the dtype policy the extractor computes under)."""
     import keras
 
     info = net.weights
@@ -144,7 +147,7 @@ def cache_key(net: TrainNetwork, config: TrainConfig, cut: str, storage_size: in
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "policy": keras.config.dtype_policy().name,
-        "extractor_policy": extractor_policy(config),
+        "extractor_policy": policy,
         "multiscale": bool(config.multiscale) and config.mode == "frozen",
         "version": CACHE_VERSION,
     }
@@ -172,19 +175,11 @@ def training_inputs(
 
     batch = 512 if on_gpu else 128
     storage = ds.storage_size
-    test_extractor = None
     if config.mode == "frozen":
-        policy = extractor_policy(config)
-        extractor = pooled_extractor(net, storage, policy)
-        if policy != "float32":  # the test split is measured as the saved model computes
-            test_extractor = pooled_extractor(net, storage)
-        cut, train_model = "pooled", head_model(net)
+        frozen, cut, train_model = net.backbone, "pooled", head_model(net)
     elif not config.augment:
         cut_tensor = net.first_trainable.input
-        policy = extractor_policy(config)
-        extractor = prefix_extractor(net, storage, policy)
-        if policy != "float32":  # the test split is measured as the saved model computes
-            test_extractor = prefix_extractor(net, storage)
+        frozen = keras.Model(net.backbone.input, cut_tensor)  # the prefix below the trained top
         suffix = keras.Model(cut_tensor, net.backbone.output)
         cut, maps_in = (
             net.first_trainable.name,
@@ -195,15 +190,19 @@ def training_inputs(
         if train_only:
             return net.model, ds.x_train, None, None
         return (net.model, ds.x_train) + _evaluation_pair(ds, config, lambda x, name: x)
-    key = cache_key(net, config, cut, storage)
-    features = _features_through_cache(extractor, key, config, progress, batch)
+    policy = extractor_policy(config)
+
+    def through_cache(policy):
+        extractor = frozen_extractor(net, frozen, storage, policy)
+        key = cache_key(net, config, cut, storage, policy)
+        return _features_through_cache(extractor, key, config, progress, batch)
+
+    features = through_cache(policy)
     x_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     if train_only:
         return train_model, x_train, None, None
-    test_features = features
-    if test_extractor is not None:
-        test_key = {**key, "extractor_policy": "float32"}
-        test_features = _features_through_cache(test_extractor, test_key, config, progress, batch)
+    # The test split is measured as the saved model computes: in float32.
+    test_features = features if policy == "float32" else through_cache("float32")
     return (train_model, x_train) + _evaluation_pair(ds, config, features, test_features)
 
 
@@ -290,8 +289,8 @@ def head_inputs(
 
         return head_model(net), pooled(maps[0], "train"), pooled(maps[1], "validation")
     # The same function (and cache entries) as frozen mode's features.
-    extractor = pooled_extractor(net, ds.storage_size)
-    key = {**cache_key(net, config, "pooled", ds.storage_size), "extractor_policy": "float32"}
+    extractor = frozen_extractor(net, net.backbone, ds.storage_size)
+    key = cache_key(net, config, "pooled", ds.storage_size, "float32")
     features = _features_through_cache(extractor, key, config, progress, batch)
     f_train = _with_mirror(features, ds.x_train, "train", config.flip_features)
     return head_model(net), f_train, _with_mirror(features, ds.x_val, "validation", config.flip_tta)
@@ -305,29 +304,17 @@ def extractor_policy(config: TrainConfig) -> str:
     return feature_policy(config.feature_precision) if cached else "float32"
 
 
-def prefix_extractor(net: TrainNetwork, storage: int, policy: str = "float32"):
-    """image → the frozen prefix's feature maps (where ``net.first_trainable`` begins),
-    BatchNorm folded; computed under ``policy`` (see :func:`in_policy`), returned in float32."""
-    import keras
-
-    prefix = fold_batchnorm(keras.Model(net.backbone.input, net.first_trainable.input))
-    if policy != "float32":
-        prefix = in_policy(prefix, policy)
-    image = keras.Input((storage, storage, 3), name="image")
-    return keras.Model(image, keras.ops.cast(prefix(apply_layers(net.stem, image)), "float32"))
-
-
-def pooled_extractor(net: TrainNetwork, storage: int, policy: str = "float32"):
-    """image → the whole (frozen) backbone's pooled features, BatchNorm folded; computed under
-    ``policy`` ("mixed_bfloat16": see :func:`in_policy`), returned in float32."""
+def frozen_extractor(net: TrainNetwork, frozen, storage: int, policy: str = "float32"):
+    """image → ``frozen``'s output (the whole backbone's pooled features, or the prefix's
+    feature maps below the fine-tuned top), BatchNorm folded; computed under ``policy``
+    ("mixed_bfloat16": see :func:`in_policy`), returned in float32."""
     import keras
 
     image = keras.Input((storage, storage, 3), name="image")
-    backbone = fold_batchnorm(net.backbone)
+    part = fold_batchnorm(frozen)
     if policy != "float32":
-        backbone = in_policy(backbone, policy)
-    features = keras.ops.cast(backbone(apply_layers(net.stem, image)), "float32")
-    return keras.Model(image, features)
+        part = in_policy(part, policy)
+    return keras.Model(image, keras.ops.cast(part(apply_layers(net.stem, image)), "float32"))
 
 
 def in_policy(model, policy: str):
