@@ -1,6 +1,7 @@
 """The sidebar's workspace panel, drawn once for every page by the navigation: how much of the
-quota this workspace uses, when an anonymous one will be removed, and (on request) the private
-link that reopens it in another browser or on another device."""
+quota this workspace uses, when an anonymous one will be removed, and the private link that
+reopens it in another browser or on another device (the panel starts closed: nothing of it is on
+screen until the visitor opens it)."""
 
 from __future__ import annotations
 
@@ -74,9 +75,14 @@ def render() -> None:
                 "Keep the private link to come back.",
                 icon=":material/cookie_off:",
             )
-        if st.toggle("Show my private link", key="workspace_show_link"):
-            st.code(private_link(), language=None, wrap_lines=True)
-            st.caption(
-                "Open it in another browser or device to work in this workspace there. "
-                "Anyone with it can see, change and delete your work: keep it private."
-            )
+        # The link sits in the panel itself, which the visitor opens (it starts closed): no
+        # widget of its own. A toggle needs a full rerun, and Streamlit can lose one while a job
+        # panel polls: it drops the output of a run whose ScriptRunner the fragment's next
+        # auto-rerun replaced, and no fragment run redraws the sidebar. A nested expander keeps
+        # its open state in the browser, and that was reset under the same polling. The link
+        # goes only to this visitor's own browser, which sends its secret in a cookie anyway.
+        st.code(private_link(), language=None, wrap_lines=True)
+        st.caption(
+            "Your private link: open it in another browser or device to work in this workspace "
+            "there. Anyone with it can see, change and delete your work: keep it private."
+        )

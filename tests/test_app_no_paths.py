@@ -154,8 +154,7 @@ def test_no_page_shows_a_server_path(world, tmp_path):
     seen = {}
 
     home = session("home", world)
-    assert home.sidebar.toggle(key="workspace_show_link")  # the workspace panel is there
-    home.sidebar.toggle(key="workspace_show_link").set_value(True).run()
+    assert [e.label for e in home.sidebar.expander] == ["Your workspace"]  # the panel is there
     link = [c.value for c in home.sidebar.code]
     assert link and link[0].startswith("/workspace/"), link  # the private link is shown
     seen["home, the workspace panel and its private link"] = home

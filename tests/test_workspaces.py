@@ -257,9 +257,10 @@ def test_the_sidebar_panel_shows_usage_expiry_and_the_link_on_request(isolated):
     panel = texts(at.sidebar.caption)
     assert "Removed with its runs and datasets if nobody opens it for 14 days" in panel
     assert "MB of 2.00 GB used" in texts(at.sidebar.markdown)
-    assert not at.sidebar.code
-    at.sidebar.toggle(key="workspace_show_link").set_value(True).run()
-    assert at.sidebar.code[0].value == "/workspace/alice"
+    # The private link, in the panel, which stays closed until the visitor opens it.
+    (panel,) = at.sidebar.expander
+    assert panel.label == "Your workspace" and not panel.proto.expanded
+    assert [c.value for c in panel.code] == ["/workspace/alice"]
 
 
 # ----- the server glue: cookie middleware and private-link route ---------------------------------
@@ -329,6 +330,6 @@ def test_a_signed_in_visitor_works_in_the_accounts_workspace(isolated, monkeypat
         and workspaces.read_record(tag).expires() is None
     )
     assert "follow your account" in texts(at.sidebar.caption)
-    assert not [t for t in at.sidebar.toggle if t.key == "workspace_show_link"]  # no link to share
+    assert not at.sidebar.code  # no link to share
     again = page("data", "another-browser").run()  # another browser, same account
     assert again.selectbox(key="data_pick").options == ["mine"]

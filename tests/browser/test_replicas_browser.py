@@ -58,9 +58,11 @@ def test_a_workspace_on_two_replicas_sees_one_run_and_stops_it_from_either(
         expect(progress_a).to_contain_text("Training", timeout=TRAINING_MS)
 
         sidebar = a.get_by_test_id("stSidebar")
+        code = sidebar.get_by_test_id("stCode")
+        expect(code).to_be_hidden()  # the link shows only once the visitor opens the panel
         sidebar.get_by_text("Your workspace").click()
-        sidebar.get_by_text("Show my private link").click()
-        link = sidebar.get_by_test_id("stCode").inner_text().strip()
+        expect(code).to_be_visible()
+        link = code.inner_text().strip()
         assert link == f"{url_a}/workspace/{cookie['value']}"
 
         # ----- replica B, another browser, through the private link: the same workspace

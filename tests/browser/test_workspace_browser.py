@@ -35,12 +35,14 @@ def test_a_run_survives_a_reload_and_opens_from_the_private_link_only(app_url, b
     page.reload()
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(run_name)
 
-    # The private link, shown on request in the sidebar's workspace panel.
+    # The private link, in the sidebar's workspace panel once the visitor opens it.
     sidebar = page.get_by_test_id("stSidebar")
+    code = sidebar.get_by_test_id("stCode")
+    expect(code).to_be_hidden()  # the link shows only once the visitor opens the panel
     sidebar.get_by_text("Your workspace").click()
     expect(sidebar.get_by_text("of 2.00 GB used")).to_be_visible()
-    sidebar.get_by_text("Show my private link").click()
-    link = sidebar.get_by_test_id("stCode").inner_text().strip()
+    expect(code).to_be_visible()
+    link = code.inner_text().strip()
     assert link == f"{app_url}/workspace/{cookie['value']}"
 
     # Another browser opens the link: the same workspace, the same run.
