@@ -249,7 +249,7 @@ def test_secrets_are_long_and_only_their_hash_is_kept():
     assert session.tag_of(secret) != secret and secret not in session.tag_of(secret)
 
 
-def test_the_sidebar_panel_shows_usage_expiry_and_the_link_on_request(isolated):
+def test_the_sidebar_panel_shows_usage_expiry_and_the_link_once_opened(isolated):
     tag = session.tag_of("alice")
     fill(tag)
     at = page("home", "alice").run()
@@ -258,9 +258,9 @@ def test_the_sidebar_panel_shows_usage_expiry_and_the_link_on_request(isolated):
     assert "Removed with its runs and datasets if nobody opens it for 14 days" in panel
     assert "MB of 2.00 GB used" in texts(at.sidebar.markdown)
     # The private link, in the panel, which stays closed until the visitor opens it.
-    (panel,) = at.sidebar.expander
-    assert panel.label == "Your workspace" and not panel.proto.expanded
-    assert [c.value for c in panel.code] == ["/workspace/alice"]
+    (expander,) = at.sidebar.expander
+    assert expander.label == "Your workspace" and not expander.proto.expanded
+    assert [c.value for c in expander.code] == ["/workspace/alice"]
 
 
 # ----- the server glue: cookie middleware and private-link route ---------------------------------
